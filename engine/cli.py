@@ -1,0 +1,120 @@
+"""`llmdeck` subcommands, shared by the headless CLI and the TUI launcher.
+
+Each area registers its subcommands in a module of `engine.commands` (listed in
+COMMAND_MODULES). Those modules must stay light at import time: building the parser (for
+`--help`) imports all of them, and `llmdeck --help` must not load torch or pynvml.
+A command returns an exit code, or an `OpenTUI` request that `tui.cli` turns into the app
+(engine never imports the TUI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import engine
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "engine.commands.monitor",
+    "engine.commands.chat",
+    "engine.commands.data",
+    "engine.commands.estimate",
+    "engine.commands.convert",
+    "engine.commands.train",
+    "engine.commands.bench",
+    "engine.commands.serve",
+    "engine.commands.runs",
+)
+
+
+def _load_command_modules() -> list[Any]:
+    """Import every area's command module; an area not built yet is skipped."""
+    modules = []
+    for name in COMMAND_MODULES:
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return modules
+
+
+@dataclass(frozen=True)
+class OpenTUI:
+    """Ask the launcher to open the TUI on `mode` with these options."""
+
+    mode: str = "monitor"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked; its text is printed as is (no traceback)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    modules = _load_command_modules()
+    examples = "\n".join(f"  {line}" for module in modules for line in getattr(module, "EXAMPLES", ()))
+    parser = argparse.ArgumentParser(
+        prog="llmdeck",
+        description="A keyboard-driven control panel for open LLMs on a GPU box: monitor, data, "
+        "estimate, train, convert, chat, bench, serve. With no subcommand it opens the TUI.",
+        epilog=f"examples:\n  llmdeck                       open the TUI (Monitor mode)\n{examples}\n\n"
+        "Set LLMDECK_HOME to keep every llmdeck file (settings, runs, chats) under one folder.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"llmdeck {engine.__version__}")
+    parser.add_argument("--theme", help="theme for this session (llmdeck-dark, llmdeck-light, llmdeck-contrast)")
+    parser.add_argument("--mode", default="monitor", help="mode the TUI opens in (default: monitor)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in modules:
+        module.register(sub)
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> int | OpenTUI:
+    func = getattr(args, "func", None)
+    if func is None:
+        return OpenTUI(mode=args.mode, options={"theme": args.theme})
+    return func(args)
+
+
+def run_command(argv: Sequence[str] | None = None) -> int | OpenTUI:
+    """Parse and run; user errors become one line on stderr and exit status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return dispatch(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the boundary that keeps tracebacks off the terminal
+        if os.environ.get("LLMDECK_DEBUG"):
+            raise
+        from engine.jobs import JobError
+        from engine.kinds import UnknownKind
+        from engine.runs import RunError
+
+        if isinstance(exc, (CommandError, RunError, JobError, UnknownKind, OSError)):
+            print(f"llmdeck: error: {exc}", file=sys.stderr)
+        else:
+            print(f"llmdeck: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print("llmdeck: set LLMDECK_DEBUG=1 to see the traceback", file=sys.stderr)
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Headless entry point (`python -m engine.cli`): TUI requests are refused."""
+    result = run_command(argv)
+    if isinstance(result, OpenTUI):
+        print("llmdeck: this command opens the TUI; run it through `llmdeck`", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

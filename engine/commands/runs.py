@@ -1,0 +1,148 @@
+"""`llmdeck runs list|show|follow|cancel|delete|selftest`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from engine.formatting import describe_event, format_duration, progress_text
+from engine.runs import RunInfo, RunStore
+
+EXAMPLES = (
+    "llmdeck runs list                 every run with status, progress and age",
+    "llmdeck runs show 20261128-0930   one run: spec, status, last progress, log tail",
+    "llmdeck runs follow 20261128-0930 replay a run's events, then stream live ones",
+    "llmdeck runs cancel 20261128-0930 ask a run to stop (it saves and ends `cancelled`)",
+    "llmdeck runs selftest --steps 20  a harmless run that checks detached runs work here",
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    runs = sub.add_parser("runs", help="list, inspect, follow and cancel detached runs")
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+
+    p = runs_sub.add_parser("list", help="every run, newest first")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--active", action="store_true", help="only starting/running runs")
+    p.set_defaults(func=cmd_list)
+
+    p = runs_sub.add_parser("show", help="one run in detail")
+    p.add_argument("run", help="run id, unique id prefix, or name")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--log-lines", type=int, default=20)
+    p.set_defaults(func=cmd_show)
+
+    p = runs_sub.add_parser("follow", help="print a run's events from the start, then live until it ends")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true", help="print raw JSON events")
+    p.set_defaults(func=cmd_follow)
+
+    p = runs_sub.add_parser("cancel", help="stop a run (cooperatively; --force kills it)")
+    p.add_argument("run")
+    p.add_argument("--force", action="store_true", help="SIGKILL the worker's process group now")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait for the run to end")
+    p.set_defaults(func=cmd_cancel)
+
+    p = runs_sub.add_parser("delete", help="remove a finished run's folder")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_delete)
+
+    p = runs_sub.add_parser("selftest", help="start a harmless counting run (checks detached runs work)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--delay", type=float, default=0.5)
+    p.add_argument("--follow", action="store_true", help="stay attached and print its events")
+    p.set_defaults(func=cmd_selftest)
+
+
+def _row(store: RunStore, info: RunInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "name": info.name,
+        "kind": info.kind,
+        "status": info.status,
+        "progress": progress_text(store.last_progress(info.id)),
+        "elapsed_s": round(info.elapsed(), 1),
+        "created": info.created,
+        "exit_reason": info.exit_reason,
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = RunStore()
+    runs = [r for r in store.list() if r.active or not args.active]
+    rows = [_row(store, r) for r in runs]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+        return 0
+    if not rows:
+        print(f"no runs in {store.root}")
+        return 0
+    print(f"{'ID':34} {'KIND':14} {'STATUS':10} {'ELAPSED':>8}  PROGRESS")
+    for row in rows:
+        print(f"{row['id']:34} {row['kind']:14} {row['status']:10} {format_duration(row['elapsed_s']):>8}  {row['progress']}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = RunStore()
+    info = store.get(args.run)
+    row = _row(store, info) | {"spec": info.spec, "pid": info.pid, "dir": str(info.dir)}
+    if args.json:
+        json.dump(row | {"log_tail": store.log_tail(info.id, args.log_lines)}, sys.stdout, indent=2, default=str)
+        print()
+        return 0
+    for key in ("id", "name", "kind", "status", "progress", "pid", "dir"):
+        print(f"{key:>9}: {row[key]}")
+    print(f"{'elapsed':>9}: {format_duration(row['elapsed_s'])}")
+    if info.exit_reason:
+        print(f"{'reason':>9}: {info.exit_reason}")
+    print(f"{'spec':>9}: {json.dumps(info.spec)}")
+    tail = store.log_tail(info.id, args.log_lines)
+    if tail:
+        print("log:")
+        for line in tail:
+            print(f"  {line}")
+    return 0
+
+
+def cmd_follow(args: argparse.Namespace) -> int:
+    store = RunStore()
+    info = store.get(args.run)
+    for event in store.follow(info.id):
+        print(json.dumps(event.to_dict(), default=str) if args.json else describe_event(event), flush=True)
+    final = store.get(info.id)
+    if not args.json:
+        print(f"run {final.id}: {final.status}" + (f" ({final.exit_reason})" if final.exit_reason else ""))
+    return 0 if final.status == "succeeded" else 1
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    store = RunStore()
+    info = store.cancel(args.run, force=args.force)
+    deadline = time.monotonic() + args.wait
+    while info.active and time.monotonic() < deadline:
+        time.sleep(0.1)
+        info = store.get(info.id)
+    print(f"run {info.id}: {'cancel requested' if info.active else info.status}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    store = RunStore()
+    info = store.get(args.run)
+    store.delete(info.id)
+    print(f"deleted run {info.id}")
+    return 0
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    store = RunStore()
+    info = store.start("selftest", {"steps": args.steps, "delay": args.delay}, name="selftest")
+    print(f"started run {info.id} (pid {info.pid}); `llmdeck runs follow {info.id}` to watch it")
+    if args.follow:
+        return cmd_follow(argparse.Namespace(run=info.id, json=False))
+    return 0

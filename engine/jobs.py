@@ -1,0 +1,152 @@
+"""The contract every job uses: a context to report through, a cancel flag, a runner.
+
+A job is a plain function `job(spec: dict, ctx: JobContext) -> dict | None`. It reports only
+through `ctx` (so the same function runs in a TUI worker, a detached run process or a test with
+`events.append`), checks `ctx.cancelled` between units of work, and returns a summary dict.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from engine.events import Cancelled, Failed, Finished, JobEvent, Log, Metric, Progress
+
+Emit = Callable[[JobEvent], object]
+JobFunction = Callable[[dict[str, Any], "JobContext"], "dict[str, Any] | None"]
+
+
+class JobCancelled(Exception):
+    """Raised inside a job (by `raise_if_cancelled`) to unwind after a cancel request."""
+
+
+class JobError(Exception):
+    """A failure the user can act on. Its text is shown as is; no traceback is shown."""
+
+
+class JobContext:
+    """Handed to every job: the only way a job talks to the outside world.
+
+    Progress is throttled here, at the source, because every consumer (a Textual message queue,
+    an events.jsonl file) is unbounded and a tight loop emitting per tensor would flood it.
+    """
+
+    def __init__(
+        self,
+        emit: Emit,
+        cancel_event: threading.Event | None = None,
+        *,
+        min_interval: float = 0.1,
+        job_id: str = "",
+    ) -> None:
+        self._emit = emit
+        self.cancel_event = cancel_event or threading.Event()
+        self.min_interval = min_interval
+        self.job_id = job_id
+        self._last_progress: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    # -- reporting ---------------------------------------------------------------------------
+    def emit(self, event: JobEvent) -> None:
+        self._emit(event)
+
+    def progress(
+        self,
+        done: float,
+        total: float | None = None,
+        phase: str = "",
+        *,
+        unit: str = "",
+        force: bool = False,
+    ) -> bool:
+        """Emit a Progress unless one for this phase went out less than `min_interval` ago.
+
+        The first and the last (done == total) update of a phase always go out, so a consumer
+        never misses a phase starting or completing. Returns whether an event was emitted.
+        """
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_progress.get(phase)
+            complete = total is not None and done >= total
+            if not (force or complete or last is None or now - last >= self.min_interval):
+                return False
+            self._last_progress[phase] = now
+        self._emit(Progress(phase=phase, done=float(done), total=None if total is None else float(total), unit=unit))
+        return True
+
+    def log(self, text: str, level: str = "info") -> None:
+        self._emit(Log(text=text, level=level))
+
+    def metric(self, step: int, **values: float) -> None:
+        self._emit(Metric(step=int(step), values={k: float(v) for k, v in values.items()}))
+
+    # -- cancellation ------------------------------------------------------------------------
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancel_event.is_set():
+            raise JobCancelled()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking at once on cancel. Returns False if cancelled."""
+        return not self.cancel_event.wait(seconds)
+
+
+def execute(job: JobFunction, spec: dict[str, Any], ctx: JobContext) -> JobEvent:
+    """Run `job` and emit exactly one terminal event (Finished, Cancelled or Failed).
+
+    Unexpected exceptions become a Failed event whose message names the exception and whose
+    detail (the traceback) is meant for the log; nothing propagates to the caller.
+    """
+    try:
+        summary = job(spec, ctx) or {}
+        event: JobEvent
+        if ctx.cancelled:
+            event = Cancelled(reason="cancelled by request")
+        else:
+            event = Finished(summary=dict(summary))
+    except JobCancelled:
+        event = Cancelled(reason="cancelled by request")
+    except JobError as exc:
+        event = Failed(message=str(exc), detail=traceback.format_exc())
+    except MemoryError:
+        event = Failed(message="out of memory: the job needed more RAM than is free", detail=traceback.format_exc())
+    except Exception as exc:  # noqa: BLE001 - the boundary that keeps tracebacks off the screen
+        event = Failed(message=f"{type(exc).__name__}: {exc}", detail=traceback.format_exc())
+    ctx.emit(event)
+    return event
+
+
+class JobRunner:
+    """Runs one job in a daemon thread (short work: a dataset scan, a chat turn, a test)."""
+
+    def __init__(self, job: JobFunction, spec: dict[str, Any], emit: Emit, *, min_interval: float = 0.1) -> None:
+        self.ctx = JobContext(emit, min_interval=min_interval)
+        self.result: JobEvent | None = None
+        self._thread = threading.Thread(target=self._run, args=(job, spec), daemon=True, name="llmdeck-job")
+
+    def _run(self, job: JobFunction, spec: dict[str, Any]) -> None:
+        self.result = execute(job, spec, self.ctx)
+
+    def start(self) -> JobRunner:
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        self.ctx.cancel()
+
+    def join(self, timeout: float | None = None) -> JobEvent | None:
+        self._thread.join(timeout)
+        return self.result
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()

@@ -1,0 +1,364 @@
+"""Detached runs: long jobs that live on disk and in their own process.
+
+A run is a folder `<data>/runs/<id>/`:
+
+    run.json      kind, name, spec, status, pid, timestamps, exit reason (rewritten atomically)
+    events.jsonl  every event the job emitted, append-only; the source of truth for curves
+    log.txt       human log: the job's Log lines, its stdout/stderr, the traceback of a failure
+    out/          the job's outputs (jobs may also write elsewhere, atomically)
+
+The worker (`python -m engine.worker RUN_DIR`) is started in its own session, so closing the
+TUI, losing SSH (SIGHUP) or killing the parent leaves it running. Anyone (the TUI, the CLI, a
+second TUI) can list, follow and cancel runs by reading these files; there is no daemon.
+A worker that vanished without writing a final status (kill -9, OOM killer, reboot) is detected
+by its pid no longer being the process that started the run and is marked `lost`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import paths
+from engine.atomic import write_json
+from engine.events import JobEvent, Progress, event_from_dict, is_terminal
+
+ACTIVE = ("starting", "running")
+FINAL = ("succeeded", "failed", "cancelled", "lost")
+STATUSES = ("created",) + ACTIVE + FINAL
+_START_GRACE_S = 30.0
+
+
+class RunError(Exception):
+    """A run operation the user asked for cannot be done; the text says why."""
+
+
+@dataclass
+class RunInfo:
+    id: str
+    kind: str
+    dir: Path
+    name: str = ""
+    spec: dict[str, Any] = field(default_factory=dict)
+    status: str = "created"
+    pid: int | None = None
+    pid_started: float | None = None
+    created: float = 0.0
+    started: float | None = None
+    ended: float | None = None
+    exit_reason: str = ""
+    entry: str = ""
+    cancel_requested: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+    def elapsed(self, now: float | None = None) -> float:
+        begin = self.started or self.created
+        end = self.ended or (now if now is not None else time.time())
+        return max(0.0, end - begin) if self.active or self.ended else 0.0
+
+    @property
+    def events_path(self) -> Path:
+        return self.dir / "events.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "log.txt"
+
+    @property
+    def out_dir(self) -> Path:
+        return self.dir / "out"
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "dir"}
+        return data
+
+    @classmethod
+    def from_json(cls, run_dir: Path, data: dict[str, Any]) -> RunInfo:
+        known = set(cls.__dataclass_fields__) - {"dir"}
+        return cls(dir=run_dir, **{k: v for k, v in data.items() if k in known})
+
+
+def _pid_identity(pid: int) -> float | None:
+    """Start time of process `pid`, or None if it is gone or a zombie."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+        return None
+
+
+def worker_alive(info: RunInfo) -> bool:
+    """True when the run's recorded pid is still the process that started it (not a reuse)."""
+    if not info.pid:
+        return False
+    started = _pid_identity(info.pid)
+    if started is None:
+        return False
+    if info.pid_started is not None and abs(started - info.pid_started) > 1.0:
+        return False
+    return True
+
+
+class RunStore:
+    """All runs under one folder. Cheap to create; holds no open files."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root else paths.runs_dir()
+
+    # -- reading -----------------------------------------------------------------------------
+    def _read(self, run_dir: Path) -> RunInfo:
+        try:
+            data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunError(f"no run {run_dir.name!r} in {self.root}") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RunError(f"{run_dir / 'run.json'} is unreadable ({exc})") from None
+        return RunInfo.from_json(run_dir, data)
+
+    def get(self, run_id: str) -> RunInfo:
+        """Look a run up by id (or a unique prefix of it, or its name), marking it lost if its
+        worker is gone."""
+        run_dir = self.root / run_id
+        if not (run_dir / "run.json").exists():
+            matches = [d for d in self._run_dirs() if d.name.startswith(run_id)]
+            if not matches:
+                matches = [d for d in self._run_dirs() if (i := self._read_quiet(d)) and i.name == run_id]
+            if len(matches) != 1:
+                what = "no run" if not matches else f"{len(matches)} runs"
+                raise RunError(f"{what} matching {run_id!r} in {self.root}; see `llmdeck runs list`")
+            run_dir = matches[0]
+        return self._check_alive(self._read(run_dir))
+
+    def _read_quiet(self, run_dir: Path) -> RunInfo | None:
+        try:
+            return self._read(run_dir)
+        except RunError:
+            return None
+
+    def _run_dirs(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return [d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+
+    def list(self) -> list[RunInfo]:
+        """Every readable run, newest first. Unreadable folders are skipped, not fatal."""
+        runs = [self._check_alive(info) for d in self._run_dirs() if (info := self._read_quiet(d))]
+        runs.sort(key=lambda r: r.created, reverse=True)
+        return runs
+
+    def _check_alive(self, info: RunInfo) -> RunInfo:
+        if info.status not in ACTIVE or worker_alive(info):
+            return info
+        if info.status == "starting" and time.time() - info.created < _START_GRACE_S and info.pid is None:
+            return info
+        # The worker may have finished between our read and the liveness check: re-read first.
+        fresh = self._read(info.dir)
+        if fresh.status not in ACTIVE:
+            return fresh
+        return self.update(
+            info.id,
+            status="lost",
+            ended=time.time(),
+            exit_reason="the worker process ended without recording a result (killed, out of memory, or a reboot)",
+        )
+
+    # -- writing -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self, run_dir: Path) -> Iterator[None]:
+        with open(run_dir / ".lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def update(self, run_id: str, **changes: Any) -> RunInfo:
+        """Read-modify-write run.json under a lock; the file is replaced atomically."""
+        run_dir = self.root / run_id
+        with self._locked(run_dir):
+            info = self._read(run_dir)
+            for key, value in changes.items():
+                if key not in RunInfo.__dataclass_fields__ or key == "dir":
+                    raise KeyError(key)
+                setattr(info, key, value)
+            write_json(run_dir / "run.json", info.to_json())
+        return info
+
+    def create(self, kind: str, spec: dict[str, Any], *, name: str = "", entry: str = "") -> RunInfo:
+        paths.ensure_writable(self.root)
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind.replace('.', '-')}-{secrets.token_hex(2)}"
+        run_dir = self.root / run_id
+        run_dir.mkdir()
+        (run_dir / "out").mkdir()
+        (run_dir / "events.jsonl").touch()
+        (run_dir / "log.txt").touch()
+        info = RunInfo(id=run_id, kind=kind, dir=run_dir, name=name, spec=spec, created=time.time(), entry=entry)
+        write_json(run_dir / "run.json", info.to_json())
+        return info
+
+    def start(self, kind: str, spec: dict[str, Any], *, name: str = "", entry: str = "") -> RunInfo:
+        """Create a run and spawn its detached worker; returns at once."""
+        from engine.kinds import resolve
+
+        resolve(kind, entry)  # fail now, in the caller, if the kind is unknown
+        info = self.create(kind, spec, name=name, entry=entry)
+        return self.launch(info)
+
+    def launch(self, info: RunInfo) -> RunInfo:
+        log = open(info.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "engine.worker", str(info.dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own session: survives SIGHUP, the TUI and the terminal
+                cwd=str(info.dir),
+                env={**os.environ, "PYTHONPATH": _engine_root() + os.pathsep + os.environ.get("PYTHONPATH", "")},
+                close_fds=True,
+            )
+        finally:
+            log.close()
+        # Reap the child when it exits so it never lingers as a zombie in a long-lived TUI.
+        threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()
+        identity = _pid_identity(proc.pid)
+        with self._locked(info.dir):
+            current = self._read(info.dir)
+            if current.status == "created":
+                current.status = "starting"
+            if current.pid is None:
+                current.pid = proc.pid
+                current.pid_started = identity
+            write_json(info.dir / "run.json", current.to_json())
+        return current
+
+    def cancel(self, run_id: str, *, force: bool = False) -> RunInfo:
+        """Ask a run to stop (SIGTERM: the job stops cooperatively and ends `cancelled`).
+        `force` kills the worker's whole process group at once (SIGKILL)."""
+        info = self.get(run_id)
+        if not info.active:
+            raise RunError(f"run {info.id} is {info.status}; only a running run can be cancelled")
+        if not worker_alive(info):
+            return self._check_alive(info)
+        info = self.update(info.id, cancel_requested=time.time())
+        try:
+            if force:
+                os.killpg(info.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            else:
+                os.kill(info.pid, signal.SIGTERM)  # type: ignore[arg-type]
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            raise RunError(f"not allowed to signal pid {info.pid} of run {info.id} (owned by another user)") from None
+        if force:
+            return self.update(info.id, status="cancelled", ended=time.time(), exit_reason="killed by request")
+        return info
+
+    def delete(self, run_id: str) -> None:
+        info = self.get(run_id)
+        if info.active:
+            raise RunError(f"run {info.id} is {info.status}; cancel it before deleting it")
+        shutil.rmtree(info.dir)
+
+    # -- events ------------------------------------------------------------------------------
+    def read_events(self, run_id: str, offset: int = 0) -> tuple[list[JobEvent], int]:
+        """Events appended since byte `offset`, and the offset to continue from.
+
+        Only complete lines are read, so a line being written right now is picked up next time.
+        """
+        path = self.root / run_id / "events.jsonl"
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return [], offset
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return [], offset
+        events: list[JobEvent] = []
+        for line in chunk[: end + 1].splitlines():
+            if not line.strip():
+                continue
+            try:
+                events.append(event_from_dict(json.loads(line)))
+            except (ValueError, TypeError):
+                continue  # a torn or foreign line must not stop a replay
+        return events, offset + end + 1
+
+    def follow(self, run_id: str, offset: int = 0, *, poll: float = 0.2, stop: threading.Event | None = None) -> Iterator[JobEvent]:
+        """Yield every event from `offset` on, then live ones, until the run ends."""
+        info = self.get(run_id)
+        while True:
+            events, offset = self.read_events(info.id, offset)
+            yield from events
+            if any(is_terminal(e) for e in events):
+                return
+            info = self.get(info.id)
+            if not info.active:
+                events, offset = self.read_events(info.id, offset)
+                yield from events
+                return
+            if stop is not None and stop.wait(poll):
+                return
+            if stop is None:
+                time.sleep(poll)
+
+    def last_progress(self, run_id: str, tail_bytes: int = 65536) -> Progress | None:
+        """The newest Progress event, read from the end of events.jsonl (cheap for big files)."""
+        path = self.root / run_id / "events.jsonl"
+        try:
+            size = path.stat().st_size
+            with open(path, "rb") as handle:
+                handle.seek(max(0, size - tail_bytes))
+                lines = handle.read().splitlines()
+        except OSError:
+            return None
+        for line in reversed(lines):
+            if b'"progress"' not in line:
+                continue
+            with contextlib.suppress(ValueError, TypeError):
+                event = event_from_dict(json.loads(line))
+                if isinstance(event, Progress):
+                    return event
+        return None
+
+    def log_tail(self, run_id: str, lines: int = 200, tail_bytes: int = 262144) -> list[str]:
+        path = self.root / run_id / "log.txt"
+        try:
+            size = path.stat().st_size
+            with open(path, "rb") as handle:
+                handle.seek(max(0, size - tail_bytes))
+                text = handle.read().decode("utf-8", "replace")
+        except OSError:
+            return []
+        return text.splitlines()[-lines:]
+
+
+def _engine_root() -> str:
+    """The folder holding the `engine` package, so the worker imports this same code."""
+    return str(Path(__file__).resolve().parent.parent)

@@ -1,0 +1,56 @@
+"""The headless CLI, run as a user would: a real `llmdeck` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import engine
+
+
+def llmdeck(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tui.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_version_and_help():
+    assert llmdeck("--version").stdout.strip() == f"llmdeck {engine.__version__}"
+    help_text = llmdeck("--help").stdout
+    assert "runs" in help_text and "llmdeck runs selftest" in help_text
+
+
+def test_runs_lifecycle_through_the_cli():
+    started = llmdeck("runs", "selftest", "--steps", "3", "--delay", "0.01", "--follow")
+    assert started.returncode == 0, started.stderr
+    assert "finished" in started.stdout and "succeeded" in started.stdout
+    rows = json.loads(llmdeck("runs", "list", "--json").stdout)
+    assert len(rows) == 1 and rows[0]["status"] == "succeeded" and rows[0]["progress"].endswith("(100%)")
+    shown = llmdeck("runs", "show", rows[0]["id"][:20])
+    assert "status: succeeded" in shown.stdout
+
+
+def test_errors_are_one_clear_line_without_traceback(tmp_path):
+    missing = llmdeck("runs", "show", "does-not-exist")
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("llmdeck: error: no run matching 'does-not-exist'")
+    assert "Traceback" not in missing.stderr
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    unwritable = llmdeck("runs", "selftest", env={"LLMDECK_HOME": str(blocker / "home")})
+    assert unwritable.returncode == 2
+    assert "cannot write to" in unwritable.stderr and "LLMDECK_HOME" in unwritable.stderr
+    assert "Traceback" not in unwritable.stderr
+
+
+def test_tui_needs_a_terminal():
+    result = llmdeck()
+    assert result.returncode == 2 and "the TUI needs a terminal" in result.stderr

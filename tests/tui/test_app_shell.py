@@ -1,0 +1,111 @@
+"""The app shell through Textual's Pilot: modes, help, themes, quitting, bad settings."""
+
+from __future__ import annotations
+
+from engine import paths
+from engine import settings as settings_mod
+from tui.app import LLMDeckApp
+from tui.modes import MODES
+from tui.screens.confirm import ConfirmModal
+from tui.screens.help import HelpScreen
+from tui.widgets.mode_bar import ModeBar
+
+
+async def test_number_keys_switch_every_mode():
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        for number, mode in enumerate(MODES, start=1):
+            await pilot.press(str(number))
+            await pilot.pause()
+            assert app.current_mode == mode.key
+            assert app.screen.query_one(ModeBar).current == mode.key
+
+
+async def test_command_palette_switches_mode():
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Mode: Estimate")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert app.current_mode == "estimate"
+
+
+async def test_help_lists_the_keys_of_the_current_screen():
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        actions = dict(app.screen.keys)
+        assert actions["c"] == "cancel run" and actions["d"] == "delete run"
+        assert actions["q"] == "quit" and actions["?"] == "help"
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_theme_switch_is_remembered_across_restarts():
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.theme == "llmdeck-dark"
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert app.theme == "llmdeck-light"
+    assert settings_mod.load()[0].ui.theme == "llmdeck-light"
+    again = LLMDeckApp(start_mode="runs")
+    async with again.run_test(size=(80, 24)) as pilot:
+        assert again.theme == "llmdeck-light"
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+    assert settings_mod.load()[0].ui.theme == "llmdeck-contrast"
+
+
+async def test_corrupt_settings_are_reported_not_fatal():
+    path = paths.settings_file()
+    path.parent.mkdir(parents=True)
+    path.write_text("this is [not toml")
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        messages = [n.message for n in app._notifications]
+        assert any("not valid TOML" in m and "using defaults" in m for m in messages)
+        assert app.current_mode == "runs"
+
+
+async def test_unwritable_data_dir_is_reported(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("LLMDECK_HOME", str(blocker / "home"))
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        messages = [n.message for n in app._notifications]
+        assert any("cannot write to" in m for m in messages)
+
+
+async def test_quit_with_active_run_says_it_keeps_running():
+    app = LLMDeckApp(start_mode="runs")
+    run = app.store.start("selftest", {"steps": 1000, "delay": 0.05}, name="long-one")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("q")
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmModal)
+            assert "keep running in the background" in app.screen.body and "long-one" in app.screen.body
+            assert not app._exit
+            await pilot.press("y")
+            await pilot.pause()
+            assert app._exit
+        assert app.store.get(run.id).status == "running"
+    finally:
+        app.store.cancel(run.id, force=True)
+
+
+async def test_quit_without_runs_exits_at_once():
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+        assert app._exit and not isinstance(app.screen, ConfirmModal)

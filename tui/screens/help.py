@@ -1,0 +1,56 @@
+"""The `?` screen: every key the current screen answers to, with what it does."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+
+def describe_key(key: str) -> str:
+    names = {"question_mark": "?", "escape": "Esc", "enter": "Enter", "slash": "/", "space": "Space"}
+    parts = key.split("+")
+    return "+".join(names.get(p, p.capitalize() if len(p) > 1 else p) for p in parts)
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > Vertical {
+        width: 76; max-width: 98%; height: 90%;
+        border: thick $primary; background: $surface; padding: 0 1;
+    }
+    HelpScreen #help-title { text-style: bold; padding: 0 1 1 1; }
+    HelpScreen DataTable { height: 1fr; }
+    """
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "close help")]
+
+    def __init__(self, screen_name: str, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.screen_name = screen_name
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(f"Keys of {self.screen_name}  (Esc closes)", id="help-title")
+            table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True)
+            table.add_columns("key", "action")
+            for key, text in self.keys:
+                table.add_row(key, text)
+            yield table
+
+
+def collect_keys(app) -> list[tuple[str, str]]:  # app: textual App
+    """Every binding active on the current screen (focused widget first, then screen, then
+    app), each key once, with its description (hidden bindings included)."""
+    seen: set[str] = set()
+    rows: list[tuple[str, str]] = []
+    for key, active in app.active_bindings.items():
+        binding: Binding = active.binding
+        if key in seen or not binding.description:
+            continue
+        seen.add(key)
+        rows.append((describe_key(key), binding.description))
+    return rows

@@ -1,0 +1,244 @@
+"""Runs mode: every detached run on this box, live, whoever started it.
+
+The list is re-read from disk every second in a thread worker (runs are plain folders, so a run
+started by the CLI or by another llmdeck shows up here too). The lower pane follows the selected
+run; Enter attaches full-screen.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from engine.events import Progress
+from engine.formatting import format_duration, progress_text
+from engine.runs import RunError, RunInfo
+from tui.screens.base import ModeScreen
+from tui.screens.confirm import ConfirmModal
+from tui.widgets.run_view import RunView
+
+COLUMNS = ("run", "kind", "status", "progress", "elapsed")
+
+
+@dataclass
+class RunsListed(Message):
+    runs: list[RunInfo]
+    progress: dict[str, Progress | None]
+    error: str = ""
+
+
+class RunsScreen(ModeScreen):
+    MODE_KEY = "runs"
+    DEFAULT_CSS = """
+    RunsScreen #runs-table { height: 40%; min-height: 5; }
+    RunsScreen #runs-empty { height: auto; padding: 0 1; color: $text-muted; }
+    RunsScreen #runs-detail { height: 1fr; }
+    """
+    BINDINGS = [
+        Binding("enter", "attach", "attach"),
+        Binding("c", "cancel_run", "cancel run"),
+        Binding("d", "delete_run", "delete run"),
+        Binding("l", "toggle_log", "events/log"),
+        Binding("n", "new_selftest", "new self-test run"),
+        Binding("r", "refresh", "refresh", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._runs: dict[str, RunInfo] = {}
+
+    def compose_body(self) -> ComposeResult:
+        table: DataTable[str] = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        yield table
+        yield Static("", id="runs-empty")
+        with Vertical(id="runs-detail", classes="panel") as detail:
+            detail.border_title = "selected run"
+            yield RunView(self.app.store, id="runs-view")
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self.action_refresh)
+        self.action_refresh()
+
+    # -- polling -----------------------------------------------------------------------------
+    def action_refresh(self) -> None:
+        self._list_runs()
+
+    @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False)
+    def _list_runs(self) -> None:
+        store = self.app.store
+        try:
+            runs = store.list()
+            progress = {run.id: store.last_progress(run.id) for run in runs[:200]}
+            self.post_message(RunsListed(runs, progress))
+        except OSError as exc:
+            self.post_message(RunsListed([], {}, error=str(exc)))
+
+    def on_runs_listed(self, message: RunsListed) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        empty = self.query_one("#runs-empty", Static)
+        if message.error:
+            empty.update(f"[b]cannot read runs:[/b] {message.error}")
+        elif not message.runs:
+            empty.update(f"No runs yet in {self.app.store.root}. Press n to start a self-test run.")
+        else:
+            empty.update("")
+        now = time.time()
+        wanted = {run.id: run for run in message.runs}
+        for key in [row.value for row in list(table.rows) if row.value not in wanted]:
+            table.remove_row(key)
+        for index, run in enumerate(message.runs):
+            cells = (
+                run.label,
+                run.kind,
+                run.status,
+                progress_text(message.progress.get(run.id)),
+                format_duration(run.elapsed(now)),
+            )
+            if run.id in table.rows:
+                for column, value in zip(COLUMNS, cells, strict=True):
+                    table.update_cell(run.id, column, value)
+            else:
+                table.add_row(*cells, key=run.id)
+        self._runs = wanted
+        if table.row_count and self.query_one(RunView).run_id is None:
+            self._select_current()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._select_current()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        # The table takes Enter itself (select row); selecting a row attaches to it.
+        self.action_attach()
+
+    def _select_current(self) -> None:
+        run_id = self.selected_run_id
+        self.query_one(RunView).set_run(run_id)
+
+    @property
+    def selected_run_id(self) -> str | None:
+        table = self.query_one("#runs-table", DataTable)
+        if not table.row_count:
+            return None
+        try:
+            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # noqa: BLE001 - cursor outside the (changing) table
+            return None
+
+    # -- actions -----------------------------------------------------------------------------
+    def action_attach(self) -> None:
+        run_id = self.selected_run_id
+        if run_id:
+            self.app.push_screen(RunAttachScreen(run_id))
+
+    def action_toggle_log(self) -> None:
+        view = self.query_one(RunView)
+        view.show_log = not view.show_log
+
+    def action_cancel_run(self) -> None:
+        run = self._runs.get(self.selected_run_id or "")
+        if run is None:
+            return
+        if not run.active:
+            self.notify(f"{run.label} is {run.status}; only a running run can be cancelled", severity="warning")
+            return
+        confirm_cancel(self, run)
+
+    def action_delete_run(self) -> None:
+        run = self._runs.get(self.selected_run_id or "")
+        if run is None:
+            return
+        if run.active:
+            self.notify(f"{run.label} is {run.status}: cancel it (c) before deleting it", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.app.store.delete(run.id)
+            except (RunError, OSError) as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.notify(f"deleted {run.label}")
+            self.query_one(RunView).set_run(None)
+            self.action_refresh()
+
+        self.app.push_screen(
+            ConfirmModal("Delete run?", f"{run.label} ({run.kind}, {run.status})\n{run.dir}\n\nIts folder, log and outputs are removed.", "Delete"),
+            answered,
+        )
+
+    def action_new_selftest(self) -> None:
+        try:
+            info = self.app.store.start("selftest", {"steps": 20, "delay": 0.5}, name="selftest")
+        except (RunError, OSError) as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.notify(f"started {info.id}")
+        self.action_refresh()
+
+
+def confirm_cancel(screen: Screen, run: RunInfo) -> None:
+    """Ask, then send the cooperative cancel; shared by the list and the attach screen."""
+
+    def answered(yes: bool | None) -> None:
+        if not yes:
+            return
+        try:
+            screen.app.store.cancel(run.id)
+        except (RunError, OSError) as exc:
+            screen.notify(str(exc), severity="error")
+            return
+        screen.notify(f"cancel sent to {run.label}")
+
+    screen.app.push_screen(
+        ConfirmModal("Cancel run?", f"{run.label} ({run.kind}) will stop cooperatively and end `cancelled`.", "Cancel run"),
+        answered,
+    )
+
+
+class RunAttachScreen(Screen):
+    """One run, full screen: its whole history replayed, then live."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "back"),
+        Binding("c", "cancel_run", "cancel run"),
+        Binding("l", "toggle_log", "events/log"),
+    ]
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def compose(self) -> ComposeResult:
+        view = RunView(self.app.store, id="attach-view")
+        yield view
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(RunView).set_run(self.run_id)
+
+    def action_toggle_log(self) -> None:
+        view = self.query_one(RunView)
+        view.show_log = not view.show_log
+
+    def action_cancel_run(self) -> None:
+        try:
+            run = self.app.store.get(self.run_id)
+        except RunError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if run.active:
+            confirm_cancel(self, run)
+        else:
+            self.notify(f"{run.label} is {run.status}", severity="warning")
