@@ -47,6 +47,7 @@ class JobContext:
         self.min_interval = min_interval
         self.job_id = job_id
         self._last_progress: dict[str, float] = {}
+        self._pending: dict[str, Progress] = {}
         self._lock = threading.Lock()
 
     # -- reporting ---------------------------------------------------------------------------
@@ -67,15 +68,26 @@ class JobContext:
         The first and the last (done == total) update of a phase always go out, so a consumer
         never misses a phase starting or completing. Returns whether an event was emitted.
         """
+        event = Progress(phase=phase, done=float(done), total=None if total is None else float(total), unit=unit)
         now = time.monotonic()
         with self._lock:
             last = self._last_progress.get(phase)
             complete = total is not None and done >= total
             if not (force or complete or last is None or now - last >= self.min_interval):
+                self._pending[phase] = event
                 return False
             self._last_progress[phase] = now
-        self._emit(Progress(phase=phase, done=float(done), total=None if total is None else float(total), unit=unit))
+            self._pending.pop(phase, None)
+        self._emit(event)
         return True
+
+    def flush(self) -> None:
+        """Emit the newest suppressed Progress of each phase, so the record ends where the
+        job really stopped (called before the terminal event)."""
+        with self._lock:
+            pending, self._pending = list(self._pending.values()), {}
+        for event in pending:
+            self._emit(event)
 
     def log(self, text: str, level: str = "info") -> None:
         self._emit(Log(text=text, level=level))
@@ -121,6 +133,7 @@ def execute(job: JobFunction, spec: dict[str, Any], ctx: JobContext) -> JobEvent
         event = Failed(message="out of memory: the job needed more RAM than is free", detail=traceback.format_exc())
     except Exception as exc:  # noqa: BLE001 - the boundary that keeps tracebacks off the screen
         event = Failed(message=f"{type(exc).__name__}: {exc}", detail=traceback.format_exc())
+    ctx.flush()
     ctx.emit(event)
     return event
 

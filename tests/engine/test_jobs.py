@@ -32,6 +32,25 @@ def test_progress_is_throttled_but_first_and_last_always_emitted():
     assert dones == [1.0, 1000.0]
     ctx.progress(1, None, "other")  # a new phase always goes out
     assert got[-1].phase == "other"
+    ctx.progress(5, None, "other")  # suppressed ...
+    assert got[-1].done == 1.0
+    ctx.flush()  # ... until the job ends
+    assert got[-1] == Progress(phase="other", done=5.0, at=got[-1].at)
+    ctx.flush()
+    assert len(got) == 4
+
+
+def test_execute_flushes_the_last_progress_before_the_end():
+    got: list = []
+
+    def stops_midway(spec, ctx):
+        for i in range(1, 8):
+            ctx.progress(i, 10, "work")
+        raise JobError("stopped at 7")
+
+    execute(stops_midway, {}, JobContext(got.append, min_interval=10.0))
+    assert [e.done for e in got if isinstance(e, Progress)] == [1.0, 7.0]
+    assert isinstance(got[-1], Failed)
 
 
 def test_execute_turns_outcomes_into_one_terminal_event():

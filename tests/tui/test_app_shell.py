@@ -39,9 +39,11 @@ async def test_help_lists_the_keys_of_the_current_screen():
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-        actions = dict(app.screen.keys)
+        keys = app.screen.keys
+        actions = {key: action for key, action, _ in keys}
         assert actions["c"] == "cancel run" and actions["d"] == "delete run"
         assert actions["q"] == "quit" and actions["?"] == "help"
+        assert keys[0][2] == "screen"  # the screen's own keys come first
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 

@@ -27,7 +27,7 @@ class HelpScreen(ModalScreen[None]):
     """
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "close help")]
 
-    def __init__(self, screen_name: str, keys: list[tuple[str, str]]) -> None:
+    def __init__(self, screen_name: str, keys: list[tuple[str, str, str]]) -> None:
         super().__init__()
         self.screen_name = screen_name
         self.keys = keys
@@ -36,21 +36,30 @@ class HelpScreen(ModalScreen[None]):
         with Vertical():
             yield Static(f"Keys of {self.screen_name}  (Esc closes)", id="help-title")
             table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True)
-            table.add_columns("key", "action")
-            for key, text in self.keys:
-                table.add_row(key, text)
+            table.add_columns("key", "action", "from")
+            for row in self.keys:
+                table.add_row(*row)
             yield table
 
 
-def collect_keys(app) -> list[tuple[str, str]]:  # app: textual App
-    """Every binding active on the current screen (focused widget first, then screen, then
-    app), each key once, with its description (hidden bindings included)."""
+def collect_keys(app) -> list[tuple[str, str, str]]:  # app: textual App
+    """Every binding active on the current screen, each key once, with its description
+    (hidden ones included): the screen's own keys first, then the app's, then those of the
+    focused widget (cursor movement and the like)."""
+    from textual.app import App
+    from textual.screen import Screen
+
+    groups: tuple[list[tuple[str, str, str]], ...] = ([], [], [])
     seen: set[str] = set()
-    rows: list[tuple[str, str]] = []
     for key, active in app.active_bindings.items():
         binding: Binding = active.binding
         if key in seen or not binding.description:
             continue
         seen.add(key)
-        rows.append((describe_key(key), binding.description))
-    return rows
+        if isinstance(active.node, Screen):
+            groups[0].append((describe_key(key), binding.description, "screen"))
+        elif isinstance(active.node, App):
+            groups[1].append((describe_key(key), binding.description, "app"))
+        else:
+            groups[2].append((describe_key(key), binding.description, type(active.node).__name__))
+    return [row for group in groups for row in group]

@@ -106,7 +106,7 @@ class RunsScreen(ModeScreen):
             )
             if run.id in table.rows:
                 for column, value in zip(COLUMNS, cells, strict=True):
-                    table.update_cell(run.id, column, value)
+                    table.update_cell(run.id, column, value, update_width=True)
             else:
                 table.add_row(*cells, key=run.id)
         self._runs = wanted

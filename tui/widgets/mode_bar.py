@@ -20,13 +20,14 @@ class ModeBar(Widget):
         self.current = current
 
     def render(self) -> Text:
-        text = Text(" llmdeck ", style="bold")
-        wide = self.size.width >= 110
+        width = self.size.width
+        wide = width >= 110
+        text = Text(" llmdeck " if width >= 90 else "", style="bold")
         for number, mode in enumerate(MODES, start=1):
-            label = f" {number} {mode.name if wide else mode.short} "
-            if mode.key == self.current:
-                text.append(label, style="reverse bold")
-            else:
-                text.append(label)
+            label = f" {number} {mode.name} " if wide else f"{number}:{mode.short}"
+            style = "reverse bold" if mode.key == self.current else ""
+            if not wide:
+                text.append(" ")
+            text.append(label, style=style)
         text.append("  ? help", style="dim")
         return text

@@ -114,7 +114,7 @@ class RunView(Vertical):
         self._offset = message.offset
         reason = f" — {info.exit_reason}" if info.exit_reason else ""
         status.update(
-            f"[b]{info.label}[/b]  {info.kind}  [{_status_style(info.status)}]{info.status}[/]  "
+            f"[b]{info.label}[/b] · {info.kind} · [{_status_style(info.status)}]{info.status}[/] · "
             f"{format_duration(info.elapsed(time.time()))}{reason}"
         )
         tail = self.query_one(Log)
