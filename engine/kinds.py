@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 KINDS: dict[str, str] = {
     "selftest": "engine.selftest:count",
+    "data.scan": "engine.data.job:scan_job",
 }
 
 
