@@ -117,4 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the importable module, so the exception classes commands raise are the same
+    # objects this module's handler checks (not copies living in __main__).
+    from engine.cli import main as _main
+
+    sys.exit(_main())

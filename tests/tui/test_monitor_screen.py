@@ -1,0 +1,260 @@
+"""Monitor mode through Textual's Pilot: replayed H200 data, host-only, sorting, filtering,
+signals with confirmation (real child processes), permission refusal, layouts 1..8 GPUs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from engine.settings import Settings
+from tests.engine.test_monitor_fakes import GB, FakeNvml
+from tui.app import LLMDeckApp
+from tui.screens.confirm import ConfirmModal
+from tui.widgets.gpu_card import GpuCard, GpuCardText
+from tui.widgets.monitor_host import HostPanel
+from tui.widgets.monitor_procs import ProcessTable
+
+FIXTURE = Path("/work/shared/fixtures/nvml_h200.json")
+needs_fixture = pytest.mark.skipif(not FIXTURE.exists(), reason="shared/fixtures/nvml_h200.json not present")
+
+
+def fast_settings() -> Settings:
+    settings = Settings()
+    settings.monitor.interval = 0.1
+    settings.monitor.slow_interval = 0.1
+    return settings
+
+
+async def until(pilot, condition: Callable[[], bool], timeout: float = 8.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def notes(app) -> str:
+    return "\n".join(str(n.message) for n in app._notifications)
+
+
+def card_text(app, index: int = 0) -> str:
+    widget = app.screen.query_one(f"#gpu-card-{index}", GpuCard).query_one(GpuCardText)
+    return str(widget.render())
+
+
+def proc_pids(app) -> list[int]:
+    return [p.pid for p in app.screen.query_one(ProcessTable).shown]
+
+
+@needs_fixture
+async def test_h200_replay_cards_processes_and_host_at_80x24() -> None:
+    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor", options={"replay": str(FIXTURE)})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: bool(app.screen.query(GpuCard)) and "52.7/151 GB" in card_text(app))
+        text = card_text(app)
+        assert "util  48%" in text and "43°C" in text and "301/700W" in text and "fan n/a" in text
+        assert "SM 1980/1980 MHz" in text and "PCIe 5x16" in text
+        card = app.screen.query_one(GpuCard)
+        assert card.density == "full" and "H200" in str(card.border_title)
+        await until(pilot, lambda: proc_pids(app) == [421])
+        assert "replaying nvml_h200.json" in str(app.screen.query_one("#mon-status").content)
+        host = str(app.screen.query_one(HostPanel).render())
+        assert "RAM" in host and "n/a" in host
+        await until(pilot, lambda: "throttle: idle" in card_text(app))  # the idle reading comes round
+        await pilot.press("t")  # a replay's pids are not ours: refuse, never signal
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmModal)
+        assert "this is a replay" in notes(app)
+
+
+async def test_host_only_shows_one_line_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pynvml
+
+    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor",
+                     options={"nvml": FakeNvml(fail={"nvmlInit": pynvml.NVMLError_LibraryNotFound})})
+    async with app.run_test(size=(80, 24)) as pilot:
+        status = app.screen.query_one("#mon-status")
+        await until(pilot, lambda: "No GPU panel" in str(status.content))
+        assert status.size.height == 1 and "libnvidia-ml.so.1" in str(status.content)
+        assert not app.screen.query(GpuCard)
+        await until(pilot, lambda: "GB" in str(app.screen.query_one(HostPanel).render()))
+        host = str(app.screen.query_one(HostPanel).render())
+        assert "load" in host and "cpu0" in host and "\nram " in host  # per-core bars and CPU/RAM charts
+        assert not app.screen.query_one("#mon-procs-box").display  # no empty GPU process table
+
+
+async def test_real_machine_without_driver_degrades() -> None:
+    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor")
+    async with app.run_test(size=(80, 24)) as pilot:
+        status = app.screen.query_one("#mon-status")
+        await until(pilot, lambda: "No GPU panel" in str(status.content) or bool(app.screen.query(GpuCard)))
+
+
+@pytest.fixture
+def children():
+    small = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    big = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(80_000_000); time.sleep(60)"])
+    yield small, big
+    for proc in (small, big):
+        proc.kill()
+        proc.wait()
+
+
+def fake_with(pids: list[tuple[int, int]]) -> FakeNvml:
+    fake = FakeNvml(count=2)
+    fake.procs = [[{"pid": pid, "usedGpuMemory": mem}] for pid, mem in pids]
+    return fake
+
+
+async def test_sort_filter_and_sigterm_after_confirmation(children) -> None:
+    small, big = children
+    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor",
+                     options={"nvml": fake_with([(small.pid, 5 * GB), (big.pid, 1 * GB)])})
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(ProcessTable)
+        await until(pilot, lambda: proc_pids(app) == [small.pid, big.pid] and all(p.rss for p in table.shown))
+        for _ in range(3):  # GPU mem -> SM% -> CPU% -> RSS
+            await pilot.press("s")
+        assert table.sort_label == "RSS"
+        await until(pilot, lambda: proc_pids(app) == [big.pid, small.pid])
+        await pilot.press("slash")
+        await pilot.press(*"bytearray")
+        await until(pilot, lambda: proc_pids(app) == [big.pid])
+        assert "filter “bytearray”" in str(app.screen.query_one("#mon-procs-box").border_title)
+        await pilot.press("escape")
+        await until(pilot, lambda: sorted(proc_pids(app)) == sorted([big.pid, small.pid]))
+        await pilot.press("s")  # back to GPU memory: small first
+        await until(pilot, lambda: proc_pids(app) == [small.pid, big.pid])
+        table.focus()
+        table.move_cursor(row=0)
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        body = str(app.screen.query_one("#confirm-body").content)
+        assert f"pid {small.pid}" in body and "time.sleep(60)" in body and "5.0 GB on GPU 0" in body
+        await pilot.press("n")  # declined: nothing sent
+        await pilot.pause(0.2)
+        assert small.poll() is None
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.press("y")
+        await until(pilot, lambda: small.poll() is not None)
+        assert small.returncode == -15
+        assert f"sent SIGTERM to pid {small.pid}" in notes(app)
+
+
+async def test_sigkill_and_permission_refusal(children, monkeypatch: pytest.MonkeyPatch) -> None:
+    small, big = children
+    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor",
+                     options={"nvml": fake_with([(small.pid, 5 * GB), (big.pid, 1 * GB)])})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: proc_pids(app) == [small.pid, big.pid])
+        app.screen.query_one(ProcessTable).move_cursor(row=1)
+        await pilot.press("K")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        assert f"Send SIGKILL to pid {big.pid}?" in str(app.screen.query_one("#confirm-title").content)
+        await pilot.press("y")
+        await until(pilot, lambda: big.poll() is not None)
+        assert big.returncode == -9
+
+        import tui.screens.monitor as screen_mod
+
+        def refuse(pid: int, sig: int) -> None:
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(screen_mod.os, "kill", refuse)
+        app.screen.query_one(ProcessTable).move_cursor(row=0)
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.press("y")
+        await until(pilot, lambda: "not allowed to signal" in notes(app))
+        assert f"pid {small.pid}" in notes(app) and small.poll() is None
+    monkeypatch.undo()
+
+
+@pytest.mark.parametrize(("count", "size", "density"), [(1, (80, 24), "full"), (2, (80, 24), "brief"), (8, (80, 24), "line"), (8, (200, 60), "full")])
+async def test_layout_adapts_to_gpu_count_and_size(count: int, size: tuple[int, int], density: str) -> None:
+    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor", options={"nvml": FakeNvml(count=count)})
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: len(app.screen.query(GpuCard)) == count and "GB" in card_text(app, count - 1))
+        await until(pilot, lambda: all(c.density == density for c in app.screen.query(GpuCard)))
+        for card in app.screen.query(GpuCard):
+            assert card.region.bottom <= size[1] - 1, "cards must fit on screen above the footer"
+        assert app.screen.query_one(ProcessTable).region.height >= 4
+
+
+async def test_resize_to_80x24_and_window_key() -> None:
+    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor", options={"nvml": FakeNvml(count=8)})
+    async with app.run_test(size=(200, 60)) as pilot:
+        await until(pilot, lambda: len(app.screen.query(GpuCard)) == 8)
+        await until(pilot, lambda: all(c.density == "full" for c in app.screen.query(GpuCard)))
+        await pilot.resize_terminal(80, 24)
+        await until(pilot, lambda: all(c.density == "line" for c in app.screen.query(GpuCard)))
+        assert "charts 1m" in str(app.screen.query_one(HostPanel).border_subtitle)
+        await pilot.press("w")
+        assert "charts 5m" in str(app.screen.query_one(HostPanel).border_subtitle)
+
+
+async def test_switching_modes_keeps_sampling_and_history() -> None:
+    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor", options={"nvml": FakeNvml(count=1)})
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.latest is not None)
+        await pilot.press("9")
+        await pilot.pause(0.3)
+        before = len(screen.history.points(("gpu", 0, "util"), 60))
+        await pilot.pause(0.4)
+        assert len(screen.history.points(("gpu", 0, "util"), 60)) > before
+        await pilot.press("1")
+        await until(pilot, lambda: app.screen is screen and not screen._dirty)
+
+
+async def test_run_label_and_stall_warning_from_a_recording(tmp_path: Path) -> None:
+    from engine.monitor.record import Recorder
+    from engine.monitor.sample import GpuSample, MonitorSample, ProcessSample, RunLabel
+
+    label = RunLabel("20261128-0930-train-ab12", "qwen-lora", "train", "running", "step 1200/3000")
+    warning = "GPU 0: run qwen-lora (train) holds 50.0 GB at 0% utilisation for 2m10s; it may be stalled"
+    rec = Recorder(tmp_path / "stall.jsonl")
+    for t in range(3):
+        rec.write(MonitorSample(
+            time=1000.0 + t,
+            gpus=(GpuSample(index=0, name="NVIDIA H200", memory_used=50 * GB, memory_total=150 * GB, util_gpu=0),),
+            processes=(ProcessSample(pid=4242, gpu_index=0, gpu_memory=50 * GB, sm_util=0, command="python train.py", run=label),),
+            warnings=(warning,),
+        ))
+    rec.close()
+    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor", options={"replay": str(tmp_path / "stall.jsonl")})
+    async with app.run_test(size=(100, 30)) as pilot:
+        status = app.screen.query_one("#mon-status")
+        await until(pilot, lambda: "may be stalled" in str(status.content))
+        assert status.has_class("-warn")
+        await until(pilot, lambda: app.screen.query(GpuCard) and app.screen.query_one(GpuCard).has_class("-stalled"))
+        assert "possible stall" in "\n".join(str(n.title) for n in app._notifications)
+        table = app.screen.query_one(ProcessTable)
+        await until(pilot, lambda: table.row_count == 1)
+        assert "qwen-lora (train, step 1200/3000)" in [str(c) for c in table.get_row_at(0)]
+
+
+async def test_process_of_a_live_run_is_labelled(tmp_path: Path) -> None:
+    import os
+
+    import psutil
+
+    from engine.runs import RunStore
+
+    store = RunStore()
+    info = store.create("train", {}, name="my-lora")
+    store.update(info.id, status="running", pid=os.getpid(), pid_started=psutil.Process().create_time())
+    fake = FakeNvml(count=1)
+    fake.procs = [[{"pid": os.getpid(), "usedGpuMemory": 3 * GB}]]
+    app = LLMDeckApp(settings=fast_settings(), store=store, start_mode="monitor", options={"nvml": fake})
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.screen.query_one(ProcessTable)
+        await until(pilot, lambda: bool(table.shown) and table.shown[0].run is not None)
+        assert table.shown[0].run.name == "my-lora"
+        assert any("my-lora (train" in str(c) for c in table.get_row_at(0))

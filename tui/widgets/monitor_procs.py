@@ -1,0 +1,126 @@
+"""The GPU process table: sortable by GPU memory, SM%, CPU% or RSS, filterable by text.
+
+Rows are rebuilt only when what they show changed, and the cursor stays on the same process
+across rebuilds (rows are keyed by gpu:pid), so a 1 s refresh never makes the selection jump.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.widgets import DataTable
+
+from engine.monitor import format as fmt
+from engine.monitor.sample import ProcessSample, num
+
+SORTS: tuple[tuple[str, str], ...] = (
+    ("gpu_memory", "GPU mem"),
+    ("sm_util", "SM%"),
+    ("cpu_percent", "CPU%"),
+    ("rss", "RSS"),
+)
+COLUMNS = ("GPU", "PID", "user", "GPU mem", "SM%", "CPU%", "RSS", "run", "command")
+
+
+def row_key(proc: ProcessSample) -> str:
+    return f"{proc.gpu_index}:{proc.pid}"
+
+
+def matches(proc: ProcessSample, needle: str) -> bool:
+    if not needle:
+        return True
+    hay = " ".join(
+        str(v)
+        for v in (proc.pid, proc.user, proc.name, proc.command, proc.run.text if proc.run else "", f"gpu{proc.gpu_index}")
+    ).lower()
+    return all(part in hay for part in needle.lower().split())
+
+
+def sort_procs(procs: tuple[ProcessSample, ...], key: str) -> list[ProcessSample]:
+    """Largest first; n/a sorts last."""
+    return sorted(procs, key=lambda p: (num(getattr(p, key)) is None, -(num(getattr(p, key)) or 0.0), p.gpu_index, p.pid))
+
+
+def _cells(proc: ProcessSample) -> tuple[str, ...]:
+    command = fmt.text(proc.command) if proc.command is not None else "n/a"
+    return (
+        str(proc.gpu_index),
+        str(proc.pid),
+        fmt.text(proc.user),
+        fmt.size(proc.gpu_memory),
+        fmt.pct(proc.sm_util),
+        fmt.pct(proc.cpu_percent),
+        fmt.size(proc.rss),
+        proc.run.text if proc.run else "",
+        command,
+    )
+
+
+class ProcessTable(DataTable):
+    DEFAULT_CSS = """
+    ProcessTable { height: 1fr; min-height: 4; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.sort_index = 0
+        self.needle = ""
+        self.procs: tuple[ProcessSample, ...] = ()
+        self.shown: list[ProcessSample] = []
+        self._last_rows: list[tuple[str, tuple[str, ...]]] | None = None
+
+    def on_mount(self) -> None:
+        for column in COLUMNS:
+            self.add_column(column, key=column)
+
+    @property
+    def sort_key(self) -> str:
+        return SORTS[self.sort_index][0]
+
+    @property
+    def sort_label(self) -> str:
+        return SORTS[self.sort_index][1]
+
+    def next_sort(self) -> str:
+        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        self.rebuild()
+        return self.sort_label
+
+    def set_filter(self, needle: str) -> None:
+        self.needle = needle.strip()
+        self.rebuild()
+
+    def set_processes(self, procs: tuple[ProcessSample, ...]) -> None:
+        self.procs = procs
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        shown = [p for p in sort_procs(self.procs, self.sort_key) if matches(p, self.needle)]
+        rows = [(row_key(p), _cells(p)) for p in shown]
+        self.shown = shown
+        if rows == self._last_rows:
+            return
+        previous, self._last_rows = self._last_rows, rows
+        if previous is not None and [k for k, _ in previous] == [k for k, _ in rows]:
+            # Same processes in the same order: change only the cells that moved (no relayout).
+            for (key, old), (_, new) in zip(previous, rows):
+                for column, before, after in zip(COLUMNS, old, new):
+                    if before != after:
+                        self.update_cell(key, column, after)
+            return
+        selected = self.selected
+        self.clear()
+        for key, cells in rows:
+            self.add_row(*cells, key=key)
+        if selected is not None:
+            for i, p in enumerate(shown):
+                if row_key(p) == row_key(selected):
+                    self.move_cursor(row=i, animate=False)
+                    break
+
+    @property
+    def selected(self) -> ProcessSample | None:
+        if not self.shown or self.row_count == 0:
+            return None
+        row = self.cursor_row
+        return self.shown[row] if 0 <= row < len(self.shown) else None
