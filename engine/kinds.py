@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 KINDS: dict[str, str] = {
     "selftest": "engine.selftest:count",
     "data.scan": "engine.data.job:scan_job",
+    "serve": "engine.serve.server:run",
+    "serve.vllm": "engine.serve.vllm:run",
 }
 
 

@@ -6,6 +6,7 @@ headless subcommands directly, and imports the Textual app only when a TUI is wa
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,7 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def launch(request) -> int:  # request: engine.cli.OpenTUI
-    if not sys.stdout.isatty() or not sys.stdin.isatty():
+    # textual-serve (`llmdeck web`) runs the app on pipes with TEXTUAL_DRIVER set: that is fine.
+    if not os.environ.get("TEXTUAL_DRIVER") and (not sys.stdout.isatty() or not sys.stdin.isatty()):
         print("llmdeck: the TUI needs a terminal; use a subcommand (see `llmdeck --help`) for scripts", file=sys.stderr)
         return 2
     from tui.app import LLMDeckApp

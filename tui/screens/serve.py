@@ -1,0 +1,313 @@
+"""Serve mode: the OpenAI-compatible servers running on this box, live; start and stop them.
+
+Servers are detached runs of kind `serve` (started here, by `llmdeck serve --detach`, or from
+another terminal), so they outlive the TUI. Every second a thread worker re-lists them and reads
+each live one's new events (engine.serve.stats folds them into requests/s, tokens/s, active
+requests and the request log); the screen only renders the snapshot it is sent.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Input, Label, Log, Select, Static
+
+from engine.runs import RunError, RunInfo
+from engine.serve.launch import ENGINES, SERVE_KIND, model_label, server_details, start_detached
+from engine.serve.stats import ServeSnapshot, ServeStats
+from tui.screens.base import ModeScreen
+from tui.screens.confirm import ConfirmModal
+
+COLUMNS = ("server", "status", "url", "req/s", "tok/s", "active")
+RECENT_ENDED_S = 3600.0
+
+
+@dataclass
+class ServerRow:
+    info: RunInfo
+    details: dict | None
+    snap: ServeSnapshot
+
+
+@dataclass
+class ServersListed(Message):
+    rows: list[ServerRow]
+    error: str = ""
+
+
+class StartServerModal(ModalScreen[dict | None]):
+    """A small form: model, engine, port, API key, queue length. Dismisses with the spec + key."""
+
+    DEFAULT_CSS = """
+    StartServerModal { align: center middle; }
+    StartServerModal > Vertical {
+        width: 72; max-width: 95%; height: auto; max-height: 95%;
+        border: thick $primary; background: $surface; padding: 1 2;
+    }
+    StartServerModal Label { margin: 0; color: $text-muted; }
+    StartServerModal #serve-form-title { text-style: bold; margin: 0; }
+    StartServerModal #serve-form-error { color: $error; height: auto; }
+    StartServerModal Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
+    StartServerModal Button { margin-left: 1; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("Start a server", id="serve-form-title")
+            yield Label("Model (.gguf file or HF folder; empty: the bundled Gemma 3 270M)")
+            yield Input(placeholder="path/to/model.gguf", id="serve-model")
+            yield Label("Engine")
+            yield Select([(e, e) for e in ENGINES], value="auto", allow_blank=False, id="serve-engine")
+            yield Label("Port (0: any free port)")
+            yield Input("8000", id="serve-port", type="integer")
+            yield Label("API key (empty: none; the server stays on 127.0.0.1)")
+            yield Input(password=True, id="serve-key")
+            yield Label("Max queued requests")
+            yield Input("16", id="serve-queue", type="integer")
+            yield Static("", id="serve-form-error")
+            with Horizontal():
+                yield Button("Cancel", id="serve-cancel")
+                yield Button("Start", id="serve-start", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#serve-model", Input).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#serve-cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#serve-start")
+    def _start(self) -> None:
+        from pathlib import Path
+
+        error = self.query_one("#serve-form-error", Static)
+        model = self.query_one("#serve-model", Input).value.strip()
+        engine = str(self.query_one("#serve-engine", Select).value)
+        try:
+            port = int(self.query_one("#serve-port", Input).value or "8000")
+            max_queue = int(self.query_one("#serve-queue", Input).value or "16")
+        except ValueError:
+            error.update("port and queue length must be whole numbers")
+            return
+        if not 0 <= port <= 65535 or max_queue < 0:
+            error.update("port must be 0-65535 and the queue 0 or more")
+            return
+        if model and engine != "vllm" and not Path(model).expanduser().exists():
+            error.update(f"model not found: {model}")
+            return
+        if engine == "vllm" and not model:
+            error.update("vLLM needs a model: an HF folder or hub name")
+            return
+        spec = {"model": str(Path(model).expanduser().resolve()) if model and Path(model).expanduser().exists() else model,
+                "engine": engine, "host": "127.0.0.1", "port": port, "max_queue": max_queue}
+        self.dismiss({"spec": spec, "key": self.query_one("#serve-key", Input).value.strip() or None})
+
+
+class ServeScreen(ModeScreen):
+    MODE_KEY = "serve"
+    DEFAULT_CSS = """
+    ServeScreen #serve-table { height: 40%; min-height: 5; }
+    ServeScreen #serve-empty { height: auto; padding: 0 1; color: $text-muted; }
+    ServeScreen #serve-detail { height: 1fr; }
+    ServeScreen #serve-info { height: auto; padding: 0 1; }
+    ServeScreen #serve-log { height: 1fr; }
+    """
+    BINDINGS = [
+        Binding("n", "new_server", "start a server"),
+        Binding("s", "stop_server", "stop server"),
+        Binding("y", "copy_ssh", "copy ssh -L line"),
+        Binding("r", "refresh", "refresh", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stats: dict[str, ServeStats] = {}  # touched only by the (exclusive) polling worker
+        self._rows: dict[str, ServerRow] = {}
+        self._log_for: tuple[str, int] | None = None
+
+    def compose_body(self) -> ComposeResult:
+        table: DataTable[str] = DataTable(id="serve-table", cursor_type="row", zebra_stripes=True)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        yield table
+        yield Static("", id="serve-empty")
+        with Vertical(id="serve-detail", classes="panel") as detail:
+            detail.border_title = "server"
+            yield Static("", id="serve-info")
+            yield Log(id="serve-log", max_lines=500)
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self.action_refresh)
+        self.action_refresh()
+
+    # -- polling -----------------------------------------------------------------------------
+    def action_refresh(self) -> None:
+        self._poll()
+
+    @work(thread=True, exclusive=True, group="serve-list", exit_on_error=False)
+    def _poll(self) -> None:
+        store = self.app.store
+        now = time.time()
+        try:
+            runs = [r for r in store.list() if r.kind == SERVE_KIND
+                    and (r.active or (r.ended or r.created) > now - RECENT_ENDED_S)]
+        except OSError as exc:
+            self.post_message(ServersListed([], error=str(exc)))
+            return
+        rows = []
+        for run in runs[:50]:
+            stats = self._stats.setdefault(run.id, ServeStats())
+            events, stats.offset = store.read_events(run.id, stats.offset)
+            stats.feed(events)
+            rows.append(ServerRow(run, server_details(run) if run.active else None, stats.snapshot(now)))
+        self.post_message(ServersListed(rows))
+
+    def on_servers_listed(self, message: ServersListed) -> None:
+        table = self.query_one("#serve-table", DataTable)
+        empty = self.query_one("#serve-empty", Static)
+        if message.error:
+            empty.update(f"[b]cannot read runs:[/b] {message.error}")
+        elif not message.rows:
+            empty.update("No servers. Press n to start one, or run `llmdeck serve MODEL --detach`.")
+        else:
+            empty.update("")
+        empty.display = bool(message.error or not message.rows)
+        wanted = {row.info.id: row for row in message.rows}
+        for key in [row.value for row in list(table.rows) if row.value not in wanted]:
+            table.remove_row(key)
+        for row in message.rows:
+            cells = self._cells(row)
+            if row.info.id in table.rows:
+                for column, value in zip(COLUMNS, cells, strict=True):
+                    table.update_cell(row.info.id, column, value, update_width=True)
+            else:
+                table.add_row(*cells, key=row.info.id)
+        self._rows = wanted
+        self._show_selected()
+
+    @staticmethod
+    def _cells(row: ServerRow) -> tuple[str, ...]:
+        snap, info = row.snap, row.info
+        status = info.status
+        if info.active and not row.details:
+            status = snap.phase or "starting"
+        url = row.details["api"] if row.details else ""
+        active = f"{snap.active}" + (f" +{snap.waiting} queued" if snap.waiting else "")
+        live = info.active and row.details
+        return (
+            model_label(info.spec) if not info.name.startswith("serve ") else info.name[6:],
+            status,
+            url,
+            f"{snap.requests_per_s:.1f}" if live else "",
+            f"{snap.tokens_per_s:.1f}" if live else "",
+            active if live else "",
+        )
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self._show_selected()
+
+    @property
+    def selected(self) -> ServerRow | None:
+        table = self.query_one("#serve-table", DataTable)
+        if not table.row_count:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # noqa: BLE001 - cursor outside the (changing) table
+            return None
+        return self._rows.get(key or "")
+
+    def _show_selected(self) -> None:
+        row = self.selected
+        info_widget = self.query_one("#serve-info", Static)
+        log = self.query_one("#serve-log", Log)
+        if row is None:
+            info_widget.update("")
+            log.clear()
+            self._log_for = None
+            return
+        info_widget.update(self._describe(row))
+        lines = row.snap.log
+        # Append only what is new since the last render of this server's log.
+        if self._log_for is None or self._log_for[0] != row.info.id or self._log_for[1] > len(lines):
+            log.clear()
+            shown = 0
+        else:
+            shown = self._log_for[1]
+        if len(lines) > shown:
+            log.write_lines(lines[shown:])
+        self._log_for = (row.info.id, len(lines))
+
+    @staticmethod
+    def _describe(row: ServerRow) -> str:
+        d, s, info = row.details, row.snap, row.info
+        if d:
+            auth = "API key required" if d.get("auth") else "no API key (127.0.0.1 only)"
+            return (
+                f"[b]{d['api']}[/b]  model [b]{d['model_id']}[/b] ({d['engine']}) · {auth}\n"
+                f"from your laptop: [b]{d['ssh']}[/b]\n"
+                f"{s.requests_per_s:.1f} req/s · {s.tokens_per_s:.1f} tok/s · {s.active} active · {s.waiting} queued · "
+                f"{s.requests} requests ({s.errors} errors) · {s.completion_tokens} tokens generated"
+            )
+        reason = f" ({info.exit_reason})" if info.exit_reason else ""
+        return f"{info.label}: {s.phase or info.status if info.active else info.status}{reason}\n{info.dir}"
+
+    # -- actions -----------------------------------------------------------------------------
+    def action_new_server(self) -> None:
+        def answered(result: dict | None) -> None:
+            if not result:
+                return
+            try:
+                info = start_detached(self.app.store, result["spec"], result["key"])
+            except (RunError, OSError) as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.notify(f"starting {info.label}")
+            self.action_refresh()
+
+        self.app.push_screen(StartServerModal(), answered)
+
+    def action_stop_server(self) -> None:
+        row = self.selected
+        if row is None:
+            return
+        if not row.info.active:
+            self.notify(f"{row.info.label} is {row.info.status}", severity="warning")
+            return
+        run = row.info
+        where = row.details["api"] if row.details else "(still starting)"
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.app.store.cancel(run.id)
+            except (RunError, OSError) as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.notify(f"stopping {run.label}")
+
+        self.app.push_screen(
+            ConfirmModal("Stop server?", f"{run.label} at {where}\n\nIn-flight requests get a few seconds to finish; "
+                         "clients then get connection errors.", "Stop server"),
+            answered,
+        )
+
+    def action_copy_ssh(self) -> None:
+        row = self.selected
+        if row is None or not row.details:
+            return
+        self.app.copy_to_clipboard(row.details["ssh"])
+        self.notify(f"copied: {row.details['ssh']}")
