@@ -15,6 +15,11 @@ if TYPE_CHECKING:
 KINDS: dict[str, str] = {
     "selftest": "engine.selftest:count",
     "data.scan": "engine.data.job:scan_job",
+    "convert.meta-to-hf": "engine.convert.jobs:meta_to_hf",
+    "convert.hf-to-gguf": "engine.convert.jobs:hf_to_gguf",
+    "convert.quantize": "engine.convert.jobs:quantize",
+    "convert.merge-lora": "engine.convert.jobs:merge_lora",
+    "convert.gguf-to-hf": "engine.convert.jobs:gguf_to_hf",
     "serve": "engine.serve.server:run",
     "serve.vllm": "engine.serve.vllm:run",
 }

@@ -1,0 +1,330 @@
+"""Pre-flight: everything that can be known about a conversion before it starts, in about a
+second — input layout and files, architecture and tokenizer support, output path, free disk for
+the output, estimated peak RAM against available RAM.
+
+`check(spec)` never raises for bad input: it returns a `Verdict` listing problems, each marked
+whether `--force` may override it (not enough disk/RAM, an unknown BPE pre-tokenizer, an existing
+output) or not (a missing file, an unsupported architecture). The CLI prints it, the TUI shows it
+as you type, and every job runs it again first.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.convert import ACTIONS
+from engine.convert.common import ConvertError, human_bytes
+
+_RAM_MARGIN = 512 * 1024**2
+
+
+@dataclass
+class Problem:
+    text: str
+    forceable: bool = False
+
+
+@dataclass
+class Verdict:
+    action: str
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+    output: str = ""
+    output_bytes: int = 0
+    peak_ram: int = 0
+    verify_ram: int = 0
+    available_ram: int = 0
+    free_disk: int = 0
+
+    def blocking(self, force: bool = False) -> list[Problem]:
+        return [p for p in self.problems if not (force and p.forceable)]
+
+    def ok(self, force: bool = False) -> bool:
+        return not self.blocking(force)
+
+    @property
+    def verify_fits(self) -> bool:
+        return not self.available_ram or self.verify_ram + _RAM_MARGIN <= self.available_ram
+
+    def lines(self) -> list[str]:
+        out = [f"{k}: {v}" for k, v in self.facts.items()]
+        out += [f"warning: {w}" for w in self.warnings]
+        out += [f"{'problem (--force overrides)' if p.forceable else 'problem'}: {p.text}" for p in self.problems]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "ok": self.ok(),
+            "problems": [{"text": p.text, "forceable": p.forceable} for p in self.problems],
+            "warnings": self.warnings,
+            "facts": self.facts,
+            "output": self.output,
+            "output_bytes": self.output_bytes,
+            "peak_ram": self.peak_ram,
+            "verify_ram": self.verify_ram,
+        }
+
+
+PATH_KEYS = ("input", "output", "imatrix", "tokenizer", "base")
+
+
+def absolute_paths(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with every path made absolute: a detached run works in its own folder, so a
+    path relative to where the user typed it would point elsewhere there."""
+    out = dict(spec)
+    for key in PATH_KEYS:
+        if out.get(key):
+            out[key] = str(Path(str(out[key])).expanduser().absolute())
+    return out
+
+
+def default_output(action: str, spec: dict[str, Any]) -> Path | None:
+    """Where a conversion writes when no output is given: next to its input."""
+    raw = spec.get("input") or ""
+    if not raw:
+        return None
+    src = Path(str(raw)).expanduser()
+    if action == "hf-to-gguf":
+        return src.parent / f"{src.name}-{spec.get('outtype', 'f16')}.gguf"
+    if action == "quantize":
+        stem = src.stem
+        for suffix in ("-f32", "-f16", "-bf16", "-F16", "-BF16", "-F32"):
+            stem = stem.removesuffix(suffix)
+        return src.parent / f"{stem}-{str(spec.get('qtype', 'Q4_K_M')).upper()}.gguf"
+    if action == "gguf-to-hf":
+        return src.parent / f"{src.stem}-hf"
+    if action == "meta-to-hf":
+        return src.parent / f"{src.name}-hf"
+    if action == "merge-lora":
+        return src.parent / f"{src.name}-merged"
+    return None
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for parent in (path, *path.parents):
+        if parent.exists():
+            return parent
+    return Path("/")
+
+
+def _available_ram() -> int:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - no psutil: skip the RAM check
+        return 0
+
+
+def check(spec: dict[str, Any]) -> Verdict:
+    action = str(spec.get("action", ""))
+    verdict = Verdict(action=action)
+    if action not in ACTIONS:
+        verdict.problems.append(Problem(f"unknown conversion {action!r}; one of {', '.join(ACTIONS)}"))
+        return verdict
+    if not spec.get("input"):
+        verdict.problems.append(Problem("no input path given"))
+        return verdict
+    try:
+        {
+            "hf-to-gguf": _hf_to_gguf,
+            "quantize": _quantize,
+            "gguf-to-hf": _gguf_to_hf,
+            "meta-to-hf": _meta_to_hf,
+            "merge-lora": _merge_lora,
+        }[action](spec, verdict)
+    except ConvertError as exc:
+        verdict.problems.append(Problem(str(exc)))
+        return verdict
+    _check_output(spec, verdict)
+    return verdict
+
+
+def _check_output(spec: dict[str, Any], verdict: Verdict) -> None:
+    out = Path(str(spec.get("output") or default_output(verdict.action, spec) or "")).expanduser()
+    verdict.output = str(out)
+    src = Path(str(spec["input"])).expanduser()
+    if out.resolve() == src.resolve():
+        verdict.problems.append(Problem(f"output {out} is the input; choose another output path"))
+        return
+    wants_file = verdict.action in ("hf-to-gguf", "quantize")
+    if wants_file and out.suffix.lower() != ".gguf":
+        verdict.warnings.append(f"output {out.name} does not end in .gguf")
+    if out.exists():
+        kind = "file" if out.is_file() else "folder"
+        verdict.problems.append(Problem(f"output {out} already exists ({kind}); pass --force to replace it", True))
+    anchor = _existing_ancestor(out.parent)
+    if not anchor.is_dir():
+        verdict.problems.append(Problem(f"output folder {out.parent} is under a file ({anchor})"))
+        return
+    import os
+
+    if not os.access(anchor, os.W_OK):
+        verdict.problems.append(Problem(f"cannot write to {anchor}; choose an output path you can write"))
+        return
+    verdict.free_disk = shutil.disk_usage(anchor).free
+    need = int(verdict.output_bytes * 1.05) + 16 * 1024**2
+    verdict.facts["output"] = f"{out} (about {human_bytes(verdict.output_bytes)}; {human_bytes(verdict.free_disk)} free)"
+    if verdict.output_bytes and need > verdict.free_disk:
+        verdict.problems.append(
+            Problem(f"not enough disk at {anchor}: the output needs about {human_bytes(need)}, {human_bytes(verdict.free_disk)} is free", True)
+        )
+    verdict.available_ram = _available_ram()
+    if verdict.available_ram:
+        verdict.facts["memory"] = (
+            f"peak about {human_bytes(verdict.peak_ram)} to convert, {human_bytes(verdict.verify_ram)} to verify; "
+            f"{human_bytes(verdict.available_ram)} available"
+        )
+        if verdict.peak_ram + _RAM_MARGIN > verdict.available_ram:
+            verdict.problems.append(
+                Problem(
+                    f"not enough RAM: converting needs about {human_bytes(verdict.peak_ram)}, {human_bytes(verdict.available_ram)} is available",
+                    True,
+                )
+            )
+        elif spec.get("verify", True) and not verdict.verify_fits:
+            verdict.warnings.append(
+                f"verification needs about {human_bytes(verdict.verify_ram)} of RAM, more than is available; it will be skipped"
+            )
+
+
+# -- per action ---------------------------------------------------------------------------------
+def _hf_to_gguf(spec: dict[str, Any], verdict: Verdict) -> None:
+    from engine.convert import hf_to_gguf
+    from engine.convert.hf_source import open_hf_model
+    from engine.convert.vocab import bpe_pre_tokenizer, tokenizer_kind
+
+    model = open_hf_model(Path(str(spec["input"])).expanduser())
+    outtype = str(spec.get("outtype", "f16"))
+    arch, planned = hf_to_gguf.plan(model, outtype)
+    verdict.output_bytes = sum(p.nbytes for p in planned)
+    largest = max(model.tensors.values(), key=lambda t: t.nbytes)
+    n_params = sum(t.nbytes // max(1, _itemsize(t.dtype)) for t in model.tensors.values())
+    verdict.peak_ram = _numel(largest.shape) * 4 * 3 + 300 * 1024**2
+    verdict.verify_ram = n_params * 4 + verdict.output_bytes + 300 * 1024**2
+    verdict.facts["model"] = f"{model.architecture} -> GGUF {arch}, {len(planned)} tensors, {n_params / 1e6:.1f}M parameters, {outtype}"
+    kind = tokenizer_kind(model.path)
+    if not kind:
+        verdict.problems.append(Problem(f"{model.path} has no tokenizer (tokenizer.model or tokenizer.json)"))
+    elif kind == "bpe":
+        import json
+
+        try:
+            data = json.loads((model.path / "tokenizer.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConvertError(f"{model.path / 'tokenizer.json'} is not valid JSON ({exc})") from None
+        mtype = (data.get("model") or {}).get("type")
+        pre = bpe_pre_tokenizer(data)
+        if mtype != "BPE":
+            verdict.problems.append(Problem(f"{model.path / 'tokenizer.json'} is a {mtype} tokenizer; GGUF export needs BPE or a tokenizer.model"))
+        elif pre is None:
+            verdict.problems.append(
+                Problem(f"{model.path / 'tokenizer.json'}: pre-tokenizer not known to llama.cpp; --force writes it as 'default'", True)
+            )
+        else:
+            verdict.facts["tokenizer"] = f"byte-level BPE, pre-tokenizer {pre}"
+    else:
+        verdict.facts["tokenizer"] = "SentencePiece tokenizer.model"
+
+
+def _quantize(spec: dict[str, Any], verdict: Verdict) -> None:
+    from engine.convert.gguf_source import architecture, file_type_name, is_float_file, open_gguf
+    from engine.convert.quantize import BITS, normalize_type
+
+    reader = open_gguf(Path(str(spec["input"])).expanduser())
+    qtype = normalize_type(str(spec.get("qtype", "Q4_K_M")))
+    n_params = sum(int(t.n_elements) for t in reader.tensors)
+    size = Path(str(spec["input"])).expanduser().stat().st_size
+    verdict.output_bytes = int(n_params * BITS[qtype] / 8)
+    largest = max(int(t.n_elements) for t in reader.tensors)
+    verdict.peak_ram = largest * 4 * 3 + 300 * 1024**2
+    verdict.verify_ram = size + verdict.output_bytes + 300 * 1024**2
+    verdict.facts["model"] = f"GGUF {architecture(reader)} {file_type_name(reader)}, {len(reader.tensors)} tensors, {n_params / 1e6:.1f}M parameters -> {qtype}"
+    if not is_float_file(reader) and not spec.get("allow_requantize"):
+        verdict.problems.append(
+            Problem(f"{Path(str(spec['input'])).name} is already quantized ({file_type_name(reader)}); requantizing loses quality — pass --allow-requantize", True)
+        )
+    if spec.get("imatrix") and not Path(str(spec["imatrix"])).expanduser().is_file():
+        verdict.problems.append(Problem(f"imatrix file {spec['imatrix']} does not exist"))
+
+
+def _gguf_to_hf(spec: dict[str, Any], verdict: Verdict) -> None:
+    from engine.convert.gguf_source import file_type_name, open_gguf
+    from engine.convert.gguf_to_hf import SUPPORTED, read_hparams
+
+    reader = open_gguf(Path(str(spec["input"])).expanduser())
+    hp = read_hparams(reader)
+    dtype = str(spec.get("dtype", "f32"))
+    item = {"f32": 4, "f16": 2, "bf16": 2}.get(dtype, 4)
+    n_params = sum(int(t.n_elements) for t in reader.tensors)
+    largest = max(int(t.n_elements) for t in reader.tensors)
+    from engine.convert.shards import DEFAULT_SHARD_BYTES, parse_size
+
+    shard = min(parse_size(spec.get("shard_size") or DEFAULT_SHARD_BYTES), n_params * item)
+    verdict.output_bytes = n_params * item
+    verdict.peak_ram = shard + largest * 4 * 3 + 500 * 1024**2
+    verdict.verify_ram = n_params * 4 + Path(str(spec["input"])).expanduser().stat().st_size + 500 * 1024**2
+    verdict.facts["model"] = (
+        f"GGUF {hp['arch']} {file_type_name(reader)} -> {SUPPORTED[hp['arch']]} {dtype}, {hp['n_layer']} layers, {n_params / 1e6:.1f}M parameters"
+    )
+
+
+def _meta_to_hf(spec: dict[str, Any], verdict: Verdict) -> None:
+    from engine.convert.meta_checkpoint import find_tokenizer, open_meta
+    from engine.convert.shards import DEFAULT_SHARD_BYTES, parse_size
+
+    path = Path(str(spec["input"])).expanduser()
+    ckpt = open_meta(path, load=True)
+    tok = find_tokenizer(path, Path(str(spec["tokenizer"])).expanduser() if spec.get("tokenizer") else None)
+    if tok is None:
+        verdict.problems.append(Problem(f"no tokenizer.model in {path} or its parent; pass --tokenizer PATH"))
+    n_params = sum(t.numel() for t in ckpt.shards[0].values()) * ckpt.n_shards
+    src_item = ckpt.shards[0]["tok_embeddings.weight"].element_size()
+    item = {"f32": 4, "fp32": 4, "f16": 2, "fp16": 2, "bf16": 2}.get(str(spec.get("dtype", "auto")), src_item)
+    shard = min(parse_size(spec.get("shard_size") or DEFAULT_SHARD_BYTES), n_params * item)
+    layer = sum(t.numel() for k, t in ckpt.shards[0].items() if k.startswith("layers.0.")) * ckpt.n_shards
+    verdict.output_bytes = n_params * item
+    verdict.peak_ram = shard + layer * 4 * 2 + 500 * 1024**2
+    verdict.verify_ram = n_params * 4 + layer * 8 + 500 * 1024**2
+    kind = "Code Llama" if ckpt.rope_theta >= 1_000_000 else "Llama"
+    verdict.facts["model"] = (
+        f"Meta {kind}: {ckpt.n_layers} layers, dim {ckpt.dim}, {ckpt.n_heads} heads / {ckpt.n_kv_heads} KV heads, "
+        f"{ckpt.n_shards} shard(s), vocab {ckpt.vocab_size}, {n_params / 1e6:.1f}M parameters"
+    )
+
+
+def _merge_lora(spec: dict[str, Any], verdict: Verdict) -> None:
+    from engine.convert.hf_source import open_hf_model
+    from engine.convert.merge_lora import resolve_base
+
+    adapter = Path(str(spec["input"])).expanduser()
+    if not adapter.is_dir():
+        raise ConvertError(f"{adapter} is not a folder; a LoRA adapter is a folder with adapter_config.json")
+    base = resolve_base(adapter, Path(str(spec["base"])).expanduser() if spec.get("base") else None)
+    model = open_hf_model(base)
+    if not any((adapter / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
+        verdict.problems.append(Problem(f"{adapter} has no adapter_model.safetensors"))
+    item = {"f32": 4, "f16": 2, "bf16": 2}.get(str(spec.get("dtype", "f32")), 4)
+    n_params = sum(t.nbytes // max(1, _itemsize(t.dtype)) for t in model.tensors.values())
+    verdict.output_bytes = n_params * item
+    verdict.peak_ram = n_params * item * 2 + 500 * 1024**2
+    verdict.verify_ram = verdict.peak_ram + n_params * 4
+    verdict.facts["model"] = f"base {base} ({model.architecture}, {n_params / 1e6:.1f}M parameters) + adapter {adapter.name}"
+
+
+def _itemsize(dtype: str) -> int:
+    from engine.convert.hf_source import DTYPE_BYTES
+
+    return DTYPE_BYTES.get(dtype, 4)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
