@@ -144,7 +144,10 @@ class MonitorScreen(ModeScreen):
             history=self.history,
             recorder=recorder,
             on_error=lambda exc: self.post_message(MonitorFailed(str(exc) or type(exc).__name__)),
-        ).start()
+        )
+        # Start sampling once the first frame is on screen: NVML start-up and the first psutil
+        # pass compete with the first paint for the GIL, and the user should see the app first.
+        self.call_after_refresh(self._thread.start)
         self._update_host_title()
 
     def on_unmount(self) -> None:
