@@ -29,6 +29,8 @@ class UISettings:
     """Name of the Textual theme; llmdeck ships llmdeck-dark, llmdeck-light, llmdeck-contrast."""
     newline_key: str = "shift+enter"
     """Key that inserts a newline in multi-line inputs (Enter sends)."""
+    stream_interval_ms: float = field(default=50.0, metadata={"check": _positive, "rule": "a number > 0"})
+    """How often streamed chat text is drawn; 100 suits small CPU-only boxes."""
 
 
 @dataclass

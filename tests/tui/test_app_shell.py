@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from textual.widgets import Input, TextArea
+
 from engine import paths
 from engine import settings as settings_mod
 from tui.app import LLMDeckApp
@@ -19,6 +21,9 @@ async def test_number_keys_switch_every_mode():
             await pilot.pause()
             assert app.current_mode == mode.key
             assert app.screen.query_one(ModeBar).current == mode.key
+            if isinstance(app.focused, (Input, TextArea)):
+                await pilot.press("escape")  # leave the text field, so digits switch modes again
+                assert not isinstance(app.focused, (Input, TextArea))
 
 
 async def test_command_palette_switches_mode():

@@ -7,14 +7,22 @@ A mode screen subclasses `ModeScreen`, sets `MODE_KEY`, and yields its body from
 from __future__ import annotations
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Input, TextArea
 
 from tui.widgets.mode_bar import ModeBar
 
 
 class ModeScreen(Screen):
     MODE_KEY: str = ""
+    # Number keys switch modes, but a focused text field takes them as text: Esc leaves the
+    # field first. Screens that give Esc another meaning override this binding.
+    BINDINGS = [Binding("escape", "leave_input", "leave the text field", show=False)]
+
+    def action_leave_input(self) -> None:
+        if isinstance(self.focused, (Input, TextArea)):
+            self.set_focus(None)
 
     def compose(self) -> ComposeResult:
         yield ModeBar(self.MODE_KEY)

@@ -1,0 +1,297 @@
+"""llama.cpp backend (llama-cpp-python): any GGUF file, on CPU or with layers on the GPU.
+
+The prompt is rendered here with our own template choice (the model's GGUF template, else the
+built-in one for its architecture) and passed as token ids, so the bundled Gemma 3 GGUF, which
+has no template, gets Gemma's turn format instead of llama-cpp-python's llama-2 fallback.
+A llama.cpp stopping criterion, called once per sampled token, counts tokens (exact TTFT and
+speed) and ends generation as soon as the cancel event is set.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from engine.chat.base import BackendError, BackendInfo, ChatBackend, Delta, Message, StatsClock
+from engine.chat.params import SamplingParams
+from engine.chat.templates import ChatTemplate, resolve_template
+
+DEFAULT_N_CTX = 4096
+
+
+def check_gguf(path: Path) -> None:
+    """Fail early, in words, on what llama.cpp would only report as 'failed to load'."""
+    if not path.exists():
+        raise BackendError(f"model file not found: {path}")
+    if path.is_dir():
+        raise BackendError(f"{path} is a folder; the llama.cpp backend needs a .gguf file (use the transformers backend for HF folders)")
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise BackendError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if magic != b"GGUF":
+        raise BackendError(f"{path} is not a GGUF file (it does not start with the GGUF magic bytes)")
+    try:
+        import psutil
+
+        need = path.stat().st_size
+        free = psutil.virtual_memory().available
+        if need > free * 1.1:
+            raise BackendError(
+                f"out of memory: {path.name} needs about {need / 2**30:.1f} GiB and only {free / 2**30:.1f} GiB of RAM is free"
+            )
+    except ImportError:
+        pass
+
+
+class LlamaCppBackend(ChatBackend):
+    NAME = "llama.cpp"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        n_ctx: int = DEFAULT_N_CTX,
+        n_gpu_layers: int | None = None,
+        n_threads: int | None = None,
+        template: str | None = None,
+    ) -> None:
+        super().__init__()
+        path = Path(model_path).expanduser()
+        check_gguf(path)
+        import llama_cpp
+
+        if n_gpu_layers is None:
+            n_gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+        _quiet_llama_logs()
+        self.extra_buffers = extra_buffers_safe()
+        try:
+            with _model_params(self.extra_buffers):
+                self.llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_gpu_layers=n_gpu_layers,
+                    n_threads=n_threads or default_threads(),
+                    verbose=False,
+                )
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(
+                f"llama.cpp could not load {path.name} ({exc}): the file may be truncated, of an architecture this "
+                "llama.cpp does not know, or too big for free memory"
+            ) from None
+        self.model_path = path
+        self.n_gpu_layers = n_gpu_layers
+        self.n_threads = getattr(self.llm, "n_threads", n_threads)
+        meta: dict[str, Any] = dict(self.llm.metadata or {})
+        self.metadata = meta
+        self.architecture = str(meta.get("general.architecture", ""))
+        bos = self._piece(self.llm.token_bos())
+        eos = self._piece(self.llm.token_eos())
+        self.template: ChatTemplate = resolve_template(
+            override=template,
+            model_template=meta.get("tokenizer.chat_template") or None,
+            architecture=self.architecture,
+            bos_token=bos,
+            eos_token=eos,
+            has_token=self._is_token,
+        )
+
+        # Turn markers the model may emit as special tokens, which detokenize to no text and
+        # so can never match a stop *string* (a base model like the bundled Gemma does this).
+        self.stop_token_ids = {self.llm.token_eos()} | {
+            ids[0] for s in self.template.stop_strings
+            if len(ids := self.llm.tokenize(s.encode("utf-8"), add_bos=False, special=True)) == 1
+        }
+
+    def _piece(self, token: int) -> str:
+        if token < 0:
+            return ""
+        try:
+            return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+        except TypeError:  # older llama-cpp-python without `special`
+            return self.llm.detokenize([token]).decode("utf-8", errors="replace")
+
+    def _is_token(self, text: str) -> bool:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) == 1
+
+    @property
+    def info(self) -> BackendInfo:
+        details = {"architecture": self.architecture, "gpu layers": self.n_gpu_layers, "threads": self.n_threads}
+        return BackendInfo("llama.cpp", str(self.model_path), self.template.label, self.llm.n_ctx(), details)
+
+    def prompt_tokens(self, messages: list[Message]) -> list[int]:
+        prompt = self.template.render(messages)
+        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def count_tokens(self, messages: list[Message], params: SamplingParams | None = None) -> int | None:
+        from engine.chat.base import with_system_prompt
+
+        return len(self.prompt_tokens(with_system_prompt(list(messages), params.system_prompt if params else "")))
+
+    def close(self) -> None:
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            llm.close()
+
+    def _stream(
+        self, messages: list[Message], params: SamplingParams, cancel: threading.Event, clock: StatsClock
+    ) -> Iterator[Delta]:
+        import llama_cpp
+
+        if self.llm is None:
+            raise BackendError("the model was unloaded")
+        tokens = self.prompt_tokens(messages)
+        clock.stats.prompt_tokens = len(tokens)
+        room = self.llm.n_ctx() - len(tokens)
+        if room <= 0:
+            raise BackendError(
+                f"the conversation ({len(tokens)} tokens) fills the whole context ({self.llm.n_ctx()}); "
+                "start a new session, clear it, or load the model with a larger context"
+            )
+
+        hit_stop_token = False
+
+        def per_token(ids: Any, _logits: Any) -> bool:
+            nonlocal hit_stop_token
+            clock.token(1)
+            if int(ids[-1]) in self.stop_token_ids:
+                hit_stop_token = True
+                return True
+            return cancel.is_set()
+
+        # Start from an empty KV cache: llama-cpp-python's prefix reuse gives different tokens
+        # for the same greedy prompt on sliding-window models (Gemma 3), seen with 0.3.36.
+        self.llm.reset()
+        stream = self.llm.create_completion(
+            tokens,
+            max_tokens=min(params.max_new_tokens, room),
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            min_p=params.min_p,
+            repeat_penalty=params.repetition_penalty,
+            stop=list(params.stop) + list(self.template.stop_strings),
+            seed=params.seed,
+            stream=True,
+            stopping_criteria=llama_cpp.StoppingCriteriaList([per_token]),
+        )
+        try:
+            for chunk in stream:
+                choice = chunk["choices"][0]
+                text = choice.get("text") or ""
+                if text:
+                    yield Delta(text, 0)
+                if choice.get("finish_reason") == "length" and not hit_stop_token:
+                    clock.stats.finish_reason = "length"
+                    # the criterion also saw the sample that hit the cap
+                    clock.stats.generated_tokens = min(clock.stats.generated_tokens, params.max_new_tokens)
+                if cancel.is_set():
+                    break
+        finally:
+            stream.close()
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def extra_buffers_safe() -> bool:
+    """Whether llama.cpp's extra CPU buffer types (AMX tiles, weight repacking) can be used.
+
+    A llama.cpp built where the CPU advertises AMX uses AMX tiles for matmuls; inside a VM whose
+    hypervisor does not really enable the tile state, the first `ldtilecfg` kills the process
+    (seen on Firecracker VMs: a segfault in ggml_backend_amx_mul_mat). There, skip the extra
+    buffer types. LLMDECK_LLAMA_EXTRA_BUFFERS=1/0 forces the choice.
+    """
+    forced = os.environ.get("LLMDECK_LLAMA_EXTRA_BUFFERS")
+    if forced in ("0", "1"):
+        return forced == "1"
+    flags = _cpu_flags()
+    if "amx_tile" not in flags or "hypervisor" not in flags:
+        return True
+    try:
+        import llama_cpp
+
+        info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    except Exception:  # noqa: BLE001 - unknown build: be safe
+        return False
+    return "AMX" not in info
+
+
+@contextmanager
+def _model_params(use_extra_bufts: bool) -> Iterator[None]:
+    """llama-cpp-python's Llama() does not expose `use_extra_bufts`; set it on the default
+    params it starts from, for the duration of one load."""
+    import llama_cpp
+    import llama_cpp.llama as llama_module
+
+    if use_extra_bufts:
+        yield
+        return
+    original = llama_cpp.llama_model_default_params
+
+    def patched():  # noqa: ANN202
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    llama_module.llama_cpp.llama_model_default_params = patched
+    try:
+        yield
+    finally:
+        llama_module.llama_cpp.llama_model_default_params = original
+
+
+_LOG_CALLBACK: Any = None
+
+
+def _quiet_llama_logs() -> None:
+    """Route llama.cpp's own log lines to Python logging instead of the terminal's stderr,
+    where they would tear through the TUI (e.g. the 'using full-size SWA cache' warning)."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+    import ctypes
+    import logging
+
+    import llama_cpp
+
+    log = logging.getLogger("llmdeck.llama_cpp")
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+        log.debug(text.decode("utf-8", errors="replace").rstrip())
+
+    _LOG_CALLBACK = callback  # keep a reference: C holds only the pointer
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
+def default_threads() -> int | None:
+    """Physical cores this process may use (llama-cpp-python's own default, half the logical
+    CPUs, gives one thread on a 2-vCPU VM); LLMDECK_THREADS overrides it."""
+    value = os.environ.get("LLMDECK_THREADS")
+    if value and value.isdigit():
+        return int(value)
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 1
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False) or usable
+    except ImportError:
+        physical = usable
+    return max(1, min(usable, physical))

@@ -1,0 +1,321 @@
+"""Chat mode through Textual's Pilot.
+
+Key handling uses a scripted backend (the layer below the screen); one test talks to the real
+bundled Gemma GGUF through llama.cpp.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from engine.chat.base import BackendInfo, ChatBackend, Delta, StatsClock
+from engine.chat.params import SamplingParams
+from engine.chat.sessions import SessionStore
+from tui.app import LLMDeckApp
+from tui.screens.chat import ChatScreen
+from tui.widgets.chat_input import ChatInput
+from tui.widgets.chat_message import ChatMessageView
+
+
+class ScriptedBackend(ChatBackend):
+    """Answers with `words` (one token each, `delay` apart), honouring the cancel event."""
+
+    NAME = "scripted"
+
+    def __init__(self, words: list[str] | None = None, delay: float = 0.0) -> None:
+        super().__init__()
+        self.words = words or ["Hello", " there", "!"]
+        self.delay = delay
+        self.calls: list[list[dict]] = []
+        self.closed = False
+
+    @property
+    def info(self) -> BackendInfo:
+        return BackendInfo("scripted", "scripted-model", "none", 1000)
+
+    def _stream(self, messages, params: SamplingParams, cancel: threading.Event, clock: StatsClock) -> Iterator[Delta]:
+        self.calls.append([dict(m) for m in messages])
+        clock.stats.prompt_tokens = sum(len(m["content"].split()) for m in messages)
+        for word in self.words:
+            if self.delay and cancel.wait(self.delay):
+                return
+            clock.token(1)
+            yield Delta(word)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.02)
+
+
+def chat_app(backend: ChatBackend | None = None, **options) -> LLMDeckApp:
+    opts = dict(options)
+    if backend is not None:
+        opts["chat_backend"] = backend
+    return LLMDeckApp(start_mode="chat", options=opts)
+
+
+def views(screen: ChatScreen) -> list[tuple[str, str]]:
+    return [(v.role, v.content) for v in screen.turns()]
+
+
+async def test_enter_sends_and_answer_streams_with_stats():
+    backend = ScriptedBackend()
+    app = chat_app(backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, ChatScreen) and isinstance(app.focused, ChatInput)
+        await pilot.press(*"hi there")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.turn_timings)
+        assert views(screen) == [("user", "hi there"), ("assistant", "Hello there!")]
+        assert backend.calls == [[{"role": "user", "content": "hi there"}]]
+        assert screen.chat_input.text == ""
+        answer = screen.turns()[-1]
+        assert answer.stats["generated_tokens"] == 3 and not answer.stopped
+        assert "tok/s" in str(answer.query_one(".chat-title").render())
+        assert screen.status.context_used == answer.stats["prompt_tokens"] + 3
+        # persisted
+        store = SessionStore()
+        [info] = store.list()
+        assert info.title == "hi there" and [m.role for m in store.messages(info.id)] == ["user", "assistant"]
+
+
+async def test_shift_enter_and_ctrl_j_insert_newlines_not_send():
+    backend = ScriptedBackend()
+    app = chat_app(backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await pilot.press("a", "shift+enter", "b", "ctrl+j", "c")
+        await pilot.pause()
+        assert screen.chat_input.text == "a\nb\nc"
+        assert backend.calls == []
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.turn_timings)
+        assert backend.calls[0][-1]["content"] == "a\nb\nc"
+
+
+async def test_escape_stops_and_keeps_partial_marked_stopped():
+    backend = ScriptedBackend([f"w{i} " for i in range(500)], delay=0.01)
+    app = chat_app(backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await pilot.press("x", "enter")
+        await wait_for(pilot, lambda: screen.generating and screen.turns() and screen.turns()[-1].content)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not screen.generating)
+        answer = screen.turns()[-1]
+        assert answer.stopped and answer.stats["finish_reason"] == "cancelled"
+        assert 0 < len(answer.content.split()) < 500
+        assert "stopped" in str(answer.query_one(".chat-title").render())
+        [rec] = [m for m in SessionStore().messages(screen.session_id) if m.role == "assistant"]
+        assert rec.stopped and rec.content == answer.content
+        # Esc when idle leaves the input, so number keys switch modes again
+        await pilot.press("escape")
+        assert not screen.chat_input.has_focus
+        await pilot.press("1")
+        assert app.current_mode == "monitor"
+
+
+async def test_regenerate_and_edit_last_message():
+    backend = ScriptedBackend(["one"])
+    app = chat_app(backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await pilot.press(*"first", "enter")
+        await wait_for(pilot, lambda: len(screen.turn_timings) == 1)
+        backend.words = ["two"]
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: len(screen.turn_timings) == 2)
+        assert views(screen) == [("user", "first"), ("assistant", "two")]
+        assert backend.calls[1] == [{"role": "user", "content": "first"}]
+        # edit: the last user message comes back into the input, and it and its answer go
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert screen.chat_input.text == "first" and views(screen) == []
+        await pilot.press("backspace", "backspace", "backspace", "backspace", "backspace", *"second", "enter")
+        await wait_for(pilot, lambda: len(screen.turn_timings) == 3)
+        assert views(screen) == [("user", "second"), ("assistant", "two")]
+        stored = [(m.role, m.content) for m in SessionStore().messages(screen.session_id)]
+        assert stored == [("user", "second"), ("assistant", "two")]
+
+
+async def test_sessions_switch_new_clear_and_export():
+    backend = ScriptedBackend(["ok"])
+    app = chat_app(backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await pilot.press(*"alpha question", "enter")
+        await wait_for(pilot, lambda: len(screen.turn_timings) == 1)
+        first = screen.session_id
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert views(screen) == [] and screen.session_id is None
+        await pilot.press(*"beta question", "enter")
+        await wait_for(pilot, lambda: len(screen.turn_timings) == 2)
+        second = screen.session_id
+        assert second != first
+        # the browser: search, open
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        await pilot.press(*"alpha")
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.session_id == first and views(screen))
+        assert views(screen) == [("user", "alpha question"), ("assistant", "ok")]
+        assert screen.turns()[-1].stats["generated_tokens"] == 1  # stats came back from SQLite
+        # export
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        md, js = screen.last_export
+        assert "alpha question" in md.read_text() and json.loads(js.read_text())["messages"][1]["content"] == "ok"
+        # clear empties the session
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        assert views(screen) == [] and SessionStore().messages(first) == []
+
+
+async def test_sessions_browser_renames_and_deletes():
+    store = SessionStore()
+    a = store.create("keep me")
+    b = store.create("delete me")
+    store.add_message(a.id, "user", "hello")
+    app = chat_app(ScriptedBackend())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        await pilot.press(*"delete")  # search narrows to one
+        await pilot.pause()
+        await pilot.press("ctrl+d")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert [s.id for s in store.list()] == [a.id]
+        search = app.screen.query_one("#sessions-search")
+        search.value = ""
+        await pilot.pause()
+        await pilot.press("f2")
+        await pilot.pause()
+        app.screen.query_one("#rename-input").value = "renamed"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert store.get(a.id).title == "renamed"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, ChatScreen)
+        _ = b
+
+
+async def test_copy_answer_and_code_block_use_osc52_clipboard():
+    backend = ScriptedBackend(["Here:\n", "```python\n", "print('hi')\n", "```\n", "done"])
+    app = chat_app(backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await pilot.press("q", "enter")  # 'q' is text here, not quit
+        await wait_for(pilot, lambda: screen.turn_timings)
+        await pilot.press("f3")
+        assert app.clipboard == "Here:\n```python\nprint('hi')\n```\ndone"
+        await pilot.press("f4")
+        assert app.clipboard == "print('hi')\n"
+
+
+async def test_side_panel_changes_sampling_and_bad_model_keeps_previous():
+    backend = ScriptedBackend()
+    app = chat_app(backend)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await pilot.press("f2")
+        await pilot.pause()
+        assert screen.has_class("-side")
+        temp = screen.query_one("#p-temperature")
+        temp.value = "0.1"
+        await pilot.pause()
+        assert screen.params.temperature == 0.1
+        temp.value = "hot"
+        await pilot.pause()
+        assert screen.params.temperature == 0.1 and temp.has_class("-invalid")
+        model = screen.query_one("#side-model")
+        model.value = "/nowhere/model.gguf"
+        model.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.loading is None)
+        assert screen.backend is backend  # the previous model stays usable
+        assert not backend.closed
+        await pilot.press("f2")
+        await pilot.press(*"still works", "enter")
+        await wait_for(pilot, lambda: screen.turn_timings)
+        assert screen.turns()[-1].content == "Hello there!"
+
+
+async def test_no_model_available_says_how_to_pick(monkeypatch):
+    import engine.chat.default_model as dm
+
+    monkeypatch.setattr(dm, "installed", lambda: False)
+    app = LLMDeckApp(start_mode="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.loading is None)
+        notes = [v.content for v in screen.transcript.query(ChatMessageView) if v.role == "note"]
+        assert notes and "pip install llmdeck[demo]" in notes[0] and "llmdeck chat path/to/model.gguf" in notes[0]
+        await pilot.press(*"hello", "enter")  # refused politely, nothing crashes
+        await pilot.pause()
+        assert screen.turns() == []
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("llama_cpp"), reason="llama-cpp-python not installed")
+async def test_real_bundled_gemma_answers_and_stops(tmp_path):
+    from engine.chat.default_model import default_model_path
+
+    path = default_model_path(tmp_path)
+    app = LLMDeckApp(start_mode="chat", options={"model": str(path), "chat_params": {"temperature": 0, "max_new_tokens": 400}})
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.backend is not None, timeout=60)
+        assert screen.backend.NAME == "llama.cpp" and screen.backend.template.name == "gemma"
+        await pilot.press(*"Write a long story about a cat.", "enter")
+        await wait_for(pilot, lambda: screen.turns() and screen.turns()[-1].role == "assistant" and len(screen.turns()[-1].content) > 20, timeout=60)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not screen.generating, timeout=30)
+        answer = screen.turns()[-1]
+        assert answer.stopped and answer.stats["finish_reason"] == "cancelled"
+        assert answer.stats["prompt_tokens"] > 5 and answer.stats["ttft_s"] is not None
+        assert answer.stats["generated_tokens"] < 400
+
+
+async def test_compare_mode_runs_both_models_side_by_side():
+    from tui.widgets.chat_compare import CompareScreen
+
+    left = ScriptedBackend(["left ", "answer"])
+    right = ScriptedBackend(["right ", "side ", "answer"])
+    app = chat_app(left)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f5")
+        await pilot.pause()
+        cmp = app.screen
+        assert isinstance(cmp, CompareScreen)
+        # a bad path for the right side is reported, nothing crashes
+        cmp.query_one("#cmp-model").value = "/nowhere/x.gguf"
+        cmp.query_one("#cmp-model").focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "not loaded" in str(cmp.query_one("#cmp-help").render()))
+        cmp.post_message(__import__("tui.widgets.chat_compare", fromlist=["_SideLoaded"])._SideLoaded(right, ""))
+        await wait_for(pilot, lambda: cmp.backends[1] is right)
+        await pilot.press(*"same prompt", "enter")
+        await wait_for(pilot, lambda: cmp.running is None and all(cmp.results))
+        assert [v.content for v in cmp.views] == ["left answer", "right side answer"]
+        assert left.calls[-1] == right.calls[-1] == [{"role": "user", "content": "same prompt"}]
+        assert "right/left" in str(cmp.query_one("#cmp-help").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, ChatScreen) and right.closed and not left.closed
