@@ -20,6 +20,9 @@ KINDS: dict[str, str] = {
     "convert.quantize": "engine.convert.jobs:quantize",
     "convert.merge-lora": "engine.convert.jobs:merge_lora",
     "convert.gguf-to-hf": "engine.convert.jobs:gguf_to_hf",
+    "eval.ppl": "engine.evaluate.jobs:ppl",
+    "bench.speed": "engine.evaluate.jobs:speed",
+    "bench.sweep": "engine.evaluate.jobs:sweep",
     "serve": "engine.serve.server:run",
     "serve.vllm": "engine.serve.vllm:run",
 }
