@@ -18,12 +18,11 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 # enabling it, llama.cpp's extra CPU buffers crash the process (a general protection fault).
 LLAMA_SERVER = """
 import sys
-from engine.chat.llama_cpp_backend import extra_buffers_safe
+from engine.llama_runtime import extra_buffers_safe
 if not extra_buffers_safe():
     import llama_cpp, llama_cpp.llama as module
     original = llama_cpp.llama_model_default_params
-    def patched():
+    def patched():  # patched for the whole server process, not just one load
         params = original()
         params.use_extra_bufts = False
         return params

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +68,11 @@ class LlamaCppBackend(ChatBackend):
         if n_gpu_layers is None:
             n_gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
         _quiet_llama_logs()
+        from engine.llama_runtime import extra_buffers_safe, load
+
         self.extra_buffers = extra_buffers_safe()
         try:
-            with _model_params(self.extra_buffers):
-                self.llm = llama_cpp.Llama(
-                    model_path=str(path),
-                    n_ctx=n_ctx,
-                    n_gpu_layers=n_gpu_layers,
-                    n_threads=n_threads or default_threads(),
-                    verbose=False,
-                )
+            self.llm = load(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads or default_threads())
         except (ValueError, RuntimeError) as exc:
             raise BackendError(
                 f"llama.cpp could not load {path.name} ({exc}): the file may be truncated, of an architecture this "
@@ -194,64 +188,6 @@ class LlamaCppBackend(ChatBackend):
                     break
         finally:
             stream.close()
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def extra_buffers_safe() -> bool:
-    """Whether llama.cpp's extra CPU buffer types (AMX tiles, weight repacking) can be used.
-
-    A llama.cpp built where the CPU advertises AMX uses AMX tiles for matmuls; inside a VM whose
-    hypervisor does not really enable the tile state, the first `ldtilecfg` kills the process
-    (seen on Firecracker VMs: a segfault in ggml_backend_amx_mul_mat). There, skip the extra
-    buffer types. LLMDECK_LLAMA_EXTRA_BUFFERS=1/0 forces the choice.
-    """
-    forced = os.environ.get("LLMDECK_LLAMA_EXTRA_BUFFERS")
-    if forced in ("0", "1"):
-        return forced == "1"
-    flags = _cpu_flags()
-    if "amx_tile" not in flags or "hypervisor" not in flags:
-        return True
-    try:
-        import llama_cpp
-
-        info = llama_cpp.llama_print_system_info().decode(errors="replace")
-    except Exception:  # noqa: BLE001 - unknown build: be safe
-        return False
-    return "AMX" not in info
-
-
-@contextmanager
-def _model_params(use_extra_bufts: bool) -> Iterator[None]:
-    """llama-cpp-python's Llama() does not expose `use_extra_bufts`; set it on the default
-    params it starts from, for the duration of one load."""
-    import llama_cpp
-    import llama_cpp.llama as llama_module
-
-    if use_extra_bufts:
-        yield
-        return
-    original = llama_cpp.llama_model_default_params
-
-    def patched():  # noqa: ANN202
-        params = original()
-        params.use_extra_bufts = False
-        return params
-
-    llama_module.llama_cpp.llama_model_default_params = patched
-    try:
-        yield
-    finally:
-        llama_module.llama_cpp.llama_model_default_params = original
 
 
 _LOG_CALLBACK: Any = None

@@ -216,7 +216,6 @@ def convert(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
 ) -> dict[str, Any]:
     """Write an HF model folder into `folder` (staged by the caller) from `gguf_path`."""
-    import gguf
     import numpy as np
     import torch
 

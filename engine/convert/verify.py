@@ -139,10 +139,10 @@ def hf_logits(model_or_dir: Any, ids: list[list[int]]) -> list[Any]:
 
 
 def open_llama(path: Path, n_ctx: int = 256) -> Any:
-    from engine.convert import llamacpp
+    from engine import llama_runtime
 
     try:
-        return llamacpp.load(path, n_ctx=n_ctx, logits_all=True, n_threads=_threads(), n_gpu_layers=0)
+        return llama_runtime.load(path, n_ctx=n_ctx, logits_all=True, n_threads=_threads(), n_gpu_layers=0)
     except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
         raise ConvertError(f"llama.cpp cannot load {path} ({exc})") from None
 

@@ -256,7 +256,6 @@ def estimate_training(spec: ModelSpec, options: TrainingOptions | None = None, *
         "step": 0.0 if opt.optimizer_in_backward else weights_gpu + optim_dev + grads_gpu + temp_gpu + buckets + gather,
     }
     phase = max(phases, key=phases.get)
-    at = {k: k == phase for k in phases}
     peak_phase = {
         "loss": "loss backward (activations + logits alive)",
         "layer": "backward of the last decoder layer" + (" (recomputed)" if opt.grad_checkpointing else ""),

@@ -2,7 +2,7 @@
 
 Why not the chat backends as they are: perplexity needs llama.cpp's logits for every position
 (`logits_all=True`) and speed needs raw token-level calls without a chat template. Loading still
-goes through the same guarded paths (`engine.convert.llamacpp.load` avoids the AMX repack crash,
+goes through the same guarded paths (`engine.llama_runtime.load` avoids the AMX repack crash,
 `TransformersBackend` handles LoRA adapter folders, dtypes, device maps and remote code).
 """
 
@@ -121,13 +121,13 @@ def _load_llama(path: Path, *, n_ctx: int, logits_all: bool, n_gpu_layers: int |
         raise EvalError(str(exc)) from None
     import llama_cpp
 
-    from engine.convert import llamacpp
+    from engine import llama_runtime
 
     if n_gpu_layers is None:
         n_gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
     _quiet_llama_logs()
     try:
-        llm = llamacpp.load(
+        llm = llama_runtime.load(
             path,
             n_ctx=n_ctx,
             n_batch=min(n_ctx, 512),
