@@ -320,9 +320,15 @@ class RunStore:
                 return
             info = self.get(info.id)
             if not info.active:
-                events, offset = self.read_events(info.id, offset)
-                yield from events
-                return
+                # The worker records its status just before writing its last event: give that
+                # line a moment to land. A lost worker never writes one.
+                deadline = time.monotonic() + (2.0 if info.status != "lost" else 0.0)
+                while True:
+                    events, offset = self.read_events(info.id, offset)
+                    yield from events
+                    if any(is_terminal(e) for e in events) or time.monotonic() >= deadline:
+                        return
+                    time.sleep(0.05)
             if stop is not None and stop.wait(poll):
                 return
             if stop is None:

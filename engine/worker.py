@@ -14,25 +14,34 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
-from engine.events import Cancelled, Failed, Finished, JobEvent, Log
+from engine.events import Cancelled, Failed, Finished, JobEvent, Log, is_terminal
 from engine.jobs import JobContext, execute
 from engine.kinds import UnknownKind, resolve
 from engine.runs import RunStore, _pid_identity
 
 
 class EventSink:
-    """Appends events as JSON lines; thread-safe because jobs may emit from helper threads."""
+    """Appends events as JSON lines; thread-safe because jobs may emit from helper threads.
 
-    def __init__(self, events_path: Path, log_path: Path) -> None:
+    `before_terminal` runs before a terminal event (Finished/Failed/Cancelled) is written: the
+    final status lands in run.json first, so anyone who has seen the run's last event can rely
+    on its status being final.
+    """
+
+    def __init__(self, events_path: Path, log_path: Path, before_terminal: Callable[[JobEvent], None]) -> None:
         self._events = open(events_path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
         self._log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115
         self._lock = threading.Lock()
+        self._before_terminal = before_terminal
 
     def __call__(self, event: JobEvent) -> None:
         line = json.dumps(event.to_dict(), default=str)
         with self._lock:
+            if is_terminal(event):
+                self._before_terminal(event)
             self._events.write(line + "\n")
             self._events.flush()
             if isinstance(event, Log):
@@ -58,29 +67,33 @@ def main(run_dir: str) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, lambda *_: cancel.set())
     store.update(info.id, status="running", pid=os.getpid(), pid_started=_pid_identity(os.getpid()), started=time.time())
-    sink = EventSink(info.events_path, info.log_path)
+    outcome: list[str] = []
+
+    def record_end(event: JobEvent) -> None:
+        if isinstance(event, Finished):
+            status, reason = "succeeded", ""
+        elif isinstance(event, Cancelled):
+            status, reason = "cancelled", event.reason
+        else:
+            status, reason = "failed", getattr(event, "message", "")
+        store.update(info.id, status=status, ended=time.time(), exit_reason=reason)
+        outcome.append(status)
+
+    sink = EventSink(info.events_path, info.log_path, record_end)
     ctx = JobContext(sink, cancel, job_id=info.id)
     try:
         try:
             job = resolve(info.kind, info.entry)
         except UnknownKind as exc:
-            event: JobEvent = Failed(message=str(exc))
-            sink(event)
+            sink(Failed(message=str(exc)))
         else:
-            event = execute(job, info.spec, ctx)
+            execute(job, info.spec, ctx)
     except BaseException as exc:  # the worker itself broke: still record an end
-        event = Failed(message=f"worker error: {exc}", detail=traceback.format_exc())
-        sink(event)
+        if not outcome:
+            sink(Failed(message=f"worker error: {exc}", detail=traceback.format_exc()))
     finally:
         sink.close()
-    if isinstance(event, Finished):
-        status, reason = "succeeded", ""
-    elif isinstance(event, Cancelled):
-        status, reason = "cancelled", event.reason
-    else:
-        status, reason = "failed", getattr(event, "message", "")
-    store.update(info.id, status=status, ended=time.time(), exit_reason=reason)
-    return 0 if status == "succeeded" else 1
+    return 0 if outcome and outcome[0] == "succeeded" else 1
 
 
 if __name__ == "__main__":

@@ -110,7 +110,9 @@ async def test_scan_does_not_block_the_ui(tmp_path):
     import json
 
     big = tmp_path / "big.jsonl"
-    big.write_text("".join(json.dumps({"text": f"record {i} " + "word " * 50}) + "\n" for i in range(4000)))
+    # Big enough that the scan takes seconds even on a fast, quiet machine (about 1 s per 5000
+    # records here), so the key below is certainly handled while it runs.
+    big.write_text("".join(json.dumps({"text": f"record {i} " + "word " * 50}) + "\n" for i in range(40000)))
     model = str(cached_tiny_tokenizer("chatml"))
     app = LLMDeckApp(start_mode="data", options={"file": str(big), "model": model})
     async with app.run_test(size=(80, 24)) as pilot:
@@ -122,4 +124,4 @@ async def test_scan_does_not_block_the_ui(tmp_path):
         assert screen.query_one("#data-tabs", TabbedContent).active == "lengths"
         assert screen.summary is None
         await wait_until(pilot, lambda: screen.summary is not None, timeout=60)
-        assert screen.summary["records"] == 4000
+        assert screen.summary["records"] == 40000
