@@ -23,6 +23,10 @@ KINDS: dict[str, str] = {
     "eval.ppl": "engine.evaluate.jobs:ppl",
     "bench.speed": "engine.evaluate.jobs:speed",
     "bench.sweep": "engine.evaluate.jobs:sweep",
+    "train": "engine.train.runner:run",
+    "train.demo": "engine.train.demo:run",
+    "train.merge": "engine.train.export:merge",
+    "train.gguf": "engine.train.export:to_gguf",
     "serve": "engine.serve.server:run",
     "serve.vllm": "engine.serve.vllm:run",
 }

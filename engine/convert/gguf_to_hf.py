@@ -260,8 +260,27 @@ def convert(
     GenerationConfig(bos_token_id=hp["bos"], eos_token_id=hp["eos"], pad_token_id=hp["pad"]).save_pretrained(str(folder))
     ctx.log("rebuilding the tokenizer")
     tok_info = write_tokenizer(reader, Path(gguf_path), folder)
+    if arch == "gemma3":
+        _stop_at_end_of_turn(folder)
     (folder / "llmdeck-source.json").write_text(
         json.dumps({"converted_from": str(gguf_path), "gguf_file_type": str(field(reader, "general.file_type"))}, indent=2) + "\n",
         encoding="utf-8",
     )
     return {"architecture": SUPPORTED[arch], "dtype": dtype, "tensors": len(plan), "shards": len(files), "bytes": shards.total_bytes, **tok_info}
+
+
+def _stop_at_end_of_turn(folder: Path) -> None:
+    """Gemma ends a turn with <end_of_turn>, not <eos>: make generation stop there too (as the
+    official HF Gemma 3 generation_config does), or a chat with the tuned model runs on."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    end = tok.convert_tokens_to_ids("<end_of_turn>")
+    if not isinstance(end, int) or end == tok.unk_token_id:
+        return
+    config = GenerationConfig.from_pretrained(str(folder))
+    eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+    if end in eos:
+        return
+    config.eos_token_id = [e for e in eos if e is not None] + [end]
+    config.save_pretrained(str(folder))

@@ -1,0 +1,252 @@
+"""`llmdeck train`: start, resume, inspect and plot fine-tuning runs.
+
+Every training option of `engine.train.spec.TrainSpec` is a flag (the same names `to_cli()`
+prints), so a run started in the TUI can be repeated from a shell. Runs are detached: the
+command follows the run's events and prints them; Ctrl-C stops following, never the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from engine.cli import CommandError, OpenTUI
+
+EXAMPLES = (
+    "llmdeck train                     open Train mode (start runs, live curves, checkpoints)",
+    "llmdeck train --demo              LoRA on the bundled Gemma 3 270M, on CPU, in a few minutes",
+    "llmdeck train --model ./m --data chat.jsonl --method lora --max-steps 200   start a run and follow it",
+    "llmdeck train resume 20261128-0930  continue a stopped or killed run from its last checkpoint",
+    "llmdeck train export-plot RUN1 RUN2 --out loss.png   plot runs' curves (PNG; --csv for CSV)",
+)
+
+_HIDDEN = ("debug", "resume_from")
+
+
+def _flag(name: str) -> str:
+    from engine.train.spec import CLI_FLAGS
+
+    return CLI_FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from engine.train.spec import METHODS, PRECISIONS, SCHEDULERS, TrainSpec
+
+    p = sub.add_parser(
+        "train",
+        help="fine-tune (full, LoRA, QLoRA) as a detached run; no arguments opens Train mode",
+        description="Start a fine-tuning run (detached: it survives closing the terminal). "
+        "With no arguments, opens the TUI in Train mode.",
+    )
+    choices = {"method": METHODS, "scheduler": SCHEDULERS, "precision": PRECISIONS, "loss_on": ("assistant", "all")}
+    for f in fields(TrainSpec):
+        if f.name in _HIDDEN:
+            continue
+        kind = str(f.type)
+        flag = _flag(f.name)
+        if kind == "bool":
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            conv = {"int": int, "float": float}.get(kind, str)
+            p.add_argument(flag, dest=f.name, type=conv, default=None, choices=choices.get(f.name), metavar=None if f.name in choices else f.name.upper())
+    p.add_argument("--spec", type=Path, help="start from a saved spec (JSON); flags override it")
+    p.add_argument("--demo", action="store_true", help="LoRA on the bundled Gemma 3 270M (CPU, a few minutes)")
+    p.add_argument("--detach", action="store_true", help="start the run and return at once")
+    p.add_argument("--print-cli", action="store_true", help="print the equivalent command and the spec, start nothing")
+    p.set_defaults(func=cmd_train)
+    tsub = p.add_subparsers(dest="train_command", metavar="ACTION")
+
+    r = tsub.add_parser("resume", help="continue a training run from its newest complete checkpoint")
+    r.add_argument("run", help="run id, unique prefix, or name")
+    r.add_argument("--max-steps", type=int, default=None, help="train to this many steps in total")
+    r.add_argument("--detach", action="store_true")
+    r.set_defaults(func=cmd_resume)
+
+    c = tsub.add_parser("checkpoints", help="list a run's checkpoints (step, loss, size, complete)")
+    c.add_argument("run")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_checkpoints)
+
+    e = tsub.add_parser("export-plot", help="plot runs' curves to PNG (or CSV)")
+    e.add_argument("runs", nargs="+", help="run ids, prefixes or names")
+    e.add_argument("--out", type=Path, required=True, help="output file (.png, or .csv)")
+    e.add_argument("--metric", action="append", help="metric(s) to plot (default: loss and eval_loss)")
+    e.add_argument("--smooth", type=float, default=0.0, help="EMA smoothing 0..0.99 (default 0)")
+    e.add_argument("--line-width", type=float, default=1.5)
+    e.add_argument("--csv", action="store_true", help="write CSV even if --out does not end in .csv")
+    e.set_defaults(func=cmd_export_plot)
+
+
+def _spec_from_args(args: argparse.Namespace) -> Any:
+    from engine.train.spec import SpecError, TrainSpec
+
+    try:
+        base = TrainSpec.from_json(args.spec.read_text(encoding="utf-8")).to_dict() if args.spec else {}
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.spec}: {exc.strerror or exc}") from None
+    except SpecError as exc:
+        raise CommandError(f"{args.spec}: {exc}") from None
+    for f in fields(TrainSpec):
+        if f.name in _HIDDEN:
+            continue
+        value = getattr(args, f.name, None)
+        if value is not None:
+            base[f.name] = value
+    try:
+        return TrainSpec.from_dict(base)
+    except SpecError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def cmd_train(args: argparse.Namespace) -> int | OpenTUI:
+    from engine.runs import RunStore
+    from engine.train.spec import SpecError, TrainSpec
+
+    given = any(getattr(args, f.name, None) is not None for f in fields(TrainSpec) if f.name not in _HIDDEN)
+    if not (given or args.demo or args.spec):
+        return OpenTUI(mode="train", options={})
+    store = RunStore()
+    if args.demo:
+        from engine.train.demo import demo_spec
+
+        spec = demo_spec()
+        for f in fields(TrainSpec):
+            value = getattr(args, f.name, None)
+            if value is not None and f.name not in _HIDDEN:
+                setattr(spec, f.name, value)
+        problems = spec.problems(check_paths=False)
+        if problems:
+            raise CommandError("; ".join(problems))
+        if args.print_cli:
+            print(spec.to_json())
+            return 0
+        info = store.start("train.demo", spec.to_dict(), name=spec.label, entry=_entry("train.demo", "engine.train.demo:run"))
+    else:
+        spec = _spec_from_args(args)
+        if args.print_cli:
+            print(spec.to_cli())
+            print(spec.to_json())
+            return 0
+        from engine.train import launch
+
+        try:
+            info = launch.start(spec, store)
+        except SpecError as exc:
+            raise CommandError(str(exc)) from None
+    print(f"started run {info.id} ({info.name}); `llmdeck runs follow {info.id}` to watch, `llmdeck runs cancel {info.id}` to stop")
+    if args.detach:
+        return 0
+    return _follow(store, info.id)
+
+
+def _entry(kind: str, entry: str) -> str:
+    from engine.kinds import KINDS
+
+    return "" if KINDS.get(kind) == entry else entry
+
+
+def _follow(store: Any, run_id: str) -> int:
+    from engine.events import Cancelled, Failed, Finished, Log, Metric, Progress
+    from engine.formatting import format_duration
+
+    last_phase = ""
+    try:
+        for event in store.follow(run_id):
+            if isinstance(event, Metric):
+                if "loss" not in event.values and "eval_loss" not in event.values:
+                    continue  # conversion phases' own figures
+                print(metric_line(event.step, event.values), flush=True)
+            elif isinstance(event, Log):
+                print(f"{event.level}: {event.text}" if event.level != "info" else event.text, flush=True)
+            elif isinstance(event, Progress) and event.phase not in ("train", "scan") and event.total:
+                if event.phase != last_phase or event.done >= event.total:
+                    print(f"{event.phase} {100 * (event.fraction or 0):.0f}%", flush=True)
+                    last_phase = event.phase
+            elif isinstance(event, Finished):
+                s = event.summary
+                first, final = s.get("first_loss"), s.get("final_loss")
+                loss = f"loss {first:.4f} -> {final:.4f}, " if first is not None and final is not None else ""
+                print(f"finished: {s.get('steps')} steps, {loss}{format_duration(s.get('train_runtime_s') or 0)}; output {s.get('output', '-')}")
+            elif isinstance(event, Failed):
+                print(f"failed: {event.message}", file=sys.stderr)
+            elif isinstance(event, Cancelled):
+                print(f"cancelled: {event.reason} (resume with `llmdeck train resume {run_id}`)")
+    except KeyboardInterrupt:
+        print(f"\nstopped following; the run goes on (`llmdeck runs follow {run_id}`)")
+        return 0
+    return 0 if store.get(run_id).status == "succeeded" else 1
+
+
+def metric_line(step: int, v: dict[str, float]) -> str:
+    from engine.formatting import format_duration
+
+    if "eval_loss" in v and "loss" not in v:
+        return f"step {step}: eval loss {v['eval_loss']:.4f} (ppl {v.get('eval_ppl', 0):.2f})"
+    total = int(v.get("total_steps", 0))
+    parts = [f"step {step}/{total}" if total else f"step {step}"]
+    if "loss" in v:
+        parts.append(f"loss {v['loss']:.4f}")
+    if "lr" in v:
+        parts.append(f"lr {v['lr']:.2e}")
+    if "grad_norm" in v:
+        parts.append(f"grad {v['grad_norm']:.3f}")
+    if "tokens_per_s" in v:
+        parts.append(f"{v['tokens_per_s']:.0f} tok/s")
+    if "eta_s" in v:
+        parts.append(f"eta {format_duration(v['eta_s'])}")
+    return "  ".join(parts)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from engine.runs import RunStore
+    from engine.train import launch
+
+    store = RunStore()
+    info = launch.resume(args.run, store, max_steps=args.max_steps)
+    print(f"resumed run {info.id} from its newest complete checkpoint")
+    if args.detach:
+        return 0
+    return _follow(store, info.id)
+
+
+def cmd_checkpoints(args: argparse.Namespace) -> int:
+    from engine.runs import RunStore
+    from engine.train import launch
+    from engine.train.checkpoints import human_size
+
+    store = RunStore()
+    info = store.get(args.run)
+    found = launch.checkpoints_of(info)
+    if args.json:
+        json.dump([c.to_dict() for c in found], sys.stdout, indent=2)
+        print()
+        return 0
+    if not found:
+        print(f"run {info.id} has no checkpoints")
+        return 0
+    for c in found:
+        loss = f"{c.loss:.4f}" if c.loss is not None else "-"
+        state = "complete" if c.complete else c.problem
+        print(f"{c.name:20} step {c.step:>6}  loss {loss:>8}  {human_size(c.size):>9}  {state}")
+    return 0
+
+
+def cmd_export_plot(args: argparse.Namespace) -> int:
+    from engine.runs import RunStore
+    from engine.train import plots
+
+    store = RunStore()
+    curves = [plots.load_run_curves(store, run) for run in args.runs]
+    metrics = args.metric or ["loss", "eval_loss"]
+    if args.csv or args.out.suffix.lower() == ".csv":
+        plots.write_csv(curves, args.out, metrics)
+    else:
+        if not 0 <= args.smooth < 1:
+            raise CommandError("--smooth must be in [0, 1)")
+        plots.write_png(curves, args.out, metrics, smooth=args.smooth, line_width=args.line_width)
+    print(f"wrote {args.out}")
+    return 0

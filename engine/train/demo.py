@@ -1,0 +1,103 @@
+"""`llmdeck train --demo`: LoRA on the bundled Gemma 3 270M, on CPU, in a few minutes.
+
+The bundled model is a Q4_K_M GGUF (for chat through llama.cpp). Training needs an HF model,
+so the run first converts it with `engine.convert.gguf_to_hf` (dequantized to fp32, cached under
+`cache_dir()/models/gemma-3-270m-hf`, done once, atomically). The GGUF carries no chat template,
+so the demo supplies Gemma's turn format. The dataset (`demo_data.jsonl`, 48 short instruction /
+answer pairs) ships in this package. Twenty steps are enough to see the loss fall and the answers change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine import paths
+from engine.jobs import JobContext, JobError
+from engine.train.spec import TrainSpec
+
+DEMO_DATA = Path(__file__).with_name("demo_data.jsonl")
+HF_FOLDER = "gemma-3-270m-hf"
+
+# Gemma's turns (the GGUF has no template); a system message is folded in as a user turn.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- for message in messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else 'user' -%}"
+    "{{ '<start_of_turn>' + role + '\\n' + (message['content'] | trim) + '<end_of_turn>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
+
+
+def template_file() -> Path:
+    path = paths.cache_dir() / "templates" / "gemma3.jinja"
+    if not path.exists() or path.read_text(encoding="utf-8") != GEMMA_TEMPLATE:
+        from engine.atomic import write_text
+
+        write_text(path, GEMMA_TEMPLATE)
+    return path
+
+
+def hf_model_dir() -> Path:
+    return paths.cache_dir() / "models" / HF_FOLDER
+
+
+def ensure_hf_model(ctx: Any) -> Path:
+    """The bundled GGUF as an HF folder, converted once into the cache."""
+    final = hf_model_dir()
+    if (final / "config.json").exists() and any(final.glob("*.safetensors")):
+        return final
+    try:
+        from engine.chat.default_model import NoDefaultModel, default_model_path
+    except ImportError:  # pragma: no cover - the chat area ships with llmdeck
+        raise JobError("the demo needs the bundled model: pip install llmdeck[demo]") from None
+    try:
+        gguf = default_model_path()
+    except NoDefaultModel as exc:
+        raise JobError(str(exc)) from None
+    from engine.convert.common import commit, staged
+    from engine.convert.gguf_to_hf import convert
+
+    ctx.log(f"converting {gguf.name} to an HF model (once; cached in {final})")
+    with staged(final, directory=True) as tmp:
+        convert(gguf, tmp, ctx, dtype="f32")
+        commit(tmp, final)
+    return final
+
+
+def demo_spec(model_dir: str = "", **overrides: Any) -> TrainSpec:
+    """The demo's training options: LoRA r=8 on every linear layer, 20 steps, short rows."""
+    spec = TrainSpec(
+        model=model_dir or str(hf_model_dir()),
+        dataset=str(DEMO_DATA),
+        method="lora",
+        name="demo-gemma3-270m-lora",
+        max_steps=20,
+        batch_size=4,
+        max_seq_len=64,
+        learning_rate=1e-3,
+        scheduler="cosine",
+        warmup=2,
+        lora_r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        chat_template=str(template_file()),
+        save_steps=10,
+        seed=0,
+        cpu=True,
+    )
+    for key, value in overrides.items():
+        setattr(spec, key, value)
+    return spec
+
+
+def run(spec_dict: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """The demo job (kind "train.demo"): convert the bundled model if needed, then train."""
+    from engine.train import runner
+
+    model = ensure_hf_model(ctx)
+    spec_dict = dict(spec_dict)
+    spec_dict["model"] = str(model)
+    spec_dict["chat_template"] = str(template_file())
+    return runner.run(spec_dict, ctx)

@@ -1,0 +1,419 @@
+"""The training job: `run(spec_dict, ctx)` fine-tunes a local HF model with the Trainer + peft.
+
+Why the plain transformers `Trainer` and not a loop of our own: optimizer, schedulers, mixed
+precision, gradient accumulation and checkpointing, exact resume (optimizer, scheduler, RNG and
+data position) and DDP/FSDP through accelerate are the library's, tested by thousands of users.
+What llmdeck adds sits around it: data from `engine.data` (chat template, assistant-only loss
+masks, packing with restarting positions), a callback that streams metrics into the run's
+events and reacts to stop/NaN, sealed checkpoints, a final output written atomically, and
+failures (CUDA out of memory, QLoRA without CUDA) turned into one actionable message.
+
+The library's own printing is removed (`PrinterCallback`, tqdm): the run's stdout is its log.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.jobs import JobContext, JobError
+from engine.train.spec import SpecError, TrainSpec, resolve_precision
+
+SUGGESTIONS = (
+    "turn on gradient checkpointing (--gradient-checkpointing)",
+    "halve the batch size and double gradient accumulation (--batch-size N --grad-accum M)",
+    "shorten --max-seq-len",
+    "use LoRA or QLoRA instead of a full fine-tune",
+)
+
+
+def run(spec_dict: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """The detached job (kind "train")."""
+    try:
+        spec = TrainSpec.from_dict(spec_dict).validate()
+    except SpecError as exc:
+        raise JobError(str(exc)) from None
+    work_dir = work_dir_for(spec)
+    if spec.processes() > 1:
+        from engine.train.multi_gpu import run_distributed
+
+        return run_distributed(spec, work_dir, ctx)
+    if spec.device_list():
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in spec.device_list())
+    return train(spec, work_dir, ctx)
+
+
+def work_dir_for(spec: TrainSpec) -> Path:
+    """Where checkpoints go: the run's `out/` folder (the worker runs inside the run folder),
+    or `debug.work_dir` / the parent of `output` when called outside a worker (tests, bench)."""
+    if spec.debug.get("work_dir"):
+        return Path(spec.debug["work_dir"])
+    cwd = Path.cwd()
+    if (cwd / "run.json").exists() and (cwd / "out").is_dir():
+        return cwd / "out"
+    if spec.output:
+        return Path(spec.output).expanduser().parent / (Path(spec.output).name + ".work")
+    raise JobError("no place for checkpoints: start the run with `llmdeck train` (a detached run) or set output")
+
+
+def final_dir(spec: TrainSpec, work_dir: Path) -> Path:
+    if spec.output:
+        return Path(spec.output).expanduser()
+    return work_dir / ("model" if spec.method == "full" else "adapter")
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def load_data(spec: TrainSpec, tokenizer: Any, ctx: Any) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    """Tokenized training rows (and held-out eval rows) from engine.data."""
+    from engine.data.dataset import DataSpec, prepare
+    from engine.data.problems import DataError
+
+    data_spec = {
+        "path": spec.dataset,
+        "format": spec.data_format or None,
+        "loss_on": spec.loss_on,
+        "max_seq_len": spec.max_seq_len,
+        "policy": "pack" if spec.packing else "truncate",
+    }
+    if spec.chat_template:
+        data_spec["chat_template_file"] = spec.chat_template
+    try:
+        prepared = prepare(DataSpec.from_dict(data_spec), tokenizer)
+        rows = list(prepared.examples(ctx))
+    except DataError as exc:
+        raise JobError(f"dataset: {exc}") from None
+    stats = prepared.stats.to_dict() if hasattr(prepared.stats, "to_dict") else {}
+    if not rows:
+        raise JobError(f"dataset: {Path(spec.dataset).name} gave no trainable examples (every record was invalid, or had no assistant tokens to learn)")
+    order = list(range(len(rows)))
+    n_eval = int(round(len(rows) * spec.eval_split)) if spec.eval_split else 0
+    if spec.eval_split and n_eval == 0 and len(rows) > 1:
+        n_eval = 1
+    if n_eval:
+        random.Random(spec.seed).shuffle(order)
+    eval_rows = [rows[i] for i in sorted(order[:n_eval])]
+    train_rows = [rows[i] for i in sorted(order[n_eval:])]
+    if not train_rows:
+        raise JobError("dataset: nothing is left to train on after the eval split; lower eval_split")
+    return train_rows, eval_rows, stats
+
+
+class RowDataset:
+    """A list of TrainExamples as a map-style dataset (the collator batches them)."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.rows[index]
+
+
+def load_model(spec: TrainSpec, precision: str, cuda: bool) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if spec.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=half or torch.bfloat16,
+        )
+        kwargs["dtype"] = half or torch.bfloat16
+        kwargs["device_map"] = {"": 0}
+    elif spec.method == "lora" and half is not None and cuda:
+        kwargs["dtype"] = half  # frozen base in half precision; peft keeps adapters in fp32
+    else:
+        kwargs["dtype"] = torch.float32  # full fine-tune: fp32 master weights, autocast does the rest
+    try:
+        model = AutoModelForCausalLM.from_pretrained(spec.model, **kwargs)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise JobError(f"model: cannot load {spec.model}: {first}") from None
+    model.config.use_cache = False
+    if spec.method == "full":
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    if spec.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
+    config = LoraConfig(
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=spec.target_modules(),
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise JobError(f"lora_targets: {exc}") from None
+
+
+def check_qlora(cuda: bool) -> None:
+    if not cuda:
+        raise JobError("QLoRA needs a CUDA GPU (4-bit weights come from bitsandbytes, which has no CPU training path); use --method lora here")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise JobError("QLoRA needs the bitsandbytes package: pip install bitsandbytes (or use --method lora)") from None
+
+
+def oom_message(step: int, spec: TrainSpec) -> str:
+    import torch
+
+    figures = []
+    for i in range(torch.cuda.device_count()):
+        total = torch.cuda.get_device_properties(i).total_memory / 2**30
+        peak = torch.cuda.max_memory_allocated(i) / 2**30
+        figures.append(f"GPU {i}: peak {peak:.1f} of {total:.1f} GiB")
+    where = "; ".join(figures) or "no CUDA figures"
+    return (
+        f"CUDA out of memory at step {step} (batch {spec.batch_size} x {spec.max_seq_len} tokens, {spec.method}; {where}). "
+        f"Try: {'; '.join(SUGGESTIONS)}"
+    )
+
+
+def choose_resume(spec: TrainSpec, checkpoints_dir: Path, ctx: Any) -> str | None:
+    """The checkpoint to resume from: `resume_from` ("latest" = the newest complete one in this
+    run; a folder = that one if complete, else the newest complete one before it)."""
+    from engine.train.checkpoints import inspect, list_checkpoints
+
+    if not spec.resume_from:
+        return None
+    found = list_checkpoints(checkpoints_dir)
+    if spec.resume_from != "latest":
+        wanted = inspect(Path(spec.resume_from))
+        if wanted.complete:
+            return str(wanted.path)
+        ctx.log(f"{wanted.name} cannot be resumed from ({wanted.problem}); looking for an older complete checkpoint", level="warning")
+        found = [c for c in list_checkpoints(wanted.path.parent) if c.step < wanted.step]
+    for bad in [c for c in found if not c.complete]:
+        ctx.log(f"skipping {bad.name}: {bad.problem}", level="warning")
+    complete = [c for c in found if c.complete]
+    if not complete:
+        ctx.log("no complete checkpoint to resume from: starting from the beginning", level="warning")
+        return None
+    ctx.log(f"resuming from {complete[-1].name} (step {complete[-1].step})")
+    return str(complete[-1].path)
+
+
+def train(spec: TrainSpec, work_dir: Path, ctx: Any, *, should_cancel: Any = None, distributed: bool = False) -> dict[str, Any]:
+    """Train in this process (one device, or one rank of an accelerate launch)."""
+    _quiet_libraries()
+    import torch
+    from transformers import PrinterCallback, ProgressCallback, TrainingArguments
+
+    from engine.data.pack import make_collator
+    from engine.data.tokenizer import load_tokenizer
+    from engine.train.callbacks import RunCallback, Throughput
+
+    cuda = torch.cuda.is_available() and not spec.cpu and not spec.devices.strip().startswith("cpu")
+    if spec.method == "qlora":
+        check_qlora(cuda)
+    try:
+        precision = resolve_precision(spec.precision, cuda=cuda, bf16_supported=cuda and torch.cuda.is_bf16_supported())
+    except SpecError as exc:
+        raise JobError(str(exc)) from None
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    emit = rank0
+    if emit:
+        ctx.log(f"{spec.method} fine-tune of {Path(spec.model).name} on {'CUDA' if cuda else 'CPU'} in {precision}; data {Path(spec.dataset).name}")
+    tokenizer = load_tokenizer(spec.model)
+    if spec.chat_template:
+        tokenizer.chat_template = Path(spec.chat_template).expanduser().read_text(encoding="utf-8")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    train_rows, eval_rows, stats = load_data(spec, tokenizer, ctx if emit else None)
+    if emit:
+        tokens = sum(len(r) for r in train_rows)
+        ctx.log(f"data: {len(train_rows)} training rows ({tokens} tokens){f', {len(eval_rows)} eval rows' if eval_rows else ''}{', packed' if spec.packing else ''}")
+    torch.manual_seed(spec.seed)
+    model = load_model(spec, precision, cuda)
+    if emit and spec.method != "full":
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        ctx.log(f"LoRA r={spec.lora_r} alpha={spec.lora_alpha} on {spec.lora_targets}: {trainable:,} of {total:,} parameters trainable")
+
+    checkpoints_dir = work_dir / "checkpoints"
+    resume = choose_resume(spec, checkpoints_dir, ctx) if emit or not distributed else None
+    if distributed:
+        resume = choose_resume(spec, checkpoints_dir, _Silent()) if not emit else resume
+    eval_strategy = "no"
+    if eval_rows:
+        eval_strategy = "steps" if spec.eval_steps else "epoch"
+    args = TrainingArguments(
+        output_dir=str(checkpoints_dir),
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.grad_accum,
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps if spec.max_steps > 0 else -1,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type=spec.scheduler,
+        warmup_steps=spec.warmup,
+        weight_decay=spec.weight_decay,
+        max_grad_norm=spec.max_grad_norm,
+        logging_steps=spec.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN must reach the callback, not be averaged away
+        eval_strategy=eval_strategy,
+        eval_steps=spec.eval_steps or None,
+        save_strategy="steps" if spec.save_steps else "no",
+        save_steps=spec.save_steps or 500,
+        save_total_limit=spec.save_total_limit or None,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        use_cpu=not cuda,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        activation_checkpointing=spec.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if spec.gradient_checkpointing else None,
+        report_to=[],
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_num_workers=0,
+        ddp_backend="gloo" if distributed and not cuda else None,
+        ddp_find_unused_parameters=False if distributed else None,
+    )
+    throughput = Throughput()
+    callback = RunCallback(ctx, throughput=throughput, should_cancel=should_cancel, debug=spec.debug, emit=emit)
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=RowDataset(train_rows),
+        eval_dataset=RowDataset(eval_rows) if eval_rows else None,
+        data_collator=make_collator(padding_free=spec.packing, pad_token_id=pad_id),
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    trainer.throughput = throughput
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    started = time.monotonic()
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except torch.OutOfMemoryError:
+        step = trainer.state.global_step
+        raise JobError(oom_message(step, spec)) from None
+    if callback.nan_step is not None:
+        raise JobError(
+            f"the loss became NaN/inf at step {callback.nan_step}: lower the learning rate (now {spec.learning_rate:g}), "
+            "keep max_grad_norm on, or try fp32/bf16 instead of fp16; check the data for broken records"
+        )
+    cancelled = callback.stopped_by_cancel
+    if eval_rows and not cancelled and callback.last_eval_step != trainer.state.global_step:
+        trainer.evaluate()
+    summary: dict[str, Any] = {
+        "method": spec.method,
+        "steps": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps,
+        "first_loss": next(iter(callback.losses.values()), None),
+        "final_loss": callback.last_loss,
+        "train_runtime_s": round(time.monotonic() - started, 2),
+        "tokens": throughput.snapshot()[0],
+        "precision": precision,
+        "checkpoints": str(checkpoints_dir),
+        "data": stats,
+    }
+    if summary["train_runtime_s"]:
+        summary["tokens_per_s"] = round(summary["tokens"] / summary["train_runtime_s"], 1)
+    if resume:
+        summary["resumed_from"] = resume
+    if cancelled:
+        return summary
+    if rank0:
+        final = final_dir(spec, work_dir)
+        save_final(trainer, tokenizer, final, spec)
+        summary["output"] = str(final)
+        if emit:
+            ctx.log(f"saved {'model' if spec.method == 'full' else 'LoRA adapter'} to {final}")
+    if not math.isfinite(summary["final_loss"] or 0.0):
+        raise JobError("the final loss is not finite")
+    return summary
+
+
+class _Silent:
+    def log(self, *_a: Any, **_k: Any) -> None:
+        pass
+
+
+_TRAINER_CLASS: Any = None
+
+
+def _trainer_class() -> Any:
+    """The library Trainer, subclassed only to count the real tokens of each training batch
+    (cheap, no cross-device sync). Built on first use so importing this module stays light."""
+    global _TRAINER_CLASS
+    if _TRAINER_CLASS is None:
+        from transformers import Trainer
+
+        class LLMDeckTrainer(Trainer):
+            throughput: Any = None
+
+            def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001 - library signature
+                if self.throughput is not None:
+                    self.throughput.add(*batch_counts(inputs))
+                return super().training_step(model, inputs, num_items_in_batch)
+
+        _TRAINER_CLASS = LLMDeckTrainer
+    return _TRAINER_CLASS
+
+
+def batch_counts(inputs: dict[str, Any]) -> tuple[int, int]:
+    """(real tokens, examples) in one batch: padding excluded, packed examples counted one by one
+    (their position ids restart at 0)."""
+    ids = inputs.get("input_ids")
+    if ids is None:
+        return 0, 0
+    mask = inputs.get("attention_mask")
+    tokens = int(mask.sum()) if mask is not None else int(ids.numel())
+    positions = inputs.get("position_ids")
+    if mask is None and positions is not None:
+        examples = int((positions == 0).sum())
+    else:
+        examples = int(ids.shape[0])
+    return tokens, examples
+
+
+def save_final(trainer: Any, tokenizer: Any, final: Path, spec: TrainSpec) -> None:
+    """Write the adapter (LoRA) or the full model + tokenizer atomically: tmp sibling, rename."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    (tmp / "llmdeck-train.json").write_text(spec.to_json() + "\n", encoding="utf-8")
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)

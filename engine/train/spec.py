@@ -1,0 +1,268 @@
+"""What a training run is: every option a practitioner expects, validated, JSON-able.
+
+A `TrainSpec` is saved in the run's `run.json` (as the run spec), so a run can be loaded,
+edited and started again, and `to_cli()` prints the `llmdeck train ...` command that starts
+the same run from a shell. Validation happens here, before a worker is spawned, and each
+problem is one sentence naming the field and what to change (the TUI form shows them as you
+type). Device-dependent choices (precision "auto") are resolved at run time by
+`resolve_precision`, because the run may start on another machine than the one that wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+METHODS: tuple[str, ...] = ("lora", "qlora", "full")
+SCHEDULERS: tuple[str, ...] = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32")
+LOSS_ON: tuple[str, ...] = ("assistant", "all")
+
+
+class SpecError(ValueError):
+    """The spec cannot run; the text lists every problem found, one per line."""
+
+
+@dataclass
+class TrainSpec:
+    """One fine-tuning run. Defaults are sensible for a LoRA run on one GPU."""
+
+    model: str = ""  # local HF model folder
+    dataset: str = ""  # local dataset file (any format engine.data reads)
+    method: str = "lora"
+    name: str = ""
+    # schedule
+    epochs: float = 1.0
+    max_steps: int = 0  # > 0 overrides epochs
+    learning_rate: float = 2e-4
+    scheduler: str = "cosine"
+    warmup: float = 0.03  # ratio of total steps when < 1, else a step count
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    # batches
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_seq_len: int = 1024
+    packing: bool = False
+    gradient_checkpointing: bool = False
+    precision: str = "auto"
+    # data
+    data_format: str = ""  # "" = detect
+    loss_on: str = "assistant"
+    chat_template: str = ""  # path of a Jinja file overriding the tokenizer's template
+    # LoRA / QLoRA
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: str = "all-linear"  # or comma-separated module names: q_proj,v_proj
+    # evaluation and checkpoints
+    eval_split: float = 0.0  # fraction of the examples held out (0 = none)
+    eval_steps: int = 0  # 0 = at the end of each epoch when eval_split > 0
+    save_steps: int = 0  # 0 = only at the end (and on stop)
+    save_total_limit: int = 3
+    logging_steps: int = 1
+    seed: int = 42
+    devices: str = ""  # "" = all visible / CPU; "0,1" = those CUDA devices (data parallel when > 1)
+    distributed: str = "ddp"  # ddp | fsdp | deepspeed (only with more than one device)
+    cpu: bool = False  # force CPU even where CUDA exists
+    output: str = ""  # where the final adapter/model goes ("" = the run's out/ folder)
+    resume_from: str = ""  # a checkpoint folder (set by `llmdeck train resume`)
+    debug: dict[str, Any] = field(default_factory=dict)  # test hooks: nan_at_step, kill_at_step, oom_at_step, work_dir
+
+    # -- conversions ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainSpec:
+        """From a run spec; unknown keys are refused (a typo must not silently do nothing)."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise SpecError(f"unknown training option(s): {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            values[key] = _coerce(known[key].type, key, value)
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainSpec:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"the spec is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise SpecError("the spec must be a JSON object")
+        return cls.from_dict(data)
+
+    def to_cli(self) -> str:
+        """The `llmdeck train ...` command that starts this run (non-default options only)."""
+        default = TrainSpec()
+        parts = ["llmdeck", "train"]
+        for f in fields(self):
+            if f.name in ("debug", "resume_from"):
+                continue
+            value = getattr(self, f.name)
+            if value == getattr(default, f.name) and f.name not in ("model", "dataset"):
+                continue
+            flag = CLI_FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+            if isinstance(value, bool):
+                parts.append(flag if value else "--no-" + flag[2:])
+            else:
+                parts += [flag, _fmt(value)]
+        return " ".join(shlex.quote(p) for p in parts)
+
+    # -- checks ----------------------------------------------------------------------------------
+    def problems(self, *, check_paths: bool = True) -> list[str]:
+        """Every problem, one actionable sentence each (empty: the spec can run)."""
+        out: list[str] = []
+        if not self.model:
+            out.append("model: give the folder of a local HF model (config.json + weights)")
+        elif check_paths:
+            p = Path(self.model).expanduser()
+            if not p.exists():
+                out.append(f"model: {p} does not exist")
+            elif p.is_file():
+                out.append(f"model: {p.name} is a file; give the model folder (a .gguf must be converted to HF first: `llmdeck convert gguf-to-hf`)")
+            elif not (p / "config.json").exists():
+                out.append(f"model: {p} has no config.json; it is not an HF model folder")
+        if not self.dataset:
+            out.append("dataset: give a local dataset file (jsonl, json, csv, parquet, txt)")
+        elif check_paths and not Path(self.dataset).expanduser().is_file():
+            out.append(f"dataset: {Path(self.dataset).expanduser()} is not a file")
+        if self.method not in METHODS:
+            out.append(f"method: {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.scheduler not in SCHEDULERS:
+            out.append(f"scheduler: {self.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+        if self.precision not in PRECISIONS:
+            out.append(f"precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.loss_on not in LOSS_ON:
+            out.append(f"loss_on: {self.loss_on!r} is not one of {', '.join(LOSS_ON)}")
+        if self.max_steps < 0:
+            out.append("max_steps: must be 0 (use epochs) or more")
+        if self.max_steps == 0 and not self.epochs > 0:
+            out.append("epochs: must be more than 0 when max_steps is 0")
+        if not 0 < self.learning_rate < 1:
+            out.append(f"learning_rate: {self.learning_rate:g} is out of range; typical: 2e-4 for LoRA, 1e-5 for full")
+        if self.warmup < 0:
+            out.append("warmup: must be a ratio in [0, 1) or a number of steps")
+        for name in ("batch_size", "grad_accum", "logging_steps", "lora_r", "lora_alpha"):
+            if getattr(self, name) < 1:
+                out.append(f"{name}: must be at least 1")
+        if self.max_seq_len < 8:
+            out.append("max_seq_len: must be at least 8 tokens")
+        if not 0 <= self.lora_dropout < 1:
+            out.append("lora_dropout: must be in [0, 1)")
+        if not 0 <= self.eval_split < 0.9:
+            out.append("eval_split: must be a fraction in [0, 0.9), for example 0.05")
+        for name in ("eval_steps", "save_steps", "save_total_limit"):
+            if getattr(self, name) < 0:
+                out.append(f"{name}: must be 0 or more")
+        if self.eval_steps and not self.eval_split:
+            out.append("eval_steps: set eval_split (for example 0.05) so there is something to evaluate on")
+        if self.distributed not in ("ddp", "fsdp", "deepspeed"):
+            out.append(f"distributed: {self.distributed!r} is not one of ddp, fsdp, deepspeed")
+        if self.devices:
+            try:
+                self.device_list()
+            except ValueError:
+                out.append(f"devices: {self.devices!r} is not a comma-separated list of GPU numbers like 0,1")
+        if self.method == "qlora" and self.cpu:
+            out.append("method: QLoRA needs a CUDA GPU (bitsandbytes 4-bit); use lora on CPU")
+        if self.method != "full" and not self.lora_targets.strip():
+            out.append("lora_targets: give all-linear or module names such as q_proj,v_proj")
+        return out
+
+    def validate(self, *, check_paths: bool = True) -> TrainSpec:
+        problems = self.problems(check_paths=check_paths)
+        if problems:
+            raise SpecError("; ".join(problems))
+        return self
+
+    def device_list(self) -> list[int]:
+        """The CUDA devices chosen ("0,1"); empty for all visible / CPU / "cpu:N"."""
+        text = self.devices.replace(" ", "")
+        if not text or text.startswith("cpu"):
+            if text.startswith("cpu") and text not in ("cpu",) and not text[4:].isdecimal():
+                raise ValueError(text)
+            return []
+        return [int(x) for x in text.split(",") if x != ""]
+
+    def processes(self) -> int:
+        """Training processes: one per selected GPU, or N for "cpu:N" (gloo data parallel,
+        the CPU path that proves multi-process training works without GPUs)."""
+        text = self.devices.replace(" ", "")
+        if text.startswith("cpu:"):
+            return max(1, int(text[4:]))
+        return max(1, len(self.device_list()))
+
+    def target_modules(self) -> str | list[str]:
+        text = self.lora_targets.strip()
+        if text.replace("_", "-").lower() in ("all-linear", "all linear", "all"):
+            return "all-linear"
+        return [t.strip() for t in text.split(",") if t.strip()]
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        model = Path(self.model).name or "model"
+        return f"{model}-{self.method}"
+
+
+CLI_FLAGS: dict[str, str] = {
+    "dataset": "--data",
+    "learning_rate": "--lr",
+    "grad_accum": "--grad-accum",
+    "lora_targets": "--lora-targets",
+}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _coerce(kind: Any, key: str, value: Any) -> Any:
+    kind = str(kind)
+    try:
+        if kind == "bool":
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "str":
+            return "" if value is None else str(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{key}: {value!r} is not a valid {kind}") from None
+    return value
+
+
+def resolve_precision(requested: str, *, cuda: bool, bf16_supported: bool) -> str:
+    """The precision actually used: 'auto' picks bf16 on GPUs that have it, fp16 on older
+    GPUs, fp32 on CPU; an explicit choice the device cannot do is refused with the fix."""
+    if requested == "auto":
+        if not cuda:
+            return "fp32"
+        return "bf16" if bf16_supported else "fp16"
+    if requested == "fp16" and not cuda:
+        raise SpecError("precision: fp16 mixed precision needs a CUDA GPU; use fp32 (or auto) on CPU")
+    if requested == "bf16" and cuda and not bf16_supported:
+        raise SpecError("precision: this GPU has no bf16 support (needs compute capability 8.0+); use fp16 or auto")
+    return requested

@@ -1,0 +1,223 @@
+"""The form that starts a training run, checked as you type.
+
+Every change rebuilds a `TrainSpec` and shows its problems (one line each, naming the field and
+the fix), the equivalent `llmdeck train ...` command, and, when the model folder is readable,
+the memory estimate from `engine.estimate` (computed in a thread worker: it reads the model's
+config and safetensors headers). Enter in any field, or the Start button, posts `StartRun`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+from engine.train.spec import METHODS, PRECISIONS, SCHEDULERS, SpecError, TrainSpec
+
+# (field, label, kind) in the order shown; kind: text | number | select:<choices> | check
+FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("model", "model folder", "text"),
+    ("dataset", "dataset file", "text"),
+    ("method", "method", "select:method"),
+    ("name", "run name", "text"),
+    ("max_steps", "max steps (0 = epochs)", "number"),
+    ("epochs", "epochs", "number"),
+    ("learning_rate", "learning rate", "number"),
+    ("scheduler", "scheduler", "select:scheduler"),
+    ("warmup", "warmup (ratio or steps)", "number"),
+    ("batch_size", "batch size", "number"),
+    ("grad_accum", "grad accumulation", "number"),
+    ("max_seq_len", "max seq len", "number"),
+    ("precision", "precision", "select:precision"),
+    ("lora_r", "LoRA rank", "number"),
+    ("lora_alpha", "LoRA alpha", "number"),
+    ("lora_dropout", "LoRA dropout", "number"),
+    ("lora_targets", "LoRA targets", "text"),
+    ("eval_split", "eval split", "number"),
+    ("eval_steps", "eval every (steps)", "number"),
+    ("save_steps", "save every (steps)", "number"),
+    ("seed", "seed", "number"),
+    ("devices", "devices (0,1 / cpu:2)", "text"),
+    ("packing", "packing", "check"),
+    ("gradient_checkpointing", "gradient checkpointing", "check"),
+)
+CHOICES: dict[str, tuple[str, ...]] = {"method": METHODS, "scheduler": SCHEDULERS, "precision": PRECISIONS}
+
+
+@dataclass
+class StartRun(Message):
+    spec: TrainSpec
+
+
+@dataclass
+class EstimateReady(Message):
+    key: str
+    text: str
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+class TrainForm(VerticalScroll):
+    DEFAULT_CSS = """
+    TrainForm { height: 1fr; padding: 0 1; }
+    TrainForm .form-row { height: 1; }
+    TrainForm .form-row Label { width: 24; padding: 0 1 0 0; color: $text-muted; }
+    TrainForm .form-row Input, TrainForm .form-row Select { width: 1fr; }
+    TrainForm #form-problems { color: $error; height: auto; padding: 0 0 1 0; }
+    TrainForm #form-problems.ok { color: $success; }
+    TrainForm #form-estimate { color: $text-muted; height: auto; }
+    TrainForm #form-cli { color: $text-muted; height: auto; padding: 0 0 1 0; }
+    TrainForm Checkbox { width: auto; }
+    """
+
+    def __init__(self, spec: TrainSpec | None = None, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.initial = spec or TrainSpec()
+        self.spec: TrainSpec | None = None
+        self.problems: list[str] = []
+        self._estimate_key = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="form-problems")
+        yield Static("", id="form-cli")
+        yield Static("", id="form-estimate")
+        yield Button("Start run", id="form-start", variant="primary", compact=True)
+        for name, label, kind in FIELDS:
+            value = getattr(self.initial, name)
+            if kind == "check":
+                yield Checkbox(label, value=bool(value), id=f"f-{name}", compact=True)
+                continue
+            with Horizontal(classes="form-row"):
+                yield Label(label)
+                if kind.startswith("select:"):
+                    options = [(c, c) for c in CHOICES[kind.split(":", 1)[1]]]
+                    yield Select(options, value=value, allow_blank=False, id=f"f-{name}", compact=True)
+                else:
+                    yield Input(_fmt(value), id=f"f-{name}", placeholder=label, type="text", compact=True)
+
+    def on_mount(self) -> None:
+        self.validate_now()
+
+    # -- values --------------------------------------------------------------------------------
+    def load(self, spec: TrainSpec) -> None:
+        """Fill the form from a spec (edit and re-run a previous run)."""
+        for name, _label, kind in FIELDS:
+            widget = self.query_one(f"#f-{name}")
+            value = getattr(spec, name)
+            if isinstance(widget, Checkbox):
+                widget.value = bool(value)
+            elif isinstance(widget, Select):
+                widget.value = value
+            elif isinstance(widget, Input):
+                widget.value = _fmt(value)
+        self.initial = spec
+        self.validate_now()
+
+    def values(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.initial.to_dict().items() if k not in ("resume_from",)}
+        for name, _label, _kind in FIELDS:
+            widget = self.query_one(f"#f-{name}")
+            if isinstance(widget, (Checkbox, Select)):
+                data[name] = widget.value
+            elif isinstance(widget, Input):
+                data[name] = widget.value.strip()
+        return data
+
+    def validate_now(self) -> list[str]:
+        try:
+            spec = TrainSpec.from_dict(self.values())
+            problems = spec.problems()
+        except SpecError as exc:
+            spec, problems = None, [str(exc)]
+        self.spec = spec if not problems else None
+        self.problems = problems
+        box = self.query_one("#form-problems", Static)
+        box.set_class(not problems, "ok")
+        box.update("\n".join(f"• {p}" for p in problems) if problems else "✓ ready to start (Enter or the button)")
+        self.query_one("#form-cli", Static).update(spec.to_cli() if spec is not None else "")
+        self.query_one("#form-start", Button).disabled = bool(problems)
+        if spec is not None and not problems:
+            key = spec.to_json()
+            if key != self._estimate_key:
+                self._estimate_key = key
+                self._estimate(spec, key)
+        else:
+            self.query_one("#form-estimate", Static).update("")
+        return problems
+
+    @work(thread=True, exclusive=True, group="train-estimate", exit_on_error=False)
+    def _estimate(self, spec: TrainSpec, key: str) -> None:
+        self.post_message(EstimateReady(key, estimate_text(spec)))
+
+    def on_estimate_ready(self, message: EstimateReady) -> None:
+        message.stop()
+        if message.key == self._estimate_key:
+            self.query_one("#form-estimate", Static).update(message.text)
+
+    # -- events --------------------------------------------------------------------------------
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.validate_now()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self.validate_now()
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.stop()
+        self.validate_now()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "form-start":
+            self.submit()
+
+    def submit(self) -> None:
+        if self.validate_now() or self.spec is None:
+            self.app.notify("fix the form first: " + "; ".join(self.problems[:2]), severity="warning")
+            return
+        self.post_message(StartRun(self.spec))
+
+
+def estimate_text(spec: TrainSpec) -> str:
+    """One line: the estimator's memory figure for this run, or why there is none."""
+    try:
+        from engine.estimate.sources import spec_from_hf_dir
+        from engine.estimate.training import TrainingOptions, estimate_training
+    except ImportError:
+        return ""
+    try:
+        model = spec_from_hf_dir(Path(spec.model).expanduser())
+        precision = {"fp32": "fp32", "fp16": "mixed", "bf16": "mixed", "auto": "mixed"}[spec.precision]
+        if spec.method != "full" and spec.precision in ("bf16", "auto"):
+            precision = "bf16"
+        options = TrainingOptions(
+            method=spec.method,
+            batch=spec.batch_size,
+            seq_len=spec.max_seq_len,
+            precision=precision,
+            grad_checkpointing=spec.gradient_checkpointing,
+            lora_rank=spec.lora_r,
+            lora_targets=spec.target_modules(),
+            lora_dropout=spec.lora_dropout,
+            gpus=max(1, spec.processes()),
+        )
+        estimate = estimate_training(model, options)
+    except Exception as exc:  # noqa: BLE001 - the estimate is advice; never block the form
+        return f"memory estimate unavailable: {str(exc)[:80]}"
+    trainable = f", {estimate.trainable_params:,} trainable params" if estimate.trainable_params else ""
+    return f"estimated peak memory per GPU: {estimate.total_gib:.1f} GiB ({estimate.peak_phase or spec.method}{trainable})"

@@ -1,0 +1,47 @@
+"""The numbers beside the curve: lr, grad norm, throughput, memory per device, host RAM, ETA."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from engine.formatting import format_duration
+
+
+def stats_text(values: dict[str, float], step: int) -> str:
+    """Latest metric values as two or three short lines (missing values are left out)."""
+    total = int(values.get("total_steps", 0))
+    line1 = [f"[b]step[/b] {step}/{total}" if total else f"[b]step[/b] {step}"]
+    if "loss" in values:
+        line1.append(f"[b]loss[/b] {values['loss']:.4f}")
+    if "eval_loss" in values:
+        ppl = f" (ppl {values['eval_ppl']:.2f})" if "eval_ppl" in values else ""
+        line1.append(f"[b]eval[/b] {values['eval_loss']:.4f}{ppl}")
+    if "samples_per_s" in values:
+        line1.append(f"[b]samples/s[/b] {values['samples_per_s']:.2f}")
+    line2 = []
+    if "lr" in values:
+        line2.append(f"[b]lr[/b] {values['lr']:.2e}")
+    if "grad_norm" in values:
+        line2.append(f"[b]grad[/b] {values['grad_norm']:.3f}")
+    if "tokens_per_s" in values:
+        line2.append(f"[b]tok/s[/b] {values['tokens_per_s']:.0f}")
+    if "epoch" in values:
+        line2.append(f"[b]epoch[/b] {values['epoch']:.2f}")
+    if "eta_s" in values:
+        line2.append(f"[b]ETA[/b] {format_duration(values['eta_s'])}")
+    mem = []
+    gpus = sorted({k.split("_")[0] for k in values if k.startswith("gpu") and k.endswith("_alloc_gib")})
+    for gpu in gpus:
+        mem.append(f"[b]{gpu}[/b] {values.get(gpu + '_alloc_gib', 0):.1f}/{values.get(gpu + '_reserved_gib', 0):.1f} GiB")
+    if "host_rss_gib" in values:
+        mem.append(f"[b]RAM[/b] {values['host_rss_gib']:.2f} GiB")
+    return "\n".join("  ".join(part) for part in (line1, line2, mem) if part)
+
+
+class TrainStats(Static):
+    DEFAULT_CSS = """
+    TrainStats { height: auto; max-height: 3; padding: 0 1; }
+    """
+
+    def show(self, values: dict[str, float], step: int) -> None:
+        self.update(stats_text(values, step) if values else "no metrics yet")
