@@ -1,9 +1,11 @@
 """Regenerate the README's screenshots (SVG, from Textual) of every screen.
 
-    LLMDECK_HOME=$(mktemp -d) .venv/bin/python docs/screenshots.py [mode ...]
+    .venv/bin/python docs/screenshots.py [mode ...]
 
-Runs each screen headless at 100x30 with realistic content (finished self-test runs, the H200
-NVML fixture replayed in the Monitor) and writes docs/screens/<mode>.svg.
+Everything runs in a temporary LLMDECK_HOME with real content made on the spot: finished
+self-test runs, the H200 NVML fixture replayed in the Monitor, a tiny model trained for a few
+steps, a perplexity run and a live server on the bundled Gemma GGUF, a chat turn with it.
+Each screen is captured headless at 100x30 into docs/screens/<mode>.svg.
 """
 
 from __future__ import annotations
@@ -19,39 +21,94 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "nvml_h200.json"
 OUT = ROOT / "docs" / "screens"
+SIZE = (100, 30)
 
 
-def prepare_runs() -> None:
+def wait_runs(store, runs, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(store.get(r.id).active for r in runs):
+        time.sleep(0.2)
+
+
+def prepare(work: Path) -> dict[str, dict]:
+    """Make the runs and files the screens show; returns the app options per mode."""
+    from engine.chat.default_model import default_model_path
     from engine.runs import RunStore
+    from engine.train.launch import start as start_training
+    from engine.train.spec import TrainSpec
+    from tests.helpers.tiny_model import build_tiny_llama, build_tiny_tokenizer
 
     store = RunStore()
-    done = store.start("selftest", {"steps": 6, "delay": 0.01}, name="selftest-ok")
-    failed = store.start("selftest", {"steps": 6, "delay": 0.01, "fail_at": 4}, name="selftest-fail")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(store.get(r.id).active for r in (done, failed)):
-        time.sleep(0.1)
+    gemma = default_model_path()
+    tok = build_tiny_tokenizer(work / "tok")
+    tiny = build_tiny_llama(work / "tiny", tokenizer=None)
+    data = ROOT / "tests" / "fixtures_data" / "openai.jsonl"
+    runs = [
+        store.start("selftest", {"steps": 6, "delay": 0.01}, name="selftest-ok"),
+        store.start("selftest", {"steps": 6, "delay": 0.01, "fail_at": 4}, name="selftest-fail"),
+        start_training(TrainSpec(model=str(tiny), dataset=str(data), name="tiny-lora", max_steps=12, batch_size=2,
+                                 max_seq_len=64, save_steps=6, learning_rate=3e-3, precision="fp32"), store),
+        store.start("eval.ppl", {"model": str(gemma), "file": str(ROOT / "tests" / "fixtures_eval" / "prose.txt"),
+                                 "ctx": 256, "threads": 2}, name="ppl gemma", entry="engine.evaluate.jobs:ppl"),
+    ]
+    wait_runs(store, runs)
+    return {
+        "monitor": {"replay": str(FIXTURE)} if FIXTURE.exists() else {},
+        "data": {"file": str(data), "model": str(tok), "max_seq_len": 96},
+        "estimate": {"estimate": {"model": "llama-3-8b", "mode": "lora", "batch": 4, "seq_len": 2048}},
+        "chat": {"model": str(gemma), "chat_params": {"max_new_tokens": 64, "temperature": 0.0}},
+    }
 
 
 async def shoot(mode: str, options: dict) -> Path:
     from tui.app import LLMDeckApp
 
     app = LLMDeckApp(start_mode=mode, options=options)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.pause(2.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(3.0)
+        if mode == "chat":
+            await chat_turn(pilot)
         path = OUT / f"{mode}.svg"
         app.save_screenshot(filename=path.name, path=str(OUT))
     return path
 
 
+async def chat_turn(pilot) -> None:
+    """Ask the bundled model one short question and wait for the answer to finish."""
+    screen = pilot.app.screen
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not getattr(screen, "backend", None):
+        await pilot.pause(0.2)
+    await pilot.press(*"What is the capital of France?")
+    await pilot.press("enter")
+    deadline = time.monotonic() + 120
+    await pilot.pause(1.0)
+    while time.monotonic() < deadline and getattr(screen, "generating", False):
+        await pilot.pause(0.2)
+    await pilot.pause(0.5)
+
+
 def main() -> None:
-    os.environ.setdefault("LLMDECK_HOME", tempfile.mkdtemp(prefix="llmdeck-shots-"))
+    os.environ["LLMDECK_HOME"] = tempfile.mkdtemp(prefix="llmdeck-shots-")
     from tui.modes import MODES
 
     wanted = sys.argv[1:] or [m.key for m in MODES]
-    prepare_runs()
-    options = {"monitor": {"replay": str(FIXTURE)} if FIXTURE.exists() else {}}
-    for mode in wanted:
-        print(asyncio.run(shoot(mode, options.get(mode, {}))))
+    options = prepare(Path(tempfile.mkdtemp(prefix="llmdeck-shots-work-")))
+    server = None
+    if "serve" in wanted:
+        from engine.runs import RunStore
+        from engine.serve.launch import start_detached, wait_until_serving
+
+        server = start_detached(RunStore(), {"model": options["chat"]["model"], "port": 0, "engine": "auto"})
+        wait_until_serving(RunStore(), server.id, timeout=120)
+    try:
+        for mode in wanted:
+            print(asyncio.run(shoot(mode, options.get(mode, {}))), flush=True)
+    finally:
+        if server is not None:
+            from engine.runs import RunStore
+
+            RunStore().cancel(server.id, force=True)
 
 
 if __name__ == "__main__":
