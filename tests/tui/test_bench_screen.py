@@ -11,18 +11,10 @@ from textual.widgets import DataTable, Input, Select
 from engine.evaluate import results
 from engine.runs import RunStore
 from tests.engine.evaluate_helpers import PROSE, tiny_gguf
+from tests.tui.pilot_wait import wait_until
 from tui.app import LLMDeckApp
 
 pytest.importorskip("llama_cpp")
-
-
-async def wait_until(pilot, predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def kept_sweep(store: RunStore, gguf: Path) -> str:

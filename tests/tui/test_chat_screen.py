@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from engine.chat.base import BackendInfo, ChatBackend, Delta, StatsClock
 from engine.chat.params import SamplingParams
 from engine.chat.sessions import SessionStore
+from tests.tui.pilot_wait import wait_until as wait_for
 from tui.app import LLMDeckApp
 from tui.screens.chat import ChatScreen
 from tui.widgets.chat_input import ChatInput
@@ -49,14 +49,6 @@ class ScriptedBackend(ChatBackend):
 
     def close(self) -> None:
         self.closed = True
-
-
-async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.02)
 
 
 def chat_app(backend: ChatBackend | None = None, **options) -> LLMDeckApp:

@@ -3,24 +3,15 @@ shows its verification figures."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Input, Select, Static
 
 from tests.engine.test_convert_tiny import make_llama
+from tests.tui.pilot_wait import wait_until
 from tui.app import LLMDeckApp
 from tui.screens.convert import ConvertScreen
-
-
-async def wait_until(pilot, predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def verdict_text(screen) -> str:

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from textual.widgets import DataTable, Input, OptionList, Static, TabbedContent
 
 from tests.helpers.tiny_model import cached_tiny_tokenizer
+from tests.tui.pilot_wait import wait_until
 from tui.app import LLMDeckApp
 from tui.screens.data import TRAINED_STYLE, DataScreen
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures_data"
-
-
-async def wait_until(pilot, predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def static_text(screen, selector: str) -> str:

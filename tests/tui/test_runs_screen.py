@@ -5,23 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 from textual.widgets import DataTable, Log, ProgressBar
 
+from tests.tui.pilot_wait import wait_until
 from tui.app import LLMDeckApp
 from tui.screens.confirm import ConfirmModal
 from tui.screens.runs import RunAttachScreen
 from tui.widgets.run_view import RunView
-
-
-async def wait_until(pilot, predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def start_in_other_process(steps: int, delay: float) -> str:

@@ -3,25 +3,15 @@ requests/s), stop it with confirmation."""
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 from textual.widgets import DataTable, Input, Log, Static
 
 from engine.serve.launch import server_details
+from tests.tui.pilot_wait import wait_until
 from tui.app import LLMDeckApp
 from tui.screens.confirm import ConfirmModal
 from tui.screens.serve import ServeScreen, StartServerModal
-
-
-async def wait_until(pilot, predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError(f"{what} not met in time")
 
 
 async def test_empty_serve_mode_says_how_to_start():

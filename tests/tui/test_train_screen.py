@@ -9,17 +9,9 @@ from pathlib import Path
 from engine import paths
 from engine.events import Finished, Log, Metric, Progress
 from engine.runs import RunStore
+from tests.tui.pilot_wait import wait_until
 from tui.app import LLMDeckApp
 from tui.widgets.train_curve import TrainCurve
-
-
-async def wait_until(pilot, predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def recorded_run(store: RunStore, name: str, steps: int = 40, slope: float = 0.04) -> str:
