@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from engine.serve.app import ServeConfig, create_app
 from engine.serve.auth import Limits
 from engine.serve.metrics import RequestRecord
@@ -28,12 +25,3 @@ class LiveServer:
 
     def stop(self) -> None:
         self.thread.stop()
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not met within {timeout} s")

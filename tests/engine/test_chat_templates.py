@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from engine.chat.templates import BUILTIN_TEMPLATES, TemplateError, builtin_for_architecture, resolve_template
+from engine.chat.templates import (
+    BUILTIN_TEMPLATES,
+    TemplateError,
+    builtin_for_architecture,
+    resolve_template,
+)
 
 CONVO = [
     {"role": "system", "content": "Be brief."},

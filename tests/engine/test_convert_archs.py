@@ -9,14 +9,25 @@ import pytest
 from engine.convert import jobs
 from engine.events import Finished
 from engine.jobs import JobContext, execute
-from tests.engine.test_convert_tiny import make_bpe_tokenizer, make_spm_tokenizer, spm_hf_tokenizer
+from tests.engine.test_convert_tiny import (
+    make_bpe_tokenizer,
+    make_spm_tokenizer,
+    spm_hf_tokenizer,
+)
 
 pytest.importorskip("llama_cpp")
 
 
 def build(kind: str, folder: Path):
     import torch
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     folder.mkdir(parents=True)
     if kind == "gemma3":

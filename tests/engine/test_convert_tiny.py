@@ -58,7 +58,14 @@ def make_spm_tokenizer(folder: Path, vocab_size: int = 320) -> Path:
 
 def make_bpe_tokenizer(folder: Path, vocab_size: int = 400):
     """Train a byte-level BPE tokenizer and save it as an HF fast tokenizer in `folder`."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())

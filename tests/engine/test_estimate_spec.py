@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from engine.estimate import EstimateError, ModelSpec, find_preset, resolve_model, spec_from_hf_dir
+from engine.estimate import (
+    EstimateError,
+    ModelSpec,
+    find_preset,
+    resolve_model,
+    spec_from_hf_dir,
+)
 from engine.estimate.sources import spec_from_dims
 
 # Parameter counts stated by the model cards / HF num_parameters().

@@ -5,7 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
-from engine.events import Cancelled, Failed, Finished, Log, Metric, Progress, event_from_dict
+from engine.events import (
+    Cancelled,
+    Failed,
+    Finished,
+    Log,
+    Metric,
+    Progress,
+    event_from_dict,
+)
 from engine.jobs import JobContext, JobError, JobRunner, execute
 
 

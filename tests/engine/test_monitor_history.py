@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from engine.monitor.history import History, downsample, window_label
-from engine.monitor.sample import GpuSample, HostSample, MonitorSample, NA
+from engine.monitor.sample import NA, GpuSample, HostSample, MonitorSample
 
 
 def test_fine_ring_is_bounded_and_windowed() -> None:

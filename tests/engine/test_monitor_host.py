@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pynvml
 
+from engine.monitor.history import History
 from engine.monitor.host import HostSampler
 from engine.monitor.sample import NA, ProcessSample
 from engine.monitor.sampler_thread import LiveSource, SamplerThread
-from engine.monitor.history import History
 from tests.engine.test_monitor_fakes import FakeNvml
 
 

@@ -9,7 +9,14 @@ import pytest
 
 from engine.monitor.nvml import NvmlSampler
 from engine.monitor.record import Recorder, ReplayError, load_samples
-from engine.monitor.sample import NA, HostSample, MonitorSample, ProcessSample, RunLabel, sample_from_dict
+from engine.monitor.sample import (
+    NA,
+    HostSample,
+    MonitorSample,
+    ProcessSample,
+    RunLabel,
+    sample_from_dict,
+)
 from engine.monitor.sampler_thread import ReplaySource
 from tests.engine.test_monitor_fakes import FakeNvml
 

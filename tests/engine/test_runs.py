@@ -7,21 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import pytest
 
 from engine.events import Finished, Log, Metric, Progress
 from engine.runs import RunError, RunStore
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, step: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
+from tests.helpers.waiting import wait_for
 
 
 def status(store: RunStore, run_id: str) -> str:

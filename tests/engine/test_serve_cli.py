@@ -14,7 +14,7 @@ import pytest
 from engine.cli import OpenTUI, run_command
 from engine.runs import RunStore
 from engine.serve.launch import server_details, start_detached, wait_until_serving
-from tests.engine.serve_helpers import wait_for
+from tests.helpers.waiting import wait_for
 
 
 def test_listen_without_key_refuses_to_start(capsys):

@@ -11,7 +11,8 @@ import openai
 import pytest
 
 from engine.serve.auth import Limits
-from tests.engine.serve_helpers import LiveServer, wait_for
+from tests.engine.serve_helpers import LiveServer
+from tests.helpers.waiting import wait_for
 
 pytest.importorskip("transformers")
 

@@ -7,8 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,17 +17,9 @@ from engine.train import launch
 from engine.train.checkpoints import MARKER, inspect, latest_complete, list_checkpoints
 from engine.train.spec import TrainSpec
 from tests.helpers.tiny_model import cached_tiny_llama
+from tests.helpers.waiting import wait_for
 
 DATA = Path(__file__).resolve().parents[2] / "engine" / "train" / "demo_data.jsonl"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 120.0, step: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
 
 
 def tiny_spec(**changes) -> TrainSpec:

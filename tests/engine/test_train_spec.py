@@ -11,8 +11,22 @@ import pytest
 
 from engine.cli import OpenTUI, run_command
 from engine.events import Metric
-from engine.train.checkpoints import MARKER, delete, inspect, latest_complete, list_checkpoints, mark_complete
-from engine.train.plots import RunCurves, curves_from_events, ema, run_colour, write_csv, write_png
+from engine.train.checkpoints import (
+    MARKER,
+    delete,
+    inspect,
+    latest_complete,
+    list_checkpoints,
+    mark_complete,
+)
+from engine.train.plots import (
+    RunCurves,
+    curves_from_events,
+    ema,
+    run_colour,
+    write_csv,
+    write_png,
+)
 from engine.train.spec import SpecError, TrainSpec, resolve_precision
 
 

@@ -74,7 +74,14 @@ def build_tiny_tokenizer(path: str | Path, *, style: str = "chatml", vocab_size:
     Returns the `PreTrainedTokenizerFast` (already saved; `AutoTokenizer.from_pretrained(path)`
     loads the same thing).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     conf = _STYLES[style]
