@@ -17,7 +17,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,22 +27,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from engine.ports import free_port  # noqa: E402 - after the path insert, so the bench runs from a checkout
+
 # llama_cpp.server with the same AMX guard as our backend: on VMs that advertise AMX without
 # enabling it, llama.cpp's extra CPU buffers crash the process (a general protection fault).
 LLAMA_SERVER = """
-import sys
-from engine.llama_runtime import extra_buffers_safe
-if not extra_buffers_safe():
-    import llama_cpp, llama_cpp.llama as module
-    original = llama_cpp.llama_model_default_params
-    def patched():  # patched for the whole server process, not just one load
-        params = original()
-        params.use_extra_bufts = False
-        return params
-    module.llama_cpp.llama_model_default_params = patched
+import contextlib, sys
+from engine.llama_runtime import default_params_without_extra_buffers, extra_buffers_safe
 from llama_cpp.server.__main__ import main
 sys.argv = ["llama_cpp.server", *sys.argv[1:]]
-main()
+# The whole server process loads one model, so the patch may stay on for its lifetime.
+with contextlib.nullcontext() if extra_buffers_safe() else default_params_without_extra_buffers():
+    main()
 """
 
 PROMPTS = ("The sea is", "Three fruits are", "A GPU is a", "In French, hello is")
@@ -73,12 +68,6 @@ class Result:
                 "p50_latency_s": pct(self.latencies, 0.5), "p95_latency_s": pct(self.latencies, 0.95),
                 "p50_ttft_s": pct(self.ttfts, 0.5), "p95_ttft_s": pct(self.ttfts, 0.95),
                 "note": self.note, "error_samples": self.error_samples[:3]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:

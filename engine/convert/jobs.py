@@ -16,7 +16,9 @@ Spec keys: action, input, output, force, verify, and per action:
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,15 @@ def _verify_wanted(spec: dict[str, Any], verdict: preflight.Verdict, ctx: JobCon
     return True
 
 
+@contextlib.contextmanager
+def _verify_phase(ctx: JobContext, what: str) -> Iterator[None]:
+    """Bracket a verification: it shows as its own phase in the progress and the log."""
+    ctx.progress(0, 1, "verify", unit="step", force=True)
+    ctx.log(f"verifying: {what}")
+    yield
+    ctx.progress(1, 1, "verify", unit="step")
+
+
 def _finish(summary: dict[str, Any], output: Path, started: float, verified: bool) -> dict[str, Any]:
     summary["output"] = str(output)
     summary["seconds"] = round(time.monotonic() - started, 2)
@@ -68,10 +79,8 @@ def hf_to_gguf(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         if verify:
             from engine.convert.verify import verify_gguf_against_hf
 
-            ctx.progress(0, 1, "verify", unit="step", force=True)
-            ctx.log("verifying: llama.cpp on the GGUF vs transformers on the source")
-            summary["verify"] = verify_gguf_against_hf(source, tmp, outtype, label=f"{output.name} vs {source.name}")
-            ctx.progress(1, 1, "verify", unit="step")
+            with _verify_phase(ctx, "llama.cpp on the GGUF vs transformers on the source"):
+                summary["verify"] = verify_gguf_against_hf(source, tmp, outtype, label=f"{output.name} vs {source.name}")
         ctx.raise_if_cancelled()
         commit(tmp, output)
     return _finish(summary, output, started, verify)
@@ -105,10 +114,8 @@ def quantize(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         if verify:
             from engine.convert.verify import verify_quantized
 
-            ctx.progress(0, 1, "verify", unit="step", force=True)
-            ctx.log("verifying: quantized vs source GGUF in llama.cpp, and a short generation")
-            summary["verify"] = verify_quantized(source, tmp, label=f"{output.name} vs {source.name}")
-            ctx.progress(1, 1, "verify", unit="step")
+            with _verify_phase(ctx, "quantized vs source GGUF in llama.cpp, and a short generation"):
+                summary["verify"] = verify_quantized(source, tmp, label=f"{output.name} vs {source.name}")
         ctx.raise_if_cancelled()
         commit(tmp, output)
     return _finish(summary, output, started, verify)
@@ -129,11 +136,9 @@ def gguf_to_hf(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         if verify:
             from engine.convert.verify import verify_hf_against_gguf
 
-            ctx.progress(0, 1, "verify", unit="step", force=True)
-            ctx.log("verifying: transformers on the output vs llama.cpp on the GGUF")
-            kind = ("f16" if dtype == "f32" else dtype) if is_float_file(open_gguf(source)) else "dequantized"
-            summary["verify"] = verify_hf_against_gguf(source, tmp, kind, label=f"{output.name} vs {source.name}")
-            ctx.progress(1, 1, "verify", unit="step")
+            with _verify_phase(ctx, "transformers on the output vs llama.cpp on the GGUF"):
+                kind = ("f16" if dtype == "f32" else dtype) if is_float_file(open_gguf(source)) else "dequantized"
+                summary["verify"] = verify_hf_against_gguf(source, tmp, kind, label=f"{output.name} vs {source.name}")
         ctx.raise_if_cancelled()
         commit(tmp, output)
     return _finish(summary, output, started, verify)
@@ -161,13 +166,11 @@ def meta_to_hf(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         if verify:
             from engine.convert.verify import check, compare, hf_logits, hf_tokenize
 
-            ctx.progress(0, 1, "verify", unit="step", force=True)
-            ctx.log("verifying: Meta's reference forward on the shards vs transformers on the output")
-            ids = hf_tokenize(tmp)
-            reference = conv.meta_reference_logits(source, ids)
-            kind = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}.get(summary["dtype"], "bf16")
-            summary["verify"] = check(compare(reference, hf_logits(tmp, ids), kind), f"{output.name} vs {source.name}")
-            ctx.progress(1, 1, "verify", unit="step")
+            with _verify_phase(ctx, "Meta's reference forward on the shards vs transformers on the output"):
+                ids = hf_tokenize(tmp)
+                reference = conv.meta_reference_logits(source, ids)
+                kind = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}.get(summary["dtype"], "bf16")
+                summary["verify"] = check(compare(reference, hf_logits(tmp, ids), kind), f"{output.name} vs {source.name}")
         ctx.raise_if_cancelled()
         commit(tmp, output)
     return _finish(summary, output, started, verify)

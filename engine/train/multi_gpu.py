@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,19 +25,14 @@ from typing import Any
 from engine.atomic import write_json
 from engine.events import event_from_dict, is_terminal
 from engine.jobs import JobContext, JobError
+from engine.ports import free_port
 from engine.train.spec import TrainSpec
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def launch_command(spec: TrainSpec, work_dir: Path) -> list[str]:
     n = spec.processes()
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n), "--num_machines", "1",
-           "--main_process_port", str(_free_port()), "--mixed_precision", "no", "--dynamo_backend", "no"]
+           "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no"]
     if spec.devices.strip().startswith("cpu") or spec.cpu:
         # accelerate's --cpu means its single-process launcher; torchrun (--multi_gpu) with the
         # Trainer's use_cpu gives N gloo processes

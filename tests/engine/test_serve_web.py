@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from engine.cli import run_command
+from engine.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -30,14 +31,6 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_web_refuses_other_hosts(capsys):
     assert run_command(["web", "--host", "0.0.0.0"]) == 2
     assert "only binds 127.0.0.1" in capsys.readouterr().err
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
