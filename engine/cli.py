@@ -33,15 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def _load_command_modules() -> list[Any]:
-    """Import every area's command module; an area not built yet is skipped."""
-    modules = []
-    for name in COMMAND_MODULES:
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return modules
+    return [importlib.import_module(name) for name in COMMAND_MODULES]
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,7 @@
 """The app's modes: number key, name, and where each screen lives.
 
 Screens are imported only when their mode is first opened (Textual builds MODES screens on
-first switch), which keeps start-up fast. An area whose screen module does not exist yet gets
-the `PlannedScreen`, which says what the mode will do and which CLI command works today.
+first switch), which keeps start-up fast.
 """
 
 from __future__ import annotations
@@ -40,14 +39,6 @@ def screen_factory(mode: Mode):  # -> Callable[[], Screen]
 
     def build():
         module_name, _, class_name = mode.target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            from tui.screens.planned import PlannedScreen
-
-            return PlannedScreen(mode)
-        return getattr(module, class_name)()
+        return getattr(importlib.import_module(module_name), class_name)()
 
     return build

@@ -31,8 +31,3 @@ class ModeScreen(Screen):
 
     def compose_body(self) -> ComposeResult:
         yield from ()
-
-    @property
-    def deck(self):  # -> LLMDeckApp, typed loosely to avoid importing the app here
-        """The running app (settings, run store)."""
-        return self.app
