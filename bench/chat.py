@@ -201,9 +201,11 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("LLMDECK_HOME", tempfile.mkdtemp(prefix="llmdeck-bench-"))
     if args.flush_ms:
-        import tui.screens.chat as chat_screen
+        from engine import settings
 
-        chat_screen.FLUSH_INTERVAL = args.flush_ms / 1000
+        chosen = settings.Settings()
+        chosen.ui.stream_interval_ms = args.flush_ms
+        settings.save(chosen)  # the headless app reads it from LLMDECK_HOME like any user's
     if not args.skip_speed:
         asyncio.run(speed(args))
     if not args.skip_keys:
