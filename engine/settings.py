@@ -30,7 +30,7 @@ class UISettings:
     newline_key: str = "shift+enter"
     """Key that inserts a newline in multi-line inputs (Enter sends)."""
     stream_interval_ms: float = field(default=50.0, metadata={"check": _positive, "rule": "a number > 0"})
-    """How often streamed chat text is drawn; 100 suits small CPU-only boxes."""
+    """How often streamed chat text is drawn."""
 
 
 @dataclass
