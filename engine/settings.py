@@ -31,6 +31,8 @@ class UISettings:
     """Key that inserts a newline in multi-line inputs (Enter sends)."""
     stream_interval_ms: float = field(default=50.0, metadata={"check": _positive, "rule": "a number > 0"})
     """How often streamed chat text is drawn."""
+    stream_cpu_percent: float = field(default=4.0, metadata={"check": _positive, "rule": "a number > 0"})
+    """While a model on this machine's CPU streams, the share of one core drawing may use."""
 
 
 @dataclass

@@ -200,6 +200,12 @@ class ChatBackend(ABC):
     def close(self) -> None:
         """Free the model (memory, GPU)."""
 
+    @property
+    def shares_cpu(self) -> bool:
+        """True when generating runs on this machine's CPU cores, so whatever else this
+        process does while it streams (drawing the answer) is taken from the model's speed."""
+        return False
+
     # -- shared -----------------------------------------------------------------------------
     @property
     def context_size(self) -> int | None:

@@ -65,8 +65,9 @@ class LlamaCppBackend(ChatBackend):
         check_gguf(path)
         import llama_cpp
 
+        self.gpu_offload = bool(llama_cpp.llama_supports_gpu_offload())
         if n_gpu_layers is None:
-            n_gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+            n_gpu_layers = -1 if self.gpu_offload else 0
         _quiet_llama_logs()
         from engine.llama_runtime import extra_buffers_safe, load
 
@@ -112,6 +113,16 @@ class LlamaCppBackend(ChatBackend):
 
     def _is_token(self, text: str) -> bool:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) == 1
+
+    @property
+    def shares_cpu(self) -> bool:
+        """Every layer not offloaded runs on the CPU threads (-1 offloads them all)."""
+        if not self.gpu_offload:
+            return True
+        if self.n_gpu_layers < 0:
+            return False
+        layers = int(self.metadata.get(f"{self.architecture}.block_count") or 0)
+        return self.n_gpu_layers == 0 or self.n_gpu_layers < layers
 
     @property
     def info(self) -> BackendInfo:

@@ -140,6 +140,11 @@ class TransformersBackend(ChatBackend):
         return sorted(set(ids))
 
     @property
+    def shares_cpu(self) -> bool:
+        devices = set(getattr(self.model, "hf_device_map", {}).values()) or {self.device}
+        return any(str(d) in ("cpu", "disk") for d in devices)
+
+    @property
     def info(self) -> BackendInfo:
         details = {"dtype": self.dtype, "device": self.device, "static cache": self.static_cache}
         if self.adapter:

@@ -43,6 +43,17 @@ def test_bundled_gemma_uses_gemma_turns(gemma) -> None:
     assert ids[:2] == [gemma.llm.token_bos(), gemma.llm.tokenize(b"<start_of_turn>", add_bos=False, special=True)[0]]
 
 
+def test_shares_the_cpu_unless_every_layer_is_offloaded(gemma) -> None:
+    assert gemma.n_gpu_layers == (-1 if gemma.gpu_offload else 0)
+    assert gemma.shares_cpu is (not gemma.gpu_offload)  # this machine's build: CPU only -> True
+    if gemma.gpu_offload:  # a CUDA build: partial offload still runs layers on the CPU
+        gemma.n_gpu_layers = 3
+        try:
+            assert gemma.shares_cpu
+        finally:
+            gemma.n_gpu_layers = -1
+
+
 def test_streams_with_stats_and_is_deterministic_greedy(gemma) -> None:
     params = SamplingParams(temperature=0, max_new_tokens=24)
     text = gemma.generate(MSGS, params)

@@ -93,7 +93,7 @@ def server() -> Iterator[FakeOpenAIServer]:
 def test_streams_deltas_and_usage(server, monkeypatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-123")
     backend = OpenAIBackend(server.url)  # model picked from /models
-    assert backend.model == "tiny-model"
+    assert backend.model == "tiny-model" and not backend.shares_cpu
     params = SamplingParams(temperature=0.2, max_new_tokens=20, stop=("###",), seed=7, system_prompt="Be nice.")
     deltas = list(backend.stream([{"role": "user", "content": "hi"}], params))
     assert "".join(d.text for d in deltas) == "Hello, world!"

@@ -29,6 +29,7 @@ def backend(tiny_dir) -> TransformersBackend:
 def test_loads_with_its_own_template_and_streams(backend) -> None:
     assert backend.info.backend == "transformers" and backend.template.source == "model"
     assert backend.info.context_size == 512 and backend.device == "cpu" and not backend.static_cache
+    assert backend.shares_cpu  # the Chat screen paces its drawing for it
     params = SamplingParams(temperature=0, max_new_tokens=12, repetition_penalty=1.0)
     text = backend.generate(MSGS, params)
     stats = backend.last_stats

@@ -120,6 +120,31 @@ async def test_escape_stops_and_keeps_partial_marked_stopped():
         assert app.current_mode == "monitor"
 
 
+class CpuBackend(ScriptedBackend):
+    @property
+    def shares_cpu(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("backend_cls", [ScriptedBackend, CpuBackend])
+async def test_a_model_on_this_cpu_gets_paced_draws_and_no_blinking_cursor(backend_cls):
+    backend = backend_cls([f"w{i} " for i in range(300)], delay=0.005)
+    app = chat_app(backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        cpu = backend.shares_cpu
+        await pilot.press("x", "enter")
+        await wait_for(pilot, lambda: screen.generating and screen.turns()[-1].content)
+        assert screen._pacer.share == (app.settings.ui.stream_cpu_percent / 100 if cpu else None)
+        assert screen._pacer.min_interval == app.settings.ui.stream_interval_ms / 1000
+        assert screen.chat_input.cursor_blink is not cpu
+        await wait_for(pilot, lambda: not screen.generating, timeout=30)
+        assert screen.chat_input.cursor_blink
+        answer = screen.turns()[-1]
+        assert answer.content == "".join(backend.words) and answer.stats["generated_tokens"] == 300
+        assert screen.turn_timings[-1]["draws"] >= 2
+
+
 async def test_regenerate_and_edit_last_message():
     backend = ScriptedBackend(["one"])
     app = chat_app(backend)

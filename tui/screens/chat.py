@@ -2,7 +2,8 @@
 
 Threads and the UI: the model loads and generates in thread workers. The generating thread only
 appends text to a buffer (under a lock) and posts a message for the first token; the UI drains
-the buffer on a 50 ms timer into a MarkdownStream. So a 1000 token/s model costs the UI 20
+the buffer into a MarkdownStream every `ui.stream_interval_ms` (50 ms), or further apart while a
+model on this machine's CPU streams (`tui.stream_pacer`). So a 1000 token/s model costs the UI 20
 updates a second, typing never waits on the stream, and the first token still shows at once.
 Esc sets the backend's cancel event (generation stops within one token); the partial answer is
 kept, saved and marked stopped. Sessions live in SQLite (`engine.chat.sessions`).
@@ -30,6 +31,7 @@ from engine.chat.params import ParamError, SamplingParams
 from engine.chat.sessions import SessionError, SessionStore, title_from
 from engine.chat.templates import TemplateError
 from tui.screens.base import ModeScreen
+from tui.stream_pacer import StreamPacer
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.chat_message import ChatMessageView
 from tui.widgets.chat_side import ChatSidePanel
@@ -78,6 +80,7 @@ class _Generation:
     first_shown_at: float | None = None
     last_shown_at: float | None = None
     done_at: float | None = None
+    draws: int = 0
     ready: bool = False
     """The answer view is mounted and streaming; until then flushes wait and an early
     GenerationDone is parked in `pending_done` (actions run on the app's task, messages on
@@ -123,9 +126,11 @@ class ChatScreen(ModeScreen):
         self._gen_counter = 0
         self._retired: list[ChatBackend] = []
         self._flush_timer: Timer | None = None
+        self._pacer: StreamPacer | None = None
         self._load_timer: Timer | None = None
         self.turn_timings: list[dict[str, Any]] = []
-        """Per answer: sent, first_shown, done (perf_counter) and the backend's stats (bench)."""
+        """Per answer: sent, first_shown, last_shown, done (perf_counter), draws and the
+        backend's stats (bench)."""
 
     # -- layout ------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
@@ -186,10 +191,6 @@ class ChatScreen(ModeScreen):
 
     def on_mount(self) -> None:
         self.transcript.anchor()
-        # ui.stream_interval_ms trades smoothness for CPU: each batch redraws the transcript,
-        # which on a 2-vCPU box competes with a CPU model's own threads.
-        interval = self.app.settings.ui.stream_interval_ms / 1000
-        self._flush_timer = self.set_interval(interval, self._flush, pause=True)
         try:
             self.store = SessionStore()
         except (SessionError, OSError) as exc:
@@ -334,20 +335,37 @@ class ChatScreen(ModeScreen):
         view.start_stream()
         gen.ready = True
         self.status.figures = "generating… (Esc stops)"
-        if self._flush_timer is not None:
-            self._flush_timer.resume()
+        ui = self.app.settings.ui
+        shares_cpu = gen.backend.shares_cpu
+        self._pacer = StreamPacer(ui.stream_interval_ms / 1000, ui.stream_cpu_percent if shares_cpu else None)
+        # A blinking cursor repaints the input twice a second: CPU a CPU model would rather have.
+        self.chat_input.cursor_blink = not shares_cpu
         if gen.pending_done is not None:
             await self._finish_generation(gen, gen.pending_done)
         else:
             await self._flush()
+            self._schedule_flush(gen)
+
+    def _schedule_flush(self, gen: _Generation) -> None:
+        """Draw the buffer when the pacer says; one-shot timers, so the spacing can change."""
+        assert self._pacer is not None
+        delay = self._pacer.drew()
+
+        async def tick() -> None:
+            if self._gen is gen:
+                await self._flush()
+                self._schedule_flush(gen)
+
+        self._flush_timer = self.set_timer(delay, tick, name="chat-flush")
 
     def _generate_thread(self, gen: _Generation, messages: list[dict[str, str]], params: SamplingParams) -> None:
         error = ""
         first = True
         # The backend's per-token Python code needs the GIL between native decode calls; with
         # the default 5 ms switch interval, a redraw on the UI thread can hold it for a whole
-        # switch interval per token (about 10% of a CPU model's speed). A shorter interval
-        # while generating hands the GIL back within half a millisecond.
+        # switch interval (bench/chat.py on 2 cores, draws paced the same: 0.968 of bare
+        # llama.cpp's tokens/s at 5 ms, 0.99 at 0.5 ms). A shorter interval while generating
+        # hands the GIL back within half a millisecond.
         switch = sys.getswitchinterval()
         sys.setswitchinterval(min(switch, GENERATION_SWITCH_INTERVAL))
         try:
@@ -379,6 +397,7 @@ class ChatScreen(ModeScreen):
         if gen.first_shown_at is None:
             gen.first_shown_at = now
         gen.last_shown_at = now
+        gen.draws += 1
         await gen.view.append(text)
 
     async def on_generation_flush(self, _message: GenerationFlush) -> None:
@@ -399,13 +418,16 @@ class ChatScreen(ModeScreen):
         await self._flush()
         gen.done_at = time.perf_counter()
         self._gen = None
+        self.chat_input.cursor_blink = True
         if self._flush_timer is not None:
-            self._flush_timer.pause()
+            self._flush_timer.stop()
+            self._flush_timer = None
         stats = message.stats
         stopped = stats.get("finish_reason") == "cancelled"
         await gen.view.finish(stats, stopped=stopped, error=message.error)
         self.turn_timings.append({"sent": gen.sent_at, "first_shown": gen.first_shown_at,
-                                  "last_shown": gen.last_shown_at, "done": gen.done_at, "stats": stats})
+                                  "last_shown": gen.last_shown_at, "done": gen.done_at, "draws": gen.draws,
+                                  "stats": stats})
         if message.error and not gen.view.content:
             await gen.view.remove()
             self.app.notify(message.error, title="generation failed", severity="error", timeout=10)

@@ -25,6 +25,7 @@ from engine.chat.base import BackendError, ChatBackend
 from engine.chat.loader import BackendSpec
 from engine.chat.params import SamplingParams
 from engine.chat.templates import TemplateError
+from tui.stream_pacer import StreamPacer
 from tui.widgets.chat_message import ChatMessageView
 
 
@@ -162,9 +163,11 @@ class CompareScreen(Screen[None]):
 
         thread = threading.Thread(target=generate, daemon=True, name=f"llmdeck-compare-{side}")
         thread.start()
+        ui = self.app.settings.ui
+        pacer = StreamPacer(ui.stream_interval_ms / 1000, ui.stream_cpu_percent if backend.shares_cpu else None)
         while thread.is_alive():
             await _drain(view, buffer, lock)
-            await asyncio.sleep(0.05)
+            await asyncio.to_thread(thread.join, pacer.drew())
         await _drain(view, buffer, lock)
         stats = backend.last_stats.to_dict() if backend.last_stats else {}
         self.results[side] = stats

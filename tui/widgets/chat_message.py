@@ -9,6 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import Markdown, Static
 
 from engine.chat.base import GenerationStats
+from tui.widgets.transcript_markdown import TranscriptMarkdown
 
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System", "note": "llmdeck"}
 
@@ -38,7 +39,7 @@ class ChatMessageView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(self._title(), classes="chat-title", markup=False)
-        yield Markdown(self.content)
+        yield TranscriptMarkdown(self.content)
 
     @property
     def body(self) -> Markdown:
