@@ -15,6 +15,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from engine.settings import UISettings
+
 MAX_INTERVAL = 0.4
 """Seconds; even on a loaded box the answer visibly moves."""
 SMOOTHING = 0.3
@@ -31,6 +33,12 @@ class StreamPacer:
         self.cost: float | None = None
         """Smoothed UI-thread CPU seconds per draw cycle."""
         self._cpu: float | None = None
+
+    @classmethod
+    def from_settings(cls, ui: UISettings, shares_cpu: bool) -> StreamPacer:
+        """The pacer for one answer: `ui.stream_interval_ms`, and the CPU share only when the
+        model runs on this machine's CPU."""
+        return cls(ui.stream_interval_ms / 1000, ui.stream_cpu_percent if shares_cpu else None)
 
     @property
     def interval(self) -> float:

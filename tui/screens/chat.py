@@ -335,9 +335,8 @@ class ChatScreen(ModeScreen):
         view.start_stream()
         gen.ready = True
         self.status.figures = "generating… (Esc stops)"
-        ui = self.app.settings.ui
         shares_cpu = gen.backend.shares_cpu
-        self._pacer = StreamPacer(ui.stream_interval_ms / 1000, ui.stream_cpu_percent if shares_cpu else None)
+        self._pacer = StreamPacer.from_settings(self.app.settings.ui, shares_cpu)
         # A blinking cursor repaints the input twice a second: CPU a CPU model would rather have.
         self.chat_input.cursor_blink = not shares_cpu
         if gen.pending_done is not None:

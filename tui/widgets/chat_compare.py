@@ -163,8 +163,7 @@ class CompareScreen(Screen[None]):
 
         thread = threading.Thread(target=generate, daemon=True, name=f"llmdeck-compare-{side}")
         thread.start()
-        ui = self.app.settings.ui
-        pacer = StreamPacer(ui.stream_interval_ms / 1000, ui.stream_cpu_percent if backend.shares_cpu else None)
+        pacer = StreamPacer.from_settings(self.app.settings.ui, backend.shares_cpu)
         while thread.is_alive():
             await _drain(view, buffer, lock)
             await asyncio.to_thread(thread.join, pacer.drew())
