@@ -1,4 +1,10 @@
-"""Plain-text renderings of runs and events, shared by the CLI and the TUI."""
+"""Plain-text renderings of sizes, runs and events, shared by the CLI and the TUI.
+
+Sizes: llmdeck shows every byte count in binary units with IEC labels (KiB, MiB, GiB, TiB:
+powers of 1024), the units the estimator, llama.cpp's logs, nvidia-smi and `ls -lh` use. Sizes
+used to be divided by 1024 but labelled "MB"/"GB", 5-7% off what the label says; `format_bytes`
+is now the one function that turns a byte count into text.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,26 @@ import json
 import time
 
 from engine.events import Cancelled, Failed, Finished, JobEvent, Log, Metric, Progress
+
+_BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def format_bytes(n: float, digits: int = 1, *, unit: str = "") -> str:
+    """Bytes as text in binary units: 512 B, 3.0 KiB, 241.4 MiB, 1.2 GiB (negative sizes too).
+    `unit` forces one ("GiB": columns that line up); 100 or more of it drop the decimals."""
+    value = float(n)
+    if unit:
+        if unit not in _BINARY_UNITS:
+            raise ValueError(f"unit must be one of {', '.join(_BINARY_UNITS)}")
+        value /= 1024 ** (_BINARY_UNITS.index(unit) + 1)
+        return f"{value:.{digits if abs(value) < 100 else 0}f} {unit}"
+    if abs(value) < 1024:
+        return f"{value:.0f} B"
+    for name in _BINARY_UNITS:
+        value /= 1024
+        if abs(value) < 1024 or name == _BINARY_UNITS[-1]:
+            return f"{value:.{digits}f} {name}"
+    raise AssertionError("unreachable")
 
 
 def format_duration(seconds: float) -> str:

@@ -160,13 +160,24 @@ class LlamaCppBackend(ChatBackend):
             )
 
         hit_stop_token = False
+        counted = len(tokens)
 
         def per_token(ids: Any, _logits: Any) -> bool:
-            nonlocal hit_stop_token
-            clock.token(1)
-            if int(ids[-1]) in self.stop_token_ids:
+            """The one place llama.cpp's generated tokens are counted.
+
+            llama-cpp-python calls this after each sampled token with the ids *evaluated* so
+            far (the new token is not among them yet), and once more when the completion ends
+            with all ids again: so a call counts only when the ids grew. A sampled end-of-turn
+            token is counted (transformers counts it too); when the evaluated ids end with a
+            stop token, the token sampled after it is thrown away and not counted.
+            """
+            nonlocal hit_stop_token, counted
+            if len(ids) > len(tokens) and int(ids[-1]) in self.stop_token_ids:
                 hit_stop_token = True
                 return True
+            if len(ids) > counted or clock.stats.generated_tokens == 0:
+                counted = max(counted, len(ids))
+                clock.token(1)
             return cancel.is_set()
 
         # Start from an empty KV cache: llama-cpp-python's prefix reuse gives different tokens

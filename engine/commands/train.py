@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("runs", nargs="+", help="run ids, prefixes or names")
     e.add_argument("--out", type=Path, required=True, help="output file (.png, or .csv)")
     e.add_argument("--metric", action="append", help="metric(s) to plot (default: loss and eval_loss)")
-    e.add_argument("--smooth", type=float, default=0.0, help="EMA smoothing 0..0.99 (default 0)")
+    e.add_argument("--smooth", type=float, default=0.0, help="EMA smoothing 0..0.99 (default 0); CSV gets a smoothed column")
     e.add_argument("--line-width", type=float, default=1.5)
     e.add_argument("--csv", action="store_true", help="write CSV even if --out does not end in .csv")
     e.set_defaults(func=cmd_export_plot)
@@ -134,7 +134,9 @@ def cmd_train(args: argparse.Namespace) -> int | OpenTUI:
         from engine.train import launch
 
         try:
-            info = launch.start(spec, store)
+            template = launch.data_check(spec.validate())
+            print(f"chat template: {template}", flush=True)
+            info = launch.start(spec, store, check_data=False)
         except SpecError as exc:
             raise CommandError(str(exc)) from None
     print(f"started run {info.id} ({info.name}); `llmdeck runs follow {info.id}` to watch, `llmdeck runs cancel {info.id}` to stop")
@@ -216,7 +218,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_checkpoints(args: argparse.Namespace) -> int:
     from engine.runs import RunStore
     from engine.train import launch
-    from engine.train.checkpoints import human_size
+    from engine.formatting import format_bytes
 
     store = RunStore()
     info = store.get(args.run)
@@ -231,7 +233,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     for c in found:
         loss = f"{c.loss:.4f}" if c.loss is not None else "-"
         state = "complete" if c.complete else c.problem
-        print(f"{c.name:20} step {c.step:>6}  loss {loss:>8}  {human_size(c.size):>9}  {state}")
+        print(f"{c.name:20} step {c.step:>6}  loss {loss:>8}  {format_bytes(c.size):>9}  {state}")
     return 0
 
 
@@ -242,11 +244,11 @@ def cmd_export_plot(args: argparse.Namespace) -> int:
     store = RunStore()
     curves = [plots.load_run_curves(store, run) for run in args.runs]
     metrics = args.metric or ["loss", "eval_loss"]
+    if not 0 <= args.smooth < 1:
+        raise CommandError("--smooth must be in [0, 1)")
     if args.csv or args.out.suffix.lower() == ".csv":
-        plots.write_csv(curves, args.out, metrics)
+        plots.write_csv(curves, args.out, metrics, smooth=args.smooth)
     else:
-        if not 0 <= args.smooth < 1:
-            raise CommandError("--smooth must be in [0, 1)")
         plots.write_png(curves, args.out, metrics, smooth=args.smooth, line_width=args.line_width)
     print(f"wrote {args.out}")
     return 0

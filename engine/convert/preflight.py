@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.convert import ACTIONS
-from engine.convert.common import ConvertError, human_bytes
+from engine.convert.common import ConvertError
+from engine.formatting import format_bytes
 
 _RAM_MARGIN = 512 * 1024**2
 
@@ -169,27 +170,27 @@ def _check_output(spec: dict[str, Any], verdict: Verdict) -> None:
         return
     verdict.free_disk = shutil.disk_usage(anchor).free
     need = int(verdict.output_bytes * 1.05) + 16 * 1024**2
-    verdict.facts["output"] = f"{out} (about {human_bytes(verdict.output_bytes)}; {human_bytes(verdict.free_disk)} free)"
+    verdict.facts["output"] = f"{out} (about {format_bytes(verdict.output_bytes)}; {format_bytes(verdict.free_disk)} free)"
     if verdict.output_bytes and need > verdict.free_disk:
         verdict.problems.append(
-            Problem(f"not enough disk at {anchor}: the output needs about {human_bytes(need)}, {human_bytes(verdict.free_disk)} is free", True)
+            Problem(f"not enough disk at {anchor}: the output needs about {format_bytes(need)}, {format_bytes(verdict.free_disk)} is free", True)
         )
     verdict.available_ram = _available_ram()
     if verdict.available_ram:
         verdict.facts["memory"] = (
-            f"peak about {human_bytes(verdict.peak_ram)} to convert, {human_bytes(verdict.verify_ram)} to verify; "
-            f"{human_bytes(verdict.available_ram)} available"
+            f"peak about {format_bytes(verdict.peak_ram)} to convert, {format_bytes(verdict.verify_ram)} to verify; "
+            f"{format_bytes(verdict.available_ram)} available"
         )
         if verdict.peak_ram + _RAM_MARGIN > verdict.available_ram:
             verdict.problems.append(
                 Problem(
-                    f"not enough RAM: converting needs about {human_bytes(verdict.peak_ram)}, {human_bytes(verdict.available_ram)} is available",
+                    f"not enough RAM: converting needs about {format_bytes(verdict.peak_ram)}, {format_bytes(verdict.available_ram)} is available",
                     True,
                 )
             )
         elif spec.get("verify", True) and not verdict.verify_fits:
             verdict.warnings.append(
-                f"verification needs about {human_bytes(verdict.verify_ram)} of RAM, more than is available; it will be skipped"
+                f"verification needs about {format_bytes(verdict.verify_ram)} of RAM, more than is available; it will be skipped"
             )
 
 
@@ -234,13 +235,22 @@ def _hf_to_gguf(spec: dict[str, Any], verdict: Verdict) -> None:
 
 def _quantize(spec: dict[str, Any], verdict: Verdict) -> None:
     from engine.convert.gguf_source import architecture, file_type_name, is_float_file, open_gguf
-    from engine.convert.quantize import BITS, normalize_type
+    from engine.convert.quantize import BITS, normalize_type, planned_size, planned_types
 
-    reader = open_gguf(Path(str(spec["input"])).expanduser())
+    source = Path(str(spec["input"])).expanduser()
+    reader = open_gguf(source)
     qtype = normalize_type(str(spec.get("qtype", "Q4_K_M")))
     n_params = sum(int(t.n_elements) for t in reader.tensors)
-    size = Path(str(spec["input"])).expanduser().stat().st_size
-    verdict.output_bytes = int(n_params * BITS[qtype] / 8)
+    size = source.stat().st_size
+    try:
+        types = planned_types(source, qtype, allow_requantize=bool(spec.get("allow_requantize") or spec.get("force")))
+        verdict.output_bytes = planned_size(reader, types)
+        verdict.facts["tensor types"] = "planned by llama.cpp's quantizer: " + ", ".join(
+            f"{n} {t}" for t, n in sorted(_count(types.values()).items(), key=lambda kv: -kv[1])
+        )
+    except ConvertError as exc:
+        verdict.output_bytes = int(n_params * BITS[qtype] / 8)
+        verdict.warnings.append(f"output size is a rough guess ({BITS[qtype]} bits per weight): {exc}")
     largest = max(int(t.n_elements) for t in reader.tensors)
     verdict.peak_ram = largest * 4 * 3 + 300 * 1024**2
     verdict.verify_ram = size + verdict.output_bytes + 300 * 1024**2
@@ -315,6 +325,13 @@ def _merge_lora(spec: dict[str, Any], verdict: Verdict) -> None:
     verdict.peak_ram = n_params * item * 2 + 500 * 1024**2
     verdict.verify_ram = verdict.peak_ram + n_params * 4
     verdict.facts["model"] = f"base {base} ({model.architecture}, {n_params / 1e6:.1f}M parameters) + adapter {adapter.name}"
+
+
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
 
 
 def _itemsize(dtype: str) -> int:

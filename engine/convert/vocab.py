@@ -9,6 +9,12 @@ Two families, matching what llama.cpp's tokenizers expect:
   own converter fails on it only after reading the weights).
 Special ids, add_bos/add_eos and the chat template come from gguf-py's `SpecialVocab`, which
 reads tokenizer.json, tokenizer_config.json, chat_template.jinja and config.json.
+
+Which family a folder gets is not guessed from the file names: a folder may hold both files (a
+Gemma or Llama 2 model: tokenizer.model, and a tokenizer.json that is SentencePiece-style BPE
+which exported as byte-level BPE splits every space off). `choose_vocab` writes each candidate
+into a vocabulary-only GGUF, loads it in llama.cpp and keeps the one that splits sample texts
+into exactly the ids transformers gives for the folder.
 """
 
 from __future__ import annotations
@@ -84,6 +90,104 @@ def bpe_pre_tokenizer(tokenizer_json: dict[str, Any]) -> str | None:
         if "(?i:'s|'t|'re|'ve|'m|'ll|'d)" in joined:
             return "llama-bpe" if _LLAMA3_DIGITS in joined else "qwen2"
     return None
+
+
+@dataclass
+class VocabChoice:
+    vocab: Vocab
+    source: str  # "tokenizer.model (SentencePiece)" / "tokenizer.json (byte-level BPE, pre-tokenizer llama-bpe)"
+    match: str  # "7/7": sample texts llama.cpp splits exactly like transformers
+    report: str  # one line for the log and the summary
+
+
+def _candidates(model_dir: Path, n_vocab: int, force: bool) -> list[tuple[str, Vocab | ConvertError]]:
+    out: list[tuple[str, Vocab | ConvertError]] = []
+    if (model_dir / "tokenizer.model").is_file():
+        try:
+            out.append(("tokenizer.model (SentencePiece)", _spm_vocab(model_dir, n_vocab)))
+        except ConvertError as exc:
+            out.append(("tokenizer.model (SentencePiece)", exc))
+    if (model_dir / "tokenizer.json").is_file():
+        try:
+            vocab = _bpe_vocab(model_dir, n_vocab, force=force)
+            out.append((f"tokenizer.json (byte-level BPE, pre-tokenizer {vocab.pre})", vocab))
+        except ConvertError as exc:
+            out.append(("tokenizer.json (byte-level BPE)", exc))
+    return out
+
+
+def _llama_ids(probe: Path, samples: tuple[str, ...], add_bos: list[bool]) -> list[list[int]]:
+    import llama_cpp
+    from llama_cpp._internals import LlamaModel
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    try:
+        model = LlamaModel(path_model=str(probe), params=params, verbose=False)
+    except ValueError as exc:
+        raise ConvertError(f"llama.cpp cannot load this vocabulary ({exc})") from None
+    try:
+        return [model.tokenize(t.encode("utf-8"), bos, False) for t, bos in zip(samples, add_bos, strict=True)]
+    finally:
+        model.close()
+
+
+def choose_vocab(model_dir: Path, n_vocab: int, write_probe: Any, *, force: bool = False) -> VocabChoice:
+    """The tokenizer file whose GGUF vocabulary reproduces transformers' token ids in llama.cpp.
+
+    `write_probe(vocab, path)` writes a GGUF with the model's metadata and `vocab` but no
+    tensors (hf_to_gguf owns the metadata). Refuses when no candidate matches every sample,
+    unless `force` (then the closest is kept, and verification reports the difference)."""
+    import tempfile
+
+    from engine.convert.verify import TOKENIZER_SAMPLES, load_hf_tokenizer
+
+    candidates = _candidates(model_dir, n_vocab, force)
+    if not candidates:
+        raise ConvertError(f"{model_dir} has no tokenizer (tokenizer.model or tokenizer.json); copy the base model's tokenizer files into it")
+    usable = [(label, v) for label, v in candidates if isinstance(v, Vocab)]
+    if not usable:
+        raise next(v for _label, v in candidates if isinstance(v, ConvertError))
+    try:
+        hf_tok = load_hf_tokenizer(model_dir)
+    except (OSError, ValueError) as exc:
+        raise ConvertError(f"{model_dir}: transformers cannot load its tokenizer ({str(exc)[:160]})") from None
+    want = [list(hf_tok(t).input_ids) for t in TOKENIZER_SAMPLES]
+    add_bos = [bool(ids) and ids[0] == hf_tok.bos_token_id for ids in want]
+    tried: list[tuple[int, str, Vocab, str]] = []
+    with tempfile.TemporaryDirectory(prefix="llmdeck-vocab-") as scratch:
+        for i, (label, vocab) in enumerate(usable):
+            probe = Path(scratch) / f"probe-{i}.gguf"
+            write_probe(vocab, probe)
+            try:
+                got = _llama_ids(probe, TOKENIZER_SAMPLES, add_bos)
+            except ConvertError as exc:
+                tried.append((-1, label, vocab, str(exc)))
+                continue
+            same = sum(a == b for a, b in zip(want, got))
+            example = next(
+                (f"{t[:30]!r} -> transformers {a[:10]}, llama.cpp {b[:10]}"
+                 for t, a, b in zip(TOKENIZER_SAMPLES, want, got) if a != b),
+                "",
+            )
+            tried.append((same, label, vocab, example))
+            if same == len(TOKENIZER_SAMPLES):
+                break
+    total = len(TOKENIZER_SAMPLES)
+    best = max(tried, key=lambda t: t[0])
+    if best[0] == total:
+        return VocabChoice(best[2], best[1], f"{total}/{total}",
+                           f"tokenizer: {best[1]}; llama.cpp splits all {total} sample texts exactly like transformers")
+    lines = "; ".join(f"{label}: {f'{same}/{total} identical' if same >= 0 else 'cannot load'}{f' ({why})' if why else ''}"
+                      for same, label, _v, why in tried)
+    if not force:
+        raise ConvertError(
+            f"{model_dir}: no tokenizer file gives llama.cpp the token ids transformers uses ({lines}). "
+            "Copy the base model's tokenizer files (tokenizer.model above all) into the folder; "
+            "--force writes the closest one, and verification will then fail on the tokenizer"
+        )
+    return VocabChoice(best[2], best[1], f"{max(0, best[0])}/{total}",
+                       f"tokenizer: {best[1]} (closest, --force): {lines}")
 
 
 def load_vocab(model_dir: Path, n_vocab: int, *, force: bool = False) -> Vocab:

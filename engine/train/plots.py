@@ -144,15 +144,18 @@ def write_png(
     return out
 
 
-def write_csv(runs: list[RunCurves], out: Path, metrics: list[str] | None = None) -> Path:
-    """Long format: run, step, metric, value (one row per logged number)."""
+def write_csv(runs: list[RunCurves], out: Path, metrics: list[str] | None = None, *, smooth: float = 0.0) -> Path:
+    """Long format: run, step, metric, value (one row per logged number); with `smooth`, a
+    `smoothed` column holds the same EMA the PNG and the TUI draw, next to the raw value."""
     out = Path(out)
     with atomic_open(out, "w") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["run", "step", "metric", "value"])
+        writer.writerow(["run", "step", "metric", "value"] + (["smoothed"] if smooth > 0 else []))
         for run in runs:
             for metric in metrics or run.metrics:
                 steps, values = run.points(metric)
-                for step, value in zip(steps, values):
-                    writer.writerow([run.name, step, metric, repr(float(value))])
+                smoothed = ema(values, smooth) if smooth > 0 else []
+                for i, (step, value) in enumerate(zip(steps, values)):
+                    extra = [repr(float(smoothed[i]))] if smooth > 0 else []
+                    writer.writerow([run.name, step, metric, repr(float(value)), *extra])
     return out

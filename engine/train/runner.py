@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import follow_umask
+from engine.convert.tokenizer_files import copy_tokenizer_files
+from engine.train.checkpoints import first_loss
 from engine.jobs import JobContext, JobError
 from engine.train.spec import SpecError, TrainSpec, resolve_precision
 
@@ -94,9 +97,12 @@ def load_data(spec: TrainSpec, tokenizer: Any, ctx: Any) -> tuple[list[Any], lis
         "policy": "pack" if spec.packing else "truncate",
     }
     if spec.chat_template:
-        data_spec["chat_template_file"] = spec.chat_template
+        data_spec["chat_template"] = spec.chat_template
     try:
-        prepared = prepare(DataSpec.from_dict(data_spec), tokenizer)
+        prepared = prepare(DataSpec.from_dict(data_spec), tokenizer, spec.model)
+        tokenizer.chat_template = prepared.template.text  # saved with the outputs: chat renders as trained
+        if ctx is not None:
+            ctx.log(f"chat template: {prepared.template_text}")
         rows = list(prepared.examples(ctx))
     except DataError as exc:
         raise JobError(f"dataset: {exc}") from None
@@ -247,8 +253,6 @@ def train(spec: TrainSpec, work_dir: Path, ctx: Any, *, should_cancel: Any = Non
     if emit:
         ctx.log(f"{spec.method} fine-tune of {Path(spec.model).name} on {'CUDA' if cuda else 'CPU'} in {precision}; data {Path(spec.dataset).name}")
     tokenizer = load_tokenizer(spec.model)
-    if spec.chat_template:
-        tokenizer.chat_template = Path(spec.chat_template).expanduser().read_text(encoding="utf-8")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     train_rows, eval_rows, stats = load_data(spec, tokenizer, ctx if emit else None)
     if emit:
@@ -334,7 +338,7 @@ def train(spec: TrainSpec, work_dir: Path, ctx: Any, *, should_cancel: Any = Non
         "method": spec.method,
         "steps": trainer.state.global_step,
         "max_steps": trainer.state.max_steps,
-        "first_loss": next(iter(callback.losses.values()), None),
+        "first_loss": first_loss(trainer.state.log_history, callback.losses),
         "final_loss": callback.last_loss,
         "train_runtime_s": round(time.monotonic() - started, 2),
         "tokens": throughput.snapshot()[0],
@@ -409,7 +413,9 @@ def save_final(trainer: Any, tokenizer: Any, final: Path, spec: TrainSpec) -> No
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
+    copy_tokenizer_files(Path(spec.model).expanduser(), tmp)
     (tmp / "llmdeck-train.json").write_text(spec.to_json() + "\n", encoding="utf-8")
+    follow_umask(tmp)
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)

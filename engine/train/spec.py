@@ -52,7 +52,7 @@ class TrainSpec:
     # data
     data_format: str = ""  # "" = detect
     loss_on: str = "assistant"
-    chat_template: str = ""  # path of a Jinja file overriding the tokenizer's template
+    chat_template: str = ""  # "" = auto (the model's own, else the built-in for its architecture), a name or a Jinja file
     # LoRA / QLoRA
     lora_r: int = 16
     lora_alpha: int = 32
@@ -136,6 +136,14 @@ class TrainSpec:
             out.append("dataset: give a local dataset file (jsonl, json, csv, parquet, txt)")
         elif check_paths and not Path(self.dataset).expanduser().is_file():
             out.append(f"dataset: {Path(self.dataset).expanduser()} is not a file")
+        template = self.chat_template.strip()
+        if template and check_paths and not _known_template(template) and not Path(template).expanduser().is_file():
+            from engine.chat.templates import BUILTIN_TEMPLATES
+
+            out.append(
+                f"chat_template: {template!r} is neither a built-in template ({', '.join(BUILTIN_TEMPLATES)}) "
+                "nor a Jinja file; leave it empty for the model's own (else the one for its architecture)"
+            )
         if self.method not in METHODS:
             out.append(f"method: {self.method!r} is not one of {', '.join(METHODS)}")
         if self.scheduler not in SCHEDULERS:
@@ -214,6 +222,12 @@ class TrainSpec:
             return self.name
         model = Path(self.model).name or "model"
         return f"{model}-{self.method}"
+
+
+def _known_template(choice: str) -> bool:
+    from engine.chat.templates import BUILTIN_TEMPLATES
+
+    return choice in BUILTIN_TEMPLATES or choice in ("auto", "model")
 
 
 CLI_FLAGS: dict[str, str] = {

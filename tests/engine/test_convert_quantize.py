@@ -116,3 +116,16 @@ def test_cancel_kills_quantizer(f16_gguf: Path, tmp_path: Path) -> None:
     assert isinstance(result, Cancelled)
     assert time.monotonic() - started < 5
     assert not out.exists() and [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("qtype", ["Q4_K_M", "Q6_K", "Q4_0"])
+def test_preflight_size_is_the_quantizers_own_plan(f16_gguf: Path, tmp_path: Path, qtype: str) -> None:
+    """The pre-flight size comes from llama.cpp's dry run (its per-tensor type choices, the
+    kept-precision tensors included), so it is the size of the file it then writes."""
+    out = tmp_path / f"m-{qtype}.gguf"
+    verdict = preflight.check({"action": "quantize", "input": str(f16_gguf), "output": str(out), "qtype": qtype})
+    assert verdict.ok() and "planned by llama.cpp's quantizer" in verdict.facts["tensor types"]
+    result, _ = run({"input": str(f16_gguf), "output": str(out), "qtype": qtype, "verify": False})
+    assert isinstance(result, Finished), getattr(result, "message", result)
+    actual = out.stat().st_size
+    assert abs(verdict.output_bytes - actual) <= 64, (verdict.output_bytes, actual)

