@@ -65,21 +65,25 @@ def gemma_hf(root: Path) -> Path:
     return out
 
 
-def measure_model(label: str, hf_dir: Path, work: Path, rows: list[dict]) -> None:
+def measure_model(
+    label: str, hf_dir: Path, work: Path, rows: list[dict], hf_types=HF_TYPES, quant_types=QUANT_TYPES
+) -> None:
     from engine.convert import hf_to_gguf, quantize, verify
     from engine.convert.gguf_to_hf import convert as to_hf
 
     work.mkdir(parents=True, exist_ok=True)
     ggufs = {}
-    for outtype in HF_TYPES:
+    for outtype in dict.fromkeys((*hf_types, "f16")):
         out = work / f"{outtype}.gguf"
         hf_to_gguf.convert(hf_dir, out, _ctx(), outtype=outtype)
         ggufs[outtype] = out
+        if outtype not in hf_types:
+            continue
         started = time.monotonic()
         result = verify.compare_gguf_with_hf(hf_dir, out, outtype)
         rows.append(_row(label, "hf->gguf", outtype, result, time.monotonic() - started))
         print(rows[-1]["line"], flush=True)
-    for qtype in QUANT_TYPES:
+    for qtype in quant_types:
         out = work / f"{qtype}.gguf"
         quantize.quantize(ggufs["f16"], out, qtype, _ctx())
         started = time.monotonic()
@@ -116,12 +120,26 @@ def measure_broken(label: str, hf_dir: Path, work: Path, rows: list[dict]) -> No
 
 
 def _row(label: str, path: str, kind: str, result, seconds: float) -> dict:
-    line = (f"{label:24} {path:22} {kind:12} top1 {result.top1_agreement:.3f}  corr {result.correlation:.5f}  "
-            f"kld {result.kld:.4g}  rel {result.rel_diff:.4g}  greedy= {_f(result.greedy_agreement)}  top{5} {_f(result.greedy_in_top)}  "
-            f"tok {result.tokenizer_match or '-'}  n {result.positions}  {seconds:.1f}s  -> {'ok' if result.ok else 'FAIL: ' + '; '.join(result.failures())}")
-    return {"model": label, "path": path, "kind": kind, "top1": result.top1_agreement, "corr": result.correlation,
-            "kld": result.kld, "rel": result.rel_diff, "greedy_equal": result.greedy_agreement, "greedy": result.greedy_in_top,
-            "tokenizer": result.tokenizer_match, "positions": result.positions, "ok": result.ok, "line": line}
+    line = (
+        f"{label:24} {path:22} {kind:12} top1 {result.top1_agreement:.3f}  corr {result.correlation:.5f}  "
+        f"kld {result.kld:.4g}  rel {result.rel_diff:.4g}  greedy= {_f(result.greedy_agreement)}  top{5} {_f(result.greedy_in_top)}  "
+        f"tok {result.tokenizer_match or '-'}  n {result.positions}  {seconds:.1f}s  -> {'ok' if result.ok else 'FAIL: ' + '; '.join(result.failures())}"
+    )
+    return {
+        "model": label,
+        "path": path,
+        "kind": kind,
+        "top1": result.top1_agreement,
+        "corr": result.correlation,
+        "kld": result.kld,
+        "rel": result.rel_diff,
+        "greedy_equal": result.greedy_agreement,
+        "greedy": result.greedy_in_top,
+        "tokenizer": result.tokenizer_match,
+        "positions": result.positions,
+        "ok": result.ok,
+        "line": line,
+    }
 
 
 def _f(value) -> str:
@@ -141,15 +159,64 @@ def summarise(rows: list[dict]) -> None:
             values = [r[key] for r in good if r[key] is not None]
             return f"{worst(values):.4g} ({statistics.median(values):.4g})" if values else "-"
 
-        print(f"  {kind:12} n={len(good)}  top1 {col('top1', min)}  corr {col('corr', min)}  kld {col('kld', max)}  "
-              f"rel {col('rel', max)}  greedy-in-top5 {col('greedy', min)}  greedy-equal {col('greedy_equal', min)}")
+        print(
+            f"  {kind:12} n={len(good)}  top1 {col('top1', min)}  corr {col('corr', min)}  kld {col('kld', max)}  "
+            f"rel {col('rel', max)}  greedy-in-top5 {col('greedy', min)}  greedy-equal {col('greedy_equal', min)}"
+        )
+
+
+def suggest_limits(rows: list[dict]) -> None:
+    """The rule LIMITS follows: twice the worst distance from perfect a good conversion showed.
+    Agreements (top-1, greedy in top 5, correlation): 1 - 2 * (1 - worst), not below 0 and
+    at most 0.99 / 0.9 / 0.9999 (one greedy token in 16 may leave the top 5 on a near-tie);
+    differences (max relative |Δlogit|, KLD): 2 * worst, rounded up to two digits."""
+    import math
+
+    def down(x: float, digits: int) -> float:
+        return math.floor(max(0.0, x) * 10**digits) / 10**digits
+
+    def up(x: float) -> float:
+        if x <= 0:
+            return 0.0
+        exp = math.floor(math.log10(x)) - 1
+        return math.ceil(x / 10**exp) * 10**exp
+
+    print("\nsuggested limits (max_rel_diff, min_top1, min_correlation, max_kld, min_greedy):")
+    kinds = []
+    for r in rows:
+        if not r["path"].startswith("BROKEN") and r["kind"] not in kinds:
+            kinds.append(r["kind"])
+    for kind in kinds:
+        good = [r for r in rows if r["kind"] == kind and not r["path"].startswith("BROKEN")]
+        worst = {
+            k: (min if k in ("top1", "corr", "greedy") else max)(r[k] for r in good)
+            for k in ("rel", "top1", "corr", "kld", "greedy")
+        }
+        limits = (
+            up(2 * worst["rel"]),
+            down(1 - max(2 * (1 - worst["top1"]), 0.01), 2),
+            down(1 - max(2 * (1 - worst["corr"]), 1e-4), 4),
+            up(2 * worst["kld"]),
+            down(1 - max(2 * (1 - worst["greedy"]), 0.1), 2),
+        )
+        limits = tuple(float(f"{x:.4g}") for x in limits)
+        print(
+            f'    "{kind}": Limits{limits},  # worst of {len(good)}: rel {worst["rel"]:.3g}, top-1 {worst["top1"]:.3f}, '
+            f"corr {worst['corr']:.4f}, KLD {worst['kld']:.3g}, greedy in top 5 {worst['greedy']:.2f}"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny-only", action="store_true")
     parser.add_argument("--gemma-only", action="store_true")
+    parser.add_argument("--hf-types", default=",".join(HF_TYPES), help="HF -> GGUF types to measure")
+    parser.add_argument("--quant-types", default=",".join(QUANT_TYPES), help="quantization types to measure")
+    parser.add_argument(
+        "--gemma-hf", type=Path, help="reuse an HF folder of the bundled Gemma (made by `llmdeck convert gguf-to-hf`)"
+    )
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--merge-json", type=Path, action="append", help="add the rows of an earlier run's --json")
     args = parser.parse_args()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="llmdeck-verify-limits-") as scratch:
@@ -158,10 +225,20 @@ def main() -> int:
             measure_model(label, folder, root / "work" / label.replace(" ", "-"), rows)
             measure_broken(label, folder, root / "broken" / label.replace(" ", "-"), rows)
         if not args.tiny_only:
-            hf = gemma_hf(root)
-            measure_model("gemma3 270m", hf, root / "work" / "gemma", rows)
+            hf = args.gemma_hf or gemma_hf(root)
+            measure_model(
+                "gemma3 270m",
+                hf,
+                root / "work" / "gemma",
+                rows,
+                tuple(t for t in args.hf_types.split(",") if t),
+                tuple(t for t in args.quant_types.split(",") if t),
+            )
             measure_broken("gemma3 270m", hf, root / "broken" / "gemma", rows)
+    for extra in args.merge_json or []:
+        rows.extend(json.loads(extra.read_text()))
     summarise(rows)
+    suggest_limits(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

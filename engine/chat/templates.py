@@ -53,7 +53,8 @@ BUILTIN_TEMPLATES: dict[str, str] = {
     # a system message stands where Alpaca's fixed preamble was.
     "alpaca": "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] | trim }}\n\n"
     "{% elif m['role'] == 'user' %}### Instruction:\n{{ m['content'] | trim }}\n\n"
-    "{% elif m['role'] == 'assistant' %}### Response:\n{{ m['content'] | trim }}{{ eos_token }}\n\n{% endif %}{% endfor %}"
+    "{% elif m['role'] == 'assistant' %}### Response:\n{{ m['content'] | trim }}{{ eos_token }}\n\n"
+    "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}### Response:\n{% endif %}",
 }
 
@@ -236,7 +237,9 @@ def own_template(tokenizer: Any) -> str | None:
     return text or None
 
 
-def template_for_tokenizer(tokenizer: Any, override: str | None = None, model: str | Path | None = None) -> ChatTemplate:
+def template_for_tokenizer(
+    tokenizer: Any, override: str | None = None, model: str | Path | None = None
+) -> ChatTemplate:
     """The template data preparation and training render chat records with: the same choice
     chat and generate make (`resolve_template`), for a loaded transformers tokenizer.
 

@@ -152,7 +152,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     chat template it put in an HF folder."""
     out = []
     if summary.get("tokenizer_source"):
-        out.append(f"tokenizer: {summary['tokenizer_source']} (llama.cpp splits {summary.get('tokenizer_check')} samples like transformers)")
+        out.append(
+            f"tokenizer: {summary['tokenizer_source']} "
+            f"(llama.cpp splits {summary.get('tokenizer_check')} samples like transformers)"
+        )
     if summary.get("chat_template_why"):
         out.append(f"chat template: {summary['chat_template_why']}")
     return out
@@ -243,7 +246,8 @@ def follow(store: Any, run_id: str, *, as_json: bool = False) -> int:
             json.dump(final.summary, sys.stdout, indent=2, default=str)
             print()
         else:
-            print(f"wrote {final.summary.get('output')} ({format_bytes(_size(final.summary))}) in {final.summary.get('seconds')}s")
+            size = format_bytes(_size(final.summary))
+            print(f"wrote {final.summary.get('output')} ({size}) in {final.summary.get('seconds')}s")
             for line in summary_lines(final.summary):
                 print(line)
             print(verify_text(final.summary.get("verify")))

@@ -75,7 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("runs", nargs="+", help="run ids, prefixes or names")
     e.add_argument("--out", type=Path, required=True, help="output file (.png, or .csv)")
     e.add_argument("--metric", action="append", help="metric(s) to plot (default: loss and eval_loss)")
-    e.add_argument("--smooth", type=float, default=0.0, help="EMA smoothing 0..0.99 (default 0); CSV gets a smoothed column")
+    e.add_argument(
+        "--smooth", type=float, default=0.0, help="EMA smoothing 0..0.99 (default 0); CSV gets a smoothed column"
+    )
     e.add_argument("--line-width", type=float, default=1.5)
     e.add_argument("--csv", action="store_true", help="write CSV even if --out does not end in .csv")
     e.set_defaults(func=cmd_export_plot)

@@ -120,8 +120,9 @@ def quantize(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             from engine.convert.verify import verify_quantized
 
             with _verify_phase(ctx, "quantized vs source GGUF in llama.cpp, and a short generation"):
+                label = f"{output.name} vs {source.name}"
                 summary["verify"] = verify_quantized(
-                    source, tmp, summary["quant_type"], label=f"{output.name} vs {source.name}", check_=ctx.raise_if_cancelled
+                    source, tmp, summary["quant_type"], label=label, check_=ctx.raise_if_cancelled
                 )
         ctx.raise_if_cancelled()
         commit(tmp, output)

@@ -91,18 +91,15 @@ def merge(
     ctx.progress(4, MERGE_STEPS, "merge", unit="steps", force=True)
     summary: dict[str, Any] = {"base": str(base_dir), "adapter": str(adapter), "dtype": dtype}
     if verify and reference is not None and ids is not None:
-        from engine.convert.verify import (
-            GREEDY_PROMPTS, check, compare, greedy_agreement, hf_greedy, hf_logits, hf_ranks, in_top, load_hf_model,
-        )
+        from engine.convert.verify import check, compare, hf_logits, judge_greedy, load_hf_model, teacher_forced
 
         ctx.log("verifying: merged model vs the peft model")
         ctx.progress(0, 1, "verify", unit="step", force=True)
         merged_model = load_hf_model(folder)
-        result = compare(reference[0], hf_logits(merged_model, ids, ctx.raise_if_cancelled), dtype)
-        result.greedy_agreement = greedy_agreement(
-            reference[1], hf_greedy(merged_model, ids[:GREEDY_PROMPTS], check=ctx.raise_if_cancelled)
+        candidate, ranks = teacher_forced(
+            lambda seqs: hf_logits(merged_model, seqs, ctx.raise_if_cancelled), ids, reference[1]
         )
-        result.greedy_in_top = in_top(hf_ranks(merged_model, ids[:GREEDY_PROMPTS], reference[1], ctx.raise_if_cancelled))
+        result = judge_greedy(compare(reference[0], candidate, dtype), ranks)
         summary["verify"] = check(result, f"merged model vs base + {adapter.name}")
         ctx.progress(1, 1, "verify", unit="step", force=True)
     return summary

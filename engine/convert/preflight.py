@@ -10,6 +10,7 @@ as you type, and every job runs it again first.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,7 +171,9 @@ def _check_output(spec: dict[str, Any], verdict: Verdict) -> None:
         return
     verdict.free_disk = shutil.disk_usage(anchor).free
     need = int(verdict.output_bytes * 1.05) + 16 * 1024**2
-    verdict.facts["output"] = f"{out} (about {format_bytes(verdict.output_bytes)}; {format_bytes(verdict.free_disk)} free)"
+    verdict.facts["output"] = (
+        f"{out} (about {format_bytes(verdict.output_bytes)}; {format_bytes(verdict.free_disk)} free)"
+    )
     if verdict.output_bytes and need > verdict.free_disk:
         verdict.problems.append(
             Problem(f"not enough disk at {anchor}: the output needs about {format_bytes(need)}, {format_bytes(verdict.free_disk)} is free", True)
@@ -213,8 +216,6 @@ def _hf_to_gguf(spec: dict[str, Any], verdict: Verdict) -> None:
     if not kind:
         verdict.problems.append(Problem(f"{model.path} has no tokenizer (tokenizer.model or tokenizer.json)"))
     elif kind == "bpe":
-        import json
-
         try:
             data = json.loads((model.path / "tokenizer.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -223,6 +224,12 @@ def _hf_to_gguf(spec: dict[str, Any], verdict: Verdict) -> None:
         pre = bpe_pre_tokenizer(data)
         if mtype != "BPE":
             verdict.problems.append(Problem(f"{model.path / 'tokenizer.json'} is a {mtype} tokenizer; GGUF export needs BPE or a tokenizer.model"))
+        elif pre is None and _sentencepiece_style(data):
+            verdict.problems.append(Problem(
+                f"{model.path / 'tokenizer.json'} is a SentencePiece-style tokenizer but the folder has no tokenizer.model: "
+                "copy the base model's tokenizer.model into it (--force writes tokenizer.json as byte-level BPE, "
+                "which splits text differently, and verification will fail)", True,
+            ))
         elif pre is None:
             verdict.problems.append(
                 Problem(f"{model.path / 'tokenizer.json'}: pre-tokenizer not known to llama.cpp; --force writes it as 'default'", True)
@@ -325,6 +332,14 @@ def _merge_lora(spec: dict[str, Any], verdict: Verdict) -> None:
     verdict.peak_ram = n_params * item * 2 + 500 * 1024**2
     verdict.verify_ram = verdict.peak_ram + n_params * 4
     verdict.facts["model"] = f"base {base} ({model.architecture}, {n_params / 1e6:.1f}M parameters) + adapter {adapter.name}"
+
+
+def _sentencepiece_style(tokenizer_json: dict[str, Any]) -> bool:
+    """A tokenizer.json converted from a SentencePiece model: "▁" for spaces (Metaspace, or a
+    normalizer replacing " " with it), byte fallback."""
+    parts = {k: tokenizer_json.get(k) for k in ("normalizer", "pre_tokenizer", "decoder")}
+    text = json.dumps(parts, ensure_ascii=False)
+    return "\u2581" in text or "Metaspace" in text or bool((tokenizer_json.get("model") or {}).get("byte_fallback"))
 
 
 def _count(values: Any) -> dict[str, int]:

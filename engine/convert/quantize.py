@@ -238,7 +238,9 @@ def quantize(
 
 
 # `[  12/ 236] blk.1.attn_q.weight - [ 640, 1024, 1, 1], type = f16, size = 1.250 MiB -> 0.352 MiB (q4_K)`
-_DRY_LINE = re.compile(r"^\[\s*\d+\s*/\s*\d+\]\s+(\S+)\s+-\s+\[[^\]]*\],\s+type\s*=\s*(\S+),\s+size\s*=.*?(?:->.*\((\S+)\))?\s*$")
+_DRY_LINE = re.compile(
+    r"^\[\s*\d+\s*/\s*\d+\]\s+(\S+)\s+-\s+\[[^\]]*\],\s+type\s*=\s*(\S+),\s+size\s*=.*?(?:->.*\((\S+)\))?\s*$"
+)
 
 
 def planned_types(source: Path, qtype: str, *, allow_requantize: bool = False, timeout: float = 60.0) -> dict[str, str]:

@@ -19,6 +19,7 @@ into exactly the ids transformers gives for the folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,18 @@ def _llama_ids(probe: Path, samples: tuple[str, ...], add_bos: list[bool]) -> li
         model.close()
 
 
+def _live_pre_tokenizer(hf_tok: Any) -> str | None:
+    """llama.cpp's name for the pre-tokenizer a loaded fast tokenizer really uses."""
+    backend = getattr(hf_tok, "backend_tokenizer", None)
+    pre = getattr(backend, "pre_tokenizer", None)
+    if pre is None:
+        return None
+    try:
+        return bpe_pre_tokenizer({"pre_tokenizer": json.loads(pre.__getstate__())})
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
 def choose_vocab(model_dir: Path, n_vocab: int, write_probe: Any, *, force: bool = False) -> VocabChoice:
     """The tokenizer file whose GGUF vocabulary reproduces transformers' token ids in llama.cpp.
 
@@ -144,7 +157,9 @@ def choose_vocab(model_dir: Path, n_vocab: int, write_probe: Any, *, force: bool
 
     candidates = _candidates(model_dir, n_vocab, force)
     if not candidates:
-        raise ConvertError(f"{model_dir} has no tokenizer (tokenizer.model or tokenizer.json); copy the base model's tokenizer files into it")
+        raise ConvertError(
+            f"{model_dir} has no tokenizer (tokenizer.model or tokenizer.json); copy the base model's tokenizer files into it"
+        )
     usable = [(label, v) for label, v in candidates if isinstance(v, Vocab)]
     if not usable:
         raise next(v for _label, v in candidates if isinstance(v, ConvertError))
@@ -152,6 +167,13 @@ def choose_vocab(model_dir: Path, n_vocab: int, write_probe: Any, *, force: bool
         hf_tok = load_hf_tokenizer(model_dir)
     except (OSError, ValueError) as exc:
         raise ConvertError(f"{model_dir}: transformers cannot load its tokenizer ({str(exc)[:160]})") from None
+    live = _live_pre_tokenizer(hf_tok)
+    for label, vocab in list(usable):
+        # transformers may load a folder with its model class's own pre-tokenizer instead of the
+        # file's (a qwen2 model gets Qwen2's digit splitting): try that one too
+        if vocab.model == "gpt2" and live and live != vocab.pre:
+            usable.append((f"tokenizer.json (byte-level BPE, pre-tokenizer {live}, as transformers loads it)",
+                           dataclasses.replace(vocab, pre=live)))
     want = [list(hf_tok(t).input_ids) for t in TOKENIZER_SAMPLES]
     add_bos = [bool(ids) and ids[0] == hf_tok.bos_token_id for ids in want]
     tried: list[tuple[int, str, Vocab, str]] = []
@@ -178,8 +200,10 @@ def choose_vocab(model_dir: Path, n_vocab: int, write_probe: Any, *, force: bool
     if best[0] == total:
         return VocabChoice(best[2], best[1], f"{total}/{total}",
                            f"tokenizer: {best[1]}; llama.cpp splits all {total} sample texts exactly like transformers")
-    lines = "; ".join(f"{label}: {f'{same}/{total} identical' if same >= 0 else 'cannot load'}{f' ({why})' if why else ''}"
-                      for same, label, _v, why in tried)
+    lines = "; ".join(
+        f"{label}: {f'{same}/{total} identical' if same >= 0 else 'cannot load'}{f' ({why})' if why else ''}"
+        for same, label, _v, why in tried
+    )
     if not force:
         raise ConvertError(
             f"{model_dir}: no tokenizer file gives llama.cpp the token ids transformers uses ({lines}). "
@@ -230,6 +254,12 @@ def _spm_vocab(model_dir: Path, n_vocab: int) -> Vocab:
         tokens[i] = proc.IdToPiece(i).encode("utf-8")
         scores[i] = proc.GetScore(i)
         types[i] = UNKNOWN if proc.IsUnknown(i) else CONTROL if proc.IsControl(i) else UNUSED if proc.IsUnused(i) else BYTE if proc.IsByte(i) else NORMAL
+        if types[i] == NORMAL and proto.pieces[i].type == model_pb2.ModelProto.SentencePiece.USER_DEFINED:
+            # matched as a whole in the raw text (Gemma's runs of spaces, tabs, HTML tags), with
+            # real spaces, as llama.cpp's own converter writes the tokenizer's added tokens;
+            # as NORMAL pieces with their -1000 scores llama.cpp would never merge them
+            types[i] = USER_DEFINED
+            tokens[i] = tokens[i].replace("\u2581".encode(), b" ")
     added_json = model_dir / "added_tokens.json"
     if added_json.is_file():
         for text, tid in json.loads(added_json.read_text(encoding="utf-8")).items():

@@ -260,7 +260,9 @@ def preview(where: Location, rendered: Rendered, max_seq_len: int | None) -> dic
     }
 
 
-def prepare(spec: DataSpec | Mapping[str, Any], tokenizer: Any, model: str | os.PathLike[str] | None = None) -> PreparedData:
+def prepare(
+    spec: DataSpec | Mapping[str, Any], tokenizer: Any, model: str | os.PathLike[str] | None = None
+) -> PreparedData:
     """Open, sniff and detect now (fail fast, one line); stream later. `tokenizer` is a loaded
     transformers tokenizer or a local folder path; `model` (the model folder or .gguf, default
     the tokenizer's folder) tells the architecture when the tokenizer has no chat template."""
@@ -282,5 +284,6 @@ def _template_choice(choice: str | None) -> str | None:
         return choice
     path = Path(choice).expanduser()
     if not path.exists() and (path.suffix or "/" in choice):
-        raise DataError(f"chat template file {path} does not exist (give a file, or one of auto, {', '.join(BUILTIN_TEMPLATES)})")
+        names = ", ".join(BUILTIN_TEMPLATES)
+        raise DataError(f"chat template file {path} does not exist (give a file, or one of auto, {names})")
     return choice

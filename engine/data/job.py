@@ -15,7 +15,8 @@ from engine.jobs import JobContext
 
 def scan_job(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """spec: path, model, and optionally format, map, strict, dedupe, loss_on, max_seq_len,
-    policy, chat_template (auto, a built-in name, a Jinja file; chat_template_file too), previews (default 200), problems_limit (default 500), bins."""
+    policy, chat_template (auto, a built-in name, a Jinja file; chat_template_file too), previews
+    (default 200), problems_limit (default 500), bins."""
     from engine.data.dataset import DataSpec, prepare
     from engine.data.problems import DataError
     from engine.data.tokenizer import load_tokenizer, tokenizer_name

@@ -161,7 +161,8 @@ class StallDetector:
                     continue
                 held_bytes = max(held.get(key, 0.0), 0.0) or mem
                 text = (
-                    f"GPU {gpu.index}: run {label.name or label.id} ({label.kind}) holds {format_bytes(held_bytes, unit='GiB')} at 0% "
+                    f"GPU {gpu.index}: run {label.name or label.id} ({label.kind}) holds "
+                    f"{format_bytes(held_bytes, unit='GiB')} at 0% "
                     f"utilisation for {_fmt_duration(idle)}; it may be stalled"
                 )
                 warnings.append(text)

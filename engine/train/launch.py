@@ -69,7 +69,8 @@ def data_check(spec: TrainSpec) -> str:
     if not rendered:
         first = prepared.problems[0] if prepared.problems else None
         reason = str(first) if first else "no record has anything to train on"
-        raise SpecError(f"dataset: no record of {Path(spec.dataset).name} can be trained on; the first problem: {reason}")
+        name = Path(spec.dataset).name
+        raise SpecError(f"dataset: no record of {name} can be trained on; the first problem: {reason}")
     return prepared.template_text
 
 

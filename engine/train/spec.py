@@ -52,7 +52,8 @@ class TrainSpec:
     # data
     data_format: str = ""  # "" = detect
     loss_on: str = "assistant"
-    chat_template: str = ""  # "" = auto (the model's own, else the built-in for its architecture), a name or a Jinja file
+    # "" = auto (the model's own, else the built-in for its architecture), a built-in name or a Jinja file
+    chat_template: str = ""
     # LoRA / QLoRA
     lora_r: int = 16
     lora_alpha: int = 32

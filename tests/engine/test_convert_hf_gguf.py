@@ -174,7 +174,7 @@ def test_a_wrong_tokenizer_is_refused_and_fails_verification_when_forced(models:
     (src / "tokenizer.model").unlink()
     out = tmp_path / "broken.gguf"
     result, _ = run(jobs.hf_to_gguf, {"input": str(src), "output": str(out), "outtype": "f32"})
-    assert isinstance(result, Failed) and "no tokenizer file gives llama.cpp the token ids transformers uses" in result.message
+    assert isinstance(result, Failed) and "SentencePiece-style tokenizer but the folder has no tokenizer.model" in result.message
     result, _ = run(jobs.hf_to_gguf, {"input": str(src), "output": str(out), "outtype": "f32", "force": True})
     assert isinstance(result, Failed)
     assert result.message.startswith("verification failed for broken.gguf vs no-spm: tokenizer: llama.cpp splits")

@@ -54,9 +54,13 @@ def test_converted_and_merged_weights_follow_the_umask(tmp_path: Path, umask_022
     make_llama(tmp_path / "m", tokenizer="spm", n_kv_heads=2)
     ctx = JobContext(lambda e: None)
     gguf = tmp_path / "m.gguf"
-    assert isinstance(execute(jobs.hf_to_gguf, {"input": str(tmp_path / "m"), "output": str(gguf), "verify": False}, ctx), Finished)
+    assert isinstance(
+        execute(jobs.hf_to_gguf, {"input": str(tmp_path / "m"), "output": str(gguf), "verify": False}, ctx), Finished
+    )
     back = tmp_path / "back"
-    assert isinstance(execute(jobs.gguf_to_hf, {"input": str(gguf), "output": str(back), "verify": False}, ctx), Finished)
+    assert isinstance(
+        execute(jobs.gguf_to_hf, {"input": str(gguf), "output": str(back), "verify": False}, ctx), Finished
+    )
     modes = {p.name: mode(p) for p in [gguf, back, *back.iterdir()]}
     assert modes["model.safetensors"] == 0o644, modes
     assert set(modes.values()) <= {0o644, 0o755}, modes

@@ -32,8 +32,10 @@ def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def chat_file(tmp_path: Path) -> Path:
     path = tmp_path / "chat.jsonl"
-    rows = [CHAT] + [[{"role": "user", "content": f"What is {i} plus {i}?"}, {"role": "assistant", "content": f"{2 * i}."}]
-                     for i in range(3)]
+    rows = [CHAT] + [
+        [{"role": "user", "content": f"What is {i} plus {i}?"}, {"role": "assistant", "content": f"{2 * i}."}]
+        for i in range(3)
+    ]
     path.write_text("".join(json.dumps({"messages": r}) + "\n" for r in rows))
     return path
 
@@ -51,8 +53,10 @@ def test_data_uses_the_builtin_for_the_architecture_and_says_so(base_model: Path
     rows = list(data.examples())
     assert len(rows) == 4 and data.stats.template == data.template_text
     tok = load_tokenizer(base_model)
-    want = tok(resolve_template(override="llama-2", bos_token=tok.bos_token, eos_token=tok.eos_token).render(CHAT, False),
-               add_special_tokens=False).input_ids
+    want = tok(
+        resolve_template(override="llama-2", bos_token=tok.bos_token, eos_token=tok.eos_token).render(CHAT, False),
+        add_special_tokens=False,
+    ).input_ids
     assert rows[0].input_ids == want  # exactly what chat renders for this model
 
 
@@ -63,23 +67,38 @@ def test_template_for_tokenizer_matches_chats_choice(base_model: Path) -> None:
     assert template_for_tokenizer(tok, "chatml", base_model).name == "chatml"
 
 
-def test_data_inspect_takes_a_name_or_a_file(base_model: Path, chat_file: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_data_inspect_takes_a_name_or_a_file(
+    base_model: Path, chat_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run_command(["data", "inspect", str(chat_file), "--model", str(base_model)]) == 0
-    assert "template: built-in llama-2 template (the model has none; chosen for architecture llama)" in capsys.readouterr().out
+    assert (
+        "template: built-in llama-2 template (the model has none; chosen for architecture llama)"
+        in capsys.readouterr().out
+    )
     assert run_command(["data", "inspect", str(chat_file), "--model", str(base_model), "--chat-template", "gemma"]) == 0
     assert "template: built-in gemma template" in capsys.readouterr().out
     jinja = tmp_path / "mine.jinja"
     jinja.write_text("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}")
-    assert run_command(["data", "inspect", str(chat_file), "--model", str(base_model), "--chat-template", str(jinja)]) == 0
+    assert (
+        run_command(["data", "inspect", str(chat_file), "--model", str(base_model), "--chat-template", str(jinja)]) == 0
+    )
     assert "template: chat template mine.jinja (file)" in capsys.readouterr().out
-    missing = ["data", "inspect", str(chat_file), "--model", str(base_model), "--chat-template", str(tmp_path / "nosuch.jinja")]
+    missing = [
+        "data",
+        "inspect",
+        str(chat_file),
+        "--model",
+        str(base_model),
+        "--chat-template",
+        str(tmp_path / "nosuch.jinja"),
+    ]
     assert run_command(missing) == 2
     assert "nosuch.jinja does not exist (give a file, or one of auto, llama-2" in capsys.readouterr().err
 
 
-def test_train_refuses_a_bad_template_before_the_run_starts(base_model: Path, chat_file: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_refuses_a_bad_template_before_the_run_starts(
+    base_model: Path, chat_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = ["train", "--model", str(base_model), "--data", str(chat_file), "--max-steps", "1", "--cpu", "--detach"]
     assert run_command([*args, "--chat-template", "model"]) == 2
     assert "this model has no chat template of its own" in capsys.readouterr().err
@@ -88,10 +107,24 @@ def test_train_refuses_a_bad_template_before_the_run_starts(base_model: Path, ch
     assert RunStore().list() == []  # nothing was started
 
 
-def test_train_without_a_template_starts_and_says_which(base_model: Path, chat_file: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["train", "--model", str(base_model), "--data", str(chat_file), "--max-steps", "1", "--batch-size", "2",
-            "--max-seq-len", "32", "--cpu", "--detach"]
+def test_train_without_a_template_starts_and_says_which(
+    base_model: Path, chat_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "train",
+        "--model",
+        str(base_model),
+        "--data",
+        str(chat_file),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--max-seq-len",
+        "32",
+        "--cpu",
+        "--detach",
+    ]
     assert run_command(args) == 0
     out = capsys.readouterr().out
     assert "chat template: built-in llama-2 template (the model has none; chosen for architecture llama)" in out

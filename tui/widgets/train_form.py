@@ -107,7 +107,8 @@ class TrainForm(VerticalScroll):
                     options = [(c, c) for c in CHOICES[kind.split(":", 1)[1]]]
                     yield Select(options, value=value, allow_blank=False, id=f"f-{name}", compact=True)
                 else:
-                    yield Input(_fmt(value), id=f"f-{name}", placeholder=PLACEHOLDERS.get(name, label), type="text", compact=True)
+                    placeholder = PLACEHOLDERS.get(name, label)
+                    yield Input(_fmt(value), id=f"f-{name}", placeholder=placeholder, type="text", compact=True)
 
     def on_mount(self) -> None:
         self.validate_now()
