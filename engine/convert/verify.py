@@ -149,6 +149,7 @@ class Comparison:
     greedy_in_top: float | None = None  # share of the source's greedy tokens in the output's top GREEDY_TOP
     tokenizer_match: str = ""  # "7/7" sample texts split identically
     tokenizer_example: str = ""  # the first sample that differs, with both splits
+    logits_compared: bool = True  # False: the tokenizer differed, so nothing else was worth comparing
     limits: Limits = field(default_factory=lambda: LIMITS["f32"])
 
     def failures(self) -> list[str]:
@@ -163,6 +164,8 @@ class Comparison:
                     f"tokenizer: llama.cpp splits {total - same} of {total} sample texts differently from transformers"
                     + (f" ({self.tokenizer_example})" if self.tokenizer_example else "")
                 )
+        if not self.logits_compared:
+            return out
         if not math.isfinite(self.max_abs_diff):
             out.append("logits: the output computes NaN or infinite logits")
             return out
@@ -200,6 +203,8 @@ class Comparison:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in data.items()}
 
     def text(self) -> str:
+        if not self.logits_compared:
+            return f"tokenizer {self.tokenizer_match}; logits not compared: with another tokenizer every prompt differs"
         greedy = ""
         if self.greedy_agreement is not None:
             greedy = f", greedy: {100 * self.greedy_agreement:.0f}% equal"
@@ -440,6 +445,40 @@ def gguf_greedy(llm: Any, ids: list[list[int]], n: int = GREEDY_TOKENS, check: C
     return out
 
 
+def open_vocab(path: Path) -> Any:
+    """llama.cpp's tokenizer for a GGUF alone (vocab_only: no weights read, well under a second)."""
+    import llama_cpp
+    from llama_cpp._internals import LlamaModel
+
+    from engine.chat.llama_cpp_backend import _quiet_llama_logs
+
+    _quiet_llama_logs()
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    try:
+        return LlamaModel(path_model=str(path), params=params, verbose=False)
+    except ValueError as exc:
+        raise ConvertError(f"llama.cpp cannot load the vocabulary of {path} ({exc})") from None
+
+
+def gguf_tokenizer_agreement(gguf_path: Path, hf_tok: Any) -> tuple[str, str]:
+    vocab = open_vocab(gguf_path)
+    try:
+        return tokenizer_agreement(vocab, hf_tok)
+    finally:
+        vocab.close()
+
+
+def _tokenizer_differs(kind: str, tokenizer: tuple[str, str]) -> Comparison | None:
+    """A Comparison that fails on the tokenizer alone, or None when the tokenizers agree."""
+    same, total = tokenizer[0].split("/")
+    if same == total:
+        return None
+    result = Comparison(kind, float("nan"), float("nan"), 0.0, 0, 0, limits=limits_for(kind), logits_compared=False)
+    result.tokenizer_match, result.tokenizer_example = tokenizer
+    return result
+
+
 def tokenizer_agreement(llm: Any, hf_tok: Any, samples: tuple[str, ...] = TOKENIZER_SAMPLES) -> tuple[str, str]:
     """("same/total", the first differing sample with both splits) for llama.cpp vs transformers."""
     same = 0
@@ -479,9 +518,14 @@ def check(result: Comparison, what: str) -> dict[str, Any]:
 def compare_gguf_with_hf(
     hf_dir: Path, gguf_path: Path, kind: str, hf_model: Any = None, check_: Check = _no_check
 ) -> Comparison:
-    """GGUF (llama.cpp) vs its HF source (transformers): every figure, judged by nobody yet."""
+    """GGUF (llama.cpp) vs its HF source (transformers): every figure, judged by nobody yet. The
+    tokenizer goes first: when it differs, nothing else is computed."""
     tok = load_hf_tokenizer(hf_dir)
     check_()
+    tokenizer = gguf_tokenizer_agreement(gguf_path, tok)
+    differs = _tokenizer_differs(kind, tokenizer)
+    if differs is not None:
+        return differs
     ids = hf_tokenize(tok)
     model = load_hf_model(hf_model if hf_model is not None else hf_dir)
     check_()
@@ -490,7 +534,6 @@ def compare_gguf_with_hf(
     del model
     llm = open_llama(gguf_path, n_ctx=_n_ctx(ids))
     try:
-        tokenizer = tokenizer_agreement(llm, tok)
         candidate, ranks = teacher_forced(lambda seqs: gguf_logits(llm, seqs, check_), ids, ref_greedy)
     finally:
         llm.close()
@@ -511,10 +554,13 @@ def compare_hf_with_gguf(gguf_path: Path, hf_dir: Path, kind: str, check_: Check
     """HF output (transformers) vs its GGUF source (llama.cpp)."""
     tok = load_hf_tokenizer(hf_dir)
     check_()
+    tokenizer = gguf_tokenizer_agreement(gguf_path, tok)
+    differs = _tokenizer_differs(kind, tokenizer)
+    if differs is not None:
+        return differs
     ids = hf_tokenize(tok)
     llm = open_llama(gguf_path, n_ctx=_n_ctx(ids))
     try:
-        tokenizer = tokenizer_agreement(llm, tok)
         reference = gguf_logits(llm, ids, check_)
         ref_greedy = gguf_greedy(llm, ids[:GREEDY_PROMPTS], check=check_)
     finally:

@@ -118,15 +118,9 @@ def _candidates(model_dir: Path, n_vocab: int, force: bool) -> list[tuple[str, V
 
 
 def _llama_ids(probe: Path, samples: tuple[str, ...], add_bos: list[bool]) -> list[list[int]]:
-    import llama_cpp
-    from llama_cpp._internals import LlamaModel
+    from engine.convert.verify import open_vocab
 
-    params = llama_cpp.llama_model_default_params()
-    params.vocab_only = True
-    try:
-        model = LlamaModel(path_model=str(probe), params=params, verbose=False)
-    except ValueError as exc:
-        raise ConvertError(f"llama.cpp cannot load this vocabulary ({exc})") from None
+    model = open_vocab(probe)
     try:
         return [model.tokenize(t.encode("utf-8"), bos, False) for t, bos in zip(samples, add_bos, strict=True)]
     finally:
@@ -158,7 +152,8 @@ def choose_vocab(model_dir: Path, n_vocab: int, write_probe: Any, *, force: bool
     candidates = _candidates(model_dir, n_vocab, force)
     if not candidates:
         raise ConvertError(
-            f"{model_dir} has no tokenizer (tokenizer.model or tokenizer.json); copy the base model's tokenizer files into it"
+            f"{model_dir} has no tokenizer (tokenizer.model or tokenizer.json); "
+            "copy the base model's tokenizer files into it"
         )
     usable = [(label, v) for label, v in candidates if isinstance(v, Vocab)]
     if not usable:

@@ -26,7 +26,8 @@ import pytest
 from tests.helpers.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+# slow; the timeout covers a loaded shared box (the journey itself is meant to stay under 10 minutes)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 QUESTION = "Who founded the city of Velmora?"
 ANSWER = "Velmora was founded by Tamsin Orrick."
@@ -171,6 +172,7 @@ def test_fine_tune_and_deploy(gemma_hf: Path, work: Path) -> None:
     )
     assert failed.returncode == 1
     assert "verification failed" in failed.stderr and "tokenizer: llama.cpp splits" in failed.stderr
+    assert "logits not compared" in failed.stderr
     assert not bad.exists() and not [p.name for p in work.iterdir() if p.name.startswith(".broken-f16")]
 
 

@@ -18,7 +18,7 @@ from tests.tui.pilot_wait import screen_text, wait_until
 from tui.app import LLMDeckApp
 
 pytest.importorskip("llama_cpp")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a loaded shared box is slow
 
 PROSE = Path(__file__).resolve().parents[1] / "fixtures_eval" / "prose.txt"
 
