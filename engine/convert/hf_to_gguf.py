@@ -278,7 +278,7 @@ def convert(
         finally:
             probe.close()
 
-    ctx.progress(0, 1, "tokenizer", unit="step", force=True)
+    ctx.progress(0, 1, "check tokenizer", unit="step", force=True)
     choice = choose_vocab(model.path, n_vocab, write_probe, force=force)
     vocab = choice.vocab
     ctx.log(choice.report)

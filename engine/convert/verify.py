@@ -79,8 +79,10 @@ class Limits:
 # dequantized: a Q4_K_M GGUF vs its GGUF -> HF), over the PROMPTS above (82 positions on Gemma,
 # 175-293 on the tiny models). Each row's comment: the worst value of the 5 models, then Gemma's.
 # The rule (`suggest_limits` in the bench) is twice the worst distance from perfect: agreements
-# 1 - 2 * (1 - worst), at most 0.99 top-1, 0.9999 correlation, 0.9 greedy (one token in 16 may
-# leave the top 5 on a near-tie); differences 2 * worst. The worst are the random tiny models,
+# 1 - 2 * (1 - worst), at most 0.97 top-1, 0.9999 correlation, 0.9 greedy (a near-tie flips
+# the top-1 of a position now and then: the f16 GGUF of the fine-tuned Gemma in
+# tests/engine/test_journey_gemma.py had 1 of 82, correlation 1.0000, KLD 1.7e-05); differences
+# 2 * worst. The worst are the random tiny models,
 # whose weights have no structure for a quantizer to keep: Gemma's Q4_0 keeps top-1 0.67 where
 # a tiny model keeps 0.25 (Gemma's Q4_K_M is flattered: its f16 came from a Q4_K_M). So 4-bit
 # limits catch only a broken file, the job they are for here: a wrong tokenizer fails the
@@ -89,9 +91,9 @@ class Limits:
 LIMITS: dict[str, Limits] = {
     # HF -> GGUF and GGUF -> HF, float types; merge-LoRA and Meta -> HF in that dtype
     # worst: rel 0.0032, top-1 0.997, corr 1.0000, KLD 5.3e-06, in top 5 1.00; Gemma rel 0.0014, top-1 1.000
-    "f32": Limits(0.0064, 0.99, 0.9999, 1.1e-05, 0.9),
+    "f32": Limits(0.0064, 0.97, 0.9999, 1.1e-05, 0.9),
     # worst: rel 0.0060, top-1 0.997, corr 1.0000, KLD 2.3e-05, in top 5 1.00; Gemma rel 0.0024, top-1 1.000
-    "f16": Limits(0.013, 0.99, 0.9999, 4.7e-05, 0.9),
+    "f16": Limits(0.013, 0.97, 0.9999, 4.7e-05, 0.9),
     # worst: rel 0.044, top-1 0.959, corr 0.9998, KLD 0.0013, in top 5 1.00; Gemma rel 0.020, top-1 1.000
     "bf16": Limits(0.088, 0.91, 0.9995, 0.0026, 0.9),
     # worst: rel 0.12, top-1 0.884, corr 0.9977, KLD 0.012, in top 5 1.00; Gemma rel 0.065, top-1 0.988
