@@ -23,7 +23,7 @@ KINDS: dict[str, str] = {
     "eval.ppl": "engine.evaluate.jobs:ppl",
     "bench.speed": "engine.evaluate.jobs:speed",
     "bench.sweep": "engine.evaluate.jobs:sweep",
-    "train": "engine.train.runner:run",
+    "train": "engine.train.job:run",
     "train.demo": "engine.train.demo:run",
     "train.merge": "engine.train.export:merge",
     "train.gguf": "engine.train.export:to_gguf",

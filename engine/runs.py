@@ -34,7 +34,7 @@ from typing import Any
 
 from engine import paths
 from engine.atomic import write_json
-from engine.events import JobEvent, Progress, event_from_dict, is_terminal
+from engine.events import JobEvent, Progress, event_from_dict, is_terminal, read_events
 
 ACTIVE = ("starting", "running")
 FINAL = ("succeeded", "failed", "cancelled", "lost")
@@ -286,29 +286,8 @@ class RunStore:
 
     # -- events ------------------------------------------------------------------------------
     def read_events(self, run_id: str, offset: int = 0) -> tuple[list[JobEvent], int]:
-        """Events appended since byte `offset`, and the offset to continue from.
-
-        Only complete lines are read, so a line being written right now is picked up next time.
-        """
-        path = self.root / run_id / "events.jsonl"
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            return [], offset
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return [], offset
-        events: list[JobEvent] = []
-        for line in chunk[: end + 1].splitlines():
-            if not line.strip():
-                continue
-            try:
-                events.append(event_from_dict(json.loads(line)))
-            except (ValueError, TypeError):
-                continue  # a torn or foreign line must not stop a replay
-        return events, offset + end + 1
+        """Events appended to the run's events.jsonl since byte `offset` (see `events.read_events`)."""
+        return read_events(self.root / run_id / "events.jsonl", offset)
 
     def follow(self, run_id: str, offset: int = 0, *, poll: float = 0.2, stop: threading.Event | None = None) -> Iterator[JobEvent]:
         """Yield every event from `offset` on, then live ones, until the run ends."""

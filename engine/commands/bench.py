@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.cli import CommandError, OpenTUI
+from engine.commands.outcome import CommandError, OpenTUI
 
 EXAMPLES = (
     "llmdeck eval ppl model.gguf wiki.txt --ctx 512   perplexity of a GGUF (or HF folder) on a text file",

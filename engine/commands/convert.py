@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_open_tui(args: argparse.Namespace) -> Any:
-    from engine.cli import OpenTUI
+    from engine.commands.outcome import OpenTUI
 
     return OpenTUI(mode="convert", options={})
 
@@ -138,7 +138,7 @@ def verify_text(verify: Any) -> str:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from engine.cli import CommandError
+    from engine.commands.outcome import CommandError
     from engine.convert import preflight
     from engine.convert.jobs import KINDS
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli import CommandError, OpenTUI
+from engine.commands.outcome import CommandError, OpenTUI
 
 EXAMPLES = (
     "llmdeck serve model.gguf          OpenAI-compatible API on http://127.0.0.1:8000/v1",

@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from engine.cli import CommandError, OpenTUI
+from engine.commands.outcome import CommandError, OpenTUI
 
 EXAMPLES = (
     "llmdeck train                     open Train mode (start runs, live curves, checkpoints)",

@@ -16,7 +16,7 @@ from engine.train.checkpoints import Checkpoint, list_checkpoints
 from engine.train.spec import SpecError, TrainSpec
 
 KIND = "train"
-ENTRY = "engine.train.runner:run"
+ENTRY = "engine.train.job:run"
 
 
 def _entry() -> str:

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import write_json
-from engine.events import event_from_dict, is_terminal
+from engine.events import is_terminal, read_events
 from engine.jobs import JobContext, JobError
 from engine.ports import free_port
+from engine.train.runner import train
 from engine.train.spec import TrainSpec
 
 
@@ -87,23 +88,12 @@ def run_distributed(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[st
 
 
 def _relay(path: Path, offset: int, ctx: JobContext) -> int:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            chunk = handle.read()
-    except FileNotFoundError:
-        return offset
-    end = chunk.rfind(b"\n")
-    if end < 0:
-        return offset
-    for line in chunk[: end + 1].splitlines():
-        try:
-            event = event_from_dict(json.loads(line))
-        except (ValueError, TypeError):
-            continue
+    """Pass rank 0's new events on to this run (its end is the worker's to write, not rank 0's)."""
+    events, offset = read_events(path, offset)
+    for event in events:
         if not is_terminal(event):
             ctx.emit(event)
-    return offset + end + 1
+    return offset
 
 
 class _FileSink:
@@ -118,8 +108,6 @@ class _FileSink:
 
 def child_main(work_dir: str) -> int:
     """One rank (started by accelerate launch)."""
-    from engine.train.runner import train
-
     work = Path(work_dir)
     ddp = work / "ddp"
     rank = int(os.environ.get("RANK", "0"))

@@ -1,4 +1,6 @@
-"""The training job: `run(spec_dict, ctx)` fine-tunes a local HF model with the Trainer + peft.
+"""Training in this process: `train(spec, work_dir, ctx)` fine-tunes a local HF model with the
+Trainer + peft (the whole run on one device, or one rank of a multi-process launch; the job that
+chooses between them is `engine.train.job`).
 
 Why the plain transformers `Trainer` and not a loop of our own: optimizer, schedulers, mixed
 precision, gradient accumulation and checkpointing, exact resume (optimizer, scheduler, RNG and
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.jobs import JobContext, JobError
+from engine.jobs import JobError
 from engine.train.spec import SpecError, TrainSpec, resolve_precision
 
 SUGGESTIONS = (
@@ -38,22 +40,6 @@ SUGGESTIONS = (
     "shorten --max-seq-len",
     "use LoRA or QLoRA instead of a full fine-tune",
 )
-
-
-def run(spec_dict: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """The detached job (kind "train")."""
-    try:
-        spec = TrainSpec.from_dict(spec_dict).validate()
-    except SpecError as exc:
-        raise JobError(str(exc)) from None
-    work_dir = work_dir_for(spec)
-    if spec.processes() > 1:
-        from engine.train.multi_gpu import run_distributed
-
-        return run_distributed(spec, work_dir, ctx)
-    if spec.device_list():
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in spec.device_list())
-    return train(spec, work_dir, ctx)
 
 
 def work_dir_for(spec: TrainSpec) -> Path:
