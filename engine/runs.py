@@ -60,7 +60,6 @@ class RunInfo:
     started: float | None = None
     ended: float | None = None
     exit_reason: str = ""
-    entry: str = ""
     cancel_requested: float | None = None
 
     @property
@@ -94,6 +93,8 @@ class RunInfo:
 
     @classmethod
     def from_json(cls, run_dir: Path, data: dict[str, Any]) -> RunInfo:
+        """Unknown keys are dropped: run.json files of older versions still load (their `entry`,
+        the job's "module:function", is gone: a run's kind alone names its job, in engine.kinds)."""
         known = set(cls.__dataclass_fields__) - {"dir"}
         return cls(dir=run_dir, **{k: v for k, v in data.items() if k in known})
 
@@ -208,7 +209,7 @@ class RunStore:
             write_json(run_dir / "run.json", info.to_json())
         return info
 
-    def create(self, kind: str, spec: dict[str, Any], *, name: str = "", entry: str = "") -> RunInfo:
+    def create(self, kind: str, spec: dict[str, Any], *, name: str = "") -> RunInfo:
         paths.ensure_writable(self.root)
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind.replace('.', '-')}-{secrets.token_hex(2)}"
         run_dir = self.root / run_id
@@ -216,16 +217,17 @@ class RunStore:
         (run_dir / "out").mkdir()
         (run_dir / "events.jsonl").touch()
         (run_dir / "log.txt").touch()
-        info = RunInfo(id=run_id, kind=kind, dir=run_dir, name=name, spec=spec, created=time.time(), entry=entry)
+        info = RunInfo(id=run_id, kind=kind, dir=run_dir, name=name, spec=spec, created=time.time())
         write_json(run_dir / "run.json", info.to_json())
         return info
 
-    def start(self, kind: str, spec: dict[str, Any], *, name: str = "", entry: str = "") -> RunInfo:
-        """Create a run and spawn its detached worker; returns at once."""
-        from engine.kinds import resolve
+    def start(self, kind: str, spec: dict[str, Any], *, name: str = "") -> RunInfo:
+        """Create a run of `kind` (a kind of engine.kinds) and spawn its detached worker, which
+        runs the kind's job; returns at once."""
+        from engine.kinds import require_known
 
-        resolve(kind, entry)  # fail now, in the caller, if the kind is unknown
-        info = self.create(kind, spec, name=name, entry=entry)
+        require_known(kind)  # fail now, in the caller; the worker is the one that imports the job
+        info = self.create(kind, spec, name=name)
         return self.launch(info)
 
     def launch(self, info: RunInfo) -> RunInfo:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from engine.events import Cancelled, Failed, Finished, JobEvent, Log, is_terminal
 from engine.jobs import JobContext, execute
-from engine.kinds import UnknownKind, resolve
+from engine.kinds import UnknownKind, job_for
 from engine.runs import RunStore, _pid_identity
 
 
@@ -83,7 +83,7 @@ def main(run_dir: str) -> int:
     ctx = JobContext(sink, cancel, job_id=info.id)
     try:
         try:
-            job = resolve(info.kind, info.entry)
+            job = job_for(info.kind)
         except UnknownKind as exc:
             sink(Failed(message=str(exc)))
         else:

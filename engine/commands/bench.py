@@ -200,11 +200,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _start(kind: str, spec: dict[str, Any], args: argparse.Namespace, *, name: str) -> int:
-    from engine.evaluate.jobs import ENTRIES
     from engine.runs import RunStore
 
     store = RunStore()
-    info = store.start(kind, spec, name=name, entry=ENTRIES[kind])
+    info = store.start(kind, spec, name=name)
     if args.detach:
         print(f"started run {info.id}; `llmdeck runs follow {info.id}` to watch it, `llmdeck bench results` when done")
         return 0

@@ -171,10 +171,10 @@ def _foreground(spec: dict[str, Any], key: str | None) -> int:
 
     from engine.events import Failed, Log, Progress
     from engine.jobs import JobContext, execute
-    from engine.serve.launch import entry_for
+    from engine.kinds import job_for
+    from engine.serve.launch import SERVE_KIND
 
-    module, _, func = entry_for(spec["engine"]).partition(":")
-    job = getattr(__import__(module, fromlist=[func]), func)
+    job = job_for(SERVE_KIND)
     cancel = threading.Event()
 
     def emit(event: Any) -> None:
