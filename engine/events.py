@@ -89,17 +89,8 @@ class Cancelled(JobEvent):
     reason: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
-class TokenDelta(JobEvent):
-    """A piece of generated text (chat, serve logs)."""
-
-    KIND: ClassVar[str] = "token"
-    text: str = ""
-    n_tokens: int = 1
-
-
 EVENT_TYPES: dict[str, type[JobEvent]] = {
-    cls.KIND: cls for cls in (Progress, Metric, Log, Finished, Failed, Cancelled, TokenDelta)
+    cls.KIND: cls for cls in (Progress, Metric, Log, Finished, Failed, Cancelled)
 }
 
 

@@ -119,9 +119,7 @@ def worker_alive(info: RunInfo) -> bool:
     started = _pid_identity(info.pid)
     if started is None:
         return False
-    if info.pid_started is not None and abs(started - info.pid_started) > 1.0:
-        return False
-    return True
+    return info.pid_started is None or abs(started - info.pid_started) <= 1.0
 
 
 class RunStore:
@@ -291,7 +289,9 @@ class RunStore:
         """Events appended to the run's events.jsonl since byte `offset` (see `events.read_events`)."""
         return read_events(self.root / run_id / "events.jsonl", offset)
 
-    def follow(self, run_id: str, offset: int = 0, *, poll: float = 0.2, stop: threading.Event | None = None) -> Iterator[JobEvent]:
+    def follow(
+        self, run_id: str, offset: int = 0, *, poll: float = 0.2, stop: threading.Event | None = None
+    ) -> Iterator[JobEvent]:
         """Yield every event from `offset` on, then live ones, until the run ends."""
         info = self.get(run_id)
         while True:

@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTRACTS: dict[str, str] = {
-    c["id"]: c["name"] for c in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
-}
+CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+CONTRACTS: dict[str, str] = {c["id"]: c["name"] for c in CONFIG["contracts"]}
 
 
 def lint_imports(*contracts: str) -> subprocess.CompletedProcess[str]:

@@ -102,9 +102,8 @@ def edges_of(module: str, path: Path, modules: dict[str, Path]) -> dict[str, str
             for alias in node.names:
                 full = f"{base}.{alias.name}"
                 add(full if full in modules else base, f"from {base} import {alias.name}")
-        elif by_name and isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if NAMED_MODULE.match(node.value):
-                add(node.value.partition(":")[0], f"importlib {node.value!r}")
+        elif by_name and isinstance(node, ast.Constant) and NAMED_MODULE.match(str(node.value)):
+            add(str(node.value).partition(":")[0], f"importlib {node.value!r}")
     return found
 
 

@@ -278,7 +278,8 @@ def cmd_results(args: argparse.Namespace) -> int:
     from engine.evaluate import results
     from engine.runs import RunStore
 
-    kinds = {"ppl": ("eval.ppl",), "speed": ("bench.speed",), "sweep": ("bench.sweep",)}.get(args.kind or "", results.KINDS)
+    by_name = {"ppl": ("eval.ppl",), "speed": ("bench.speed",), "sweep": ("bench.sweep",)}
+    kinds = by_name.get(args.kind or "", results.RESULT_KINDS)
     records = results.list_records(RunStore(), kinds)
     if args.json:
         json.dump(records, sys.stdout, indent=2, default=str)

@@ -92,7 +92,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':34} {'KIND':14} {'STATUS':10} {'ELAPSED':>8}  PROGRESS")
     for row in rows:
-        print(f"{row['id']:34} {row['kind']:14} {row['status']:10} {format_duration(row['elapsed_s']):>8}  {row['progress']}")
+        elapsed = format_duration(row["elapsed_s"])
+        print(f"{row['id']:34} {row['kind']:14} {row['status']:10} {elapsed:>8}  {row['progress']}")
     return 0
 
 

@@ -46,7 +46,9 @@ def server_details(info: RunInfo) -> dict[str, Any] | None:
         return None
 
 
-def wait_until_serving(store: RunStore, run_id: str, timeout: float = 300.0, poll: float = 0.2) -> tuple[RunInfo, dict | None]:
+def wait_until_serving(
+    store: RunStore, run_id: str, timeout: float = 300.0, poll: float = 0.2
+) -> tuple[RunInfo, dict | None]:
     """Poll until the run writes server.json (serving) or ends (failed); bounded by `timeout`."""
     deadline = time.monotonic() + timeout
     info = store.get(run_id)

@@ -49,7 +49,8 @@ def resume(run_id: str, store: RunStore | None = None, *, max_steps: int | None 
     except SpecError as exc:
         raise RunError(str(exc)) from None
     info = store.update(
-        info.id, spec=spec, status="created", pid=None, pid_started=None, ended=None, exit_reason="", cancel_requested=None
+        info.id, spec=spec, status="created", pid=None, pid_started=None, ended=None, exit_reason="",
+        cancel_requested=None,
     )
     return store.launch(info)
 

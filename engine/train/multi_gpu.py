@@ -61,7 +61,8 @@ def run_distributed(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[st
     if spec.device_list():
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in spec.device_list())
     cmd = launch_command(spec, work_dir)
-    ctx.log(f"launching {spec.processes()} training processes: accelerate launch ({'cpu/gloo' if spec.devices.strip().startswith('cpu') or spec.cpu else spec.distributed})")
+    backend = "cpu/gloo" if spec.devices.strip().startswith("cpu") or spec.cpu else spec.distributed
+    ctx.log(f"launching {spec.processes()} training processes: accelerate launch ({backend})")
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
     offset = 0
     try:
@@ -79,7 +80,10 @@ def run_distributed(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[st
     try:
         result = json.loads((ddp / "result.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise JobError(f"the {spec.processes()} training processes ended (exit code {proc.returncode}) without a result; see the run's log") from None
+        raise JobError(
+            f"the {spec.processes()} training processes ended (exit code {proc.returncode}) without a result; "
+            "see the run's log"
+        ) from None
     if not result.get("ok"):
         raise JobError(result.get("message") or "distributed training failed")
     summary = dict(result.get("summary") or {})

@@ -110,7 +110,7 @@ class BenchScreen(ModeScreen):
     def _list_runs(self) -> None:
         store = self.app.store
         try:
-            runs = [r for r in store.list() if r.kind in results.KINDS]
+            runs = [r for r in store.list() if r.kind in results.RESULT_KINDS]
             records = {}
             progress = {}
             for run in runs:
