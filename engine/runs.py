@@ -12,6 +12,12 @@ TUI, losing SSH (SIGHUP) or killing the parent leaves it running. Anyone (the TU
 second TUI) can list, follow and cancel runs by reading these files; there is no daemon.
 A worker that vanished without writing a final status (kill -9, OOM killer, reboot) is detected
 by its pid no longer being the process that started the run and is marked `lost`.
+
+A run whose job was handed to a batch scheduler (a SLURM job: `scheduler` in run.json, set by the
+job through `JobContext.scheduled`) is different: its training lives in the scheduler, not in
+the worker. While the worker lives it follows the job; once the worker is gone, liveness asks the
+scheduler (engine.cluster.scheduler) and the run keeps its status (`pending` while queued) until
+the scheduler says how the job ended. Cancel goes to the scheduler too (scancel).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from engine import paths
 from engine.atomic import write_json
 from engine.events import JobEvent, Progress, event_from_dict, is_terminal, read_events
 
-ACTIVE = ("starting", "running")
+ACTIVE = ("starting", "pending", "running")  # pending: queued in a scheduler (status_detail says why)
 FINAL = ("succeeded", "failed", "cancelled", "lost")
 STATUSES = ("created",) + ACTIVE + FINAL
 _START_GRACE_S = 30.0
@@ -61,6 +67,8 @@ class RunInfo:
     ended: float | None = None
     exit_reason: str = ""
     cancel_requested: float | None = None
+    status_detail: str = ""  # one line about the current status (a queued job's reason)
+    scheduler: dict[str, Any] | None = None  # {"type": "slurm", "job_id": ...}: see engine.cluster.scheduler
 
     @property
     def active(self) -> bool:
@@ -172,6 +180,8 @@ class RunStore:
     def _check_alive(self, info: RunInfo) -> RunInfo:
         if info.status not in ACTIVE or worker_alive(info):
             return info
+        if info.scheduler:
+            return self._ask_scheduler(info)
         if info.status == "starting" and time.time() - info.created < _START_GRACE_S and info.pid is None:
             return info
         # The worker may have finished between our read and the liveness check: re-read first.
@@ -184,6 +194,24 @@ class RunStore:
             ended=time.time(),
             exit_reason="the worker process ended without recording a result (killed, out of memory, or a reboot)",
         )
+
+    def _ask_scheduler(self, info: RunInfo) -> RunInfo:
+        """The worker of a scheduled run is gone: its status is the scheduler's to tell."""
+        from engine.cluster import scheduler
+
+        try:
+            status, detail = scheduler.observe(info.scheduler or {})
+        except scheduler.SchedulerUnavailable as exc:
+            info.status_detail = f"cannot ask the scheduler: {exc}"
+            return info  # not lost: the job may be fine; say why the status is not fresh
+        fresh = self._read(info.dir)
+        if fresh.status not in ACTIVE:
+            return fresh
+        if status in ACTIVE:
+            if (status, detail) == (fresh.status, fresh.status_detail):
+                return fresh
+            return self.update(info.id, status=status, status_detail=detail)
+        return self.update(info.id, status=status, status_detail="", ended=time.time(), exit_reason=detail)
 
     # -- writing -----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -238,7 +266,7 @@ class RunStore:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own session: survives SIGHUP, the TUI and the terminal
                 cwd=str(info.dir),
-                env={**os.environ, "PYTHONPATH": _engine_root() + os.pathsep + os.environ.get("PYTHONPATH", "")},
+                env={**os.environ, "PYTHONPATH": paths.engine_root() + os.pathsep + os.environ.get("PYTHONPATH", "")},
                 close_fds=True,
             )
         finally:
@@ -258,11 +286,17 @@ class RunStore:
 
     def cancel(self, run_id: str, *, force: bool = False) -> RunInfo:
         """Ask a run to stop (SIGTERM: the job stops cooperatively and ends `cancelled`).
-        `force` kills the worker's whole process group at once (SIGKILL)."""
+        `force` kills the worker's whole process group at once (SIGKILL). A scheduled run whose
+        worker is gone, or a forced one, is cancelled in its scheduler (scancel)."""
         info = self.get(run_id)
         if not info.active:
             raise RunError(f"run {info.id} is {info.status}; only a running run can be cancelled")
-        if not worker_alive(info):
+        alive = worker_alive(info)
+        if info.scheduler and (force or not alive):
+            self._cancel_scheduled(info)
+            if not alive:
+                return self.update(info.id, cancel_requested=time.time())
+        if not alive:
             return self._check_alive(info)
         info = self.update(info.id, cancel_requested=time.time())
         try:
@@ -277,6 +311,14 @@ class RunStore:
         if force:
             return self.update(info.id, status="cancelled", ended=time.time(), exit_reason="killed by request")
         return info
+
+    def _cancel_scheduled(self, info: RunInfo) -> None:
+        from engine.cluster import scheduler
+
+        try:
+            scheduler.cancel(info.scheduler or {})
+        except scheduler.SchedulerUnavailable as exc:
+            raise RunError(f"cannot cancel run {info.id} in its scheduler: {exc}") from None
 
     def delete(self, run_id: str) -> None:
         info = self.get(run_id)
@@ -344,8 +386,3 @@ class RunStore:
         except OSError:
             return []
         return text.splitlines()[-lines:]
-
-
-def _engine_root() -> str:
-    """The folder holding the `engine` package, so the worker imports this same code."""
-    return str(Path(__file__).resolve().parent.parent)

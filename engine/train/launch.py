@@ -27,6 +27,11 @@ def start(spec: TrainSpec, store: RunStore | None = None) -> RunInfo:
     for key in ("model", "dataset", "chat_template", "output"):
         if data.get(key):
             data[key] = str(Path(data[key]).expanduser().resolve())
+    cluster = dict(data.get("cluster") or {})
+    for key in ("hostfile", "ssh_config"):  # the worker runs in the run folder: relative paths would break
+        if cluster.get(key):
+            cluster[key] = str(Path(cluster[key]).expanduser().resolve())
+    data["cluster"] = cluster
     return store.start(KIND, data, name=spec.label)
 
 
