@@ -116,8 +116,7 @@ class ClusterSpec:
             if isinstance(value, bool):
                 parts.append(flag)
             elif isinstance(value, list):
-                for item in value:
-                    parts += [flag, str(item)]
+                parts += [f"{flag}={item}" for item in value]  # "--sbatch=--qos=high": the value starts with -
             else:
                 parts += [flag, str(value)]
         return parts

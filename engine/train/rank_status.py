@@ -231,8 +231,9 @@ def first_failure(work_dir: Path, ended_nodes: set[str]) -> Failure | None:
         elif r.get("state") == "running" and node in ended_nodes:
             step = int(r.get("step") or 0)
             candidates.append(Failure(node, rank, float(r.get("updated") or 0),
-                                      f"rank {rank} (pid {r.get('pid')} on {r.get('host')}) died without a word at "
-                                      f"step {step} (killed: kill -9, the out-of-memory killer, or a crash)"))
+                                      f"rank {rank} (pid {r.get('pid')} on {r.get('host')}) died without a word, "
+                                      f"last heard of at step {step} (killed: kill -9, the out-of-memory killer, "
+                                      "or a crash)"))
     return min(candidates, key=lambda f: f.at) if candidates else None
 
 

@@ -66,6 +66,12 @@ class LocalSshd:
                                    f"(sshd log: {(d / 'sshd.log').read_text()[-500:]})")
             time.sleep(0.2)
 
+    def add_unreachable_alias(self, name: str) -> str:
+        """An alias for a port where nothing listens: a node that is down."""
+        with open(self.config, "a", encoding="utf-8") as handle:
+            handle.write(f"\nHost {name}\n  HostName 127.0.0.1\n  Port {free_port()}\n  ConnectTimeout 5\n")
+        return name
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
