@@ -95,7 +95,7 @@ class ClusterSpec:
         else:
             if self.nodes and self.hostfile:
                 out.append("nodes: give --nodes or --hostfile, not both")
-            if self.mode == "ssh":
+            elif self.mode == "ssh":
                 try:
                     self.node_list()
                 except HostsError as exc:

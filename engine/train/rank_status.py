@@ -221,20 +221,29 @@ class Failure:
 def first_failure(work_dir: Path, ended_nodes: set[str]) -> Failure | None:
     """The earliest sign of failure among the ranks: an error a rank wrote, or a rank on an
     ended node whose file still says "running" (it died without a word; its last heartbeat, at
-    most HEARTBEAT_S before its death, dates it). None when no rank tells anything."""
-    candidates: list[Failure] = []
-    for r in read_ranks(work_dir):
-        node, rank = str(r.get("node", "?")), int(r.get("rank", -1))
-        if r.get("state") == "error":
-            candidates.append(Failure(node, rank, float(r.get("ended") or r.get("updated") or 0),
-                                      f"rank {rank} failed: {r.get('message') or 'an error'}"))
-        elif r.get("state") == "running" and node in ended_nodes:
-            step = int(r.get("step") or 0)
-            candidates.append(Failure(node, rank, float(r.get("updated") or 0),
-                                      f"rank {rank} (pid {r.get('pid')} on {r.get('host')}) died without a word, "
-                                      f"last heard of at step {step} (killed: kill -9, the out-of-memory killer, "
-                                      "or a crash)"))
-    return min(candidates, key=lambda f: f.at) if candidates else None
+    most HEARTBEAT_S before its death, dates it). When the earliest is such a silent death, every
+    silent rank of that node is named: the node's launcher stops a dead rank's siblings at once,
+    so which of them died first is not known to a second. None when no rank tells anything."""
+    ranks = read_ranks(work_dir)
+    silent = [r for r in ranks if r.get("state") == "running" and str(r.get("node", "?")) in ended_nodes]
+    candidates = [Failure(str(r.get("node", "?")), int(r.get("rank", -1)),
+                          float(r.get("ended") or r.get("updated") or 0),
+                          f"rank {r.get('rank')} failed: {r.get('message') or 'an error'}")
+                  for r in ranks if r.get("state") == "error"]
+    candidates += [Failure(str(r.get("node", "?")), int(r.get("rank", -1)), float(r.get("updated") or 0), "")
+                   for r in silent]
+    if not candidates:
+        return None
+    first = min(candidates, key=lambda f: f.at)
+    if first.text:
+        return first
+    dead = [r for r in silent if str(r.get("node", "?")) == first.node]
+    which = ", ".join(str(r.get("rank")) for r in dead)
+    pids = ", ".join(str(r.get("pid")) for r in dead)
+    step = max(int(r.get("step") or 0) for r in dead)
+    first.text = (f"rank{'s' if len(dead) > 1 else ''} {which} (pid {pids} on {dead[0].get('host')}) died without a "
+                  f"word, last heard of at step {step} (killed: kill -9, the out-of-memory killer, or a crash)")
+    return first
 
 
 def _read(path: Path) -> dict[str, Any] | None:
