@@ -33,9 +33,10 @@ async def test_chunked_body_over_the_limit_is_413_and_bad_json_is_400():
             yield b"x" * 500
 
     async with client(limits=Limits(max_body_bytes=2000)) as c:
-        resp = await c.post("/v1/completions", content=chunks())
+        json_type = {"Content-Type": "application/json"}
+        resp = await c.post("/v1/completions", content=chunks(), headers=json_type)
         assert resp.status_code == 413 and resp.json()["error"]["code"] == "body_too_large"
-        bad = await c.post("/v1/completions", content=b"{not json")
+        bad = await c.post("/v1/completions", content=b"{not json", headers=json_type)
         assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
         missing = await c.post("/v1/completions", json={"max_tokens": 3})
         assert missing.status_code == 400 and missing.json()["error"]["param"] == "prompt"
