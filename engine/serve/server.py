@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 SERVER_FILE = "server.json"
 KEY_FILE = "api_key"
 DEFAULT_PORT = 8000
+GRACEFUL_S = 5.0
+"""How long requests still generating get to finish when the server stops (spec key `graceful_s`)."""
 STOP_AFTER_INTERRUPT_S = 10.0
 """How long interrupted requests get to send their last event before uvicorn is forced to stop."""
 
@@ -74,7 +76,7 @@ class ServerThread:
     (that cut streams and answered waiters with a plain-text 500).
     """
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *, graceful_s: float = 5.0,
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *, graceful_s: float = GRACEFUL_S,
                  queue: GenerationQueue | None = None) -> None:
         import uvicorn
 
@@ -171,7 +173,7 @@ def read_key(spec: dict[str, Any], run_dir: Path | None) -> str | None:
 
 def run(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """The `serve` run kind. Spec: model, engine, host, port, api_key_file, max_queue,
-    max_tokens, max_body_bytes, cors_origins, gpu_memory, n_ctx, template."""
+    max_tokens, max_body_bytes, cors_origins, gpu_memory, n_ctx, template, graceful_s."""
     from engine.chat.base import BackendError
     from engine.chat.loader import load_backend, model_path
     from engine.chat.templates import TemplateError
@@ -232,7 +234,7 @@ def run(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     queue = GenerationQueue(config.max_queue, 1, config.queue_timeout_s)
     app = create_app(backend, config, queue)
     ctx.progress(1, 3, "starting server", force=True)
-    server = ServerThread(app, host, port, queue=queue)
+    server = ServerThread(app, host, port, queue=queue, graceful_s=float(spec.get("graceful_s", GRACEFUL_S)))
     try:
         server.start()
         url = server.url

@@ -52,15 +52,18 @@ def model_path(tmp_path_factory) -> str:
 def server(model_path, tmp_path_factory):
     """`llmdeck serve MODEL` in the foreground, as a user starts it (no key: loopback only)."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LLMDECK_HOME": str(tmp_path_factory.mktemp("home"))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", model_path, "--port", str(port), "--n-ctx", str(N_CTX),
-         "--max-tokens", "64", "--served-model-name", MODEL_ID],
-        cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    home = tmp_path_factory.mktemp("home")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LLMDECK_HOME": str(home)}
+    log = home / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "serve", model_path, "--port", str(port), "--n-ctx", str(N_CTX),
+             "--max-tokens", "64", "--served-model-name", MODEL_ID],
+            cwd=str(ROOT), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else proc.returncode
+        assert proc.poll() is None, log.read_text(errors="replace")
         try:
             return httpx.get(base + "/health", timeout=2).status_code == 200
         except httpx.HTTPError:
@@ -168,8 +171,9 @@ def test_stopping_with_requests_queued_answers_everyone_in_json(model_path):
     get 503 JSON at once, the stream ends with an error event and `data: [DONE]`, and the
     server's log has no traceback."""
     store = RunStore()
+    # 1800 tokens take far longer than the 1 s of grace, even on a fast machine
     spec = {"model": model_path, "engine": "auto", "host": "127.0.0.1", "port": 0, "max_queue": 4,
-            "max_tokens": 1800, "n_ctx": 2048}
+            "max_tokens": 1800, "n_ctx": 2048, "graceful_s": 1.0}
     info = start_detached(store, spec)
     info, details = wait_until_serving(store, info.id, timeout=120)
     assert details, f"not serving: {info.status} {store.log_tail(info.id, 10)}"
