@@ -77,7 +77,8 @@ def build_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, mode: str = 
         from aiohttp import hdrs, web
         from textual_serve.server import Server
     except ImportError:
-        raise WebStartError("textual-serve is not installed: `pip install textual-serve` (or `pip install llmdeck[web]`)") from None
+        raise WebStartError(
+            "textual-serve is not installed: `pip install textual-serve` (or `pip install llmdeck[web]`)") from None
     from engine.jobs import JobError
     from engine.serve.server import bind_socket
 

@@ -15,8 +15,8 @@ request becomes a `RequestRecord` handed to `config.on_record` (the detached run
 import asyncio
 import json
 import time
-from contextlib import asynccontextmanager
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,7 +251,8 @@ def create_app(backend: ChatBackend, config: ServeConfig, queue: GenerationQueue
         p_tok, c_tok = (stats.prompt_tokens, stats.generated_tokens) if stats else (0, 0)
         if gen.interrupted:
             record(RequestRecord(path, 503, False, p_tok, c_tok, latency, ttft, "cancelled", gen.interrupted))
-            return JSONResponse(error_body(gen.interrupted, type_="server_error", code="shutting_down"), status_code=503)
+            body = error_body(gen.interrupted, type_="server_error", code="shutting_down")
+            return JSONResponse(body, status_code=503)
         if gen.error:
             record(RequestRecord(path, 500, False, p_tok, c_tok, latency, ttft, "error", gen.error[:200]))
             return JSONResponse(error_body(gen.error, type_="server_error"), status_code=500)

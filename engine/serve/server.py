@@ -178,8 +178,8 @@ def run(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     from engine.chat.loader import load_backend, model_path
     from engine.chat.templates import TemplateError
     from engine.serve.app import ServeConfig, create_app
-    from engine.serve.generation import cancel_all, wait_idle
     from engine.serve.auth import Limits, check_bind
+    from engine.serve.generation import cancel_all, wait_idle
     from engine.serve.metrics import RequestRecord
 
     run_dir = Path.cwd()  # the worker runs in the run's folder

@@ -55,8 +55,8 @@ def test_chat_non_streaming_has_text_and_usage(client):
 def test_chat_streaming_matches_non_streaming_and_reports_usage(client):
     messages = [{"role": "user", "content": "Name a colour."}]
     full = client.chat.completions.create(model="gemma-test", messages=messages, max_tokens=5, temperature=0)
-    stream = client.chat.completions.create(model="gemma-test", messages=messages, max_tokens=5, temperature=0, stream=True,
-                                            stream_options={"include_usage": True})
+    stream = client.chat.completions.create(model="gemma-test", messages=messages, max_tokens=5, temperature=0,
+                                            stream=True, stream_options={"include_usage": True})
     pieces, usage, finishes = [], None, []
     for chunk in stream:
         if chunk.usage:
@@ -86,7 +86,8 @@ def test_completions_take_the_prompt_raw_and_honour_stop(client):
     plain = client.completions.create(model="gemma-test", prompt="1, 2, 3, 4,", max_tokens=8, temperature=0)
     text = plain.choices[0].text
     assert plain.object == "text_completion" and text
-    chat = client.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "1, 2, 3, 4,"}], max_tokens=1)
+    chat = client.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "1, 2, 3, 4,"}],
+                                          max_tokens=1)
     assert plain.usage.prompt_tokens + 5 <= chat.usage.prompt_tokens  # raw prompt: no chat-template turn markers
     # Stop on a piece of what greedy decoding produced: the answer is cut right before it.
     stop = text.strip()[:2] if len(text.strip()) >= 2 else text.strip()
@@ -97,7 +98,8 @@ def test_completions_take_the_prompt_raw_and_honour_stop(client):
 
 
 def test_completion_streaming(client):
-    stream = client.completions.create(model="gemma-test", prompt="The sky is", max_tokens=4, temperature=0, stream=True)
+    stream = client.completions.create(model="gemma-test", prompt="The sky is", max_tokens=4, temperature=0,
+                                       stream=True)
     text = "".join(chunk.choices[0].text for chunk in stream if chunk.choices)
     same = client.completions.create(model="gemma-test", prompt="The sky is", max_tokens=4, temperature=0)
     assert text == same.choices[0].text
@@ -125,7 +127,8 @@ def test_auth_required_and_refused(server):
 
 def test_over_long_body_refused_with_413(client):
     with pytest.raises(openai.APIStatusError) as err:
-        client.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "a" * 30_000}], max_tokens=2)
+        client.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "a" * 30_000}],
+                                       max_tokens=2)
     assert err.value.status_code == 413
     assert "20000 bytes" in err.value.message
 

@@ -208,7 +208,7 @@ def test_stopping_with_requests_queued_answers_everyone_in_json(model_path):
     threads = [threading.Thread(target=running_stream, daemon=True)]
     threads[0].start()
     wait_for(lambda: len(lines) >= 5, 60, "the first stream's chunks")
-    threads += [threading.Thread(target=queued_openai, daemon=True), threading.Thread(target=queued_stream, daemon=True)]
+    threads += [threading.Thread(target=target, daemon=True) for target in (queued_openai, queued_stream)]
     for thread in threads[1:]:
         thread.start()
     wait_for(lambda: httpx.get(details["url"] + "/health").json()["waiting"] == 2, 30, "two requests waiting")

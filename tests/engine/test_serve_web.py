@@ -145,7 +145,8 @@ def test_web_needs_the_token_its_own_origin_and_a_loopback_host():
             evil = {"Origin": "http://evil.example"}
             assert await refused_websocket(session, ws, {**evil, "Cookie": cookie}) == 403
             assert await refused_websocket(session, f"{ws}?token={token}", evil) == 403
-            assert await refused_websocket(session, ws, {"Origin": f"http://127.0.0.1:{port + 1}", "Cookie": cookie}) == 403
+            other_port = {"Origin": f"http://127.0.0.1:{port + 1}", "Cookie": cookie}
+            assert await refused_websocket(session, ws, other_port) == 403
             assert await refused_websocket(session, ws, {"Cookie": cookie}) == 403  # no Origin at all
             # ... our own origin without the token
             assert await refused_websocket(session, ws, {"Origin": own}) == 403
@@ -157,7 +158,8 @@ def test_web_needs_the_token_its_own_origin_and_a_loopback_host():
 
             # the user's own tab: right token, own origin -> the app's screen arrives
             size = "width=160&height=40"  # as the page asks; at 80 columns the mode bar says "Mon"
-            seen = await screen_over_websocket(session, f"{ws}?{size}", {"Origin": own, "Cookie": cookie}, "Monitor", 90)
+            mine = {"Origin": own, "Cookie": cookie}
+            seen = await screen_over_websocket(session, f"{ws}?{size}", mine, "Monitor", 90)
             assert "Monitor" in seen, f"app screen not seen; got {seen[-300:]!r}"
             local = await screen_over_websocket(session, f"ws://localhost:{port}/ws?token={token}&{size}",
                                                 {"Origin": f"http://localhost:{port}"}, "Monitor", 90)
