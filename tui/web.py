@@ -87,6 +87,8 @@ def build_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, mode: str = 
     except JobError as exc:
         raise WebStartError(str(exc)) from None
 
+    # Defined here, not at module level, so that textual-serve (an optional extra) is imported
+    # only when `llmdeck web` starts, and its absence is one line rather than an ImportError.
     class GuardedServer(Server):
         """textual-serve's Server behind a token, an Origin check and a Host check."""
 
