@@ -8,8 +8,10 @@ is the source of truth for every curve: a TUI that reattaches replays the file t
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, ClassVar
 
 
@@ -87,17 +89,8 @@ class Cancelled(JobEvent):
     reason: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
-class TokenDelta(JobEvent):
-    """A piece of generated text (chat, serve logs)."""
-
-    KIND: ClassVar[str] = "token"
-    text: str = ""
-    n_tokens: int = 1
-
-
 EVENT_TYPES: dict[str, type[JobEvent]] = {
-    cls.KIND: cls for cls in (Progress, Metric, Log, Finished, Failed, Cancelled, TokenDelta)
+    cls.KIND: cls for cls in (Progress, Metric, Log, Finished, Failed, Cancelled)
 }
 
 
@@ -112,3 +105,31 @@ def event_from_dict(data: dict[str, Any]) -> JobEvent:
 
 def is_terminal(event: JobEvent) -> bool:
     return isinstance(event, (Finished, Failed, Cancelled))
+
+
+def read_events(path: Path, offset: int = 0) -> tuple[list[JobEvent], int]:
+    """Events appended to the events file `path` since byte `offset`, and the offset to continue from.
+
+    Only complete lines are read, so a line being written right now is picked up next time.
+    Used for a run's events.jsonl (`RunStore.read_events`) and for any other file in that format
+    (rank 0's events in a multi-process training run). It lives here, with the format, because
+    jobs read such files too and a job must not import the run store that starts it.
+    """
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read()
+    except FileNotFoundError:
+        return [], offset
+    end = chunk.rfind(b"\n")
+    if end < 0:
+        return [], offset
+    events: list[JobEvent] = []
+    for line in chunk[: end + 1].splitlines():
+        if not line.strip():
+            continue
+        try:
+            events.append(event_from_dict(json.loads(line)))
+        except (ValueError, TypeError):
+            continue  # a torn or foreign line must not stop a replay
+    return events, offset + end + 1

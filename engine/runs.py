@@ -34,7 +34,7 @@ from typing import Any
 
 from engine import paths
 from engine.atomic import write_json
-from engine.events import JobEvent, Progress, event_from_dict, is_terminal
+from engine.events import JobEvent, Progress, event_from_dict, is_terminal, read_events
 
 ACTIVE = ("starting", "running")
 FINAL = ("succeeded", "failed", "cancelled", "lost")
@@ -60,7 +60,6 @@ class RunInfo:
     started: float | None = None
     ended: float | None = None
     exit_reason: str = ""
-    entry: str = ""
     cancel_requested: float | None = None
 
     @property
@@ -94,6 +93,8 @@ class RunInfo:
 
     @classmethod
     def from_json(cls, run_dir: Path, data: dict[str, Any]) -> RunInfo:
+        """Unknown keys are dropped: run.json files of older versions still load (their `entry`,
+        the job's "module:function", is gone: a run's kind alone names its job, in engine.kinds)."""
         known = set(cls.__dataclass_fields__) - {"dir"}
         return cls(dir=run_dir, **{k: v for k, v in data.items() if k in known})
 
@@ -118,9 +119,7 @@ def worker_alive(info: RunInfo) -> bool:
     started = _pid_identity(info.pid)
     if started is None:
         return False
-    if info.pid_started is not None and abs(started - info.pid_started) > 1.0:
-        return False
-    return True
+    return info.pid_started is None or abs(started - info.pid_started) <= 1.0
 
 
 class RunStore:
@@ -208,7 +207,7 @@ class RunStore:
             write_json(run_dir / "run.json", info.to_json())
         return info
 
-    def create(self, kind: str, spec: dict[str, Any], *, name: str = "", entry: str = "") -> RunInfo:
+    def create(self, kind: str, spec: dict[str, Any], *, name: str = "") -> RunInfo:
         paths.ensure_writable(self.root)
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind.replace('.', '-')}-{secrets.token_hex(2)}"
         run_dir = self.root / run_id
@@ -216,16 +215,17 @@ class RunStore:
         (run_dir / "out").mkdir()
         (run_dir / "events.jsonl").touch()
         (run_dir / "log.txt").touch()
-        info = RunInfo(id=run_id, kind=kind, dir=run_dir, name=name, spec=spec, created=time.time(), entry=entry)
+        info = RunInfo(id=run_id, kind=kind, dir=run_dir, name=name, spec=spec, created=time.time())
         write_json(run_dir / "run.json", info.to_json())
         return info
 
-    def start(self, kind: str, spec: dict[str, Any], *, name: str = "", entry: str = "") -> RunInfo:
-        """Create a run and spawn its detached worker; returns at once."""
-        from engine.kinds import resolve
+    def start(self, kind: str, spec: dict[str, Any], *, name: str = "") -> RunInfo:
+        """Create a run of `kind` (a kind of engine.kinds) and spawn its detached worker, which
+        runs the kind's job; returns at once."""
+        from engine.kinds import require_known
 
-        resolve(kind, entry)  # fail now, in the caller, if the kind is unknown
-        info = self.create(kind, spec, name=name, entry=entry)
+        require_known(kind)  # fail now, in the caller; the worker is the one that imports the job
+        info = self.create(kind, spec, name=name)
         return self.launch(info)
 
     def launch(self, info: RunInfo) -> RunInfo:
@@ -286,31 +286,12 @@ class RunStore:
 
     # -- events ------------------------------------------------------------------------------
     def read_events(self, run_id: str, offset: int = 0) -> tuple[list[JobEvent], int]:
-        """Events appended since byte `offset`, and the offset to continue from.
+        """Events appended to the run's events.jsonl since byte `offset` (see `events.read_events`)."""
+        return read_events(self.root / run_id / "events.jsonl", offset)
 
-        Only complete lines are read, so a line being written right now is picked up next time.
-        """
-        path = self.root / run_id / "events.jsonl"
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            return [], offset
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return [], offset
-        events: list[JobEvent] = []
-        for line in chunk[: end + 1].splitlines():
-            if not line.strip():
-                continue
-            try:
-                events.append(event_from_dict(json.loads(line)))
-            except (ValueError, TypeError):
-                continue  # a torn or foreign line must not stop a replay
-        return events, offset + end + 1
-
-    def follow(self, run_id: str, offset: int = 0, *, poll: float = 0.2, stop: threading.Event | None = None) -> Iterator[JobEvent]:
+    def follow(
+        self, run_id: str, offset: int = 0, *, poll: float = 0.2, stop: threading.Event | None = None
+    ) -> Iterator[JobEvent]:
         """Yield every event from `offset` on, then live ones, until the run ends."""
         info = self.get(run_id)
         while True:

@@ -171,9 +171,6 @@ class SessionStore:
             raise SessionError("a session title cannot be empty")
         self._update_session(session_id, "title = ?", (title,))
 
-    def set_model(self, session_id: int, model: str, backend: str, params: dict | None = None) -> None:
-        self._update_session(session_id, "model = ?, backend = ?, params_json = ?", (model, backend, json.dumps(params or {})))
-
     def _update_session(self, session_id: int, assignment: str, values: tuple) -> None:
         with self._lock:
             cur = self._db.execute(f"UPDATE sessions SET {assignment}, updated = ? WHERE id = ?", (*values, time.time(), session_id))

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.cli import CommandError, OpenTUI
+from engine.commands.outcome import CommandError, OpenTUI
 
 EXAMPLES = (
     "llmdeck eval ppl model.gguf wiki.txt --ctx 512   perplexity of a GGUF (or HF folder) on a text file",
@@ -200,11 +200,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _start(kind: str, spec: dict[str, Any], args: argparse.Namespace, *, name: str) -> int:
-    from engine.evaluate.jobs import ENTRIES
     from engine.runs import RunStore
 
     store = RunStore()
-    info = store.start(kind, spec, name=name, entry=ENTRIES[kind])
+    info = store.start(kind, spec, name=name)
     if args.detach:
         print(f"started run {info.id}; `llmdeck runs follow {info.id}` to watch it, `llmdeck bench results` when done")
         return 0
@@ -279,7 +278,8 @@ def cmd_results(args: argparse.Namespace) -> int:
     from engine.evaluate import results
     from engine.runs import RunStore
 
-    kinds = {"ppl": ("eval.ppl",), "speed": ("bench.speed",), "sweep": ("bench.sweep",)}.get(args.kind or "", results.KINDS)
+    by_name = {"ppl": ("eval.ppl",), "speed": ("bench.speed",), "sweep": ("bench.sweep",)}
+    kinds = by_name.get(args.kind or "", results.RESULT_KINDS)
     records = results.list_records(RunStore(), kinds)
     if args.json:
         json.dump(records, sys.stdout, indent=2, default=str)

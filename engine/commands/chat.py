@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any
 
-from engine.cli import CommandError, OpenTUI
+from engine.commands.outcome import CommandError, OpenTUI
 
 EXAMPLES = (
     "llmdeck chat                      chat with the bundled Gemma 3 270M GGUF",

@@ -42,7 +42,7 @@ def _settings() -> Any:
 
 
 def _check_paths(args: argparse.Namespace) -> None:
-    from engine.cli import CommandError
+    from engine.commands.outcome import CommandError
 
     if args.replay and not Path(args.replay).is_file():
         raise CommandError(f"replay file {args.replay} does not exist")
@@ -57,7 +57,7 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 
 def cmd_monitor(args: argparse.Namespace) -> Any:
-    from engine.cli import CommandError, OpenTUI
+    from engine.commands.outcome import CommandError, OpenTUI
 
     _check_paths(args)
     if not (args.once or args.watch):

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli import CommandError, OpenTUI, OpenWeb
+from engine.commands.outcome import CommandError, OpenTUI, OpenWeb
 
 EXAMPLES = (
     "llmdeck serve model.gguf          OpenAI-compatible API on http://127.0.0.1:8000/v1",
@@ -171,10 +171,10 @@ def _foreground(spec: dict[str, Any], key: str | None) -> int:
 
     from engine.events import Failed, Log, Progress
     from engine.jobs import JobContext, execute
-    from engine.serve.launch import entry_for
+    from engine.kinds import job_for
+    from engine.serve.launch import SERVE_KIND
 
-    module, _, func = entry_for(spec["engine"]).partition(":")
-    job = getattr(__import__(module, fromlist=[func]), func)
+    job = job_for(SERVE_KIND)
     cancel = threading.Event()
 
     def emit(event: Any) -> None:

@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from engine.cli import CommandError, OpenTUI
+from engine.commands.outcome import CommandError, OpenTUI
 
 EXAMPLES = (
     "llmdeck train                     open Train mode (start runs, live curves, checkpoints)",
@@ -124,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int | OpenTUI:
         if args.print_cli:
             print(spec.to_json())
             return 0
-        info = store.start("train.demo", spec.to_dict(), name=spec.label, entry=_entry("train.demo", "engine.train.demo:run"))
+        info = store.start("train.demo", spec.to_dict(), name=spec.label)
     else:
         spec = _spec_from_args(args)
         if args.print_cli:
@@ -141,12 +141,6 @@ def cmd_train(args: argparse.Namespace) -> int | OpenTUI:
     if args.detach:
         return 0
     return _follow(store, info.id)
-
-
-def _entry(kind: str, entry: str) -> str:
-    from engine.kinds import KINDS
-
-    return "" if KINDS.get(kind) == entry else entry
 
 
 def _follow(store: Any, run_id: str) -> int:

@@ -87,12 +87,6 @@ class TensorProgress:
             self.ctx.progress(self.done_tensors, self.total_tensors, self.phase, unit="tensors", force=True)
 
 
-def check_output_free(output: Path, force: bool) -> None:
-    """Refuse to overwrite an existing output unless `force` (then it is replaced at the end)."""
-    if output.exists() and not force:
-        raise ConvertError(f"{output} already exists; choose another output path or pass --force to replace it")
-
-
 def _tmp_sibling(final: Path) -> Path:
     return final.parent / f".{final.name}.tmp-{secrets.token_hex(3)}"
 

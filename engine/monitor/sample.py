@@ -45,10 +45,6 @@ NA: Any = _NotAvailable()
 NA_TEXT = "n/a"
 
 
-def is_na(value: Any) -> bool:
-    return value is NA
-
-
 def num(value: Any) -> float | None:
     """The value as a float, or None when it is NA (for arithmetic and charts)."""
     if value is NA or value is None or isinstance(value, bool):

@@ -70,7 +70,7 @@ class TrainSpec:
     cpu: bool = False  # force CPU even where CUDA exists
     output: str = ""  # where the final adapter/model goes ("" = the run's out/ folder)
     resume_from: str = ""  # a checkpoint folder (set by `llmdeck train resume`)
-    debug: dict[str, Any] = field(default_factory=dict)  # test hooks: nan_at_step, kill_at_step, oom_at_step, work_dir
+    debug: dict[str, Any] = field(default_factory=dict)  # tests: work_dir, and the faults of engine.train.faults
 
     # -- conversions ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Select, Static
 
 from engine.evaluate import results
-from engine.evaluate.jobs import ENTRIES
 from engine.formatting import progress_text
 from engine.runs import RunInfo
 from tui.screens.base import ModeScreen
@@ -111,7 +110,7 @@ class BenchScreen(ModeScreen):
     def _list_runs(self) -> None:
         store = self.app.store
         try:
-            runs = [r for r in store.list() if r.kind in results.KINDS]
+            runs = [r for r in store.list() if r.kind in results.RESULT_KINDS]
             records = {}
             progress = {}
             for run in runs:
@@ -268,7 +267,7 @@ class BenchScreen(ModeScreen):
             spec |= {"types": types, "ppl_file": str(Path(text).expanduser().resolve()), "reps": 2}
             spec["allow_requantize"] = _is_quantized(Path(spec["model"]))
         try:
-            info = self.app.store.start(kind, spec, name=f"{KIND_LABELS[kind]} {Path(model).name}", entry=ENTRIES[kind])
+            info = self.app.store.start(kind, spec, name=f"{KIND_LABELS[kind]} {Path(model).name}")
         except Exception as exc:  # noqa: BLE001 - shown, never raised into the UI
             self.notify(f"could not start the run: {exc}", severity="error")
             return

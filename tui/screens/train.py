@@ -37,7 +37,6 @@ from tui.widgets.train_curve import TrainCurve
 from tui.widgets.train_form import StartRun, TrainForm
 from tui.widgets.train_stats import TrainStats
 
-TRAIN_KINDS = ("train", "train.demo")
 SMOOTHING_STEPS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95)
 
 
@@ -160,7 +159,7 @@ class TrainScreen(ModeScreen):
     def _read(self, offsets: dict[str, int], ckpts_of: str | None) -> None:
         store = self.app.store
         try:
-            runs = [r for r in store.list() if r.kind in TRAIN_KINDS]
+            runs = [r for r in store.list() if r.kind in launch.TRAINING_KINDS]
             events = {}
             for run_id, offset in offsets.items():
                 got, new_offset = store.read_events(run_id, offset)
@@ -454,9 +453,9 @@ class TrainScreen(ModeScreen):
             except Exception as exc:  # noqa: BLE001 - chat reports its own load errors
                 self.notify(f"chat: {exc}", severity="error")
 
-    def _start_job(self, kind: str, entry: str, spec: dict[str, Any], what: str) -> None:
+    def _start_job(self, kind: str, spec: dict[str, Any], what: str) -> None:
         try:
-            info = self.app.store.start(kind, spec, name=what, entry=entry)
+            info = self.app.store.start(kind, spec, name=what)
         except (RunError, OSError) as exc:
             self.notify(str(exc), severity="error")
             return
@@ -470,14 +469,14 @@ class TrainScreen(ModeScreen):
             self.notify("merge applies to LoRA adapters; this is a full model", severity="warning")
             return
         out = target.with_name(target.name + "-merged")
-        self._start_job("train.merge", "engine.train.export:merge", {"adapter": str(target), "output": str(out)}, f"merge {target.name}")
+        self._start_job("train.merge", {"adapter": str(target), "output": str(out)}, f"merge {target.name}")
 
     def action_gguf_checkpoint(self) -> None:
         target = self._target()
         if target is None:
             return
         out = target.with_name(f"{target.name}-f16.gguf")
-        self._start_job("train.gguf", "engine.train.export:to_gguf", {"model": str(target), "output": str(out), "outtype": "f16"}, f"gguf {target.name}")
+        self._start_job("train.gguf", {"model": str(target), "output": str(out), "outtype": "f16"}, f"gguf {target.name}")
 
     def action_delete_checkpoint(self) -> None:
         ckpt = self._highlighted_checkpoint()
