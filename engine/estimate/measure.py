@@ -62,6 +62,138 @@ def measure_peak(model: Any, optimizer: Any, step: Callable[[], None], steps: in
     return {str(getattr(k, "name", k)).lower(): int(v) for k, v in per_device.items()}
 
 
+def saved_bytes_by_layer(model: Any, run: Callable[[], Any]) -> list[dict[str, Any]]:
+    """What autograd keeps for backward inside each decoder layer while `run()` does a forward.
+
+    torch.autograd.graph.saved_tensors_hooks sees every tensor an op saves; a tensor is counted
+    once (by storage), in the first layer that saves it, and parameters are left out (a frozen
+    weight saved by a matmul costs nothing extra). Returns, per layer, the total bytes and each
+    saved tensor's (shape, dtype, bytes): the ground truth of the activation formulas, exact on CPU
+    for everything that is not a device-specific kernel choice (see emulate_cuda_dropout).
+    """
+    import torch
+
+    params = {p.untyped_storage()._cdata for p in model.parameters()}
+    seen: set[int] = set()
+    layers = _decoder_layers(model)
+    found: list[dict[str, Any]] = [{"bytes": 0, "tensors": []} for _ in layers]
+    current: list[int] = []
+
+    def pack(t: Any) -> Any:
+        key = t.untyped_storage()._cdata
+        if current and key not in params and key not in seen:
+            seen.add(key)
+            nbytes = t.untyped_storage().nbytes()
+            found[current[-1]]["bytes"] += nbytes
+            found[current[-1]]["tensors"].append((tuple(t.shape), str(t.dtype).replace("torch.", ""), nbytes))
+        return t
+
+    def enter(index: int) -> Callable[..., None]:
+        return lambda _module, _args: current.append(index)
+
+    def leave(_module: Any, _args: Any, _output: Any) -> None:  # a forward hook's return value would replace the output
+        current.pop()
+
+    handles = []
+    for index, layer in enumerate(layers):
+        handles.append(layer.register_forward_pre_hook(enter(index)))
+        handles.append(layer.register_forward_hook(leave))
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
+
+
+def _decoder_layers(model: Any) -> list[Any]:
+    for module in model.modules():
+        layers = getattr(module, "layers", None)
+        if layers is not None and type(module).__name__.endswith("Model"):
+            return list(layers)
+    raise ValueError("no decoder layers found (expected a transformers *Model with .layers)")
+
+
+class LiveBytes:
+    """The peak of the bytes held by tensor storages created while it is active.
+
+    A TorchDispatchMode (the mechanism MemTracker uses) that adds each new storage's size when an
+    op returns it and subtracts it when the storage dies, without hooks on parameters, so it
+    changes nothing about how autograd accumulates gradients. `peak_op` names the op at the peak.
+    """
+
+    def __init__(self) -> None:
+        self.live = 0
+        self.peak = 0
+        self.peak_op = ""
+
+    def __enter__(self) -> LiveBytes:
+        import weakref
+
+        import torch
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_flatten
+
+        owner = self
+        seen: set[int] = set()
+
+        def free(key: int, nbytes: int) -> None:
+            owner.live -= nbytes
+            seen.discard(key)
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+                out = func(*args, **(kwargs or {}))
+                for t in tree_flatten(out)[0]:
+                    if not isinstance(t, torch.Tensor):
+                        continue
+                    storage = t.untyped_storage()
+                    key, nbytes = storage._cdata, storage.nbytes()
+                    if key in seen or not nbytes:
+                        continue
+                    seen.add(key)
+                    owner.live += nbytes
+                    weakref.finalize(storage, free, key, nbytes)
+                    if owner.live > owner.peak:
+                        owner.peak, owner.peak_op = owner.live, str(func)
+                return out
+
+        self._mode = _Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._mode.__exit__(*exc)
+
+
+def emulate_cuda_dropout():
+    """Context manager: F.dropout as CUDA runs it (aten::native_dropout, a bool mask kept for
+    backward), so a CPU measurement saves what a GPU saves. On CPU aten::dropout multiplies by a
+    noise tensor in the input's dtype and keeps that (4 B per fp32 element instead of 1)."""
+    import contextlib
+
+    import torch
+    import torch.nn.functional as F
+
+    @contextlib.contextmanager
+    def patched():
+        original = F.dropout
+
+        def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002, ANN001 - F.dropout's signature
+            if training and 0 < p < 1:
+                return torch.native_dropout(input, p, True)[0]
+            return original(input, p, training, inplace)
+
+        F.dropout = dropout
+        try:
+            yield
+        finally:
+            F.dropout = original
+
+    return patched()
+
+
 def measure_llama_step(h: int, i: int, L: int, nh: int, nkv: int, V: int, b: int, s: int, *, mode: str = "train",
                        precision: str = "bf16", method: str = "full", ckpt: bool = False, rank: int = 8,
                        device: str = "fake") -> int:

@@ -23,7 +23,7 @@ def _measure(h, i, L, nh, nkv, V, b, s, *, precision="bf16", method="full", ckpt
                                   ckpt=ckpt, rank=rank, device="fake" if fake else "cpu")
     est = estimate_training(ModelSpec("m", L, h, i, nh, nkv, V), method=method, precision=precision, batch=b,
                             seq_len=s, grad_checkpointing=ckpt, lora_rank=rank, lora_targets="all-linear",
-                            lora_dropout=0.05, optimizer_impl="fused")
+                            lora_dropout=0.05, optimizer_impl="fused", device="cpu")
     return measured, est
 
 
