@@ -13,12 +13,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "gpu_check.py"
 ALL_PARTS = ["prep", "monitor", "train-lora", "train-lora-gc", "train-full", "train-qlora", "chat", "llama", "serve",
-             "train-bench"]
+             "train-bench", "estimate"]
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=str(ROOT),
-                          timeout=timeout)
+    return subprocess.run([sys.executable, str(SCRIPT), *args], check=False, capture_output=True, text=True,
+                          cwd=str(ROOT), timeout=timeout)
 
 
 def report(out: Path) -> dict:
@@ -114,3 +114,30 @@ def test_monitor_fields_are_compared_exactly_or_within_a_live_tolerance():
     ok, detail = compare("temperature", "n/a", 41)
     assert not ok and "NVML 41" in detail
     assert not compare("util_gpu", 140, 100)[0]
+
+
+def test_the_direct_nvml_read_matches_llmdeck_field_by_field():
+    """The monitor part's two sides on the same (fake) NVML: every field, unit and NotSupported
+    agrees, and a wrong value is caught; on a GPU machine the same code reads the real NVML."""
+    import pynvml
+
+    from engine.monitor.nvml import NvmlSampler
+    from engine.monitor.sample import MonitorSample
+    from tests.engine.test_monitor_fakes import FakeNvml
+
+    gc = _module()
+    unsupported = {"nvmlDeviceGetFanSpeed": pynvml.NVMLError_NotSupported,
+                   "nvmlDeviceGetEccMode": pynvml.NVMLError_NotSupported}
+    for fail in ({}, unsupported):
+        sampler = NvmlSampler(FakeNvml(fail=fail), slow_interval=0)
+        assert sampler.open()
+        gpus, _procs = sampler.sample()
+        ours = MonitorSample(time=0.0, gpus=gpus).to_dict()["gpus"]
+        direct = gc.nvml_direct(FakeNvml(fail=fail))
+        rows = gc.compare_sample(ours, direct)
+        assert len(rows) == 2 * 19
+        assert all(ok for _i, _n, ok, _d in rows), [r for r in rows if not r[2]]
+    assert direct[0]["fan_percent"] == "n/a" and direct[0]["power_w"] == pytest.approx(301.498)
+    ours[1]["memory_total"] -= 2**20
+    wrong = [(i, name) for i, name, ok, _d in gc.compare_sample(ours, direct) if not ok]
+    assert wrong == [(1, "memory_total")]

@@ -13,7 +13,7 @@ subclass here hooks only trainable parameters. torch is imported lazily.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 
 def _tracker_class():
@@ -21,7 +21,7 @@ def _tracker_class():
     from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
 
     class FrozenAwareMemTracker(MemTracker):
-        def _track_module_params_and_buffers(self, module, install_grad_hooks: bool = True):  # noqa: ANN001
+        def _track_module_params_and_buffers(self, module, install_grad_hooks: bool = True):
             def _grad_hook(grad: torch.Tensor) -> None:
                 self._update_and_maybe_create_winfos(grad, _MemRefType.GRAD)
 
@@ -128,7 +128,7 @@ class LiveBytes:
         self.peak = 0
         self.peak_op = ""
 
-    def __enter__(self) -> LiveBytes:
+    def __enter__(self) -> Self:
         import weakref
 
         import torch
@@ -143,7 +143,7 @@ class LiveBytes:
             seen.discard(key)
 
         class _Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 out = func(*args, **(kwargs or {}))
                 for t in tree_flatten(out)[0]:
                     if not isinstance(t, torch.Tensor):
@@ -163,7 +163,7 @@ class LiveBytes:
         self._mode.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._mode.__exit__(*exc)
 
 
@@ -180,7 +180,7 @@ def emulate_cuda_dropout():
     def patched():
         original = F.dropout
 
-        def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002, ANN001 - F.dropout's signature
+        def dropout(input, p=0.5, training=True, inplace=False):
             if training and 0 < p < 1:
                 return torch.native_dropout(input, p, True)[0]
             return original(input, p, training, inplace)
@@ -196,11 +196,13 @@ def emulate_cuda_dropout():
 
 def measure_llama_step(h: int, i: int, L: int, nh: int, nkv: int, V: int, b: int, s: int, *, mode: str = "train",
                        precision: str = "bf16", method: str = "full", ckpt: bool = False, rank: int = 8,
-                       device: str = "fake") -> int:
+                       device: str = "fake", tied: bool = False, stats: dict[str, int] | None = None) -> int:
     """Peak bytes of one Llama-shaped step: training (2 steps, AdamW fused) or inference (prefill).
 
     device "fake": FakeTensors on CPU (shapes only, any size); "cpu": real tensors;
-    "cuda": real tensors on the GPU, measured with torch.cuda.max_memory_allocated.
+    "cuda": real tensors on the GPU, measured with torch.cuda.max_memory_allocated; then `stats`
+    (if given) receives the step's peaks of requested bytes (before the caching allocator rounds
+    them up), allocated bytes and reserved bytes, which tell rounding and fragmentation apart.
     """
     import contextlib
 
@@ -208,7 +210,8 @@ def measure_llama_step(h: int, i: int, L: int, nh: int, nkv: int, V: int, b: int
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(hidden_size=h, intermediate_size=i, num_hidden_layers=L, num_attention_heads=nh,
-                      num_key_value_heads=nkv, vocab_size=V, max_position_embeddings=max(s, 64))
+                      num_key_value_heads=nkv, vocab_size=V, max_position_embeddings=max(s, 64),
+                      tie_word_embeddings=tied)
     cfg._attn_implementation = "sdpa"
     fake = contextlib.nullcontext()
     if device == "fake":
@@ -220,12 +223,14 @@ def measure_llama_step(h: int, i: int, L: int, nh: int, nkv: int, V: int, b: int
     if device != "cuda":
         torch.set_num_threads(1)  # small CPU ops: extra threads only contend (much slower on 2 busy cores)
     try:
-        return _run_step(torch, LlamaForCausalLM, cfg, fake, dev, device, mode, precision, method, ckpt, rank, V, b, s)
+        return _run_step(torch, LlamaForCausalLM, cfg, fake, dev, device, mode, precision, method, ckpt, rank, V, b, s,
+                         stats)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_step(torch, LlamaForCausalLM, cfg, fake, dev, device, mode, precision, method, ckpt, rank, V, b, s) -> int:  # noqa: ANN001
+def _run_step(torch, LlamaForCausalLM, cfg, fake, dev, device, mode, precision, method, ckpt, rank, V, b, s,
+              stats) -> int:
     import contextlib
 
     with fake:
@@ -273,9 +278,14 @@ def _run_step(torch, LlamaForCausalLM, cfg, fake, dev, device, mode, precision, 
             torch.cuda.reset_peak_memory_stats()
             step()
             torch.cuda.synchronize()
+            if stats is not None:
+                peaks = torch.cuda.memory_stats()
+                stats.update(requested=int(peaks.get("requested_bytes.all.peak", 0)),
+                             allocated=int(peaks.get("allocated_bytes.all.peak", 0)),
+                             reserved=int(torch.cuda.max_memory_reserved()))
             return int(torch.cuda.max_memory_allocated())
         if opt is None:
-            import torch.nn as nn
+            from torch import nn
 
             opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.0)
         return measure_peak(model, opt, step, steps=2 if mode == "train" else 1)["total"]
@@ -316,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
             est = estimate_inference(spec, context=s, batch=b, weight_dtype=precision)
         else:
             est = estimate_training(spec, method=method, precision=precision, batch=b, seq_len=s,
-                                    grad_checkpointing=ckpt, lora_rank=8, lora_dropout=0.05, optimizer_impl="fused")
+                                    grad_checkpointing=ckpt, lora_rank=8, lora_dropout=0.05, optimizer_impl="fused",
+                                    device="cuda" if args.device == "cuda" else "cpu")
         measured = measure_llama_step(h, i, L, nh, nkv, V, b, s, mode=mode, precision=precision, method=method,
                                       ckpt=ckpt, device=args.device)
         predicted = est.allocated_bytes

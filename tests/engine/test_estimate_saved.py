@@ -133,7 +133,7 @@ def test_tied_embeddings_hold_two_vocabulary_gradients_at_the_end_of_backward():
     """The embedding's gradient exists beside the tied head's until autograd adds it in place."""
     untied = ModelSpec("m", 16, 2048, 8192, 32, 8, 128256)
     tied = untied.with_(tie_embeddings=True)
-    kw = dict(method="full", precision="bf16", batch=1, seq_len=1, cuda_context_gib=0.0)
+    kw = {"method": "full", "precision": "bf16", "batch": 1, "seq_len": 1, "cuda_context_gib": 0.0}
     est = estimate_training(tied, **kw)
     assert est.allocated_bytes == pytest.approx(8 * tied.params + 2 * tied.vocab * tied.hidden, rel=1e-3)
     assert est.peak_phase.startswith("end of backward")
@@ -142,12 +142,12 @@ def test_tied_embeddings_hold_two_vocabulary_gradients_at_the_end_of_backward():
 
 def test_device_only_changes_the_dropout_mask():
     spec = ModelSpec("m", 4, 1024, 2816, 16, 4, 32000)
-    kw = dict(method="lora", batch=2, seq_len=256, lora_rank=8, lora_dropout=0.05)
+    kw = {"method": "lora", "batch": 2, "seq_len": 256, "lora_rank": 8, "lora_dropout": 0.05}
     cuda = estimate_training(spec, **kw).bytes_of("activations")
     cpu = estimate_training(spec, device="cpu", **kw).bytes_of("activations")
     adapter_inputs = 2 * 256 * 4 * (5 * 1024 + 1024 + 2816)  # 4 layers, per token: q,k,v,gate,up h; o q; down i
     assert cpu - cuda == pytest.approx(3 * adapter_inputs)
-    no_dropout = dict(kw, lora_dropout=0.0)
+    no_dropout = {**kw, "lora_dropout": 0.0}
     assert estimate_training(spec, **no_dropout).bytes_of("activations") == \
         estimate_training(spec, device="cpu", **no_dropout).bytes_of("activations")
     with pytest.raises(ValueError, match="device"):
