@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # engine/ and tests/helpers from this checkout, as the other bench scripts do
 FORMAT = "llmdeck-gpu-check/1"
 DEFAULT_BUDGET_S = 450.0
 WHEELS_DIR = ROOT / ".gpu-wheels"
@@ -248,7 +249,6 @@ def host_facts() -> dict[str, Any]:
 
 def gpu_unavailable_reason() -> str:
     """'' when NVML sees at least one NVIDIA GPU, else why not (the Monitor's own wording)."""
-    sys.path.insert(0, str(ROOT))
     from engine.monitor.nvml import NvmlSampler
 
     sampler = NvmlSampler()
@@ -344,6 +344,7 @@ def run_part(part: Part, args: argparse.Namespace, work: Path, env: dict[str, st
         if code is None:
             entry["reason"] = (entry.get("reason") or "") + f" (then hung: stopped after {limit:.0f} s)"
     _kill_group(proc)  # whatever it started (a server, a compile worker) goes with it
+    _stop_runs(work / "home" / "data" / "runs")
     if entry["status"] not in ("ok", "skipped"):
         entry["log_tail"] = _tail(log_file, 15)
     return entry
@@ -367,6 +368,22 @@ def _kill_group(proc: subprocess.Popen) -> None:
             return
 
 
+def _stop_runs(root: Path) -> None:
+    """Kill the detached runs a part left (`llmdeck bench` and `convert` start their work as runs in
+    their own process session, which killing the part's process group does not reach)."""
+    if not root.is_dir():
+        return
+    from engine.runs import RunError, RunStore
+
+    store = RunStore(root)
+    for info in store.list():
+        if info.active:
+            try:
+                store.cancel(info.id, force=True)
+            except RunError:
+                pass
+
+
 def _tail(path: Path, lines: int) -> list[str]:
     try:
         return path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:]
@@ -376,7 +393,6 @@ def _tail(path: Path, lines: int) -> list[str]:
 
 def write_reports(out: Path, report: dict[str, Any]) -> None:
     """gpu_check.json and gpu_check.md, each written to a temporary name and renamed."""
-    sys.path.insert(0, str(ROOT))
     from engine.atomic import write_json, write_text
 
     write_json(out / "gpu_check.json", report)
@@ -414,8 +430,8 @@ def _cell(text: str) -> str:
 
 # -- the child ----------------------------------------------------------------------------------
 def run_child(args: argparse.Namespace) -> int:
-    """One part, in this process: its result goes to --result as JSON (written atomically)."""
-    sys.path.insert(0, str(ROOT))
+    """One part, in this process: its result goes to --result as JSON (written atomically); then
+    the process ends at once."""
     from engine.atomic import write_json
 
     part = next(p for p in PARTS if p.name == args.part)
@@ -454,7 +470,11 @@ def run_child(args: argparse.Namespace) -> int:
         outcome.status, outcome.reason = "failed", f"{type(exc).__name__}: {str(exc).strip()[:300]}"
     write_json(Path(args.result), {"status": outcome.status, "summary": outcome.summary, "reason": outcome.reason,
                                    "figures": outcome.figures, "checks": outcome.checks})
-    return 0
+    # the result is on disk: leave now rather than wait for library threads and compile workers
+    # to wind down (that wait has no bound, and the parent's clock is running)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 # -- prep ---------------------------------------------------------------------------------------
