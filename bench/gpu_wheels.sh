@@ -21,7 +21,8 @@
 # Environment: PYTHON (a Python with pip for downloads; default .venv/bin/python), PY312 (a
 # Python 3.12 to build llama-cpp-python; default: python3.12 on the PATH or pyenv's), JOBS
 # (parallel compile jobs; default: cores), CUDA_ARCH (default 90-real), LLAMA_CPP_VERSION
-# (default: the one in .venv, else 0.3.36).
+# (default: the one in .venv, else 0.3.36), LLAMA_WHEEL (a CUDA wheel built earlier with these
+# settings: checked and slimmed instead of building).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -71,24 +72,26 @@ step_bitsandbytes() {
   download "$tmp" "$BITSANDBYTES"
   local wheel; wheel=$(ls "$tmp"/bitsandbytes-*.whl)
   # keep the Python code, the CPU library and the CUDA 13 builds (torch 2.11+cu130 picks
-  # libbitsandbytes_cuda130.so); drop the CUDA 11/12, ROCm and XPU builds and rewrite RECORD
-  "$PYTHON" - "$wheel" "$OUT/$(basename "$wheel")" <<'EOF'
-import re, sys, zipfile
-src, dst = sys.argv[1], sys.argv[2]
-drop = re.compile(r"bitsandbytes/libbitsandbytes_(cuda1[12]\d|rocm\d+|xpu\d+)\.so$")
+  # libbitsandbytes_cuda130.so); drop the CUDA 11/12, ROCm and XPU builds
+  repack "$wheel" "$OUT/$(basename "$wheel")" 'bitsandbytes/libbitsandbytes_(cuda1[12][0-9]|rocm[0-9]+|xpu[0-9]+)[.]so$'
+  say "bitsandbytes: $(basename "$wheel") repacked, $(du -m "$wheel" | cut -f1) MB -> $(du -m "$OUT/$(basename "$wheel")" | cut -f1) MB"
+}
+
+repack() {  # WHEEL_IN WHEEL_OUT REGEX: a copy without the files REGEX matches (RECORD rewritten)
+  "$PYTHON" - "$@" <<'EOF'
+import os, re, sys, zipfile
+src, dst, pattern = sys.argv[1], sys.argv[2], re.compile(sys.argv[3])
 with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst + ".tmp", "w", zipfile.ZIP_DEFLATED) as zout:
     for item in zin.infolist():
-        if drop.search(item.filename):
+        if pattern.search(item.filename):
             continue
         data = zin.read(item.filename)
         if item.filename.endswith(".dist-info/RECORD"):
             data = b"".join(line for line in data.splitlines(keepends=True)
-                            if not drop.search(line.split(b",")[0].decode()))
+                            if not pattern.search(line.split(b",")[0].decode()))
         zout.writestr(item, data)
-import os
 os.replace(dst + ".tmp", dst)
 EOF
-  say "bitsandbytes: $(basename "$wheel") repacked, $(du -m "$wheel" | cut -f1) MB -> $(du -m "$OUT/$(basename "$wheel")" | cut -f1) MB"
 }
 
 find_py312() {
@@ -106,6 +109,10 @@ find_py312() {
 
 step_llama() {
   if compgen -G "$OUT/llama_cpp_python-*.whl" >/dev/null; then say "llama-cpp-python: $(basename "$OUT"/llama_cpp_python-*.whl) present"; return; fi
+  if [ -n "${LLAMA_WHEEL:-}" ]; then  # a CUDA wheel built earlier with the same settings: check and slim it only
+    adopt_llama_wheel "$LLAMA_WHEEL"
+    return
+  fi
   command -v nvcc >/dev/null || die "llama-cpp-python: nvcc (the CUDA toolkit) is not on the PATH"
   local py312; py312=$(find_py312) || die "llama-cpp-python: no Python 3.12 (set PY312, or: pyenv install 3.12 / uv python install 3.12)"
   local version=${LLAMA_CPP_VERSION:-}
@@ -131,10 +138,18 @@ step_llama() {
   CUDACXX=$(command -v nvcc) CMAKE_BUILD_PARALLEL_LEVEL=$JOBS CMAKE_ARGS="${args[*]}" \
     "$py312" -m pip wheel -q --disable-pip-version-check --no-deps --no-cache-dir --no-binary llama-cpp-python \
     -w "$tmp/wheel" "llama-cpp-python==$version"
-  local wheel; wheel=$(ls "$tmp"/wheel/llama_cpp_python-*.whl)
-  unzip -l "$wheel" | grep -q 'libggml-cuda.so' || die "the built wheel has no libggml-cuda.so: not a CUDA build"
-  mv "$wheel" "$OUT/"
-  say "llama-cpp-python: $(basename "$wheel"), $(du -m "$OUT/$(basename "$wheel")" | cut -f1) MB"
+  adopt_llama_wheel "$(ls "$tmp"/wheel/llama_cpp_python-*.whl)"
+}
+
+adopt_llama_wheel() {  # WHEEL: a CUDA build of llama-cpp-python, slimmed into $OUT
+  local wheel=$1
+  [ -f "$wheel" ] || die "llama-cpp-python: no wheel at $wheel"
+  unzip -l "$wheel" | grep -q 'libggml-cuda.so' || die "$wheel has no libggml-cuda.so: not a CUDA build"
+  # a wheel cannot hold symbolic links, so each library is in it three times (libX.so, libX.so.0,
+  # libX.so.0.N.M); the CUDA one is big and only its SONAME file is ever loaded (libggml.so.0 needs
+  # libggml-cuda.so.0; Python opens libllama.so and libggml.so by name, never the CUDA library)
+  repack "$wheel" "$OUT/$(basename "$wheel")" 'llama_cpp/lib/libggml-cuda[.]so([.]0[.][0-9.]+)?$'
+  say "llama-cpp-python: $(basename "$wheel"), $(du -m "$wheel" | cut -f1) MB -> $(du -m "$OUT/$(basename "$wheel")" | cut -f1) MB"
 }
 
 step_gemma() {
@@ -158,6 +173,17 @@ step_check() {
   download "$site/image" "${IMAGE_HAS[@]}"
   "$py312" -m pip install -q --disable-pip-version-check --no-index --no-deps --target "$site/t" "$OUT"/*.whl "$site"/image/*.whl
   PYTHONPATH="$site/t" "$py312" -c 'import fastapi, uvicorn, pydantic, starlette, platformdirs, tomli_w, diskcache; print("[gpu_wheels] check: imports ok")'
+  # the CUDA build: its libraries must need only what the GPU machine has (libcudart/libcublas
+  # from torch's nvidia packages; no libcuda stub, no libgomp)
+  if compgen -G "$site/t/llama_cpp/lib/libggml-cuda.so*" >/dev/null; then
+    local needed; needed=$(readelf -d "$site"/t/llama_cpp/lib/libggml-cuda.so* | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')
+    say "check: libggml-cuda.so needs: $needed"
+    case " $needed " in *" libcuda.so"*|*" libgomp"*) die "libggml-cuda.so needs a library the GPU machine may lack" ;; esac
+  elif compgen -G "$OUT/llama_cpp_python-*.whl" >/dev/null; then
+    die "$(basename "$OUT"/llama_cpp_python-*.whl) has no libggml-cuda.so: a CPU build"
+  else
+    say "check: no llama-cpp-python wheel yet (bench/gpu_wheels.sh llama); the llama part will be skipped"
+  fi
 }
 
 mkdir -p "$OUT"

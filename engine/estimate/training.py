@@ -199,7 +199,8 @@ def lora_saved_bytes(spec: ModelSpec, opt: TrainingOptions) -> float:
         # no cast, no dropout: lora_A keeps the very tensor its base layer received, shared by the
         # modules that read it (q/k/v read the norm output, gate/up the second norm's); o_proj reads
         # SDPA's output, which SDPA keeps anyway (already in c_q)
-        groups = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "gate_proj": "mlp_in", "up_proj": "mlp_in"}
+        groups = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in",
+                  "gate_proj": "mlp_in", "up_proj": "mlp_in"}
         inputs = {groups.get(n, n): shapes[n][0] for n in targets if n != "o_proj"}
         adapter_in = sum(inputs.values()) * 4
     else:
@@ -292,7 +293,8 @@ def estimate_training(spec: ModelSpec, options: TrainingOptions | None = None, *
         logits_bwd = tokens * spec.vocab * (8 + a_logit) / 8
     else:
         # the loss backward's fp32 buffers (module docstring): more than the forward's moment
-        logits_fwd, logits_bwd = tokens * spec.vocab * (a_logit + 8 if a_logit == 2 else 8), tokens * spec.vocab * LOGIT_BYTES
+        logits_fwd = tokens * spec.vocab * (a_logit + 8 if a_logit == 2 else 8)
+        logits_bwd = tokens * spec.vocab * LOGIT_BYTES
     logits = max(logits_fwd, logits_bwd) if not opt.chunked_loss else logits_fwd + logits_bwd
     dequant = 2.0 * spec.largest_linear_params if opt.method == "qlora" else 0.0
 
