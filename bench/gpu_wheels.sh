@@ -3,7 +3,7 @@
 #
 # The GPU machine (one H200; Python 3.12, torch 2.11 + CUDA 13, transformers 5.17, peft,
 # accelerate) reaches no package registry and takes at most 64 MiB of files per call, so
-# everything travels in one git-ignored folder, .gpu-wheels/ (about 40 MiB):
+# everything travels in one git-ignored folder, .gpu-wheels/ (13 MiB + the llama.cpp CUDA wheel):
 #
 #   *.whl                          CPython 3.12 manylinux x86-64 wheels of the pure/binary packages
 #                                  it lacks (pip download; versions = this project's CI venv)
@@ -11,7 +11,7 @@
 #                                  the published wheel carries every CUDA version: 43 MB
 #   llama_cpp_python-*.whl         built HERE with nvcc for CMAKE_CUDA_ARCHITECTURES=90-real
 #                                  (H100/H200 machine code only), symbols stripped, no OpenMP;
-#                                  about 2 hours on 2 busy cores, then reused
+#                                  hours on 2 busy cores (300 compile steps), once
 #   gemma3-270m-shape.json.gz      the bundled Gemma's metadata and tensor table (bench/gguf_twin.py):
 #                                  its 240 MB of weights cannot travel
 #
@@ -133,7 +133,7 @@ step_llama() {
               -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF
               "-DCUDA_cublas_LIBRARY=$cub/lib/libcublas.so.13" "-DCUDA_cublasLt_LIBRARY=$cub/lib/libcublasLt.so.13"
               "-DCMAKE_CUDA_FLAGS=-I$cub/include" "-DCMAKE_CXX_FLAGS=-I$cub/include" -DCMAKE_SHARED_LINKER_FLAGS=-Wl,-s)
-  say "llama-cpp-python $version: building with $py312 for sm_${CUDA_ARCH%%-*}, $JOBS jobs (about 2 h on 2 busy cores)"
+  say "llama-cpp-python $version: building with $py312 for sm_${CUDA_ARCH%%-*}, $JOBS jobs (hours on 2 busy cores)"
   # --no-cache-dir: pip's wheel cache does not key on CMAKE_ARGS and would hand back a CPU build
   CUDACXX=$(command -v nvcc) CMAKE_BUILD_PARALLEL_LEVEL=$JOBS CMAKE_ARGS="${args[*]}" \
     "$py312" -m pip wheel -q --disable-pip-version-check --no-deps --no-cache-dir --no-binary llama-cpp-python \
