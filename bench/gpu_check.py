@@ -211,7 +211,7 @@ def run_all(args: argparse.Namespace) -> int:
         "parts": [],
     }
     try:
-        env = child_env(work)
+        env = child_env(work, Path(args.wheels))
         report["wheels"] = install_wheels(Path(args.wheels), work / "site", env, dry_run=args.dry_run)
         statuses: dict[str, str] = {}
         for part in args.selected:
@@ -260,8 +260,9 @@ def gpu_unavailable_reason() -> str:
         sampler.close()
 
 
-def child_env(work: Path) -> dict[str, str]:
+def child_env(work: Path, wheels: Path) -> dict[str, str]:
     env = dict(os.environ)
+    env["LLMDECK_GPU_WHEELS"] = str(wheels.resolve())  # the llama part reads the Gemma shape there
     site = work / "site"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), str(ROOT), env.get("PYTHONPATH", "")]))
     env["LLMDECK_HOME"] = str(work / "home")
