@@ -202,6 +202,13 @@ class TrainSpec:
             return max(1, int(text[4:]))
         return max(1, len(self.device_list()))
 
+    def quantized_device_map(self) -> dict[str, int]:
+        """`device_map` for loading this run's QLoRA model in this process: this rank's GPU
+        (engine/train/devices.py says why a fixed GPU 0 is wrong in a multi-GPU run)."""
+        from engine.train.devices import quantized_device_map
+
+        return quantized_device_map()
+
     def target_modules(self) -> str | list[str]:
         text = self.lora_targets.strip()
         if text.replace("_", "-").lower() in ("all-linear", "all linear", "all"):
