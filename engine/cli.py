@@ -3,9 +3,9 @@
 Each area registers its subcommands in a module of `engine.commands` (listed in
 COMMAND_MODULES). Those modules must stay light at import time: building the parser (for
 `--help`) imports all of them, and `llmdeck --help` must not load torch or pynvml.
-A command returns an exit code, or an `OpenTUI` request that `tui.cli` turns into the app
-(engine never imports the TUI); it raises `CommandError` for a user error. Both live in
-`engine.commands.outcome`, so no command module imports this one back.
+A command returns an exit code, or an `OpenTUI` / `OpenWeb` request that `tui.cli` turns into the
+app or its browser server (engine never imports the TUI); it raises `CommandError` for a user
+error. All three live in `engine.commands.outcome`, so no command module imports this one back.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import engine
-from engine.commands.outcome import CommandError, OpenTUI
+from engine.commands.outcome import CommandError, OpenTUI, OpenWeb
 
 COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.monitor",
@@ -57,14 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def dispatch(args: argparse.Namespace) -> int | OpenTUI:
+def dispatch(args: argparse.Namespace) -> int | OpenTUI | OpenWeb:
     func = getattr(args, "func", None)
     if func is None:
         return OpenTUI(mode=args.mode, options={"theme": args.theme})
     return func(args)
 
 
-def run_command(argv: Sequence[str] | None = None) -> int | OpenTUI:
+def run_command(argv: Sequence[str] | None = None) -> int | OpenTUI | OpenWeb:
     """Parse and run; user errors become one line on stderr and exit status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -91,7 +91,7 @@ def run_command(argv: Sequence[str] | None = None) -> int | OpenTUI:
 def main(argv: Sequence[str] | None = None) -> int:
     """Headless entry point (`python -m engine.cli`): TUI requests are refused."""
     result = run_command(argv)
-    if isinstance(result, OpenTUI):
+    if isinstance(result, (OpenTUI, OpenWeb)):
         print("llmdeck: this command opens the TUI; run it through `llmdeck`", file=sys.stderr)
         return 2
     return result

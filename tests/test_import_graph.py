@@ -28,7 +28,6 @@ IMPORTS_BY_NAME = ("import_module", "__import__")
 # leaves them out; test_pending_edges_still_close_a_cycle fails the day one is no longer needed,
 # so its line goes with it.
 PENDING_EDGES: dict[tuple[str, str], str] = {
-    ("engine.serve.web", "engine.cli"): "web.py, a TUI front end, moves to tui/web.py",
     ("tui.widgets.mode_bar", "tui.modes"): "TUI half: tui.modes names every screen while the mode bar imports it back",
 }
 

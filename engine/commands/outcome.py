@@ -18,5 +18,14 @@ class OpenTUI:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class OpenWeb:
+    """Ask the launcher to serve the TUI to a browser (`llmdeck web`, tui.web) on host:port."""
+
+    host: str = "127.0.0.1"
+    port: int = 8566
+    mode: str = "monitor"
+
+
 class CommandError(Exception):
     """A command cannot do what was asked; its text is printed as is (no traceback)."""

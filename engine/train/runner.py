@@ -139,7 +139,7 @@ def load_model(spec: TrainSpec, precision: str, cuda: bool) -> Any:
             bnb_4bit_compute_dtype=half or torch.bfloat16,
         )
         kwargs["dtype"] = half or torch.bfloat16
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = spec.quantized_device_map()
     elif spec.method == "lora" and half is not None and cuda:
         kwargs["dtype"] = half  # frozen base in half precision; peft keeps adapters in fp32
     else:

@@ -229,6 +229,13 @@ class TrainSpec:
         """The multi-node part of the run (empty: this machine only)."""
         return ClusterSpec.from_dict(self.cluster)
 
+    def quantized_device_map(self) -> dict[str, int]:
+        """`device_map` for loading this run's QLoRA model in this process: this rank's GPU
+        (engine/train/devices.py says why a fixed GPU 0 is wrong in a multi-GPU run)."""
+        from engine.train.devices import quantized_device_map
+
+        return quantized_device_map()
+
     def target_modules(self) -> str | list[str]:
         text = self.lora_targets.strip()
         if text.replace("_", "-").lower() in ("all-linear", "all linear", "all"):
