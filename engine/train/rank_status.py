@@ -138,14 +138,26 @@ class NodeRow:
     ranks: list[int] = field(default_factory=list)
     alive: int = 0
     memory: str = ""  # "gpu" (reserved by the ranks) or "host" (their resident memory)
-    mem_gib: float = 0.0
-    peak_gib: float = 0.0
+    mem_gib: float = 0.0  # the node's live ranks together, now
+    peak_gib: float = 0.0  # the node's ranks together, each at its own peak
     step: int = 0
     heartbeat_age_s: float | None = None
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def describe(self) -> str:
+        """One line: name, host, state, ranks alive, step, memory, heartbeat (CLI and TUI)."""
+        parts = [self.name, self.host or "-", self.state, f"{self.alive}/{len(self.ranks)} ranks", f"step {self.step}"]
+        if self.memory:
+            what = "GPU" if self.memory == "gpu" else "RAM"
+            parts.append(f"{what} {self.mem_gib:.2f} GiB (peak {self.peak_gib:.2f})")
+        if self.heartbeat_age_s is not None and self.state in ("running", "silent"):
+            parts.append(f"heartbeat {self.heartbeat_age_s:.0f} s ago")
+        if self.detail:
+            parts.append(self.detail)
+        return "  ".join(parts)
 
 
 def read_ranks(work_dir: Path) -> list[dict[str, Any]]:
@@ -180,7 +192,7 @@ def node_rows(work_dir: Path, *, now: float | None = None, active: bool = True) 
         row.alive = sum(1 for r in mine if r.get("state") == "running")
         row.memory = mine[0].get("memory", "") if mine else ""
         row.mem_gib = round(sum(float(r.get("mem_gib") or 0) for r in mine if r.get("state") == "running"), 3)
-        row.peak_gib = round(max((float(r.get("peak_gib") or 0) for r in mine), default=0.0), 3)
+        row.peak_gib = round(sum(float(r.get("peak_gib") or 0) for r in mine), 3)  # the node's ranks together
         row.step = max((int(r.get("step") or 0) for r in mine), default=0)
         beats = [float(r["updated"]) for r in mine if r.get("updated")]
         row.heartbeat_age_s = round(now - max(beats), 1) if beats else None

@@ -60,7 +60,7 @@ def run_pids(work_dir: Path) -> list[int]:
 
 
 @pytest.mark.slow
-def test_two_nodes_over_ssh_match_one_process_with_the_same_global_batch(sshd, tmp_path):
+def test_two_nodes_over_ssh_match_one_process_with_the_same_global_batch(sshd, tmp_path, capsys):
     store = RunStore()
     info = launch.start(two_node_spec(sshd), store)
     # the reference, meanwhile: one process, batch 2 per process x 2 processes x 2 nodes = 8
@@ -88,6 +88,10 @@ def test_two_nodes_over_ssh_match_one_process_with_the_same_global_batch(sshd, t
     assert sorted(r for row in rows for r in row.ranks) == [0, 1, 2, 3]
     assert all(r.peak_gib > 0 and r.memory == "host" for r in rows)
     assert processes_gone(run_pids(final.out_dir))
+    capsys.readouterr()
+    assert run_command(["runs", "show", info.id]) == 0
+    shown = capsys.readouterr().out
+    assert "    nodes: node-a  " in shown and "done  0/2 ranks  step 4  RAM" in shown
 
 
 def test_preflight_failure_starts_nothing_and_says_why_per_node(sshd, tmp_path):

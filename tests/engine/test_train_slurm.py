@@ -90,7 +90,7 @@ def test_a_held_job_is_pending_outlives_its_worker_and_ends_as_slurm_says(slurm_
     assert final.exit_reason == f"SLURM job {job} COMPLETED"
 
 
-def test_a_job_asking_more_than_the_node_has_is_pending_and_cancel_reaches_scancel(slurm_env):
+def test_a_job_asking_more_than_the_node_has_is_pending_and_cancel_reaches_scancel(slurm_env, capsys):
     store = RunStore()
     # 64 CPUs on a 2-CPU node: SLURM accepts the job and keeps it waiting (reason PartitionConfig)
     info = launch.start(slurm_spec(cluster={"sbatch": ["--cpus-per-task=64"]}), store)
@@ -98,6 +98,10 @@ def test_a_job_asking_more_than_the_node_has_is_pending_and_cancel_reaches_scanc
     pending = store.get(info.id)
     assert pending.status == "pending" and pending.active
     job = job_id(store, info.id)
+    assert run_command(["runs", "show", info.id]) == 0 and run_command(["runs", "list", "--active"]) == 0
+    shown = capsys.readouterr().out
+    assert f"now: SLURM job {job} PENDING (PartitionConfig)" in shown and f"job: slurm {job}" in shown
+    assert "pending" in shown.splitlines()[-1] and "PartitionConfig" in shown.splitlines()[-1]
     assert run_command(["runs", "cancel", info.id, "--wait", "60"]) == 0
     final = store.get(info.id)
     assert final.status == "cancelled", final.exit_reason

@@ -31,9 +31,11 @@ from engine.runs import RunError, RunInfo
 from engine.train import launch
 from engine.train.checkpoints import Checkpoint, human_size
 from engine.train.plots import RunCurves, run_colour
+from engine.train.rank_status import NodeRow
 from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
 from tui.widgets.train_curve import TrainCurve
+from tui.widgets.run_nodes import RunNodes
 from tui.widgets.train_form import StartRun, TrainForm
 from tui.widgets.train_stats import TrainStats
 
@@ -47,6 +49,8 @@ class TrainPolled(Message):
     checkpoints: list[Checkpoint] = field(default_factory=list)
     checkpoints_of: str | None = None
     error: str = ""
+    nodes: list[NodeRow] = field(default_factory=list)  # the selected run's nodes (multi-process runs)
+    nodes_of: str | None = None
 
 
 @dataclass
@@ -121,6 +125,7 @@ class TrainScreen(ModeScreen):
                     yield ProgressBar(total=None, show_eta=False, id="train-progress")
                     yield TrainCurve(id="train-curve")
                     yield TrainStats("", id="train-stats")
+                    yield RunNodes(id="train-nodes")
                     yield Log(max_lines=500, id="train-log", auto_scroll=True)
                 with TabPane("New run", id="new"):
                     yield TrainForm(self._initial_spec(), id="train-form")
@@ -153,10 +158,10 @@ class TrainScreen(ModeScreen):
         want_ckpts = self.selected if time.monotonic() - self._ckpt_poll > 2.0 else None
         if want_ckpts:
             self._ckpt_poll = time.monotonic()
-        self._read(offsets, want_ckpts)
+        self._read(offsets, want_ckpts, self.selected)
 
     @work(thread=True, exclusive=True, group="train-poll", exit_on_error=False)
-    def _read(self, offsets: dict[str, int], ckpts_of: str | None) -> None:
+    def _read(self, offsets: dict[str, int], ckpts_of: str | None, nodes_for: str | None) -> None:
         store = self.app.store
         try:
             runs = [r for r in store.list() if r.kind in launch.TRAINING_KINDS]
@@ -165,7 +170,8 @@ class TrainScreen(ModeScreen):
                 got, new_offset = store.read_events(run_id, offset)
                 events[run_id] = (offset, new_offset, got)
             checkpoints = launch.checkpoints_of(store.get(ckpts_of)) if ckpts_of else []
-            self.post_message(TrainPolled(runs, events, checkpoints, ckpts_of))
+            nodes = launch.nodes_of(store.get(nodes_for)) if nodes_for else []
+            self.post_message(TrainPolled(runs, events, checkpoints, ckpts_of, nodes=nodes, nodes_of=nodes_for))
         except (RunError, OSError) as exc:
             self.post_message(TrainPolled([], {}, error=str(exc)))
 
@@ -192,6 +198,8 @@ class TrainScreen(ModeScreen):
         if message.checkpoints_of and message.checkpoints_of == self.selected:
             self.checkpoints = message.checkpoints
             self._fill_checkpoints()
+        if message.nodes_of == self.selected:
+            self.query_one("#train-nodes", RunNodes).show(message.nodes)
         self._refresh_live(changed)
         if changed and self.compare:
             self._refresh_compare()
@@ -256,6 +264,7 @@ class TrainScreen(ModeScreen):
         self.checkpoints = []
         self._fill_checkpoints()
         self._ckpt_poll = 0.0
+        self.query_one("#train-nodes", RunNodes).show([])
         log = self.query_one("#train-log", Log)
         log.clear()
         state = self.states.get(run_id or "")
@@ -271,7 +280,8 @@ class TrainScreen(ModeScreen):
         if run is None:
             return
         state = self.states.get(run.id, _RunState())
-        reason = f" — {run.exit_reason}" if run.exit_reason else ""
+        why = run.exit_reason or run.status_detail
+        reason = f" — {why}" if why else ""
         status.update(
             f"[b]{run.label}[/b] · {run.status} · {format_duration(run.elapsed(time.time()))} · "
             f"smoothing {self.smoothing:.2f}{reason}"

@@ -21,6 +21,9 @@ from textual.worker import get_current_worker
 from engine.events import JobEvent, Metric, Progress
 from engine.formatting import describe_event, format_duration, progress_text
 from engine.runs import RunError, RunInfo, RunStore
+from engine.train.launch import nodes_of
+from engine.train.rank_status import NodeRow
+from tui.widgets.run_nodes import RunNodes
 
 
 @dataclass
@@ -31,6 +34,7 @@ class RunPolled(Message):
     offset: int
     log_lines: list[str] = field(default_factory=list)
     error: str = ""
+    nodes: list[NodeRow] = field(default_factory=list)
 
 
 class RunView(Vertical):
@@ -59,6 +63,7 @@ class RunView(Vertical):
         yield Static("no run selected", id="run-status")
         yield ProgressBar(total=None, show_eta=False, id="run-progress")
         yield Static("", id="run-metrics")
+        yield RunNodes(id="run-nodes")
         yield Log(max_lines=2000, id="run-tail", auto_scroll=True)
 
     def on_mount(self) -> None:
@@ -75,6 +80,7 @@ class RunView(Vertical):
         self.query_one(Log).clear()
         self.query_one("#run-metrics", Static).update("")
         self.query_one(ProgressBar).update(total=None, progress=0)
+        self.query_one(RunNodes).show([])
         if run_id is None:
             self.query_one("#run-status", Static).update("no run selected")
         self.poll()
@@ -98,7 +104,8 @@ class RunView(Vertical):
             info = self.store.get(run_id)
             events, new_offset = self.store.read_events(run_id, offset)
             log_lines = self.store.log_tail(run_id, 500) if want_log else []
-            self.post_message(RunPolled(run_id, info, events, new_offset, log_lines))
+            nodes = nodes_of(info)
+            self.post_message(RunPolled(run_id, info, events, new_offset, log_lines, nodes=nodes))
         except (RunError, OSError) as exc:
             self.post_message(RunPolled(run_id, None, [], offset, error=str(exc)))
 
@@ -112,7 +119,8 @@ class RunView(Vertical):
             return
         self._info = info = message.info
         self._offset = message.offset
-        reason = f" — {info.exit_reason}" if info.exit_reason else ""
+        self.query_one(RunNodes).show(message.nodes)
+        reason = f" — {info.exit_reason or info.status_detail}" if info.exit_reason or info.status_detail else ""
         status.update(
             f"[b]{info.label}[/b] · {info.kind} · [{_status_style(info.status)}]{info.status}[/] · "
             f"{format_duration(info.elapsed(time.time()))}{reason}"
@@ -147,6 +155,7 @@ def _status_style(status: str) -> str:
     return {
         "running": "bold $primary",
         "starting": "$primary",
+        "pending": "$secondary",
         "succeeded": "bold $success",
         "failed": "bold $error",
         "lost": "bold $error",
