@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from engine.ports import free_port
-from tests.helpers.tools import require_tool
+from tests.helpers.tools import require_tool, unavailable
 
 
 class LocalSshd:
@@ -34,7 +34,10 @@ class LocalSshd:
         (d / "authorized_keys").write_text((d / "user_key.pub").read_text())
         os.chmod(d / "authorized_keys", 0o600)
         # sshd refuses to start without its privilege separation folder (the Debian service makes it)
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        try:
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        except PermissionError:
+            unavailable("sshd needs /run/sshd, which only root can create (Debian's ssh service makes it)")
         self.port = free_port()
         (d / "sshd_config").write_text(
             f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
