@@ -72,6 +72,8 @@ def run_on_nodes(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[str, 
     plan = check_nodes(spec, nodes, per_node, work_dir, ctx)
     if not plan.ok:
         raise JobError(f"pre-flight failed, nothing was started: {plan.failures()}")
+    if ctx.cancelled:
+        return {}  # stopped during the pre-flight: nothing to start, nothing to save
     ctx.log(f"launching {per_node * len(nodes)} training processes on {len(nodes)} nodes: "
             f"accelerate launch ({backend_name(spec)}), c10d rendezvous at {plan.main_ip}:{plan.main_port}")
     sessions = [_start(spec, work_dir, node, i, len(nodes), per_node, plan.main_ip, plan.main_port)

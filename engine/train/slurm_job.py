@@ -95,6 +95,8 @@ def run_on_slurm(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[str, 
     run_dir = work_dir.parent
     script = run_dir / SCRIPT_NAME
     script.write_text(sbatch_script(spec, work_dir, ctx.job_id or run_dir.name), encoding="utf-8")
+    if ctx.cancelled:
+        return {}  # stopped before submitting: the script stays, nothing was queued
     try:
         job_id = slurm.submit(script)
     except slurm.SlurmError as exc:
