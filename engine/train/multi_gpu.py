@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import write_json
+from engine.child_process import die_with_parent
 from engine.events import event_from_dict, is_terminal
 from engine.jobs import JobContext, JobError
 from engine.ports import free_port
@@ -61,7 +62,7 @@ def run_distributed(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[st
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in spec.device_list())
     cmd = launch_command(spec, work_dir)
     ctx.log(f"launching {spec.processes()} training processes: accelerate launch ({'cpu/gloo' if spec.devices.strip().startswith('cpu') or spec.cpu else spec.distributed})")
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())
     offset = 0
     try:
         while True:
