@@ -28,6 +28,13 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
         raise DataError(f"{p.name}: give the folder that holds the tokenizer, not a file inside it")
     if p.is_dir() and not any((p / name).exists() for name in _TOKENIZER_FILES):
         raise DataError(f"{p}: no tokenizer here (expected tokenizer.json or tokenizer_config.json)")
+    if p.is_file():
+        from engine.model_files import ModelFileError, check_model_files
+
+        try:
+            check_model_files(p)  # a crafted GGUF header would make transformers' reader loop
+        except ModelFileError as exc:
+            raise DataError(str(exc)) from None
     key = (str(p.resolve()), p.stat().st_mtime)
     with _lock:
         if key in _cache:
@@ -44,7 +51,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
             tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means "this is not a usable tokenizer"
         text = str(exc).strip().splitlines()
-        raise DataError(f"{p.name}: cannot load the tokenizer: {text[0] if text else type(exc).__name__}") from None
+        raise DataError(f"{p}: cannot load the tokenizer: {text[0] if text else type(exc).__name__}") from None
     with _lock:
         if len(_cache) >= 4:
             _cache.pop(next(iter(_cache)))
