@@ -27,6 +27,7 @@ from engine.model_files import ModelFileError
 # GGUF value types (gguf spec): scalar struct formats; 8 = string, 9 = array.
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
 _MAX_DIMS = 4  # GGML_MAX_DIMS
 _SMALL_ARRAY = 64  # arrays up to this length are kept (per-layer head counts...); longer ones only counted
 # The smallest a key/value (key length, an empty key, type, a 1-byte value) and a tensor info
@@ -116,11 +117,17 @@ class _Walker:
 
     def skip_array(self, itype: int, count: int, what: str) -> None:
         if itype == _STRING:
+            # The hot loop of the walk (262,144 token strings in Gemma): locals, one unpack each.
+            buf, size, pos, unpack = self.buf, self.size, self.pos, _U64.unpack_from
             for _ in range(count):
-                n = self.unpack("<Q", f"a string length in {what}")
-                if n > self.left():
-                    raise self.fail(f"is corrupted: a string in {what} claims {n} bytes, more than the {self.left()} left")
-                self.pos += n
+                if pos + 8 > size:
+                    self.pos = pos
+                    raise self.fail(f"is truncated: the header ends inside {what} (byte {pos} of {size})")
+                (n,) = unpack(buf, pos)
+                pos += 8 + n
+                if pos > size:
+                    raise self.fail(f"is corrupted: a string in {what} claims {n} bytes, more than the file holds")
+            self.pos = pos
         elif itype in _SCALARS:
             self.pos += struct.calcsize(_SCALARS[itype]) * count  # count was bounded by the file size
         elif itype == _ARRAY:

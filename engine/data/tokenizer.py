@@ -51,12 +51,31 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
             tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means "this is not a usable tokenizer"
         text = str(exc).strip().splitlines()
-        raise DataError(f"{p}: cannot load the tokenizer: {text[0] if text else type(exc).__name__}") from None
+        culprit = _unreadable_json(p) if p.is_dir() else None
+        if culprit:
+            raise DataError(culprit) from None
+        raise DataError(f"{p.absolute()}: cannot load the tokenizer: {text[0] if text else type(exc).__name__}") from None
     with _lock:
         if len(_cache) >= 4:
             _cache.pop(next(iter(_cache)))
         _cache[key] = tok
     return tok
+
+
+def _unreadable_json(folder: Path) -> str | None:
+    """Which JSON file of a tokenizer folder is damaged, in words; None when they all parse.
+    transformers reports a JSON error without the file's name."""
+    import json
+
+    for name in _TOKENIZER_FILES:
+        file = folder / name
+        if file.suffix != ".json" or not file.is_file():
+            continue
+        try:
+            json.loads(file.read_bytes())
+        except (OSError, ValueError) as exc:
+            return f"{file.absolute()}: not valid JSON ({exc}); copy or download it again"
+    return None
 
 
 def tokenizer_name(tokenizer: Any) -> str:

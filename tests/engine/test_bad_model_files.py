@@ -138,14 +138,24 @@ def test_truncated_safetensors_is_named_by_every_reader(tmp_path: Path) -> None:
 
 
 def test_data_inspect_names_the_file_it_cannot_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"text": "hello"}) + "\n")
+    folder = tmp_path / "tok"
+    shutil.copytree(tiny_hf(), folder)
+    damaged = folder / "tokenizer.json"
+    damaged.write_bytes(damaged.read_bytes()[:100])  # an interrupted copy
+    monkeypatch.chdir(folder)
+    for model in (".", str(folder)):
+        out = llmdeck("data", "inspect", str(data), "--model", model)
+        assert out.returncode == 2, out.stdout
+        assert out.stderr.startswith(f"llmdeck: error: {damaged}: not valid JSON"), out.stderr
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x00" * 8)  # cut inside the header
     monkeypatch.chdir(tmp_path)
     out = llmdeck("data", "inspect", "d.jsonl", "--model", "broken.gguf")
-    assert out.returncode == 2 and "broken.gguf" in out.stderr, out.stderr
-    assert "'.'" not in out.stderr and " . " not in out.stderr
+    assert out.returncode == 2 and out.stderr.startswith("llmdeck: error: broken.gguf is not a GGUF file"), out.stderr
 
 
 def test_eval_ppl_on_nan_weights_fails_and_saves_nothing(tmp_path: Path) -> None:

@@ -6,9 +6,11 @@ with `output`) or quantizes a real GGUF with llama.cpp's quantizer in a child pr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -143,7 +145,17 @@ def quantizer_child(worker_pid: int) -> psutil.Process | None:
     return next((c for c in children if "engine.convert.quantize" in " ".join(c.cmdline())), None)
 
 
-def test_killed_quantize_worker_takes_its_child_and_temp_with_it(big_f16_gguf: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def reap() -> Iterator[list[psutil.Process]]:
+    """Processes a test holds (a suspended quantizer): killed at the end whatever happened."""
+    held: list[psutil.Process] = []
+    yield held
+    for proc in held:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+def test_killed_quantize_worker_takes_its_child_and_temp_with_it(big_f16_gguf: Path, tmp_path: Path, reap: list) -> None:
     store = RunStore()
     final = tmp_path / "q.gguf"
     spec = {"action": "quantize", "input": str(big_f16_gguf), "output": str(final), "qtype": "Q4_K_M",
@@ -151,9 +163,11 @@ def test_killed_quantize_worker_takes_its_child_and_temp_with_it(big_f16_gguf: P
     info = store.start("convert.quantize", spec)
     wait_for(lambda: store.get(info.id).status == "running", timeout=60)
     worker = store.get(info.id).pid
+    reap.append(psutil.Process(worker))
     wait_for(lambda: quantizer_child(worker) is not None, timeout=60, what="the quantizer child")
     child = quantizer_child(worker)
     assert child is not None
+    reap.append(child)
     wait_for(lambda: any(p.stat().st_size > 0 for p in temps_next_to(final)), timeout=60, what="the quantizer writing")
     child.suspend()  # hold it mid-write, so the test does not race the quantizer finishing
     assert store.get(info.id).temps == [str(temps_next_to(final)[0])]
@@ -166,7 +180,7 @@ def test_killed_quantize_worker_takes_its_child_and_temp_with_it(big_f16_gguf: P
     assert temps_next_to(final) == [] and not final.exists()
 
 
-def test_force_cancelled_quantize_leaves_no_child_and_no_temp(big_f16_gguf: Path, tmp_path: Path) -> None:
+def test_force_cancelled_quantize_leaves_no_child_and_no_temp(big_f16_gguf: Path, tmp_path: Path, reap: list) -> None:
     store = RunStore()
     final = tmp_path / "q.gguf"
     spec = {"action": "quantize", "input": str(big_f16_gguf), "output": str(final), "qtype": "Q4_K_M",
@@ -174,9 +188,11 @@ def test_force_cancelled_quantize_leaves_no_child_and_no_temp(big_f16_gguf: Path
     info = store.start("convert.quantize", spec)
     wait_for(lambda: store.get(info.id).status == "running", timeout=60)
     worker = store.get(info.id).pid
+    reap.append(psutil.Process(worker))
     wait_for(lambda: any(p.stat().st_size > 0 for p in temps_next_to(final)), timeout=60, what="the quantizer writing")
     child = quantizer_child(worker)
     assert child is not None
+    reap.append(child)
     out = llmdeck("runs", "cancel", "--force", info.id)
     assert out.returncode == 0, out.stderr
     assert temps_next_to(final) == [] and store.get(info.id).status == "cancelled"
