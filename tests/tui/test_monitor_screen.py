@@ -180,7 +180,9 @@ async def test_another_users_process_needs_a_second_confirmation_naming_the_owne
 
     pid, proc = other_users_process
     owner = psutil.Process(pid).username()
-    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor", options={"nvml": fake_with([(pid, 5 * GB)])})
+    fake = FakeNvml(count=1)
+    fake.procs = [[{"pid": pid, "usedGpuMemory": 5 * GB}]]
+    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor", options={"nvml": fake})
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.screen.query_one(ProcessTable)
         await until(pilot, lambda: proc_pids(app) == [pid] and all(p.user == owner for p in table.shown))
