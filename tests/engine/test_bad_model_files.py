@@ -131,7 +131,10 @@ def test_truncated_safetensors_is_named_by_every_reader(tmp_path: Path) -> None:
     weights = folder / "model.safetensors"
     with pytest.raises(ModelFileError, match="is truncated"):
         check_model_files(folder)
-    for args in (("estimate", str(folder)), ("generate", str(folder), "--prompt", "hi"), ("eval", "ppl", str(folder), str(PROSE))):
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"prompt": "a", "completion": "b"}) + "\n")
+    for args in (("estimate", str(folder)), ("generate", str(folder), "--prompt", "hi"), ("eval", "ppl", str(folder), str(PROSE)),
+                 ("train", "--model", str(folder), "--data", str(data), "--detach")):
         out = llmdeck(*args)
         assert out.returncode != 0, f"{args}: exit 0\n{out.stdout}"
         assert f"{weights} is truncated" in out.stdout + out.stderr, out.stdout + out.stderr

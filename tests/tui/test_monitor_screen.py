@@ -287,3 +287,14 @@ async def test_process_of_a_live_run_is_labelled(tmp_path: Path) -> None:
         await until(pilot, lambda: bool(table.shown) and table.shown[0].run is not None)
         assert table.shown[0].run.name == "my-lora"
         assert any("my-lora (train" in str(c) for c in table.get_row_at(0))
+
+
+async def test_non_finite_numbers_in_settings_are_reported_and_monitor_runs(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_text("[monitor]\nhistory_minutes = inf\ninterval = 1e-300\n")
+    app = LLMDeckApp(start_mode="monitor", settings_path=path, options={"nvml": FakeNvml(count=1)})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: bool(app.screen.query(GpuCard)) and "GB" in card_text(app))
+        assert "monitor.history_minutes: expected a number from 1 to 240, got inf" in notes(app)
+        assert "monitor.interval: expected a number from 0.1 to 60, got 1e-300" in notes(app)
+        assert (app.settings.monitor.history_minutes, app.settings.monitor.interval) == (10.0, 1.0)
