@@ -83,7 +83,9 @@ def _announced(final: Path, *, record: bool) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_open(path: Path, mode: str = "w", encoding: str | None = "utf-8", *, record: bool = True) -> Iterator[IO[Any]]:
+def atomic_open(
+    path: Path, mode: str = "w", encoding: str | None = "utf-8", *, record: bool = True
+) -> Iterator[IO[Any]]:
     """Open a temporary file beside `path`; on success it is fsynced and renamed over `path`.
 
     `record=False` keeps the temporary name off the ledger: only for the run's own run.json,

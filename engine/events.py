@@ -8,6 +8,7 @@ is the source of truth for every curve: a TUI that reattaches replays the file t
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import types
@@ -137,7 +138,7 @@ def checked_fields(cls: type, data: Any) -> dict[str, Any]:
     Raises ValueError naming the first field that does not fit; unknown keys are dropped so
     files written by other versions still load."""
     if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")  # noqa: TRY004 - bad data, as bad JSON
     hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
     for f in fields(cls):
@@ -158,7 +159,8 @@ def event_from_dict(data: Any) -> JobEvent:
     """Rebuild an event from its JSON form. Unknown keys are ignored so old files still load; a
     value of the wrong type (or a line that is not an object) raises ValueError."""
     if not isinstance(data, dict):
-        raise ValueError(f"an event is a JSON object, not {type(data).__name__}")
+        # Bad data in a file, reported like bad JSON (callers catch ValueError), not a TypeError.
+        raise ValueError(f"an event is a JSON object, not {type(data).__name__}")  # noqa: TRY004
     cls = EVENT_TYPES.get(str(data.get("type")))
     if cls is None:
         raise ValueError(f"unknown event type {data.get('type')!r}")
@@ -171,8 +173,6 @@ def event_from_dict(data: Any) -> JobEvent:
 def parse_event_lines(chunk: bytes) -> tuple[list[JobEvent], int]:
     """Events from complete JSON lines, and how many non-blank lines were not valid events
     (torn, foreign or wrong-shaped): those are skipped, never fatal."""
-    import json
-
     events: list[JobEvent] = []
     bad = 0
     for line in chunk.splitlines():

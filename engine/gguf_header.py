@@ -206,7 +206,7 @@ def _walk(path: Path, buf: Any, size: int) -> GGUFHeader:
         block, type_size = sizes[ttype]
         n = math.prod(shape)
         if shape and shape[0] % block:
-            raise w.fail(f"is corrupted: tensor {name} has {shape[0]} columns, not a multiple of its block size {block}")
+            raise w.fail(f"is corrupted: tensor {name} has {shape[0]} columns, not a multiple of its block {block}")
         if offset % alignment:
             raise w.fail(f"is corrupted: tensor {name} starts at offset {offset}, not aligned to {alignment}")
         n_bytes = n // block * type_size

@@ -60,7 +60,8 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
         end = max(end, stop)
     if 8 + n + end > size:
         raise ModelFileError(
-            f"{path} is truncated: its header needs {8 + n + end} bytes but the file has {size}; copy or download it again"
+            f"{path} is truncated: its header needs {8 + n + end} bytes but the file has {size}; "
+            "copy or download it again"
         )
     header["__data_start__"] = 8 + n
     return header

@@ -182,7 +182,7 @@ def quantize(
         stderr=subprocess.STDOUT,
         env=env,
         cwd=str(Path(output).parent),
-        preexec_fn=die_with_parent(),  # a SIGKILLed worker must not leave the quantizer writing
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 - lock-free, see engine/child_process.py
     )
     tail: deque[str] = deque(maxlen=30)
     tracker = TensorProgress(ctx, f"quantize {qtype}", n_tensors or 1, total_bytes or 1)

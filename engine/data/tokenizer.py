@@ -54,7 +54,8 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
         culprit = _unreadable_json(p) if p.is_dir() else None
         if culprit:
             raise DataError(culprit) from None
-        raise DataError(f"{p.absolute()}: cannot load the tokenizer: {text[0] if text else type(exc).__name__}") from None
+        reason = text[0] if text else type(exc).__name__
+        raise DataError(f"{p.absolute()}: cannot load the tokenizer: {reason}") from None
     with _lock:
         if len(_cache) >= 4:
             _cache.pop(next(iter(_cache)))

@@ -85,7 +85,9 @@ def send(pid: int, name: str, sampled_start: float | None, *, other_user_confirm
     try:
         target = inspect_target(pid, sampled_start)
         if target.foreign and not other_user_confirmed:
-            raise SignalRefused(f"pid {pid} belongs to another user ({target.owner}); confirm that you mean to signal it")
+            raise SignalRefused(
+                f"pid {pid} belongs to another user ({target.owner}); confirm that you mean to signal it"
+            )
         try:
             if pidfd is not None:
                 signal.pidfd_send_signal(pidfd, SIGNALS[name])

@@ -62,7 +62,8 @@ def run_distributed(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[st
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in spec.device_list())
     cmd = launch_command(spec, work_dir)
     ctx.log(f"launching {spec.processes()} training processes: accelerate launch ({'cpu/gloo' if spec.devices.strip().startswith('cpu') or spec.cpu else spec.distributed})")
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())
+    # the launcher dies with this worker (engine/child_process.py says why a preexec_fn is safe here)
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())  # noqa: PLW1509
     offset = 0
     try:
         while True:

@@ -92,9 +92,12 @@ def test_counts_and_lengths_past_the_end_are_refused_at_once(crafted: dict[str, 
     ids=lambda c: " ".join(c[:2]),
 )
 @pytest.mark.parametrize("kind", ["array", "string"])
-def test_every_gguf_reader_refuses_a_crafted_header(crafted: dict[str, Path], tmp_path: Path, command: tuple, kind: str) -> None:
+def test_every_gguf_reader_refuses_a_crafted_header(
+    crafted: dict[str, Path], tmp_path: Path, command: tuple, kind: str
+) -> None:
     data = tmp_path / "d.jsonl"
-    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}) + "\n")
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    data.write_text(json.dumps({"messages": turns}) + "\n")
     args = [a.format(f=crafted[kind], tmp=tmp_path, data=data, prose=PROSE) for a in command]
     out = llmdeck(*args)  # a loop without end fails here on the timeout
     assert out.returncode != 0, out.stdout
@@ -133,8 +136,12 @@ def test_truncated_safetensors_is_named_by_every_reader(tmp_path: Path) -> None:
         check_model_files(folder)
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"prompt": "a", "completion": "b"}) + "\n")
-    for args in (("estimate", str(folder)), ("generate", str(folder), "--prompt", "hi"), ("eval", "ppl", str(folder), str(PROSE)),
-                 ("train", "--model", str(folder), "--data", str(data), "--detach")):
+    for args in (
+        ("estimate", str(folder)),
+        ("generate", str(folder), "--prompt", "hi"),
+        ("eval", "ppl", str(folder), str(PROSE)),
+        ("train", "--model", str(folder), "--data", str(data), "--detach"),
+    ):
         out = llmdeck(*args)
         assert out.returncode != 0, f"{args}: exit 0\n{out.stdout}"
         assert f"{weights} is truncated" in out.stdout + out.stderr, out.stdout + out.stderr

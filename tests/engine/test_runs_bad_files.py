@@ -45,9 +45,8 @@ def test_right_shaped_events_still_load() -> None:
     assert event_from_dict({"type": "progress", "done": 1, "total": None, "phase": "p", "at": 5}) == Progress(
         done=1, total=None, phase="p", at=5
     )
-    assert event_from_dict({"type": "metric", "step": 3, "values": {"loss": 2}, "extra": "ignored", "at": 1.5}) == Metric(
-        step=3, values={"loss": 2}, at=1.5
-    )
+    metric = {"type": "metric", "step": 3, "values": {"loss": 2}, "extra": "ignored", "at": 1.5}
+    assert event_from_dict(metric) == Metric(step=3, values={"loss": 2}, at=1.5)
     for not_an_object in ([1, 2], "text", 3, None):
         with pytest.raises(ValueError):
             event_from_dict(not_an_object)

@@ -28,7 +28,7 @@ def temps_next_to(final: Path) -> list[Path]:
 
 def start_slow_writer(store: RunStore, final: Path) -> str:
     info = store.start("selftest", {"steps": 2000, "delay": 0.02, "output": str(final)})
-    wait_for(lambda: any(p.stat().st_size > 0 for p in temps_next_to(final)), timeout=60, what="the staged output being written")
+    wait_for(lambda: any(p.stat().st_size > 0 for p in temps_next_to(final)), timeout=60, what="the output written")
     return info.id
 
 
@@ -155,7 +155,9 @@ def reap() -> Iterator[list[psutil.Process]]:
             proc.kill()
 
 
-def test_killed_quantize_worker_takes_its_child_and_temp_with_it(big_f16_gguf: Path, tmp_path: Path, reap: list) -> None:
+def test_killed_quantize_worker_takes_its_child_and_temp_with_it(
+    big_f16_gguf: Path, tmp_path: Path, reap: list
+) -> None:
     store = RunStore()
     final = tmp_path / "q.gguf"
     spec = {"action": "quantize", "input": str(big_f16_gguf), "output": str(final), "qtype": "Q4_K_M",

@@ -52,7 +52,8 @@ def test_unreadable_file_is_moved_aside_and_a_save_keeps_it(tmp_path):
     path.write_bytes(original)
     loaded, problems = settings.load(path)
     assert loaded == settings.Settings()
-    assert len(problems) == 1 and "cannot read settings" in problems[0] and "kept as settings.toml.corrupt-" in problems[0]
+    assert len(problems) == 1 and "cannot read settings" in problems[0]
+    assert "kept as settings.toml.corrupt-" in problems[0]
     (kept,) = tmp_path.glob("settings.toml.corrupt-*")
     assert kept.read_bytes() == original
     loaded.ui.theme = "llmdeck-light"  # what ctrl+t does next

@@ -163,6 +163,10 @@ async def test_sigkill_after_confirmation(children) -> None:
         assert big.returncode == -9
 
 
+def asks_about(app, owner: str) -> bool:
+    return isinstance(app.screen, ConfirmModal) and owner in str(app.screen.query_one("#confirm-title").content)
+
+
 @pytest.fixture
 def other_users_process():
     """As root: a child run as `nobody`. Otherwise pid 1 (root's): only ever declined."""
@@ -189,7 +193,7 @@ async def test_another_users_process_needs_a_second_confirmation_naming_the_owne
         await pilot.press("K")
         await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         await pilot.press("y")  # the first confirmation is not enough for someone else's job
-        await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and owner in str(app.screen.query_one("#confirm-title").content))
+        await until(pilot, lambda: asks_about(app, owner))
         await pilot.pause(0.2)
         assert psutil.pid_exists(pid) and (proc is None or proc.poll() is None)
         await pilot.press("n")
@@ -199,7 +203,7 @@ async def test_another_users_process_needs_a_second_confirmation_naming_the_owne
             await pilot.press("K")
             await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
             await pilot.press("y")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and owner in str(app.screen.query_one("#confirm-title").content))
+            await until(pilot, lambda: asks_about(app, owner))
             await pilot.press("y")
             await until(pilot, lambda: proc.poll() is not None)
             assert proc.returncode == -9

@@ -32,6 +32,7 @@ from tui.widgets.gpu_card import CARD_HEIGHT, GpuCard
 from tui.widgets.monitor_host import HostPanel
 from tui.widgets.monitor_procs import ProcessTable
 
+
 class MonitorSampled(Message):
     """A new sample from the sampler thread; an unhandled older one is dropped."""
 

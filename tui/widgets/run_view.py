@@ -115,8 +115,9 @@ class RunView(Vertical):
         self._offset = message.offset
         # label, kind and reason come from run.json (user text, or a damaged file's error): escaped
         reason = f" — {escape(info.exit_reason)}" if info.exit_reason else ""
+        shown = f"[{_status_style(info.status)}]{escape(info.status)}[/]"
         status.update(
-            f"[b]{escape(info.label)}[/b] · {escape(info.kind)} · [{_status_style(info.status)}]{escape(info.status)}[/] · "
+            f"[b]{escape(info.label)}[/b] · {escape(info.kind)} · {shown} · "
             f"{format_duration(info.elapsed(time.time()))}{reason}"
         )
         tail = self.query_one(Log)
