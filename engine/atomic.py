@@ -153,8 +153,9 @@ def commit(tmp: Path, final: Path) -> None:
     if not final.exists():
         os.replace(tmp, final)
         return
-    # The old output goes to a temporary name of its own (on the ledger, like any other), so a
-    # crash between the two renames leaves it to housekeeping, never in the user's way.
-    with _announced(final, record=True) as old:
-        os.replace(final, old)
-        os.replace(tmp, final)
+    # The old output steps aside under a name that is NOT on the ledger: should the process die
+    # between the two renames, housekeeping removes the new copy, never the user's old one.
+    old = final.parent / f".{final.name}.old-{secrets.token_hex(4)}"
+    os.replace(final, old)
+    os.replace(tmp, final)
+    remove_path(old)
