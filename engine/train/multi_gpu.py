@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import write_json
+from engine.child_process import die_with_parent
 from engine.events import is_terminal, read_events
 from engine.jobs import JobContext, JobError
 from engine.ports import free_port
@@ -63,7 +64,8 @@ def run_distributed(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[st
     cmd = launch_command(spec, work_dir)
     backend = "cpu/gloo" if spec.devices.strip().startswith("cpu") or spec.cpu else spec.distributed
     ctx.log(f"launching {spec.processes()} training processes: accelerate launch ({backend})")
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+    # the launcher dies with this worker (engine/child_process.py says why a preexec_fn is safe here)
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())  # noqa: PLW1509
     offset = 0
     try:
         while True:
