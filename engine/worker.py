@@ -18,10 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine import atomic
 from engine.events import Cancelled, Failed, Finished, JobEvent, Log, is_terminal
 from engine.jobs import JobContext, execute
 from engine.kinds import UnknownKind, job_for
-from engine.runs import RunStore, _pid_identity
+from engine.runs import RunStore, RunTemps, _pid_identity
 
 
 class EventSink:
@@ -69,6 +70,7 @@ def main(run_dir: str) -> int:
     signal.signal(signal.SIGINT, lambda *_: cancel.set())
     pid = os.getpid()
     store.update(info.id, status="running", pid=pid, pid_started=_pid_identity(pid), started=time.time())
+    atomic.use_ledger(RunTemps(store, info.id))  # temporary outputs are listed in run.json first
     outcome: list[str] = []
 
     def record_end(event: JobEvent) -> None:

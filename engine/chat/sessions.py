@@ -10,7 +10,6 @@ stopped by the user.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 from engine import paths
 from engine.atomic import write_text
+from engine.filenames import slugify
 
 SCHEMA_VERSION = 1
 
@@ -257,7 +257,7 @@ class SessionStore:
         folder = Path(folder) if folder else paths.data_dir() / "exports"
         folder.mkdir(parents=True, exist_ok=True)
         info = self.get(session_id)
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", info.title).strip("-").lower()[:40] or "chat"
+        slug = slugify(info.title.lower(), fallback="chat", limit=40)
         md = folder / f"{slug}-{session_id}.md"
         js = folder / f"{slug}-{session_id}.json"
         write_text(md, self.export_markdown(session_id))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -270,7 +271,7 @@ def print_record(record: dict[str, Any], *, as_json: bool = False, markdown: boo
         print(f"sweep of {record['model']} (baseline {r['baseline']}, from {r['baseline_from']}); "
               f"PPL on {Path(r['ppl_file']).name}, window {r['ctx']}; speed pp{r['prompt_len']}/tg{r['gen_len']}, median of {r['reps']}")
         print(table(results.SWEEP_HEADERS, results.sweep_rows(record)))
-        last = Path(r["rows"][-1]["path"])
+        last = shlex.quote(r["rows"][-1]["path"])
         print(f"use one, e.g.: llmdeck chat {last}   or serve it: llmdeck serve {last}")
 
 

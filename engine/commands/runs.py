@@ -93,9 +93,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':34} {'KIND':14} {'STATUS':10} {'ELAPSED':>8}  PROGRESS")
     for row in rows:
-        elapsed = format_duration(row["elapsed_s"])
-        progress = row["progress"] or row["status_detail"]
-        print(f"{row['id']:34} {row['kind']:14} {row['status']:10} {elapsed:>8}  {progress}")
+        shown = row["exit_reason"] if row["status"] == "damaged" else (row["progress"] or row["status_detail"])
+        print(f"{row['id']:34} {row['kind']:14} {row['status']:10} {format_duration(row['elapsed_s']):>8}  {shown}")
     return 0
 
 
@@ -138,9 +137,16 @@ def cmd_follow(args: argparse.Namespace) -> int:
     for event in store.follow(info.id):
         print(json.dumps(event.to_dict(), default=str) if args.json else describe_event(event), flush=True)
     final = store.get(info.id)
+    _report_bad_lines(store, info)
     if not args.json:
         print(f"run {final.id}: {final.status}" + (f" ({final.exit_reason})" if final.exit_reason else ""))
     return 0 if final.status == "succeeded" else 1
+
+
+def _report_bad_lines(store: RunStore, info: RunInfo) -> None:
+    bad = store.bad_event_lines(info.id)
+    if bad:
+        print(f"llmdeck: {info.events_path}: skipped {bad} line(s) that are not valid events", file=sys.stderr)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

@@ -86,6 +86,7 @@ class ProcessSample:
     cpu_percent: Any = NA
     rss: Any = NA  # bytes
     run: RunLabel | None = None
+    started: Any = NA  # process start time (psutil create_time): a signal goes only to this process
 
 
 @dataclass(frozen=True)

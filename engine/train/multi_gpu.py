@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import write_json
+from engine.child_process import die_with_parent
 from engine.events import is_terminal, read_events
 from engine.jobs import JobContext, JobError
 from engine.paths import engine_root
@@ -73,7 +74,8 @@ def run_distributed(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[st
     env = {**os.environ, **rank_environment(spec)}
     cmd = launch_command(spec, work_dir)
     ctx.log(f"launching {spec.processes()} training processes: accelerate launch ({backend_name(spec)})")
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+    # the launcher dies with this worker (engine/child_process.py says why a preexec_fn is safe here)
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())  # noqa: PLW1509
     offset = 0
     try:
         while True:

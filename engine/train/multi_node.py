@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from engine.child_process import die_with_parent
 from engine.cluster import ssh
 from engine.cluster.hosts import HostsError, Node, processes_per_node
 from engine.cluster.remote import python_line
@@ -116,8 +117,10 @@ def _start(spec: TrainSpec, work_dir: Path, node: Node, index: int, count: int, 
     line = node_command(spec, work_dir, node, index, count, per_node, main_ip, main_port)
     log = open(work_dir / "ddp" / f"node-{node.name}.log", "ab")  # noqa: SIM115 - closed by run_on_nodes
     argv = ssh.command(node.name, line, ssh.config_file(spec.cluster_spec().ssh_config))
-    # stdin stays an open pipe: when this worker closes it (or dies), the node's agent stops its group
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
+    # stdin stays an open pipe: when this worker closes it (or dies), the node's agent stops its group;
+    # the ssh client itself dies with this worker (engine/child_process.py), which closes the session
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=die_with_parent())  # noqa: PLW1509
     rank_status.record_node(work_dir, node.name, index=index, state="running")
     return NodeSession(node=node, index=index, proc=proc, log=log)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -518,17 +517,11 @@ def batch_counts(inputs: dict[str, Any]) -> tuple[int, int]:
 
 
 def save_final(trainer: Any, tokenizer: Any, final: Path, spec: TrainSpec) -> None:
-    """Write the adapter (LoRA) or the full model + tokenizer atomically: tmp sibling, rename."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    (tmp / "llmdeck-train.json").write_text(spec.to_json() + "\n", encoding="utf-8")
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    """Write the adapter (LoRA) or the full model + tokenizer atomically: staged sibling, rename."""
+    from engine.atomic import commit, staged
+
+    with staged(final, directory=True) as tmp:
+        trainer.model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "llmdeck-train.json").write_text(spec.to_json() + "\n", encoding="utf-8")
+        commit(tmp, final)

@@ -140,6 +140,13 @@ class TrainSpec:
                 out.append(f"model: {p.name} is a file; give the model folder (a .gguf must be converted to HF first: `llmdeck convert gguf-to-hf`)")
             elif not (p / "config.json").exists():
                 out.append(f"model: {p} has no config.json; it is not an HF model folder")
+            else:
+                from engine.model_files import ModelFileError, check_model_files
+
+                try:
+                    check_model_files(p)  # a truncated shard is named now, not by a SafetensorError later
+                except ModelFileError as exc:
+                    out.append(f"model: {exc}")
         if not self.dataset:
             out.append("dataset: give a local dataset file (jsonl, json, csv, parquet, txt)")
         elif check_paths and not Path(self.dataset).expanduser().is_file():

@@ -9,6 +9,7 @@ command that serves it. The form starts a run: kind, model, text file, quant typ
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,7 +245,7 @@ class BenchScreen(ModeScreen):
         if not path:
             self.notify("highlight a finished result first", severity="warning")
             return
-        command = f"llmdeck serve {path}"
+        command = f"llmdeck serve {shlex.quote(str(path))}"
         self.app.copy_to_clipboard(command)
         self._note(f"serve it: {command}   (copied)")
         self.notify(command, title="serve command (copied)", timeout=8)

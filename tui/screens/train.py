@@ -30,6 +30,7 @@ from engine.formatting import format_duration
 from engine.runs import RunError, RunInfo
 from engine.train import launch
 from engine.train.checkpoints import Checkpoint, human_size
+from engine.filenames import slugify
 from engine.train.plots import RunCurves, run_colour
 from engine.train.rank_status import NodeRow
 from tui.screens.base import ModeScreen
@@ -402,7 +403,7 @@ class TrainScreen(ModeScreen):
             self.notify("select a run (or mark runs with space) to export", severity="warning")
             return
         folder = paths.data_dir() / "plots"
-        name = "-".join(c.name for c in curves)[:60]
+        name = slugify("-".join(c.name for c in curves), fallback="runs")
         out = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.{kind}"
         self._write_export(curves, out, kind, self.smoothing)
 

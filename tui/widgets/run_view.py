@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.markup import escape
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Log, ProgressBar, Static
@@ -115,14 +116,17 @@ class RunView(Vertical):
             return
         status = self.query_one("#run-status", Static)
         if message.info is None:
-            status.update(f"[b]{message.run_id}[/b]: {message.error}")
+            status.update(f"[b]{escape(message.run_id)}[/b]: {escape(message.error)}")
             return
         self._info = info = message.info
         self._offset = message.offset
         self.query_one(RunNodes).show(message.nodes)
-        reason = f" — {info.exit_reason or info.status_detail}" if info.exit_reason or info.status_detail else ""
+        # label, kind and reason come from run.json (user text, or a damaged file's error): escaped
+        why = info.exit_reason or info.status_detail
+        reason = f" — {escape(why)}" if why else ""
+        shown = f"[{_status_style(info.status)}]{escape(info.status)}[/]"
         status.update(
-            f"[b]{info.label}[/b] · {info.kind} · [{_status_style(info.status)}]{info.status}[/] · "
+            f"[b]{escape(info.label)}[/b] · {escape(info.kind)} · {shown} · "
             f"{format_duration(info.elapsed(time.time()))}{reason}"
         )
         tail = self.query_one(Log)
@@ -160,7 +164,8 @@ def _status_style(status: str) -> str:
         "failed": "bold $error",
         "lost": "bold $error",
         "cancelled": "$warning",
-    }.get(status, "")
+        "damaged": "bold $error",
+    }.get(status, "$text")
 
 
 __all__ = ["RunView", "RunPolled", "progress_text"]
