@@ -12,15 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import themes
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from engine import paths
 from engine import settings as settings_mod
 from engine.runs import RunStore
 from tui.modes import BY_KEY, screen_factory
 from tui.modes import MODES as MODE_LIST
+from tui.run_watcher import FollowRead, RunWatcher
 from tui.screens.confirm import ConfirmModal
 from tui.screens.help import HelpScreen, collect_keys
 
@@ -54,6 +57,8 @@ class LLMDeckApp(App[None]):
             settings, self.startup_problems = settings_mod.load(self.settings_path)
         self.settings = settings
         self.store = store or RunStore()
+        self.run_watcher = RunWatcher(self, self.store, self.read_run_store)
+        """The one reader of the run store; screens that show runs subscribe to it."""
         self.options: dict[str, Any] = dict(options or {})
         if start_mode not in BY_KEY:
             self.startup_problems.append(f"unknown mode {start_mode!r}; opening Monitor")
@@ -78,6 +83,7 @@ class LLMDeckApp(App[None]):
             self.startup_problems.append(str(exc))
         for problem in self.startup_problems:
             self.notify(problem, title="llmdeck", severity="warning", timeout=10)
+        self.run_watcher.start()
         self.switch_mode(self.start_mode)
 
     def _remember_theme(self, theme) -> None:
@@ -89,6 +95,18 @@ class LLMDeckApp(App[None]):
             settings_mod.save(self.settings, self.settings_path)
         except OSError as exc:
             self.notify(f"could not save the theme choice: {exc}", severity="warning")
+
+    # -- the run watcher's reads ------------------------------------------------------------
+    @work(thread=True, group="run-watcher", exit_on_error=False, description="reading the run store")
+    def read_run_store(self, follows: list[FollowRead], want_runs: bool) -> None:
+        self.post_message(RunWatcher.Read(self.run_watcher.scanner.read(follows, want_runs)))
+
+    def on_run_watcher_read(self, message: RunWatcher.Read) -> None:
+        self.run_watcher.deliver(message.result)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR and event.worker.group == "run-watcher":
+            self.run_watcher.read_failed()
 
     # -- actions -----------------------------------------------------------------------------
     def action_help(self) -> None:

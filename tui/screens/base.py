@@ -24,6 +24,10 @@ class ModeScreen(Screen):
         if isinstance(self.focused, (Input, TextArea)):
             self.set_focus(None)
 
+    def on_screen_resume(self) -> None:
+        # Shown again: screens that show runs get the newest list now, not at the next tick.
+        self.app.run_watcher.poke()
+
     def compose(self) -> ComposeResult:
         yield ModeBar(self.MODE_KEY)
         yield from self.compose_body()

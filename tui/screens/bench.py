@@ -1,15 +1,14 @@
 """Bench mode: kept perplexity, speed and quant-sweep results; start new runs; use a result.
 
 The upper table lists every evaluation run on this box (eval.ppl, bench.speed, bench.sweep),
-re-read from the run store every two seconds in a thread worker, so runs started from the CLI
-show up too. The lower table shows the highlighted run's result (a sweep: one row per quant
+from the app's run watcher, so runs started from the CLI show up too; a finished run's result
+record is read once, in a thread worker. The lower table shows the highlighted run's result (a sweep: one row per quant
 type). From a sweep row, `c` opens Chat mode on that GGUF and `v` shows (and copies) the
 command that serves it. The form starts a run: kind, model, text file, quant types.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +23,12 @@ from engine.evaluate import results
 from engine.evaluate.jobs import ENTRIES
 from engine.formatting import progress_text
 from engine.runs import RunInfo
+from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
+from tui.widgets.tables import sync_rows
 
 KIND_LABELS = {"eval.ppl": "perplexity", "bench.speed": "speed", "bench.sweep": "quant sweep"}
 LIST_COLUMNS = ("when", "kind", "model", "status", "result")
-
-
-@dataclass
-class BenchListed(Message):
-    runs: list[RunInfo]
-    records: dict[str, dict[str, Any]]
-    progress: dict[str, str] = field(default_factory=dict)
-    error: str = ""
 
 
 def headline(record: dict[str, Any]) -> str:
@@ -73,10 +66,21 @@ class BenchScreen(ModeScreen):
         Binding("escape", "focus_list", "results", show=False),
     ]
 
+    class RecordsRead(Message):
+        """Result records of finished runs (None: the run left none)."""
+
+        def __init__(self, records: dict[str, dict[str, Any] | None]) -> None:
+            super().__init__()
+            self.records = records
+
     def __init__(self) -> None:
         super().__init__()
         self._runs: dict[str, RunInfo] = {}
-        self._records: dict[str, dict[str, Any]] = {}
+        self._listed: list[RunInfo] = []
+        self._progress: dict[str, str] = {}
+        self._records: dict[str, dict[str, Any] | None] = {}
+        self._reading: set[str] = set()
+        self._shown_cells: dict[str, tuple[str, ...]] = {}
         self._shown: str | None = None
 
     # -- layout ------------------------------------------------------------------------------
@@ -100,59 +104,55 @@ class BenchScreen(ModeScreen):
         model = (getattr(self.app, "options", {}) or {}).get("model")
         if model:
             self.query_one("#bench-model", Input).value = str(model)
-        self.set_interval(2.0, self.action_refresh)
-        self.action_refresh()
+        self.app.run_watcher.watch_runs(self)
 
-    # -- polling -----------------------------------------------------------------------------
+    # -- from the run watcher ------------------------------------------------------------------
     def action_refresh(self) -> None:
-        self._list_runs()
+        self.app.run_watcher.poke()
 
-    @work(thread=True, exclusive=True, group="bench-list", exit_on_error=False)
-    def _list_runs(self) -> None:
-        store = self.app.store
-        try:
-            runs = [r for r in store.list() if r.kind in results.KINDS]
-            records = {}
-            progress = {}
-            for run in runs:
-                if run.status == "succeeded":
-                    record = self._records.get(run.id) or results.load_run_record(run, store)
-                    if record is not None:
-                        records[run.id] = record
-                elif run.active:
-                    progress[run.id] = progress_text(store.last_progress(run.id))
-            self.post_message(BenchListed(runs, records, progress))
-        except OSError as exc:
-            self.post_message(BenchListed([], {}, error=str(exc)))
-
-    def on_bench_listed(self, message: BenchListed) -> None:
-        table = self.query_one("#bench-list", DataTable)
-        if message.error:
-            self._note(f"cannot read runs: {message.error}")
+    def on_run_watcher_runs_changed(self, message: RunWatcher.RunsChanged) -> None:
+        snapshot = message.snapshot
+        if snapshot.error:
+            self._note(f"cannot read runs: {snapshot.error}")
             return
+        self._listed = [r for r in snapshot.runs if r.kind in results.KINDS]
+        self._progress = {r.id: progress_text(snapshot.progress.get(r.id)) for r in self._listed if r.active}
+        unread = [r for r in self._listed if r.status == "succeeded" and r.id not in self._records
+                  and r.id not in self._reading]
+        if unread:
+            self._reading.update(r.id for r in unread)
+            self._read_records(unread)
+        self._fill_list()
+
+    @work(thread=True, group="bench-records", exit_on_error=False)
+    def _read_records(self, runs: list[RunInfo]) -> None:
+        store = self.app.store
+        self.post_message(self.RecordsRead({run.id: results.load_run_record(run, store) for run in runs}))
+
+    def on_bench_screen_records_read(self, message: RecordsRead) -> None:
         self._records.update(message.records)
-        wanted = {run.id: run for run in message.runs}
-        for key in [row.value for row in list(table.rows) if row.value not in wanted]:
-            table.remove_row(key)
-        for run in message.runs:
-            record = self._records.get(run.id)
-            if run.active:
-                status, summary = run.status, message.progress.get(run.id, "")
-            elif record is not None:
-                status, summary = "done", headline(record)
-            else:
-                status, summary = run.status, run.exit_reason
-            model = Path(str(run.spec.get("model", ""))).name
-            cells = (results.when_text(run.created), KIND_LABELS.get(run.kind, run.kind), model, status, summary)
-            if run.id in table.rows:
-                for column, value in zip(LIST_COLUMNS, cells, strict=True):
-                    table.update_cell(run.id, column, value, update_width=True)
-            else:
-                table.add_row(*cells, key=run.id)
+        self._reading.difference_update(message.records)
+        self._fill_list()
+
+    def _fill_list(self) -> None:
+        table = self.query_one("#bench-list", DataTable)
+        sync_rows(table, LIST_COLUMNS, ((run.id, self._cells(run)) for run in self._listed), self._shown_cells)
+        wanted = {run.id: run for run in self._listed}
         self._runs = wanted
-        if not message.runs:
+        if not self._listed:
             self._note("No results yet. Press n, pick a kind, give a model (and a text file), and Start.")
         self._show_selected()
+
+    def _cells(self, run: RunInfo) -> tuple[str, ...]:
+        record = self._records.get(run.id)
+        if run.active:
+            status, summary = run.status, self._progress.get(run.id, "")
+        elif record is not None:
+            status, summary = "done", headline(record)
+        else:
+            status, summary = run.status, run.exit_reason
+        model = Path(str(run.spec.get("model", ""))).name
+        return results.when_text(run.created), KIND_LABELS.get(run.kind, run.kind), model, status, summary
 
     # -- detail ------------------------------------------------------------------------------
     @property

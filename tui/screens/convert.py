@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,11 @@ from textual.suggester import Suggester
 from textual.widgets import Checkbox, DataTable, Input, Select, Static, TabbedContent, TabPane
 
 from engine.convert import ACTIONS
+from engine.runs import RunInfo
+from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.widgets.run_view import RunView
+from tui.widgets.tables import sync_rows
 
 TYPE_CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "hf-to-gguf": ("outtype", ("f16", "bf16", "f32", "q8_0")),
@@ -41,6 +44,7 @@ EXTRA: dict[str, tuple[str, str]] = {
     "meta-to-hf": ("tokenizer", "tokenizer.model (default: beside the shards or one folder up)"),
     "merge-lora": ("base", "base model folder (default: the adapter's base_model_name_or_path)"),
 }
+FINISHED_COLUMNS = ("when", "conversion", "status", "output", "verification")
 INPUT_HINT = {
     "hf-to-gguf": "HF model folder (config.json + *.safetensors)",
     "quantize": "float GGUF file (f16/bf16/f32)",
@@ -79,12 +83,6 @@ class VerdictReady(Message):
     verdict: Any
 
 
-@dataclass
-class FinishedListed(Message):
-    rows: list[tuple[str, ...]] = field(default_factory=list)
-    active: list[str] = field(default_factory=list)
-
-
 def verify_figures(verify: Any) -> str:
     if not isinstance(verify, dict):
         return str(verify or "")
@@ -117,12 +115,23 @@ class ConvertScreen(ModeScreen):
         Binding("ctrl+p", "show_tab('progress')", "progress", show=False, id="convert.progress"),
     ]
 
+    class FiguresRead(Message):
+        """Verification figures (or the failure) of finished conversions, from their events."""
+
+        def __init__(self, figures: dict[str, str]) -> None:
+            super().__init__()
+            self.figures = figures
+
     def __init__(self) -> None:
         super().__init__()
+        self._figures: dict[str, str] = {}
+        self._reading: set[str] = set()
+        self._finished_cells: dict[str, tuple[str, ...]] = {}
         self.verdict: Any = None
         self._verdict_key: tuple = ()
         self._timer: Any = None
         self.current_run: str | None = None
+        self._runs: list[RunInfo] = []
 
     # -- layout ------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
@@ -139,20 +148,20 @@ class ConvertScreen(ModeScreen):
         yield Static("type an input path; the pre-flight verdict appears here", id="conv-verdict")
         with TabbedContent(id="conv-tabs", initial="progress"):
             with TabPane("Progress", id="progress"):
-                yield RunView(self.app.store, id="conv-run")
+                yield RunView(self.app.run_watcher, id="conv-run")
             with TabPane("Finished", id="finished"):
                 yield DataTable(id="conv-finished", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#conv-finished", DataTable)
-        table.add_columns("when", "conversion", "status", "output", "verification")
+        for column in FINISHED_COLUMNS:
+            table.add_column(column, key=column)
         options = getattr(self.app, "options", {}) or {}
         if options.get("action") in ACTIONS:
             self.query_one("#conv-action", Select).value = options["action"]
         if options.get("input"):
             self.query_one("#conv-input", Input).value = str(options["input"])
-        self.set_interval(2.0, self._list_finished)
-        self._list_finished()
+        self.app.run_watcher.watch_runs(self)
 
     # -- the form ----------------------------------------------------------------------------
     @property
@@ -275,43 +284,52 @@ class ConvertScreen(ModeScreen):
         self.query_one("#conv-tabs", TabbedContent).active = tab
 
     # -- finished list -----------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="convert-finished", exit_on_error=False)
-    def _list_finished(self) -> None:
+    def on_run_watcher_runs_changed(self, message: RunWatcher.RunsChanged) -> None:
+        runs = [r for r in message.snapshot.runs if r.kind.startswith("convert.")][:50]
+        unread = [r for r in runs if r.status in ("succeeded", "failed")
+                  and r.id not in self._figures and r.id not in self._reading]
+        if unread:
+            self._reading.update(r.id for r in unread)
+            self._read_figures(unread)
+        self._runs = runs
+        self._fill_finished()
+        active = [r.id for r in runs if r.active]
+        if self.current_run is None and active:
+            self.current_run = active[0]  # reattach to a conversion started earlier
+            self.query_one("#conv-run", RunView).set_run(self.current_run)
+
+    @work(thread=True, group="convert-figures", exit_on_error=False)
+    def _read_figures(self, runs: list[RunInfo]) -> None:
         from engine.events import Failed, Finished
 
         store = self.app.store
-        rows: list[tuple[str, ...]] = []
-        active: list[str] = []
-        try:
-            runs = [r for r in store.list() if r.kind.startswith("convert.")]
-        except OSError:
-            runs = []
-        for run in runs[:50]:
-            if run.active:
-                active.append(run.id)
-            figures = ""
-            output = str(run.spec.get("output", ""))
-            if run.status in ("succeeded", "failed"):
-                events, _ = store.read_events(run.id, max(0, _size(run.events_path) - 65536))
-                for event in reversed(events):
-                    if isinstance(event, Finished):
-                        figures = verify_figures(event.summary.get("verify"))
-                        break
-                    if isinstance(event, Failed):
-                        figures = event.message[:80]
-                        break
-            when = time.strftime("%m-%d %H:%M", time.localtime(run.created))
-            rows.append((when, run.kind.removeprefix("convert."), run.status, Path(output).name, figures))
-        self.post_message(FinishedListed(rows, active))
+        figures: dict[str, str] = {}
+        for run in runs:
+            figures[run.id] = ""
+            events, _ = store.read_events(run.id, max(0, _size(run.events_path) - 65536))
+            for event in reversed(events):
+                if isinstance(event, Finished):
+                    figures[run.id] = verify_figures(event.summary.get("verify"))
+                    break
+                if isinstance(event, Failed):
+                    figures[run.id] = event.message[:80]
+                    break
+        self.post_message(self.FiguresRead(figures))
 
-    def on_finished_listed(self, message: FinishedListed) -> None:
+    def on_convert_screen_figures_read(self, message: FiguresRead) -> None:
+        self._figures.update(message.figures)
+        self._reading.difference_update(message.figures)
+        self._fill_finished()
+
+    def _fill_finished(self) -> None:
+        rows = []
+        for run in self._runs:
+            when = time.strftime("%m-%d %H:%M", time.localtime(run.created))
+            output = Path(str(run.spec.get("output", ""))).name
+            rows.append((run.id, (when, run.kind.removeprefix("convert."), run.status, output,
+                                  self._figures.get(run.id, ""))))
         table = self.query_one("#conv-finished", DataTable)
-        table.clear()
-        for row in message.rows:
-            table.add_row(*row)
-        if self.current_run is None and message.active:
-            self.current_run = message.active[0]  # reattach to a conversion started earlier
-            self.query_one("#conv-run", RunView).set_run(self.current_run)
+        sync_rows(table, FINISHED_COLUMNS, rows, self._finished_cells, ordered=True)
 
 
 def _size(path: Path) -> int:

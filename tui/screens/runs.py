@@ -1,38 +1,29 @@
 """Runs mode: every detached run on this box, live, whoever started it.
 
-The list is re-read from disk every second in a thread worker (runs are plain folders, so a run
-started by the CLI or by another llmdeck shows up here too). The lower pane follows the selected
-run; Enter attaches full-screen.
+The list comes from the app's run watcher (runs are plain folders, so a run started by the CLI
+or by another llmdeck shows up here too). The lower pane follows the selected run; Enter
+attaches full-screen.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from engine.events import Progress
 from engine.formatting import format_duration, progress_text
 from engine.runs import RunError, RunInfo
+from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
 from tui.widgets.run_view import RunView
+from tui.widgets.tables import sync_rows
 
 COLUMNS = ("run", "kind", "status", "progress", "elapsed")
-
-
-@dataclass
-class RunsListed(Message):
-    runs: list[RunInfo]
-    progress: dict[str, Progress | None]
-    error: str = ""
 
 
 class RunsScreen(ModeScreen):
@@ -54,6 +45,7 @@ class RunsScreen(ModeScreen):
     def __init__(self) -> None:
         super().__init__()
         self._runs: dict[str, RunInfo] = {}
+        self._cells: dict[str, tuple[str, ...]] = {}
 
     def compose_body(self) -> ComposeResult:
         table: DataTable[str] = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
@@ -63,52 +55,30 @@ class RunsScreen(ModeScreen):
         yield Static("", id="runs-empty")
         with Vertical(id="runs-detail", classes="panel") as detail:
             detail.border_title = "selected run"
-            yield RunView(self.app.store, id="runs-view")
+            yield RunView(self.app.run_watcher, id="runs-view")
 
     def on_mount(self) -> None:
-        self.set_interval(1.0, self.action_refresh)
-        self.action_refresh()
+        self.app.run_watcher.watch_runs(self)
 
-    # -- polling -----------------------------------------------------------------------------
+    # -- the run list ------------------------------------------------------------------------
     def action_refresh(self) -> None:
-        self._list_runs()
+        self.app.run_watcher.poke()
 
-    @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False)
-    def _list_runs(self) -> None:
-        store = self.app.store
-        try:
-            runs = store.list()
-            progress = {run.id: store.last_progress(run.id) for run in runs[:200]}
-            self.post_message(RunsListed(runs, progress))
-        except OSError as exc:
-            self.post_message(RunsListed([], {}, error=str(exc)))
-
-    def on_runs_listed(self, message: RunsListed) -> None:
+    def on_run_watcher_runs_changed(self, message: RunWatcher.RunsChanged) -> None:
+        snapshot = message.snapshot
         table = self.query_one("#runs-table", DataTable)
         empty = self.query_one("#runs-empty", Static)
-        if message.error:
-            empty.update(f"[b]cannot read runs:[/b] {message.error}")
-        elif not message.runs:
+        if snapshot.error:
+            empty.update(f"[b]cannot read runs:[/b] {snapshot.error}")
+        elif not snapshot.runs:
             empty.update(f"No runs yet in {self.app.store.root}. Press n to start a self-test run.")
         else:
             empty.update("")
         now = time.time()
-        wanted = {run.id: run for run in message.runs}
-        for key in [row.value for row in list(table.rows) if row.value not in wanted]:
-            table.remove_row(key)
-        for index, run in enumerate(message.runs):
-            cells = (
-                run.label,
-                run.kind,
-                run.status,
-                progress_text(message.progress.get(run.id)),
-                format_duration(run.elapsed(now)),
-            )
-            if run.id in table.rows:
-                for column, value in zip(COLUMNS, cells, strict=True):
-                    table.update_cell(run.id, column, value, update_width=True)
-            else:
-                table.add_row(*cells, key=run.id)
+        rows = ((run.id, (run.label, run.kind, run.status, progress_text(snapshot.progress.get(run.id)),
+                          format_duration(run.elapsed(now)))) for run in snapshot.runs)
+        sync_rows(table, COLUMNS, rows, self._cells)
+        wanted = {run.id: run for run in snapshot.runs}
         self._runs = wanted
         if table.row_count and self.query_one(RunView).run_id is None:
             self._select_current()
@@ -221,7 +191,7 @@ class RunAttachScreen(Screen):
         self.run_id = run_id
 
     def compose(self) -> ComposeResult:
-        view = RunView(self.app.store, id="attach-view")
+        view = RunView(self.app.run_watcher, id="attach-view")
         yield view
         yield Footer()
 

@@ -1,9 +1,10 @@
 """Serve mode: the OpenAI-compatible servers running on this box, live; start and stop them.
 
 Servers are detached runs of kind `serve` (started here, by `llmdeck serve --detach`, or from
-another terminal), so they outlive the TUI. Every second a thread worker re-lists them and reads
-each live one's new events (engine.serve.stats folds them into requests/s, tokens/s, active
-requests and the request log); the screen only renders the snapshot it is sent.
+another terminal), so they outlive the TUI. The app's run watcher sends the run list and each
+listed server's new events (engine.serve.stats folds them into requests/s, tokens/s, active
+requests and the request log); a thread worker reads a starting server's out/server.json
+(its URL) until it is there.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from textual.widgets import Button, DataTable, Input, Label, Log, Select, Static
 from engine.runs import RunError, RunInfo
 from engine.serve.launch import ENGINES, SERVE_KIND, model_label, server_details, start_detached
 from engine.serve.stats import ServeSnapshot, ServeStats
+from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
+from tui.widgets.tables import sync_rows
 
 COLUMNS = ("server", "status", "url", "req/s", "tok/s", "active")
 RECENT_ENDED_S = 3600.0
@@ -34,12 +37,6 @@ class ServerRow:
     info: RunInfo
     details: dict | None
     snap: ServeSnapshot
-
-
-@dataclass
-class ServersListed(Message):
-    rows: list[ServerRow]
-    error: str = ""
 
 
 class StartServerModal(ModalScreen[dict | None]):
@@ -131,10 +128,21 @@ class ServeScreen(ModeScreen):
         Binding("r", "refresh", "refresh", show=False),
     ]
 
+    class DetailsRead(Message):
+        """out/server.json of live servers (None: not written yet)."""
+
+        def __init__(self, details: dict[str, dict | None]) -> None:
+            super().__init__()
+            self.details = details
+
     def __init__(self) -> None:
         super().__init__()
-        self._stats: dict[str, ServeStats] = {}  # touched only by the (exclusive) polling worker
+        self._stats: dict[str, ServeStats] = {}
+        self._details: dict[str, dict | None] = {}
+        self._servers: list[RunInfo] = []
+        self._error = ""
         self._rows: dict[str, ServerRow] = {}
+        self._shown_cells: dict[str, tuple[str, ...]] = {}
         self._log_for: tuple[str, int] | None = None
 
     def compose_body(self) -> ComposeResult:
@@ -149,51 +157,62 @@ class ServeScreen(ModeScreen):
             yield Log(id="serve-log", max_lines=500)
 
     def on_mount(self) -> None:
-        self.set_interval(1.0, self.action_refresh)
-        self.action_refresh()
+        self.app.run_watcher.watch_runs(self)
 
-    # -- polling -----------------------------------------------------------------------------
+    # -- from the run watcher ------------------------------------------------------------------
     def action_refresh(self) -> None:
-        self._poll()
+        self.app.run_watcher.poke()
 
-    @work(thread=True, exclusive=True, group="serve-list", exit_on_error=False)
-    def _poll(self) -> None:
-        store = self.app.store
+    def on_run_watcher_runs_changed(self, message: RunWatcher.RunsChanged) -> None:
         now = time.time()
-        try:
-            runs = [r for r in store.list() if r.kind == SERVE_KIND
-                    and (r.active or (r.ended or r.created) > now - RECENT_ENDED_S)]
-        except OSError as exc:
-            self.post_message(ServersListed([], error=str(exc)))
-            return
-        rows = []
-        for run in runs[:50]:
-            stats = self._stats.setdefault(run.id, ServeStats())
-            events, stats.offset = store.read_events(run.id, stats.offset)
-            stats.feed(events)
-            rows.append(ServerRow(run, server_details(run) if run.active else None, stats.snapshot(now)))
-        self.post_message(ServersListed(rows))
+        servers = [r for r in message.snapshot.runs if r.kind == SERVE_KIND
+                   and (r.active or (r.ended or r.created) > now - RECENT_ENDED_S)][:50]
+        self._servers, self._error = servers, message.snapshot.error
+        watcher = self.app.run_watcher
+        listed = {run.id for run in servers}
+        for run_id in watcher.following(self) - listed:
+            watcher.unfollow(self, run_id)
+            self._stats.pop(run_id, None)
+        for run in servers:
+            if run.id not in self._stats:
+                self._stats[run.id] = ServeStats()
+                watcher.follow(self, run.id)
+            if not run.active:
+                self._details.pop(run.id, None)
+        waiting = [run for run in servers if run.active and not self._details.get(run.id)]
+        if waiting:
+            self._read_details(waiting)
+        self._render_rows()
 
-    def on_servers_listed(self, message: ServersListed) -> None:
+    def on_run_watcher_events_read(self, message: RunWatcher.EventsRead) -> None:
+        if message.first or message.run_id not in self._stats:
+            self._stats[message.run_id] = ServeStats()
+        self._stats[message.run_id].feed(message.events)
+        self._render_rows()
+
+    @work(thread=True, exclusive=True, group="serve-details", exit_on_error=False)
+    def _read_details(self, runs: list[RunInfo]) -> None:
+        self.post_message(self.DetailsRead({run.id: server_details(run) for run in runs}))
+
+    def on_serve_screen_details_read(self, message: DetailsRead) -> None:
+        self._details.update(message.details)
+        self._render_rows()
+
+    def _render_rows(self) -> None:
+        now = time.time()
+        rows = [ServerRow(run, self._details.get(run.id) if run.active else None,
+                          self._stats.setdefault(run.id, ServeStats()).snapshot(now)) for run in self._servers]
         table = self.query_one("#serve-table", DataTable)
         empty = self.query_one("#serve-empty", Static)
-        if message.error:
-            empty.update(f"[b]cannot read runs:[/b] {message.error}")
-        elif not message.rows:
+        if self._error:
+            empty.update(f"[b]cannot read runs:[/b] {self._error}")
+        elif not rows:
             empty.update("No servers. Press n to start one, or run `llmdeck serve MODEL --detach`.")
         else:
             empty.update("")
-        empty.display = bool(message.error or not message.rows)
-        wanted = {row.info.id: row for row in message.rows}
-        for key in [row.value for row in list(table.rows) if row.value not in wanted]:
-            table.remove_row(key)
-        for row in message.rows:
-            cells = self._cells(row)
-            if row.info.id in table.rows:
-                for column, value in zip(COLUMNS, cells, strict=True):
-                    table.update_cell(row.info.id, column, value, update_width=True)
-            else:
-                table.add_row(*cells, key=row.info.id)
+        empty.display = bool(self._error or not rows)
+        sync_rows(table, COLUMNS, ((row.info.id, self._cells(row)) for row in rows), self._shown_cells)
+        wanted = {row.info.id: row for row in rows}
         self._rows = wanted
         self._show_selected()
 

@@ -1,9 +1,10 @@
 """Train mode: start runs, watch them live, compare them, act on their checkpoints.
 
 Everything shown comes from the runs' folders (run.json, events.jsonl, checkpoint folders),
-read in thread workers every half second: a run started from the CLI, by another llmdeck, or
-before this TUI was opened shows its whole curve and then continues live. Nothing here holds
-the training: closing the TUI leaves the runs going.
+read by the app's run watcher (the list, and the events of the selected and compared runs) and
+a thread worker (checkpoints): a run started from the CLI, by another llmdeck, or before this
+TUI was opened shows its whole curve and then continues live. Nothing here holds the
+training: closing the TUI leaves the runs going.
 
 Left: training runs (space marks runs for the compare overlay) and the selected run's
 checkpoints. Right: the live dashboard (curve with EMA smoothing, stats, progress + ETA, log),
@@ -31,6 +32,7 @@ from engine.runs import RunError, RunInfo
 from engine.train import launch
 from engine.train.checkpoints import Checkpoint, human_size
 from engine.train.plots import RunCurves, run_colour
+from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
 from tui.widgets.train_curve import TrainCurve
@@ -42,17 +44,7 @@ SMOOTHING_STEPS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95)
 
 
 @dataclass
-class TrainPolled(Message):
-    runs: list[RunInfo]
-    events: dict[str, tuple[int, int, list[JobEvent]]]  # run id -> (from offset, new offset, events)
-    checkpoints: list[Checkpoint] = field(default_factory=list)
-    checkpoints_of: str | None = None
-    error: str = ""
-
-
-@dataclass
 class _RunState:
-    offset: int = 0
     curves: RunCurves | None = None
     latest: dict[str, float] = field(default_factory=dict)
     step: int = 0
@@ -63,6 +55,15 @@ class _RunState:
 
 class TrainScreen(ModeScreen):
     MODE_KEY = "train"
+
+    class CheckpointsListed(Message):
+        """The selected run's checkpoints, listed in a thread worker."""
+
+        def __init__(self, run_id: str, checkpoints: list[Checkpoint]) -> None:
+            super().__init__()
+            self.run_id = run_id
+            self.checkpoints = checkpoints
+
     DEFAULT_CSS = """
     TrainScreen #train-left { width: 34; }
     TrainScreen #train-runs { height: 1fr; }
@@ -100,7 +101,7 @@ class TrainScreen(ModeScreen):
         self.compare: list[str] = []
         self.smoothing = 0.6
         self.checkpoints: list[Checkpoint] = []
-        self._ckpt_poll = 0.0
+        self._checkpoints_read = 0.0
 
     # -- layout --------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
@@ -141,61 +142,66 @@ class TrainScreen(ModeScreen):
         return spec
 
     def on_mount(self) -> None:
-        self.set_interval(0.5, self.poll)
-        self.poll()
+        self.app.run_watcher.watch_runs(self)
 
-    # -- polling -------------------------------------------------------------------------------
-    def watched(self) -> list[str]:
-        ids = [self.selected] if self.selected else []
-        return ids + [r for r in self.compare if r not in ids]
+    def on_screen_resume(self) -> None:
+        self._read_checkpoints_soon()
 
-    def poll(self) -> None:
-        offsets = {rid: self.states.get(rid, _RunState()).offset for rid in self.watched()}
-        want_ckpts = self.selected if time.monotonic() - self._ckpt_poll > 2.0 else None
-        if want_ckpts:
-            self._ckpt_poll = time.monotonic()
-        self._read(offsets, want_ckpts)
-
-    @work(thread=True, exclusive=True, group="train-poll", exit_on_error=False)
-    def _read(self, offsets: dict[str, int], ckpts_of: str | None) -> None:
-        store = self.app.store
-        try:
-            runs = [r for r in store.list() if r.kind in TRAIN_KINDS]
-            events = {}
-            for run_id, offset in offsets.items():
-                got, new_offset = store.read_events(run_id, offset)
-                events[run_id] = (offset, new_offset, got)
-            checkpoints = launch.checkpoints_of(store.get(ckpts_of)) if ckpts_of else []
-            self.post_message(TrainPolled(runs, events, checkpoints, ckpts_of))
-        except (RunError, OSError) as exc:
-            self.post_message(TrainPolled([], {}, error=str(exc)))
-
-    def on_train_polled(self, message: TrainPolled) -> None:
-        if message.error:
-            self.query_one("#train-status", Static).update(f"cannot read runs: {message.error}")
+    # -- from the run watcher --------------------------------------------------------------------
+    def on_run_watcher_runs_changed(self, message: RunWatcher.RunsChanged) -> None:
+        snapshot = message.snapshot
+        if snapshot.error:
+            self.query_one("#train-status", Static).update(f"cannot read runs: {snapshot.error}")
             return
-        self.runs = {r.id: r for r in message.runs}
-        changed = False
-        for run_id, (start, end, events) in message.events.items():
-            state = self.states.setdefault(run_id, _RunState())
-            if start != state.offset:
-                continue  # stale read (the run was reselected meanwhile)
-            state.offset = end
-            if state.curves is None:
-                info = self.runs.get(run_id)
-                state.curves = RunCurves(info.label if info else run_id)
-            for event in events:
-                self._apply(state, event)
-            changed = changed or bool(events)
+        self.runs = {r.id: r for r in snapshot.runs if r.kind in TRAIN_KINDS}
         self._fill_runs_table()
         if self.selected is None and self.runs:
             self._select(next(iter(self.runs)))
-        if message.checkpoints_of and message.checkpoints_of == self.selected:
+        self._refresh_live(False)
+        self._read_checkpoints_soon()
+
+    def on_run_watcher_events_read(self, message: RunWatcher.EventsRead) -> None:
+        run_id = message.run_id
+        state = self.states.get(run_id)
+        if state is None or message.first:
+            info = self.runs.get(run_id)
+            state = self.states[run_id] = _RunState(curves=RunCurves(info.label if info else run_id))
+        for event in message.events:
+            self._apply(state, event)
+        self._fill_runs_table()
+        if run_id == self.selected:
+            self._refresh_live(True)
+        if run_id in self.compare:
+            self._refresh_compare()
+
+    def _follow_runs(self) -> None:
+        """Follow the selected and the compared runs. A run once followed stays followed (its
+        curve is kept, and continues from where it was), unless it left the run store."""
+        watcher = self.app.run_watcher
+        following = watcher.following(self)
+        for run_id in [self.selected, *self.compare]:
+            if run_id and run_id not in following:
+                watcher.follow(self, run_id)
+        for run_id in following - set(self.runs):
+            if run_id != self.selected and run_id not in self.compare:
+                watcher.unfollow(self, run_id)
+                self.states.pop(run_id, None)
+
+    def _read_checkpoints_soon(self) -> None:
+        """The selected run's checkpoints, at most every two seconds (they are folders to list)."""
+        run = self.runs.get(self.selected or "")
+        if run is not None and time.monotonic() - self._checkpoints_read > 2.0:
+            self._checkpoints_read = time.monotonic()
+            self._list_checkpoints(run)
+
+    @work(thread=True, exclusive=True, group="train-checkpoints", exit_on_error=False)
+    def _list_checkpoints(self, run: RunInfo) -> None:
+        self.post_message(self.CheckpointsListed(run.id, launch.checkpoints_of(run)))
+
+    def on_train_screen_checkpoints_listed(self, message: CheckpointsListed) -> None:
+        if message.run_id == self.selected:
             self.checkpoints = message.checkpoints
             self._fill_checkpoints()
-        self._refresh_live(changed)
-        if changed and self.compare:
-            self._refresh_compare()
 
     def _apply(self, state: _RunState, event: JobEvent) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
@@ -256,14 +262,15 @@ class TrainScreen(ModeScreen):
         self.selected = run_id
         self.checkpoints = []
         self._fill_checkpoints()
-        self._ckpt_poll = 0.0
+        self._checkpoints_read = 0.0
         log = self.query_one("#train-log", Log)
         log.clear()
         state = self.states.get(run_id or "")
         if state:
             log.write_lines(state.logs[-100:])
         self._refresh_live(True)
-        self.poll()
+        self._follow_runs()
+        self._read_checkpoints_soon()
 
     # -- live pane -----------------------------------------------------------------------------
     def _refresh_live(self, redraw: bool) -> None:
@@ -325,6 +332,7 @@ class TrainScreen(ModeScreen):
         self.runs[info.id] = info
         self._select(info.id)
         self.action_show_tab("live")
+        self.app.run_watcher.poke()
 
     def action_toggle_compare(self) -> None:
         run_id = self._highlighted_run()
@@ -336,7 +344,7 @@ class TrainScreen(ModeScreen):
             self.compare.append(run_id)
         self._fill_runs_table()
         self._refresh_compare()
-        self.poll()
+        self._follow_runs()
 
     def _highlighted_run(self) -> str | None:
         table = self.query_one("#train-runs", DataTable)
@@ -495,7 +503,7 @@ class TrainScreen(ModeScreen):
 
             delete(ckpt.path)
             self.notify(f"deleted {ckpt.name}")
-            self._ckpt_poll = 0.0
-            self.poll()
+            self._checkpoints_read = 0.0
+            self._read_checkpoints_soon()
 
         self.app.push_screen(ConfirmModal("Delete checkpoint?", f"{ckpt.path}\n({human_size(ckpt.size)})", "Delete"), answered)
