@@ -7,6 +7,7 @@ folder are reported as notifications; they never stop the app from starting.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from tui.modes import MODES as MODE_LIST
 from tui.run_watcher import FollowRead, RunWatcher
 from tui.screens.confirm import ConfirmModal
 from tui.screens.help import HelpScreen, collect_keys
+from tui.workers import failure_details, failure_line
 
 
 class LLMDeckApp(App[None]):
@@ -104,9 +106,30 @@ class LLMDeckApp(App[None]):
     def on_run_watcher_read(self, message: RunWatcher.Read) -> None:
         self.run_watcher.deliver(message.result)
 
+    # -- the one handler of failed workers (tui.workers) ----------------------------------------
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state is WorkerState.ERROR and event.worker.group == "run-watcher":
+        """Every worker that raised ends here (screens and widgets hand theirs on): the user
+        gets the one-line reason, the traceback goes to the log file."""
+        if event.state is not WorkerState.ERROR:
+            return
+        if event.worker.group == "run-watcher":
             self.run_watcher.read_failed()
+        line = failure_line(event.worker)
+        where = self._log_failure(line, failure_details(event.worker))
+        self.notify(line + (f"\n(traceback in {where})" if where else ""), title="something failed",
+                    severity="error", timeout=12)
+
+    def _log_failure(self, line: str, details: str) -> Path | None:
+        """Append the failure to <data>/tui.log; None when that cannot be written."""
+        self.log.error(line, details)  # also on the Textual console (`textual console`)
+        path = paths.data_dir() / "tui.log"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n{details}\n")
+        except OSError:
+            return None
+        return path
 
     # -- actions -----------------------------------------------------------------------------
     def action_help(self) -> None:

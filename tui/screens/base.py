@@ -12,9 +12,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, TextArea
 
 from tui.widgets.mode_bar import ModeBar
+from tui.workers import ReportsWorkerErrors
 
 
-class ModeScreen(Screen):
+class ModeScreen(ReportsWorkerErrors, Screen):
     MODE_KEY: str = ""
     # Number keys switch modes, but a focused text field takes them as text: Esc leaves the
     # field first. Screens that give Esc another meaning override this binding.

@@ -22,10 +22,10 @@ from textual.widgets import Button, DataTable, Input, Select, Static
 from engine.evaluate import results
 from engine.evaluate.jobs import ENTRIES
 from engine.formatting import progress_text
-from engine.runs import RunInfo
+from engine.runs import RunError, RunInfo
 from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
-from tui.widgets.tables import sync_rows
+from tui.widgets.tables import cursor_row_key, sync_rows
 
 KIND_LABELS = {"eval.ppl": "perplexity", "bench.speed": "speed", "bench.sweep": "quant sweep"}
 LIST_COLUMNS = ("when", "kind", "model", "status", "result")
@@ -157,13 +157,7 @@ class BenchScreen(ModeScreen):
     # -- detail ------------------------------------------------------------------------------
     @property
     def selected_run_id(self) -> str | None:
-        table = self.query_one("#bench-list", DataTable)
-        if not table.row_count:
-            return None
-        try:
-            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - cursor outside the (changing) table
-            return None
+        return cursor_row_key(self.query_one("#bench-list", DataTable))
 
     @on(DataTable.RowHighlighted, "#bench-list")
     def _highlighted(self, _event: DataTable.RowHighlighted) -> None:
@@ -269,7 +263,7 @@ class BenchScreen(ModeScreen):
             spec["allow_requantize"] = _is_quantized(Path(spec["model"]))
         try:
             info = self.app.store.start(kind, spec, name=f"{KIND_LABELS[kind]} {Path(model).name}", entry=ENTRIES[kind])
-        except Exception as exc:  # noqa: BLE001 - shown, never raised into the UI
+        except (RunError, OSError) as exc:
             self.notify(f"could not start the run: {exc}", severity="error")
             return
         self.notify(f"started {KIND_LABELS[kind]} run {info.id}", timeout=4)
@@ -302,9 +296,10 @@ def _is_quantized(path: Path) -> bool:
     """A quantized GGUF is swept from an F16 copy (the form has no separate switch)."""
     if path.is_dir() or path.suffix.lower() != ".gguf":
         return False
-    try:
-        from engine.evaluate.sweep import _gguf_type
+    from engine.evaluate.models import EvalError
+    from engine.evaluate.sweep import _gguf_type
 
+    try:
         return not _gguf_type(path)[1]
-    except Exception:  # noqa: BLE001 - the run itself reports a bad file
+    except EvalError:  # not a GGUF, truncated: the run itself reports the bad file
         return False

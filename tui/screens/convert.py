@@ -22,9 +22,10 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.suggester import Suggester
 from textual.widgets import Checkbox, DataTable, Input, Select, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
 
 from engine.convert import ACTIONS
-from engine.runs import RunInfo
+from engine.runs import RunError, RunInfo
 from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.widgets.run_view import RunView
@@ -129,6 +130,7 @@ class ConvertScreen(ModeScreen):
         self._finished_cells: dict[str, tuple[str, ...]] = {}
         self.verdict: Any = None
         self._verdict_key: tuple = ()
+        self._check_worker: Worker | None = None
         self._timer: Any = None
         self.current_run: str | None = None
         self._runs: list[RunInfo] = []
@@ -216,17 +218,19 @@ class ConvertScreen(ModeScreen):
         key = tuple(sorted((k, str(v)) for k, v in spec.items()))
         self._verdict_key = key
         self.query_one("#conv-verdict", Static).update("checking…")
-        self._check(key, spec)
+        self._check_worker = self._check(key, spec)
 
-    @work(thread=True, exclusive=True, group="convert-preflight", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="convert-checks", exit_on_error=False, description="pre-flight check")
     def _check(self, key: tuple, spec: dict[str, Any]) -> None:
         from engine.convert import preflight
 
-        try:
-            verdict = preflight.check(spec)
-        except Exception as exc:  # noqa: BLE001 - a check must never crash the screen
-            verdict = preflight.Verdict(action=spec["action"], problems=[preflight.Problem(f"{type(exc).__name__}: {exc}")])
-        self.post_message(VerdictReady(key, verdict))
+        self.post_message(VerdictReady(key, preflight.check(spec)))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # The check itself broke (the app reports why): say so where the verdict goes.
+        if event.state is WorkerState.ERROR and event.worker is self._check_worker:
+            self.verdict = None
+            self._show_verdict_text("the pre-flight check failed (see the notification); ctrl+r re-checks", "-bad")
 
     def on_verdict_ready(self, message: VerdictReady) -> None:
         if message.key != self._verdict_key:
@@ -262,7 +266,7 @@ class ConvertScreen(ModeScreen):
         kind = f"convert.{spec['action']}"
         try:
             info = self.app.store.start(kind, spec, name=f"{spec['action']} {Path(verdict.output).name}", entry=KINDS[kind])
-        except Exception as exc:  # noqa: BLE001 - RunError, OSError: show, never crash
+        except (RunError, OSError) as exc:
             self.notify(str(exc), title="could not start", severity="error")
             return
         self.current_run = info.id
@@ -277,7 +281,7 @@ class ConvertScreen(ModeScreen):
         try:
             self.app.store.cancel(self.current_run)
             self.notify("cancel requested; the partial output is removed", timeout=3)
-        except Exception as exc:  # noqa: BLE001
+        except (RunError, OSError) as exc:
             self.notify(str(exc), severity="warning")
 
     def action_show_tab(self, tab: str) -> None:

@@ -3,8 +3,9 @@
 Three views of one scan: Records (each record rendered through the chat template, the tokens
 trained on highlighted, the max_seq_len cut marked), Lengths (token-length statistics and the
 histogram with the cut line), Problems (every skipped record with its line and reason).
-The scan is `engine.data.job.scan_job` in a thread worker (tui.bridge): the UI never waits on
-tokenization, and starting a new scan cancels the one in flight.
+The scan is `engine.data.job.scan_job` in a thread worker whose events come back as
+`DataScreen.ScanReported` messages: the UI never waits on tokenization, and starting a new scan
+cancels the one in flight (the worker's cancel flag is the job's).
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.widgets import DataTable, Input, OptionList, Static, TabbedContent, TabPane
+from textual.message import Message
 from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
 
 from engine.data.stats import POLICIES, Histogram, format_histogram
-from engine.events import Cancelled, Failed, Finished, Progress
-from tui.bridge import JobEventMessage, run_job_in_worker
+from engine.events import Cancelled, Failed, Finished, JobEvent, Progress
 from tui.screens.base import ModeScreen
 
 TRAINED_STYLE = "bold $text-success on $success-muted"
@@ -53,6 +56,19 @@ class DataScreen(ModeScreen):
         Binding("h", "show_tab('lengths')", "histogram", show=False, id="data.lengths"),
         Binding("p", "show_tab('problems')", "problems", show=False, id="data.problems"),
     ]
+
+    class ScanReported(Message):
+        """An event of scan `scan_id`. A Progress replaces a queued one of the same phase."""
+
+        def __init__(self, scan_id: str, event: JobEvent) -> None:
+            super().__init__()
+            self.scan_id = scan_id
+            self.event = event
+
+        def can_replace(self, message: Message) -> bool:
+            return (isinstance(message, DataScreen.ScanReported) and message.scan_id == self.scan_id
+                    and isinstance(self.event, Progress) and isinstance(message.event, Progress)
+                    and message.event.phase == self.event.phase)
 
     def __init__(self) -> None:
         super().__init__()
@@ -122,7 +138,17 @@ class DataScreen(ModeScreen):
         }
         self.job_id = f"data-scan-{next(_job_ids)}"
         self._status(f"scanning {path} …")
-        run_job_in_worker(self, _scan, spec, job_id=self.job_id, group="data-scan", exclusive=True, description="dataset scan")
+        self._scan(self.job_id, spec)
+
+    @work(thread=True, exclusive=True, group="data-scans", exit_on_error=False, description="dataset scan")
+    def _scan(self, scan_id: str, spec: dict[str, Any]) -> None:
+        from engine.data.job import scan_job
+        from engine.jobs import JobContext, execute
+
+        def report(event: JobEvent) -> None:
+            self.post_message(self.ScanReported(scan_id, event))
+
+        execute(scan_job, spec, JobContext(report, get_current_worker().cancelled_event, job_id=scan_id))
 
     def action_toggle_loss(self) -> None:
         self.loss_on = "all" if self.loss_on == "assistant" else "assistant"
@@ -144,8 +170,8 @@ class DataScreen(ModeScreen):
         self.query_one(target).focus()
 
     # -- scan results ------------------------------------------------------------------------
-    def on_job_event_message(self, message: JobEventMessage) -> None:
-        if message.job_id != self.job_id:
+    def on_data_screen_scan_reported(self, message: ScanReported) -> None:
+        if message.scan_id != self.job_id:
             return  # a scan that was replaced
         event = message.event
         if isinstance(event, Progress):
@@ -207,12 +233,6 @@ class DataScreen(ModeScreen):
         status = self.query_one("#data-status", Static)
         status.update(Content(text))
         status.set_class(error, "-error")
-
-
-def _scan(spec: dict[str, Any], ctx) -> dict[str, Any]:
-    from engine.data.job import scan_job
-
-    return scan_job(spec, ctx)
 
 
 def record_content(preview: dict[str, Any], max_seq_len: int | None) -> Content:

@@ -21,7 +21,7 @@ from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
 from tui.widgets.run_view import RunView
-from tui.widgets.tables import sync_rows
+from tui.widgets.tables import cursor_row_key, sync_rows
 
 COLUMNS = ("run", "kind", "status", "progress", "elapsed")
 
@@ -96,13 +96,7 @@ class RunsScreen(ModeScreen):
 
     @property
     def selected_run_id(self) -> str | None:
-        table = self.query_one("#runs-table", DataTable)
-        if not table.row_count:
-            return None
-        try:
-            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - cursor outside the (changing) table
-            return None
+        return cursor_row_key(self.query_one("#runs-table", DataTable))
 
     # -- actions -----------------------------------------------------------------------------
     def action_attach(self) -> None:

@@ -26,7 +26,7 @@ from engine.serve.stats import ServeSnapshot, ServeStats
 from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
-from tui.widgets.tables import sync_rows
+from tui.widgets.tables import cursor_row_key, sync_rows
 
 COLUMNS = ("server", "status", "url", "req/s", "tok/s", "active")
 RECENT_ENDED_S = 3600.0
@@ -239,14 +239,7 @@ class ServeScreen(ModeScreen):
 
     @property
     def selected(self) -> ServerRow | None:
-        table = self.query_one("#serve-table", DataTable)
-        if not table.row_count:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - cursor outside the (changing) table
-            return None
-        return self._rows.get(key or "")
+        return self._rows.get(cursor_row_key(self.query_one("#serve-table", DataTable)) or "")
 
     def _show_selected(self) -> None:
         row = self.selected

@@ -37,6 +37,7 @@ from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
 from tui.widgets.train_curve import TrainCurve
 from tui.widgets.train_form import StartRun, TrainForm
+from tui.widgets.tables import cursor_row_key
 from tui.widgets.train_stats import TrainStats
 
 TRAIN_KINDS = ("train", "train.demo")
@@ -55,6 +56,14 @@ class _RunState:
 
 class TrainScreen(ModeScreen):
     MODE_KEY = "train"
+
+    class Exported(Message):
+        """A curve export was written to `path` (or not: `error`)."""
+
+        def __init__(self, path: Path, error: str) -> None:
+            super().__init__()
+            self.path = path
+            self.error = error
 
     class CheckpointsListed(Message):
         """The selected run's checkpoints, listed in a thread worker."""
@@ -347,13 +356,7 @@ class TrainScreen(ModeScreen):
         self._follow_runs()
 
     def _highlighted_run(self) -> str | None:
-        table = self.query_one("#train-runs", DataTable)
-        if not table.row_count:
-            return None
-        try:
-            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - cursor outside a changing table
-            return None
+        return cursor_row_key(self.query_one("#train-runs", DataTable))
 
     def action_smooth(self, direction: int) -> None:
         steps = SMOOTHING_STEPS
@@ -405,7 +408,7 @@ class TrainScreen(ModeScreen):
         out = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.{kind}"
         self._write_export(curves, out, kind, self.smoothing)
 
-    @work(thread=True, group="train-export", exit_on_error=False)
+    @work(thread=True, group="train-exports", exit_on_error=False, description="exporting the curves")
     def _write_export(self, curves: list[RunCurves], out: Path, kind: str, smoothing: float) -> None:
         from engine.train import plots
 
@@ -415,20 +418,19 @@ class TrainScreen(ModeScreen):
             else:
                 plots.write_png(curves, out, ["loss", "eval_loss", "lr", "grad_norm"], smooth=smoothing)
         except (OSError, ValueError) as exc:
-            self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error")
+            self.post_message(self.Exported(out, f"export failed: {exc}"))
             return
-        self.app.call_from_thread(self.notify, f"wrote {out}")
-        self.last_export = out
+        self.post_message(self.Exported(out, ""))
+
+    def on_train_screen_exported(self, message: Exported) -> None:
+        if message.error:
+            self.notify(message.error, severity="error")
+        else:
+            self.notify(f"wrote {message.path}")
 
     # -- checkpoint actions ----------------------------------------------------------------------
     def _highlighted_checkpoint(self) -> Checkpoint | None:
-        table = self.query_one("#train-ckpts", DataTable)
-        if not table.row_count:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001
-            return None
+        key = cursor_row_key(self.query_one("#train-ckpts", DataTable))
         return next((c for c in self.checkpoints if str(c.path) == key), None)
 
     def _target(self) -> Path | None:
@@ -455,12 +457,9 @@ class TrainScreen(ModeScreen):
         screen = self.app.screen
         current = getattr(getattr(screen, "spec", None), "model", None)
         if hasattr(screen, "load_model") and current != str(target):
-            try:
-                from engine.chat.loader import BackendSpec
+            from engine.chat.loader import BackendSpec
 
-                screen.load_model(BackendSpec(model=str(target)))
-            except Exception as exc:  # noqa: BLE001 - chat reports its own load errors
-                self.notify(f"chat: {exc}", severity="error")
+            screen.load_model(BackendSpec(model=str(target)))
 
     def _start_job(self, kind: str, entry: str, spec: dict[str, Any], what: str) -> None:
         try:

@@ -5,6 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
+
+
+def cursor_row_key(table: DataTable) -> str | None:
+    """The key of the row under the cursor, or None (an empty table, or a cursor that a
+    shrinking table left past its end)."""
+    if not table.row_count:
+        return None
+    try:
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+    except CellDoesNotExist:
+        return None
 
 
 def sync_rows(table: DataTable, columns: Sequence[str], rows: Iterable[tuple[str, tuple[str, ...]]],

@@ -19,6 +19,7 @@ from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from engine.train.spec import METHODS, PRECISIONS, SCHEDULERS, SpecError, TrainSpec
+from tui.workers import ReportsWorkerErrors
 
 # (field, label, kind) in the order shown; kind: text | number | select:<choices> | check
 FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -67,7 +68,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-class TrainForm(VerticalScroll):
+class TrainForm(ReportsWorkerErrors, VerticalScroll):
     DEFAULT_CSS = """
     TrainForm { height: 1fr; padding: 0 1; }
     TrainForm .form-row { height: 1; }
@@ -217,7 +218,7 @@ def estimate_text(spec: TrainSpec) -> str:
             gpus=max(1, spec.processes()),
         )
         estimate = estimate_training(model, options)
-    except Exception as exc:  # noqa: BLE001 - the estimate is advice; never block the form
+    except (ValueError, OSError) as exc:  # EstimateError (a ValueError): not a model folder we can read
         return f"memory estimate unavailable: {str(exc)[:80]}"
     trainable = f", {estimate.trainable_params:,} trainable params" if estimate.trainable_params else ""
     return f"estimated peak memory per GPU: {estimate.total_gib:.1f} GiB ({estimate.peak_phase or spec.method}{trainable})"
