@@ -1,12 +1,14 @@
 """The llmdeck application: one mode per area, switched with number keys or the palette.
 
-Start-up stays light: mode screens are imported on first use (see tui.modes), and nothing here
-imports torch, transformers, llama_cpp or pynvml. Settings problems and an unwritable data
+Start-up stays light: a mode's screen is imported when the mode is first opened (`SCREENS`,
+below: the only place that names the screen classes), and nothing here imports torch,
+transformers, llama_cpp or pynvml. Settings problems and an unwritable data
 folder are reported as notifications; they never stop the app from starting.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,7 +24,7 @@ from textual.worker import Worker, WorkerState
 from engine import paths
 from engine import settings as settings_mod
 from engine.runs import RunStore
-from tui.modes import BY_KEY, screen_factory
+from tui.modes import BY_KEY
 from tui.modes import MODES as MODE_LIST
 from tui.run_watcher import FollowRead, RunWatcher
 from tui.screens.confirm import ConfirmModal
@@ -30,10 +32,23 @@ from tui.screens.help import HelpScreen, collect_keys
 from tui.workers import failure_details, failure_line
 
 
+SCREENS: dict[str, str] = {
+    "monitor": "tui.screens.monitor:MonitorScreen",
+    "chat": "tui.screens.chat:ChatScreen",
+    "train": "tui.screens.train:TrainScreen",
+    "data": "tui.screens.data:DataScreen",
+    "convert": "tui.screens.convert:ConvertScreen",
+    "estimate": "tui.screens.estimate:EstimateScreen",
+    "bench": "tui.screens.bench:BenchScreen",
+    "serve": "tui.screens.serve:ServeScreen",
+    "runs": "tui.screens.runs:RunsScreen",
+}
+"""Mode key -> the screen class showing it, imported when the mode is first opened."""
+
+
 class LLMDeckApp(App[None]):
     TITLE = "llmdeck"
     CSS_PATH = str(Path(themes.__file__).with_name("base.tcss"))
-    MODES = {mode.key: screen_factory(mode) for mode in MODE_LIST}
     BINDINGS = [
         *(
             Binding(str(number), f"switch_mode('{mode.key}')", mode.name, show=False, id=f"mode.{mode.key}")
@@ -67,6 +82,10 @@ class LLMDeckApp(App[None]):
             start_mode = "monitor"
         self.start_mode = start_mode
         super().__init__()
+        self.mode_screens: dict[str, Screen] = {}
+        """The mode screens built so far (Textual builds one when its mode is first opened)."""
+        for mode in MODE_LIST:
+            self.add_mode(mode.key, lambda key=mode.key: self._build_mode_screen(key))
         for theme in themes.BUILTIN_THEMES.values():
             self.register_theme(theme)
         requested = self.options.get("theme") or settings.ui.theme
@@ -97,6 +116,12 @@ class LLMDeckApp(App[None]):
             settings_mod.save(self.settings, self.settings_path)
         except OSError as exc:
             self.notify(f"could not save the theme choice: {exc}", severity="warning")
+
+    def _build_mode_screen(self, key: str) -> Screen:
+        module, _, name = SCREENS[key].partition(":")
+        screen = getattr(importlib.import_module(module), name)()
+        self.mode_screens[key] = screen
+        return screen
 
     # -- the run watcher's reads ------------------------------------------------------------
     @work(thread=True, group="run-watcher", exit_on_error=False, description="reading the run store")
