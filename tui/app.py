@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, cast
 
 import themes
 from textual import work
@@ -23,13 +24,17 @@ from textual.worker import Worker, WorkerState
 
 from engine import paths
 from engine import settings as settings_mod
-from engine.runs import RunStore
+from engine.runs import RunError, RunStore
+from tui.messages import OpenInChat, StopRun
 from tui.modes import BY_KEY
 from tui.modes import MODES as MODE_LIST
 from tui.run_watcher import FollowRead, RunWatcher
 from tui.screens.confirm import ConfirmModal
 from tui.screens.help import HelpScreen, collect_keys
 from tui.workers import failure_details, failure_line
+
+if TYPE_CHECKING:
+    from tui.screens.chat import ChatScreen
 
 
 SCREENS: dict[str, str] = {
@@ -76,7 +81,10 @@ class LLMDeckApp(App[None]):
         self.store = store or RunStore()
         self.run_watcher = RunWatcher(self, self.store, self.read_run_store)
         """The one reader of the run store; screens that show runs subscribe to it."""
-        self.options: dict[str, Any] = dict(options or {})
+        self.options: Mapping[str, Any] = MappingProxyType(dict(options or {}))
+        """What the command line asked for (`llmdeck chat MODEL`, `--replay`...): read-only.
+        Screens read it when they are built; they talk to each other through tui.messages."""
+        self._screen_args: dict[str, dict[str, Any]] = {}
         if start_mode not in BY_KEY:
             self.startup_problems.append(f"unknown mode {start_mode!r}; opening Monitor")
             start_mode = "monitor"
@@ -119,9 +127,43 @@ class LLMDeckApp(App[None]):
 
     def _build_mode_screen(self, key: str) -> Screen:
         module, _, name = SCREENS[key].partition(":")
-        screen = getattr(importlib.import_module(module), name)()
+        screen = getattr(importlib.import_module(module), name)(**self._screen_args.pop(key, {}))
         self.mode_screens[key] = screen
         return screen
+
+    # -- requests from screens (tui.messages) --------------------------------------------------
+    async def on_open_in_chat(self, message: OpenInChat) -> None:
+        chat = self.mode_screens.get("chat")
+        if chat is None:
+            self._screen_args["chat"] = {"model": message.path}  # built on this model, loaded once
+        await self.switch_mode("chat")
+        if chat is not None:
+            cast("ChatScreen", chat).open_model(message.path)
+
+    def on_stop_run(self, message: StopRun) -> None:
+        from tui.screens.stop_run import StopRunModal, stop_wording
+
+        run = message.run
+        if not run.active:
+            self.notify(f"{run.label} is {run.status}; only a running run can be stopped", severity="warning")
+            return
+        wording = stop_wording(run, message.where)
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.store.cancel(run.id)
+            except (RunError, OSError) as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.notify(wording.done, timeout=4)
+            self.run_watcher.poke()
+
+        if message.confirm:
+            self.push_screen(StopRunModal(run, message.where), answered)
+        else:
+            answered(True)
 
     # -- the run watcher's reads ------------------------------------------------------------
     @work(thread=True, group="run-watcher", exit_on_error=False, description="reading the run store")

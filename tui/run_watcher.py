@@ -23,7 +23,6 @@ and only a changed run.json is parsed again (`RunScanner`).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path

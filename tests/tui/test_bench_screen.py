@@ -51,7 +51,8 @@ async def test_results_table_and_serve_and_chat() -> None:
         detail.move_cursor(row=1)
         await pilot.press("c")
         await wait_until(pilot, lambda: app.current_mode == "chat")
-        assert app.options["model"] == str(tiny_gguf())
+        chat = app.screen
+        assert (chat.loading or chat.spec).model == str(tiny_gguf())
 
 
 async def test_form_starts_a_real_run_and_checks_input() -> None:

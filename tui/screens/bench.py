@@ -23,6 +23,7 @@ from engine.evaluate import results
 from engine.evaluate.jobs import ENTRIES
 from engine.formatting import progress_text
 from engine.runs import RunError, RunInfo
+from tui.messages import OpenInChat
 from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.widgets.tables import cursor_row_key, sync_rows
@@ -101,7 +102,7 @@ class BenchScreen(ModeScreen):
 
     def on_mount(self) -> None:
         self.query_one("#bench-list", DataTable).focus()
-        model = (getattr(self.app, "options", {}) or {}).get("model")
+        model = self.app.options.get("model")
         if model:
             self.query_one("#bench-model", Input).value = str(model)
         self.app.run_watcher.watch_runs(self)
@@ -217,7 +218,7 @@ class BenchScreen(ModeScreen):
     def action_new_run(self) -> None:
         self.query_one("#bench-model", Input).focus()
 
-    async def action_chat(self) -> None:
+    def action_chat(self) -> None:
         path = self.selected_model_path()
         if not path:
             self.notify("highlight a finished result first", severity="warning")
@@ -225,14 +226,7 @@ class BenchScreen(ModeScreen):
         if not Path(path).exists():
             self.notify(f"{path} no longer exists", severity="error")
             return
-        self.app.options["model"] = path
-        await self.app.switch_mode("chat")
-        screen = self.app.screen
-        spec = getattr(screen, "spec", None)
-        if spec is not None and getattr(spec, "model", None) != path and hasattr(screen, "load_model"):
-            from engine.chat.loader import BackendSpec
-
-            screen.load_model(BackendSpec(model=path))  # Chat was open already: switch its model
+        self.post_message(OpenInChat(path))
 
     def action_serve(self) -> None:
         path = self.selected_model_path()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,10 @@ class ChatScreen(ModeScreen):
             self.message = message
             self.spec = spec
 
-    def __init__(self) -> None:
+    def __init__(self, model: str | None = None) -> None:
+        """`model`: load this one rather than the command line's or the settings' (open in Chat)."""
         super().__init__()
+        self._model_arg = model
         self.backend: ChatBackend | None = None
         self.spec: BackendSpec | None = None
         self.params = SamplingParams()
@@ -95,7 +98,7 @@ class ChatScreen(ModeScreen):
     # -- layout ------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
         settings = self.app.settings
-        options = getattr(self.app, "options", {}) or {}
+        options = self.app.options
         self.spec = self._initial_spec(options)
         self.params = self._initial_params(options)
         with Horizontal(id="chat-main"):
@@ -105,7 +108,7 @@ class ChatScreen(ModeScreen):
                 yield ChatInput(newline_key=settings.ui.newline_key, id="chat-input")
             yield ChatSidePanel(self.params, model=self.spec.model, template=self.spec.template, id="chat-side")
 
-    def _initial_spec(self, options: dict[str, Any]) -> BackendSpec:
+    def _initial_spec(self, options: Mapping[str, Any]) -> BackendSpec:
         chat = self.app.settings.chat
         if options.get("chat_spec"):
             spec = BackendSpec.from_dict(options["chat_spec"])
@@ -113,11 +116,11 @@ class ChatScreen(ModeScreen):
             spec = BackendSpec(model=chat.model, backend=chat.backend or "auto")
             if spec.backend == "openai":
                 spec.base_url, spec.model = chat.openai_base_url, chat.openai_model
-        if options.get("model"):
-            spec.model = str(options["model"])
+        if self._model_arg or options.get("model"):
+            spec.model = str(self._model_arg or options["model"])
         return spec
 
-    def _initial_params(self, options: dict[str, Any]) -> SamplingParams:
+    def _initial_params(self, options: Mapping[str, Any]) -> SamplingParams:
         try:
             if options.get("chat_params"):
                 return SamplingParams.from_dict(options["chat_params"])
@@ -155,13 +158,18 @@ class ChatScreen(ModeScreen):
             self.store = SessionStore()
         except (SessionError, OSError) as exc:
             self.app.notify(f"chat history is off: {exc}", severity="warning", timeout=10)
-        injected = (getattr(self.app, "options", {}) or {}).get("chat_backend")
+        injected = self.app.options.get("chat_backend")
         if injected is not None:
             self._use_backend(injected, 0.0)
         else:
             self.load_model(self.spec)
 
     # -- model loading -----------------------------------------------------------------------
+    def open_model(self, path: str) -> None:
+        """Load `path` unless it is the model loaded (or loading) already (open in Chat)."""
+        if (self.loading or self.spec or BackendSpec()).model != path:
+            self.load_model(BackendSpec(model=path))
+
     def load_model(self, spec: BackendSpec) -> None:
         """Load in a thread worker; the current model stays usable until the new one is ready."""
         self.loading = spec

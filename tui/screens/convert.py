@@ -26,6 +26,7 @@ from textual.worker import Worker, WorkerState
 
 from engine.convert import ACTIONS
 from engine.runs import RunError, RunInfo
+from tui.messages import StopRun
 from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.widgets.run_view import RunView
@@ -158,7 +159,7 @@ class ConvertScreen(ModeScreen):
         table = self.query_one("#conv-finished", DataTable)
         for column in FINISHED_COLUMNS:
             table.add_column(column, key=column)
-        options = getattr(self.app, "options", {}) or {}
+        options = self.app.options
         if options.get("action") in ACTIONS:
             self.query_one("#conv-action", Select).value = options["action"]
         if options.get("input"):
@@ -279,10 +280,11 @@ class ConvertScreen(ModeScreen):
             self.notify("no conversion running from this screen", severity="warning")
             return
         try:
-            self.app.store.cancel(self.current_run)
-            self.notify("cancel requested; the partial output is removed", timeout=3)
-        except (RunError, OSError) as exc:
+            run = self.app.store.get(self.current_run)  # read now: it may have started this instant
+        except RunError as exc:
             self.notify(str(exc), severity="warning")
+            return
+        self.post_message(StopRun(run, confirm=False))  # ctrl+k has never asked
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one("#conv-tabs", TabbedContent).active = tab

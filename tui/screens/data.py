@@ -79,7 +79,7 @@ class DataScreen(ModeScreen):
 
     # -- layout ------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
-        options = getattr(self.app, "options", {}) or {}
+        options = self.app.options
         with Horizontal(id="data-form"):
             yield Input(str(options.get("file") or ""), placeholder="dataset: .jsonl .json .csv .parquet", id="data-file")
             yield Input(str(options.get("model") or ""), placeholder="model or tokenizer folder", id="data-model")
@@ -103,7 +103,7 @@ class DataScreen(ModeScreen):
                 yield table
 
     def on_mount(self) -> None:
-        options = getattr(self.app, "options", {}) or {}
+        options = self.app.options
         if options.get("file") and options.get("model"):
             self.query_one("#data-records", OptionList).focus()  # keys browse; Tab reaches the inputs
             self.action_scan()

@@ -129,7 +129,7 @@ class EstimateScreen(ModeScreen):
 
     def _initial(self) -> dict[str, Any]:
         """Form values from `llmdeck estimate --mode lora --batch 2` (no model): app.options['estimate']."""
-        opts = dict(getattr(self.app, "options", {}).get("estimate") or {})
+        opts = dict(self.app.options.get("estimate") or {})
         out: dict[str, Any] = {}
         mapping = {"mode": "mode", "context": "context", "batch": "batch", "seq_len": "seq_len", "lora_rank": "rank",
                    "gpus": "gpus", "weight_dtype": "weights", "kv_dtype": "kv_dtype", "backend": "backend",

@@ -117,7 +117,7 @@ class MonitorScreen(ModeScreen):
         from engine.monitor.sampler_thread import LiveSource, ReplaySource, SamplerThread
 
         cfg = self.app.settings.monitor
-        options = dict(getattr(self.app, "options", None) or {})
+        options = self.app.options
         self.history = History(fine_seconds=cfg.history_minutes * 60.0, interval=cfg.interval)
         replay = options.get("replay")
         self.replaying = str(replay or "")

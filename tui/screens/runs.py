@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from engine.formatting import format_duration, progress_text
 from engine.runs import RunError, RunInfo
+from tui.messages import StopRun
 from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
@@ -110,12 +111,8 @@ class RunsScreen(ModeScreen):
 
     def action_cancel_run(self) -> None:
         run = self._runs.get(self.selected_run_id or "")
-        if run is None:
-            return
-        if not run.active:
-            self.notify(f"{run.label} is {run.status}; only a running run can be cancelled", severity="warning")
-            return
-        confirm_cancel(self, run)
+        if run is not None:
+            self.post_message(StopRun(run))
 
     def action_delete_run(self) -> None:
         run = self._runs.get(self.selected_run_id or "")
@@ -152,25 +149,6 @@ class RunsScreen(ModeScreen):
         self.action_refresh()
 
 
-def confirm_cancel(screen: Screen, run: RunInfo) -> None:
-    """Ask, then send the cooperative cancel; shared by the list and the attach screen."""
-
-    def answered(yes: bool | None) -> None:
-        if not yes:
-            return
-        try:
-            screen.app.store.cancel(run.id)
-        except (RunError, OSError) as exc:
-            screen.notify(str(exc), severity="error")
-            return
-        screen.notify(f"cancel sent to {run.label}")
-
-    screen.app.push_screen(
-        ConfirmModal("Cancel run?", f"{run.label} ({run.kind}) will stop cooperatively and end `cancelled`.", "Cancel run"),
-        answered,
-    )
-
-
 class RunAttachScreen(Screen):
     """One run, full screen: its whole history replayed, then live."""
 
@@ -202,7 +180,4 @@ class RunAttachScreen(Screen):
         except RunError as exc:
             self.notify(str(exc), severity="error")
             return
-        if run.active:
-            confirm_cancel(self, run)
-        else:
-            self.notify(f"{run.label} is {run.status}", severity="warning")
+        self.post_message(StopRun(run))

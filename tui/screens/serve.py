@@ -23,9 +23,9 @@ from textual.widgets import Button, DataTable, Input, Label, Log, Select, Static
 from engine.runs import RunError, RunInfo
 from engine.serve.launch import ENGINES, SERVE_KIND, model_label, server_details, start_detached
 from engine.serve.stats import ServeSnapshot, ServeStats
+from tui.messages import StopRun
 from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
-from tui.screens.confirm import ConfirmModal
 from tui.widgets.tables import cursor_row_key, sync_rows
 
 COLUMNS = ("server", "status", "url", "req/s", "tok/s", "active")
@@ -293,29 +293,8 @@ class ServeScreen(ModeScreen):
 
     def action_stop_server(self) -> None:
         row = self.selected
-        if row is None:
-            return
-        if not row.info.active:
-            self.notify(f"{row.info.label} is {row.info.status}", severity="warning")
-            return
-        run = row.info
-        where = row.details["api"] if row.details else "(still starting)"
-
-        def answered(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                self.app.store.cancel(run.id)
-            except (RunError, OSError) as exc:
-                self.notify(str(exc), severity="error")
-                return
-            self.notify(f"stopping {run.label}")
-
-        self.app.push_screen(
-            ConfirmModal("Stop server?", f"{run.label} at {where}\n\nIn-flight requests get a few seconds to finish; "
-                         "clients then get connection errors.", "Stop server"),
-            answered,
-        )
+        if row is not None:
+            self.post_message(StopRun(row.info, where=row.details["api"] if row.details else ""))
 
     def action_copy_ssh(self) -> None:
         row = self.selected

@@ -32,6 +32,7 @@ from engine.runs import RunError, RunInfo
 from engine.train import launch
 from engine.train.checkpoints import Checkpoint, human_size
 from engine.train.plots import RunCurves, run_colour
+from tui.messages import OpenInChat, StopRun
 from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
@@ -142,7 +143,7 @@ class TrainScreen(ModeScreen):
     def _initial_spec(self):
         from engine.train.spec import TrainSpec
 
-        options = getattr(self.app, "options", {}) or {}
+        options = self.app.options
         spec = TrainSpec()
         if options.get("model"):
             spec.model = str(options["model"])
@@ -367,21 +368,8 @@ class TrainScreen(ModeScreen):
 
     def action_stop_run(self) -> None:
         run = self.runs.get(self.selected or "")
-        if run is None:
-            return
-        if not run.active:
-            self.notify(f"{run.label} is {run.status}", severity="warning")
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                try:
-                    self.app.store.cancel(run.id)
-                    self.notify(f"stopping {run.label}: it saves a checkpoint, then ends")
-                except (RunError, OSError) as exc:
-                    self.notify(str(exc), severity="error")
-
-        self.app.push_screen(ConfirmModal("Stop run?", f"{run.label} saves a checkpoint and ends `cancelled`; r resumes it.", "Stop"), answered)
+        if run is not None:
+            self.post_message(StopRun(run))
 
     def action_resume_run(self) -> None:
         run = self.runs.get(self.selected or "")
@@ -447,19 +435,11 @@ class TrainScreen(ModeScreen):
             self.notify("no checkpoint or output to use yet", severity="warning")
         return out
 
-    async def action_chat_checkpoint(self) -> None:
+    def action_chat_checkpoint(self) -> None:
         """Open Chat on the highlighted checkpoint (a LoRA adapter loads with its base)."""
         target = self._target()
-        if target is None:
-            return
-        self.app.options["model"] = str(target)
-        await self.app.switch_mode("chat")
-        screen = self.app.screen
-        current = getattr(getattr(screen, "spec", None), "model", None)
-        if hasattr(screen, "load_model") and current != str(target):
-            from engine.chat.loader import BackendSpec
-
-            screen.load_model(BackendSpec(model=str(target)))
+        if target is not None:
+            self.post_message(OpenInChat(str(target)))
 
     def _start_job(self, kind: str, entry: str, spec: dict[str, Any], what: str) -> None:
         try:
