@@ -7,7 +7,8 @@ children start at once, each in its own pseudo-terminal (80x24):
   llmdeck  LLMDeckApp: it opens each of the nine modes in turn (a pause in each, so every screen
            mounts and reads the run store), comes back to Monitor, and then sits there
 
-Once llmdeck is back on Monitor, the parent reads both processes' CPU time (psutil
+Once llmdeck is back on Monitor and its workers are done (Chat loads the bundled model while
+the tour goes on), the parent reads both processes' CPU time (psutil
 `cpu_times`, user + system, all threads) over the same `--seconds` window, so machine noise
 hits both alike. Target: llmdeck idle under 1% of one core. (Monitor samples the host once a
 second; `bench/monitor.py` measures that part alone.)
@@ -60,11 +61,16 @@ else:
             self.run_worker(self.tour())
 
         async def tour(self):
-            for mode in MODES:
+            for mode in MODES if dwell else ():
                 await self.switch_mode(mode.key)
                 await asyncio.sleep(dwell)
             await self.switch_mode("monitor")
-            await asyncio.sleep(dwell)
+            from textual.worker import get_current_worker
+
+            me = get_current_worker()
+            while any(w.is_running and w is not me for w in self.workers):  # the Chat model still loading...
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(dwell or 1.0)
             open(marker, "w").write("ready")
 
     Probe(start_mode="monitor").run()
@@ -127,7 +133,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--dwell", type=float, default=1.5, help="seconds in each mode during the tour")
+    parser.add_argument("--dwell", type=float, default=1.5,
+                        help="seconds in each mode during the tour (0: no tour, Monitor alone)")
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="llmdeck-bench-idle-")
     os.environ["LLMDECK_HOME"] = home
@@ -151,7 +158,8 @@ def main() -> int:
                 proc.wait()
                 os.close(fd)
     load = os.getloadavg()
-    print(f"{args.runs} finished runs on disk; llmdeck back on Monitor after visiting every mode; "
+    where = "back on Monitor after visiting every mode" if args.dwell else "on Monitor (no tour)"
+    print(f"{args.runs} finished runs on disk; llmdeck {where}; "
           f"{wall:.1f} s window, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     for name in ("bare", "llmdeck"):
         print(f"{name:8}: {used[name]:6.3f} CPU s = {100 * used[name] / wall:5.2f}% of one core")

@@ -179,9 +179,12 @@ class ChatScreen(ModeScreen):
         self._tick_loading()
         if self._load_timer is None:
             self._load_timer = self.set_interval(0.5, self._tick_loading)
-        else:
-            self._load_timer.resume()
         self._load_worker = self._load(spec)
+
+    def _stop_load_timer(self) -> None:
+        if self._load_timer is not None:
+            self._load_timer.stop()
+            self._load_timer = None
 
     def _tick_loading(self) -> None:
         if self.loading is not None:
@@ -213,8 +216,7 @@ class ChatScreen(ModeScreen):
             message.backend.close()
             return
         self.loading = None
-        if self._load_timer is not None:
-            self._load_timer.pause()
+        self._stop_load_timer()
         self.spec = message.spec
         self._use_backend(message.backend, message.seconds)
 
@@ -237,8 +239,7 @@ class ChatScreen(ModeScreen):
         if message.spec is not self.loading:
             return
         self.loading = None
-        if self._load_timer is not None:
-            self._load_timer.pause()
+        self._stop_load_timer()
         if self.backend is not None:
             info = self.backend.info
             self.status.state = f"● {self.backend.NAME} {Path(info.model).name}"
