@@ -104,12 +104,14 @@ async def speed(args) -> None:
             rows_a.append(a)
             rows_b.append(b)
             print(f"run {i + 1}: bare {a['tps']:.1f} tok/s TTFT {a['ttft'] * 1000:.0f} ms ({a['tokens']} tok) | "
-                  f"screen {b['tps']:.1f} tok/s TTFT {b['ttft'] * 1000:.0f} ms ({b['tokens']} tok, a draw every {b['draw_ms']:.0f} ms; "
+                  f"screen {b['tps']:.1f} tok/s TTFT {b['ttft'] * 1000:.0f} ms ({b['tokens']} tok, "
+                  f"a draw every {b['draw_ms']:.0f} ms; "
                   f"in the worker: {b['backend_tps']:.1f} tok/s, TTFT {b['backend_ttft'] * 1000:.0f} ms)", flush=True)
     backend.close()
     med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
     ratio = statistics.median(b["tps"] / a["tps"] for a, b in zip(rows_a, rows_b))
-    print(f"\nmodel {Path(model).name}, {args.threads} threads, {args.max_tokens} max tokens, {args.runs} alternating runs")
+    print(f"\nmodel {Path(model).name}, {args.threads} threads, {args.max_tokens} max tokens, "
+          f"{args.runs} alternating runs")
     print(f"(a) bare llama-cpp loop : {med(rows_a, 'tps'):6.1f} tok/s  TTFT {med(rows_a, 'ttft') * 1000:6.1f} ms")
     print(f"(b) Chat screen (full)  : {med(rows_b, 'tps'):6.1f} tok/s  TTFT {med(rows_b, 'ttft') * 1000:6.1f} ms")
     print(f"median ratio (b)/(a) tokens/s: {ratio:.3f}  (target >= 0.98)")
@@ -172,8 +174,10 @@ async def key_latency(args) -> None:
             await asyncio.sleep(0.01)
     lat.sort()
     p95 = lat[int(0.95 * (len(lat) - 1))]
-    print(f"\nkey-press -> input updated while streaming at {args.rate:.0f} tok/s ({len(lat)} keys, {shown} words / {blocks} Markdown blocks shown by then):")
-    print(f"median {statistics.median(lat) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms  (target p95 < 50 ms)")
+    print(f"\nkey-press -> input updated while streaming at {args.rate:.0f} tok/s ({len(lat)} keys, "
+          f"{shown} words / {blocks} Markdown blocks shown by then):")
+    print(f"median {statistics.median(lat) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms  "
+          "(target p95 < 50 ms)")
 
 
 def hf_static_cache(args) -> None:

@@ -53,7 +53,7 @@ SCREENS: dict[str, str] = {
 
 class LLMDeckApp(App[None]):
     TITLE = "llmdeck"
-    CSS_PATH = str(Path(themes.__file__).with_name("base.tcss"))
+    CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses may live anywhere
     BINDINGS = [
         *(
             Binding(str(number), f"switch_mode('{mode.key}')", mode.name, show=False, id=f"mode.{mode.key}")
@@ -115,6 +115,10 @@ class LLMDeckApp(App[None]):
         self.run_watcher.start()
         self.switch_mode(self.start_mode)
 
+    def get_css_variables(self) -> dict[str, str]:
+        variables = super().get_css_variables()
+        return {**variables, **{alias: variables[source] for alias, source in themes.CSS_ALIASES.items()}}
+
     def _remember_theme(self, theme) -> None:
         if not self._persist_theme or theme.name == self.settings.ui.theme:
             self._persist_theme = True
@@ -166,7 +170,7 @@ class LLMDeckApp(App[None]):
             answered(True)
 
     # -- the run watcher's reads ------------------------------------------------------------
-    @work(thread=True, group="run-watcher", exit_on_error=False, description="reading the run store")
+    @work(thread=True, group="run-reads", exit_on_error=False, description="reading the run store")
     def read_run_store(self, follows: list[FollowRead], want_runs: bool) -> None:
         self.post_message(RunWatcher.Read(self.run_watcher.scanner.read(follows, want_runs)))
 
@@ -179,7 +183,7 @@ class LLMDeckApp(App[None]):
         gets the one-line reason, the traceback goes to the log file."""
         if event.state is not WorkerState.ERROR:
             return
-        if event.worker.group == "run-watcher":
+        if event.worker.group == "run-reads":
             self.run_watcher.read_failed()
         line = failure_line(event.worker)
         where = self._log_failure(line, failure_details(event.worker))
@@ -241,4 +245,5 @@ class LLMDeckApp(App[None]):
                 lambda key=mode.key: self.switch_mode(key),
             )
         for name in themes.BUILTIN_THEMES:
-            yield SystemCommand(f"Theme: {name}", "switch and remember this theme", lambda n=name: setattr(self, "theme", n))
+            yield SystemCommand(f"Theme: {name}", "switch and remember this theme",
+                                lambda n=name: setattr(self, "theme", n))

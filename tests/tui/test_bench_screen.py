@@ -24,8 +24,10 @@ def kept_sweep(store: RunStore, gguf: Path) -> str:
            "ppl_delta_pct": 0.0, "prompt_tps": 900.0, "gen_tps": 300.0, "baseline": True}
     result = {"source": str(gguf), "baseline": "F32", "baseline_from": "gguf", "ppl_file": str(PROSE), "ctx": 64,
               "prompt_len": 16, "gen_len": 4, "reps": 1,
-              "rows": [row | {"qtype": "F32"}, row | {"qtype": "Q8_0", "bpw": 8.5, "ppl": 401.0, "ppl_delta": 1.0, "ppl_delta_pct": 0.25, "baseline": False}]}
-    results.save(results.make_record("bench.sweep", result, model=str(gguf), backend="llama.cpp", run_id=info.id), info.out_dir)
+              "rows": [row | {"qtype": "F32"}, row | {"qtype": "Q8_0", "bpw": 8.5, "ppl": 401.0, "ppl_delta": 1.0,
+                                                      "ppl_delta_pct": 0.25, "baseline": False}]}
+    record = results.make_record("bench.sweep", result, model=str(gguf), backend="llama.cpp", run_id=info.id)
+    results.save(record, info.out_dir)
     store.update(info.id, status="succeeded", ended=time.time())
     return info.id
 
@@ -72,5 +74,6 @@ async def test_form_starts_a_real_run_and_checks_input() -> None:
         run = app.store.list()[0]
         assert run.kind == "eval.ppl" and run.spec["file"] == str(PROSE)
         listing = screen.query_one("#bench-list", DataTable)
-        await wait_until(pilot, lambda: run.id in listing.rows and str(listing.get_cell(run.id, "status")) == "done", timeout=90)
+        await wait_until(pilot, lambda: run.id in listing.rows and str(listing.get_cell(run.id, "status")) == "done",
+                         timeout=90)
         assert str(listing.get_cell(run.id, "result")).startswith("PPL ")

@@ -317,13 +317,15 @@ async def test_real_bundled_gemma_answers_and_stops(tmp_path):
     from engine.chat.default_model import default_model_path
 
     path = default_model_path(tmp_path)
-    app = LLMDeckApp(start_mode="chat", options={"model": str(path), "chat_params": {"temperature": 0, "max_new_tokens": 400}})
+    params = {"temperature": 0, "max_new_tokens": 400}
+    app = LLMDeckApp(start_mode="chat", options={"model": str(path), "chat_params": params})
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         await wait_for(pilot, lambda: screen.backend is not None, timeout=60)
         assert screen.backend.NAME == "llama.cpp" and screen.backend.template.name == "gemma"
         await pilot.press(*"Write a long story about a cat.", "enter")
-        await wait_for(pilot, lambda: screen.turns() and screen.turns()[-1].role == "assistant" and len(screen.turns()[-1].content) > 20, timeout=60)
+        await wait_for(pilot, lambda: screen.turns() and screen.turns()[-1].role == "assistant"
+                       and len(screen.turns()[-1].content) > 20, timeout=60)
         await pilot.press("escape")
         await wait_for(pilot, lambda: not screen.generating, timeout=30)
         answer = screen.turns()[-1]
@@ -333,7 +335,7 @@ async def test_real_bundled_gemma_answers_and_stops(tmp_path):
 
 
 async def test_compare_mode_runs_both_models_side_by_side():
-    from tui.widgets.chat_compare import CompareScreen
+    from tui.screens.compare import CompareScreen
 
     left = ScriptedBackend(["left ", "answer"])
     right = ScriptedBackend(["right ", "side ", "answer"])

@@ -39,7 +39,8 @@ def headline(record: dict[str, Any]) -> str:
     if kind == "eval.ppl":
         return f"PPL {r.get('ppl', 0):.3f} on {r.get('tokens_evaluated', 0)} tokens"
     if kind == "bench.speed":
-        return f"pp {r['prompt_tps']['median']:.1f} · tg {r['gen_tps']['median']:.1f} tok/s · TTFT {r['ttft_s']['median'] * 1000:.0f} ms"
+        return (f"pp {r['prompt_tps']['median']:.1f} · tg {r['gen_tps']['median']:.1f} tok/s · "
+                f"TTFT {r['ttft_s']['median'] * 1000:.0f} ms")
     if kind == "bench.sweep":
         rows = r.get("rows", [])
         return " · ".join(f"{row['qtype']} {row['ppl']:.2f}" for row in rows if row.get("ppl") is not None)
@@ -47,18 +48,8 @@ def headline(record: dict[str, Any]) -> str:
 
 
 class BenchScreen(ModeScreen):
+    CSS_PATH = "bench.tcss"
     MODE_KEY = "bench"
-    DEFAULT_CSS = """
-    BenchScreen #bench-form { height: auto; padding: 0 1; }
-    BenchScreen #bench-form Select { width: 18; }
-    BenchScreen #bench-form Input { width: 1fr; }
-    BenchScreen #bench-form #bench-types { width: 22; }
-    BenchScreen #bench-form Button { min-width: 9; }
-    BenchScreen #bench-list { height: 1fr; min-height: 4; }
-    BenchScreen #bench-detail-box { height: 1fr; min-height: 4; border-top: solid $primary; }
-    BenchScreen #bench-detail { height: 1fr; }
-    BenchScreen #bench-note { height: auto; color: $text-muted; padding: 0 1; }
-    """
     BINDINGS = [
         Binding("n", "new_run", "new run"),
         Binding("c", "chat", "chat with it"),
@@ -87,7 +78,8 @@ class BenchScreen(ModeScreen):
     # -- layout ------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="bench-form"):
-            yield Select([(label, kind) for kind, label in KIND_LABELS.items()], value="eval.ppl", allow_blank=False, id="bench-kind")
+            yield Select([(label, kind) for kind, label in KIND_LABELS.items()], value="eval.ppl", allow_blank=False,
+                         id="bench-kind")
             yield Input(placeholder="model: .gguf or HF folder", id="bench-model")
             yield Input(placeholder="text file (perplexity, sweep)", id="bench-file")
             yield Input(placeholder="types: Q4_K_M,Q8_0", id="bench-types")
@@ -125,7 +117,7 @@ class BenchScreen(ModeScreen):
             self._read_records(unread)
         self._fill_list()
 
-    @work(thread=True, group="bench-records", exit_on_error=False)
+    @work(thread=True, group="bench-records", exit_on_error=False, description="reading result records")
     def _read_records(self, runs: list[RunInfo]) -> None:
         store = self.app.store
         self.post_message(self.RecordsRead({run.id: results.load_run_record(run, store) for run in runs}))

@@ -41,15 +41,8 @@ _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
 
 class ChatScreen(ModeScreen):
+    CSS_PATH = "chat.tcss"
     MODE_KEY = "chat"
-    DEFAULT_CSS = """
-    ChatScreen #chat-main { height: 1fr; }
-    ChatScreen #chat-left { width: 1fr; }
-    ChatScreen #chat-transcript { height: 1fr; padding: 0 1; }
-    ChatScreen #chat-transcript:focus { background: $boost; }
-    ChatScreen #chat-side { display: none; }
-    ChatScreen.-side #chat-side { display: block; }
-    """
     BINDINGS = [
         Binding("escape", "stop", "stop", id="chat.stop"),
         Binding("ctrl+r", "regenerate", "regenerate", id="chat.regenerate"),
@@ -174,7 +167,7 @@ class ChatScreen(ModeScreen):
         """Load in a thread worker; the current model stays usable until the new one is ready."""
         self.loading = spec
         self._load_started = time.perf_counter()
-        name = Path(spec.model).name if spec.model else ("the bundled Gemma 3 270M" if not spec.base_url else spec.base_url)
+        name = Path(spec.model).name if spec.model else (spec.base_url or "the bundled Gemma 3 270M")
         self._loading_name = name
         self._tick_loading()
         if self._load_timer is None:
@@ -233,7 +226,8 @@ class ChatScreen(ModeScreen):
         took = f"loaded in {seconds:.1f} s" if seconds else ""
         self.side.show_info(info, took)
         if seconds:
-            self.app.notify(f"{Path(info.model).name}: {info.template} template, {took}", title="model ready", timeout=4)
+            self.app.notify(f"{Path(info.model).name}: {info.template} template, {took}", title="model ready",
+                            timeout=4)
 
     def on_chat_screen_model_load_failed(self, message: ModelLoadFailed) -> None:
         if message.spec is not self.loading:
@@ -267,7 +261,8 @@ class ChatScreen(ModeScreen):
             self.app.notify("still answering: Esc stops it", timeout=3)
             return False
         if self.backend is None:
-            self.app.notify("no model loaded yet" + (" (loading…)" if self.loading else "; F2 opens the panel to pick one"),
+            self.app.notify("no model loaded yet"
+                            + (" (loading…)" if self.loading else "; F2 opens the panel to pick one"),
                             severity="warning", timeout=4)
             return False
         sent_at = time.perf_counter()
@@ -292,7 +287,8 @@ class ChatScreen(ModeScreen):
             self.app.notify(f"not saved: {exc}", severity="warning")
             return None
 
-    async def _start_generation(self, sent_at: float | None = None, before: list[ChatMessageView] | None = None) -> None:
+    async def _start_generation(self, sent_at: float | None = None,
+                                before: list[ChatMessageView] | None = None) -> None:
         assert self.backend is not None
         before = before or []
         messages = [{"role": v.role, "content": v.content} for v in [*self.turns(), *before]]
@@ -317,8 +313,9 @@ class ChatScreen(ModeScreen):
             self.app.notify(message.error, title="generation failed", severity="error", timeout=10)
         elif self.store is not None and self.session_id is not None:
             try:
+                stopped = message.stopped or bool(message.error)
                 answer.record_id = self.store.add_message(self.session_id, "assistant", answer.content,
-                                                          stopped=message.stopped or bool(message.error), stats=stats).id
+                                                          stopped=stopped, stats=stats).id
             except SessionError as exc:
                 self.app.notify(f"answer not saved: {exc}", severity="warning")
         if stats:
@@ -375,7 +372,7 @@ class ChatScreen(ModeScreen):
         self.chat_input.move_cursor(self.chat_input.document.end)
         self.chat_input.focus()
 
-    async def on_chat_input_edit_last(self, event: ChatInput.EditLast) -> None:
+    async def on_chat_input_edit_last_requested(self, event: ChatInput.EditLastRequested) -> None:
         event.stop()
         await self.action_edit_last()
 
@@ -402,7 +399,7 @@ class ChatScreen(ModeScreen):
         if self.store is None:
             self.app.notify("chat history is off", severity="warning")
             return
-        from tui.widgets.chat_sessions import SessionsModal
+        from tui.screens.sessions import SessionsModal
 
         async def chosen(session_id: int | None) -> None:
             if session_id is not None:
@@ -476,7 +473,7 @@ class ChatScreen(ModeScreen):
         if self.backend is None or self.generating:
             self.app.notify("compare needs a loaded model and no answer running", timeout=3)
             return
-        from tui.widgets.chat_compare import CompareScreen
+        from tui.screens.compare import CompareScreen
 
         self.app.push_screen(CompareScreen(self.backend, self.params, self.spec))
 

@@ -79,16 +79,11 @@ class PathSuggester(Suggester):
         return head + choice + suffix
 
 
-@dataclass
-class VerdictReady(Message):
-    key: tuple
-    verdict: Any
-
-
 def verify_figures(verify: Any) -> str:
     if not isinstance(verify, dict):
         return str(verify or "")
-    text = f"top-1 {100 * float(verify.get('top1_agreement', 0)):.0f}%  Δmax {float(verify.get('max_abs_diff', 0)):.3g}"
+    text = (f"top-1 {100 * float(verify.get('top1_agreement', 0)):.0f}%  "
+            f"Δmax {float(verify.get('max_abs_diff', 0)):.3g}")
     text += f"  r {float(verify.get('correlation', 0)):.4f}"
     if verify.get("tokenizer_match"):
         text += f"  tok {verify['tokenizer_match']}"
@@ -96,19 +91,15 @@ def verify_figures(verify: Any) -> str:
 
 
 class ConvertScreen(ModeScreen):
+    CSS_PATH = "convert.tcss"
     MODE_KEY = "convert"
-    DEFAULT_CSS = """
-    ConvertScreen .conv-row { height: 3; }
-    ConvertScreen #conv-action { width: 20; }
-    ConvertScreen #conv-type { width: 16; }
-    ConvertScreen #conv-input, ConvertScreen #conv-output, ConvertScreen #conv-extra { width: 1fr; }
-    ConvertScreen Checkbox { width: auto; }
-    ConvertScreen #conv-verdict { height: auto; max-height: 6; padding: 0 1; color: $text-muted; }
-    ConvertScreen #conv-verdict.-bad { color: $error; }
-    ConvertScreen #conv-verdict.-ok { color: $success; }
-    ConvertScreen #conv-tabs { height: 1fr; }
-    ConvertScreen #conv-finished { height: 1fr; }
-    """
+
+    @dataclass
+    class PreflightChecked(Message):
+        """The pre-flight verdict for the form state `key`."""
+
+        key: tuple
+        verdict: Any
     BINDINGS = [
         Binding("ctrl+s", "start", "start", id="convert.start"),
         Binding("ctrl+k", "cancel_run", "cancel run", id="convert.cancel"),
@@ -142,7 +133,8 @@ class ConvertScreen(ModeScreen):
             yield Select([(a, a) for a in ACTIONS], value="hf-to-gguf", allow_blank=False, id="conv-action")
             yield Input(placeholder=INPUT_HINT["hf-to-gguf"], suggester=PathSuggester(), id="conv-input")
         with Horizontal(classes="conv-row"):
-            yield Select([(t, t) for t in TYPE_CHOICES["hf-to-gguf"][1]], value="f16", allow_blank=False, id="conv-type")
+            yield Select([(t, t) for t in TYPE_CHOICES["hf-to-gguf"][1]], value="f16", allow_blank=False,
+                         id="conv-type")
             yield Input(placeholder="output (default: next to the input)", suggester=PathSuggester(), id="conv-output")
         with Horizontal(classes="conv-row"):
             yield Input(placeholder=EXTRA["hf-to-gguf"][1], suggester=PathSuggester(), id="conv-extra", disabled=True)
@@ -225,7 +217,7 @@ class ConvertScreen(ModeScreen):
     def _check(self, key: tuple, spec: dict[str, Any]) -> None:
         from engine.convert import preflight
 
-        self.post_message(VerdictReady(key, preflight.check(spec)))
+        self.post_message(self.PreflightChecked(key, preflight.check(spec)))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # The check itself broke (the app reports why): say so where the verdict goes.
@@ -233,14 +225,15 @@ class ConvertScreen(ModeScreen):
             self.verdict = None
             self._show_verdict_text("the pre-flight check failed (see the notification); ctrl+r re-checks", "-bad")
 
-    def on_verdict_ready(self, message: VerdictReady) -> None:
+    def on_convert_screen_preflight_checked(self, message: PreflightChecked) -> None:
         if message.key != self._verdict_key:
             return  # the form changed since; a newer check is coming
         self.verdict = message.verdict
         force = self.query_one("#conv-force", Checkbox).value
         ok = message.verdict.ok(force)
         lines = message.verdict.lines()
-        lines.append("ready: ctrl+s starts it" if ok else "refused" + (" (tick force to go on)" if message.verdict.ok(True) else ""))
+        forcible = " (tick force to go on)" if message.verdict.ok(True) else ""
+        lines.append("ready: ctrl+s starts it" if ok else "refused" + forcible)
         self._show_verdict_text("\n".join(lines), "-ok" if ok else "-bad")
 
     def _show_verdict_text(self, text: str, cls: str) -> None:
@@ -266,7 +259,8 @@ class ConvertScreen(ModeScreen):
         spec = absolute_paths(spec)
         kind = f"convert.{spec['action']}"
         try:
-            info = self.app.store.start(kind, spec, name=f"{spec['action']} {Path(verdict.output).name}", entry=KINDS[kind])
+            name = f"{spec['action']} {Path(verdict.output).name}"
+            info = self.app.store.start(kind, spec, name=name, entry=KINDS[kind])
         except (RunError, OSError) as exc:
             self.notify(str(exc), title="could not start", severity="error")
             return
@@ -304,7 +298,8 @@ class ConvertScreen(ModeScreen):
             self.current_run = active[0]  # reattach to a conversion started earlier
             self.query_one("#conv-run", RunView).set_run(self.current_run)
 
-    @work(thread=True, group="convert-figures", exit_on_error=False)
+    @work(thread=True, group="convert-figures", exit_on_error=False,
+          description="reading verification figures")
     def _read_figures(self, runs: list[RunInfo]) -> None:
         from engine.events import Failed, Finished
 

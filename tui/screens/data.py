@@ -33,21 +33,8 @@ _job_ids = itertools.count(1)
 
 
 class DataScreen(ModeScreen):
+    CSS_PATH = "data.tcss"
     MODE_KEY = "data"
-    DEFAULT_CSS = """
-    DataScreen #data-form { height: 3; }
-    DataScreen #data-file { width: 2fr; }
-    DataScreen #data-model { width: 2fr; }
-    DataScreen #data-maxlen { width: 14; }
-    DataScreen #data-status { height: 1; padding: 0 1; color: $text-muted; }
-    DataScreen #data-status.-error { color: $error; }
-    DataScreen #data-tabs { height: 1fr; }
-    DataScreen #data-records { width: 24; height: 1fr; }
-    DataScreen #data-record-scroll { height: 1fr; padding: 0 1; }
-    DataScreen #data-record-head { color: $text-muted; }
-    DataScreen #data-lengths-scroll { padding: 0 1; }
-    DataScreen #data-problems { height: 1fr; }
-    """
     BINDINGS = [
         Binding("ctrl+r", "scan", "scan", id="data.scan"),
         Binding("ctrl+l", "toggle_loss", "loss on", id="data.loss"),
@@ -81,7 +68,8 @@ class DataScreen(ModeScreen):
     def compose_body(self) -> ComposeResult:
         options = self.app.options
         with Horizontal(id="data-form"):
-            yield Input(str(options.get("file") or ""), placeholder="dataset: .jsonl .json .csv .parquet", id="data-file")
+            yield Input(str(options.get("file") or ""), placeholder="dataset: .jsonl .json .csv .parquet",
+                        id="data-file")
             yield Input(str(options.get("model") or ""), placeholder="model or tokenizer folder", id="data-model")
             yield Input(str(options.get("max_seq_len") or ""), placeholder="max len", id="data-maxlen", type="integer")
         yield Static("Give a dataset and a model folder, then Enter (or ctrl+r) to scan.", id="data-status")
@@ -140,7 +128,7 @@ class DataScreen(ModeScreen):
         self._status(f"scanning {path} …")
         self._scan(self.job_id, spec)
 
-    @work(thread=True, exclusive=True, group="data-scans", exit_on_error=False, description="dataset scan")
+    @work(thread=True, exclusive=True, group="data-scans", exit_on_error=False, description="scanning the dataset")
     def _scan(self, scan_id: str, spec: dict[str, Any]) -> None:
         from engine.data.job import scan_job
         from engine.jobs import JobContext, execute
@@ -197,7 +185,8 @@ class DataScreen(ModeScreen):
         records = self.query_one("#data-records", OptionList)
         records.clear_options()
         records.add_options(
-            Option(f"{'line ' + str(p['line']) if p['line'] else 'rec ' + str(p['record'])} · {p['n_tokens']} tok", id=str(i))
+            Option(f"{'line ' + str(p['line']) if p['line'] else 'rec ' + str(p['record'])} · {p['n_tokens']} tok",
+                   id=str(i))
             for i, p in enumerate(s["previews"])
         )
         if s["previews"]:

@@ -28,12 +28,8 @@ COLUMNS = ("run", "kind", "status", "progress", "elapsed")
 
 
 class RunsScreen(ModeScreen):
+    CSS_PATH = "runs.tcss"
     MODE_KEY = "runs"
-    DEFAULT_CSS = """
-    RunsScreen #runs-table { height: 40%; min-height: 5; }
-    RunsScreen #runs-empty { height: auto; padding: 0 1; color: $text-muted; }
-    RunsScreen #runs-detail { height: 1fr; }
-    """
     BINDINGS = [
         Binding("enter", "attach", "attach"),
         Binding("c", "cancel_run", "cancel run"),
@@ -135,7 +131,8 @@ class RunsScreen(ModeScreen):
             self.action_refresh()
 
         self.app.push_screen(
-            ConfirmModal("Delete run?", f"{run.label} ({run.kind}, {run.status})\n{run.dir}\n\nIts folder, log and outputs are removed.", "Delete"),
+            ConfirmModal("Delete run?", f"{run.label} ({run.kind}, {run.status})\n{run.dir}\n\n"
+                         "Its folder, log and outputs are removed.", "Delete"),
             answered,
         )
 

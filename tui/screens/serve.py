@@ -41,19 +41,8 @@ class ServerRow:
 
 class StartServerModal(ModalScreen[dict | None]):
     """A small form: model, engine, port, API key, queue length. Dismisses with the spec + key."""
+    CSS_PATH = "modals.tcss"
 
-    DEFAULT_CSS = """
-    StartServerModal { align: center middle; }
-    StartServerModal > Vertical {
-        width: 72; max-width: 95%; height: auto; max-height: 95%;
-        border: thick $primary; background: $surface; padding: 1 2;
-    }
-    StartServerModal Label { margin: 0; color: $text-muted; }
-    StartServerModal #serve-form-title { text-style: bold; margin: 0; }
-    StartServerModal #serve-form-error { color: $error; height: auto; }
-    StartServerModal Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
-    StartServerModal Button { margin-left: 1; }
-    """
     BINDINGS = [Binding("escape", "cancel", "cancel")]
 
     def compose(self) -> ComposeResult:
@@ -107,20 +96,15 @@ class StartServerModal(ModalScreen[dict | None]):
         if engine == "vllm" and not model:
             error.update("vLLM needs a model: an HF folder or hub name")
             return
-        spec = {"model": str(Path(model).expanduser().resolve()) if model and Path(model).expanduser().exists() else model,
+        found = bool(model) and Path(model).expanduser().exists()
+        spec = {"model": str(Path(model).expanduser().resolve()) if found else model,
                 "engine": engine, "host": "127.0.0.1", "port": port, "max_queue": max_queue}
         self.dismiss({"spec": spec, "key": self.query_one("#serve-key", Input).value.strip() or None})
 
 
 class ServeScreen(ModeScreen):
+    CSS_PATH = "serve.tcss"
     MODE_KEY = "serve"
-    DEFAULT_CSS = """
-    ServeScreen #serve-table { height: 40%; min-height: 5; }
-    ServeScreen #serve-empty { height: auto; padding: 0 1; color: $text-muted; }
-    ServeScreen #serve-detail { height: 1fr; }
-    ServeScreen #serve-info { height: auto; padding: 0 1; }
-    ServeScreen #serve-log { height: 1fr; }
-    """
     BINDINGS = [
         Binding("n", "new_server", "start a server"),
         Binding("s", "stop_server", "stop server"),
@@ -190,7 +174,7 @@ class ServeScreen(ModeScreen):
         self._stats[message.run_id].feed(message.events)
         self._render_rows()
 
-    @work(thread=True, exclusive=True, group="serve-details", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="serve-details", exit_on_error=False, description="reading server details")
     def _read_details(self, runs: list[RunInfo]) -> None:
         self.post_message(self.DetailsRead({run.id: server_details(run) for run in runs}))
 
@@ -270,7 +254,8 @@ class ServeScreen(ModeScreen):
             return (
                 f"[b]{d['api']}[/b]  model [b]{d['model_id']}[/b] ({d['engine']}) · {auth}\n"
                 f"from your laptop: [b]{d['ssh']}[/b]\n"
-                f"{s.requests_per_s:.1f} req/s · {s.tokens_per_s:.1f} tok/s · {s.active} active · {s.waiting} queued · "
+                f"{s.requests_per_s:.1f} req/s · {s.tokens_per_s:.1f} tok/s · {s.active} active · "
+                f"{s.waiting} queued · "
                 f"{s.requests} requests ({s.errors} errors) · {s.completion_tokens} tokens generated"
             )
         reason = f" ({info.exit_reason})" if info.exit_reason else ""

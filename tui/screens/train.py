@@ -37,7 +37,7 @@ from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
 from tui.widgets.train_curve import TrainCurve
-from tui.widgets.train_form import StartRun, TrainForm
+from tui.widgets.train_form import TrainForm
 from tui.widgets.tables import cursor_row_key
 from tui.widgets.train_stats import TrainStats
 
@@ -56,6 +56,7 @@ class _RunState:
 
 
 class TrainScreen(ModeScreen):
+    CSS_PATH = "train.tcss"
     MODE_KEY = "train"
 
     class Exported(Message):
@@ -74,17 +75,6 @@ class TrainScreen(ModeScreen):
             self.run_id = run_id
             self.checkpoints = checkpoints
 
-    DEFAULT_CSS = """
-    TrainScreen #train-left { width: 34; }
-    TrainScreen #train-runs { height: 1fr; }
-    TrainScreen #train-ckpts { height: 9; }
-    TrainScreen #train-right { width: 1fr; }
-    TrainScreen #train-status { height: auto; padding: 0 1; }
-    TrainScreen #train-progress { height: 1; padding: 0 1; }
-    TrainScreen #train-log { height: 5; border: none; }
-    TrainScreen #compare-legend { height: auto; padding: 0 1; }
-    TrainScreen TabPane { padding: 0; }
-    """
     BINDINGS = [
         Binding("n", "new_run", "new run"),
         Binding("s", "stop_run", "stop"),
@@ -117,7 +107,8 @@ class TrainScreen(ModeScreen):
     def compose_body(self) -> ComposeResult:
         with Horizontal():
             with Vertical(id="train-left"):
-                runs: DataTable[str] = DataTable(id="train-runs", cursor_type="row", zebra_stripes=True, classes="panel")
+                runs: DataTable[str] = DataTable(id="train-runs", cursor_type="row", zebra_stripes=True,
+                                                 classes="panel")
                 runs.border_title = "training runs"
                 for col in ("", "run", "status", "step", "loss"):
                     runs.add_column(col, key=col or "mark")
@@ -129,7 +120,8 @@ class TrainScreen(ModeScreen):
                 yield ckpts
             with TabbedContent(id="train-right", initial="live"):
                 with TabPane("Live", id="live"):
-                    yield Static("no run selected: press n to start one, or run `llmdeck train --demo`", id="train-status")
+                    yield Static("no run selected: press n to start one, or run `llmdeck train --demo`",
+                                 id="train-status")
                     yield ProgressBar(total=None, show_eta=False, id="train-progress")
                     yield TrainCurve(id="train-curve")
                     yield TrainStats("", id="train-stats")
@@ -204,7 +196,8 @@ class TrainScreen(ModeScreen):
             self._checkpoints_read = time.monotonic()
             self._list_checkpoints(run)
 
-    @work(thread=True, exclusive=True, group="train-checkpoints", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="train-checkpoints", exit_on_error=False,
+          description="listing checkpoints")
     def _list_checkpoints(self, run: RunInfo) -> None:
         self.post_message(self.CheckpointsListed(run.id, launch.checkpoints_of(run)))
 
@@ -226,7 +219,8 @@ class TrainScreen(ModeScreen):
             if event.phase == "train" or state.progress is None or state.progress.phase != "train":
                 state.progress = event
         elif isinstance(event, LogEvent):
-            state.logs.append(f"{stamp} {event.text}" if event.level == "info" else f"{stamp} {event.level}: {event.text}")
+            level = "" if event.level == "info" else f" {event.level}:"
+            state.logs.append(f"{stamp}{level} {event.text}")
         elif isinstance(event, Finished):
             out = event.summary.get("output")
             state.final = str(out) if out else ""
@@ -262,7 +256,8 @@ class TrainScreen(ModeScreen):
         table = self.query_one("#train-ckpts", DataTable)
         table.clear()
         for c in self.checkpoints:
-            table.add_row(c.name.replace("checkpoint-", "ckpt "), f"{c.loss:.3f}" if c.loss is not None else "-", human_size(c.size), "✓" if c.complete else "✗", key=str(c.path))
+            table.add_row(c.name.replace("checkpoint-", "ckpt "), f"{c.loss:.3f}" if c.loss is not None else "-",
+                          human_size(c.size), "✓" if c.complete else "✗", key=str(c.path))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "train-runs" and event.row_key is not None and event.row_key.value != self.selected:
@@ -308,7 +303,8 @@ class TrainScreen(ModeScreen):
     def _refresh_compare(self) -> None:
         curves = [self.states[r].curves for r in self.compare if r in self.states and self.states[r].curves]
         self.query_one("#compare-curve", TrainCurve).show(curves, smoothing=self.smoothing)
-        legend = "  ".join(f"[{run_colour(c.name)}]■[/] {c.name}" for c in curves) or "mark runs with space to overlay them"
+        legend = ("  ".join(f"[{run_colour(c.name)}]■[/] {c.name}" for c in curves)
+                  or "mark runs with space to overlay them")
         self.query_one("#compare-legend", Static).update(legend)
 
     # -- actions -------------------------------------------------------------------------------
@@ -332,7 +328,7 @@ class TrainScreen(ModeScreen):
         self.query_one(TrainForm).load(spec)
         self.action_show_tab("new")
 
-    def on_start_run(self, message: StartRun) -> None:
+    def on_train_form_submitted(self, message: TrainForm.Submitted) -> None:
         try:
             info = launch.start(message.spec, self.app.store)
         except (ValueError, RunError, OSError) as exc:
@@ -457,14 +453,16 @@ class TrainScreen(ModeScreen):
             self.notify("merge applies to LoRA adapters; this is a full model", severity="warning")
             return
         out = target.with_name(target.name + "-merged")
-        self._start_job("train.merge", "engine.train.export:merge", {"adapter": str(target), "output": str(out)}, f"merge {target.name}")
+        self._start_job("train.merge", "engine.train.export:merge", {"adapter": str(target), "output": str(out)},
+                        f"merge {target.name}")
 
     def action_gguf_checkpoint(self) -> None:
         target = self._target()
         if target is None:
             return
         out = target.with_name(f"{target.name}-f16.gguf")
-        self._start_job("train.gguf", "engine.train.export:to_gguf", {"model": str(target), "output": str(out), "outtype": "f16"}, f"gguf {target.name}")
+        self._start_job("train.gguf", "engine.train.export:to_gguf",
+                        {"model": str(target), "output": str(out), "outtype": "f16"}, f"gguf {target.name}")
 
     def action_delete_checkpoint(self) -> None:
         ckpt = self._highlighted_checkpoint()
@@ -485,4 +483,5 @@ class TrainScreen(ModeScreen):
             self._checkpoints_read = 0.0
             self._read_checkpoints_soon()
 
-        self.app.push_screen(ConfirmModal("Delete checkpoint?", f"{ckpt.path}\n({human_size(ckpt.size)})", "Delete"), answered)
+        self.app.push_screen(ConfirmModal("Delete checkpoint?", f"{ckpt.path}\n({human_size(ckpt.size)})", "Delete"),
+                             answered)

@@ -125,7 +125,8 @@ class RunView(Vertical):
         reason = f" — {info.exit_reason}" if info.exit_reason else ""
         style = _status_style(info.status)
         shown = f"[{style}]{info.status}[/]" if style else info.status  # `[]x[/]` is a markup error
-        status.update(f"[b]{info.label}[/b] · {info.kind} · {shown} · {format_duration(info.elapsed(time.time()))}{reason}")
+        elapsed = format_duration(info.elapsed(time.time()))
+        status.update(f"[b]{info.label}[/b] · {info.kind} · {shown} · {elapsed}{reason}")
 
     @property
     def info(self) -> RunInfo | None:

@@ -30,13 +30,7 @@ from tui.workers import ReportsWorkerErrors
 
 
 class CompareScreen(ReportsWorkerErrors, Screen[None]):
-    DEFAULT_CSS = """
-    CompareScreen #cmp-cols { height: 1fr; }
-    CompareScreen .cmp-col { width: 1fr; border: round $panel-lighten-2; }
-    CompareScreen .cmp-col VerticalScroll { height: 1fr; }
-    CompareScreen #cmp-help { height: 1; color: $text-muted; padding: 0 1; }
-    CompareScreen Input { margin: 0 0; }
-    """
+    CSS_PATH = "chat.tcss"
     BINDINGS = [Binding("escape", "stop_or_close", "stop / close")]
 
     class RightLoaded(Message):

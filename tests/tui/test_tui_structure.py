@@ -1,5 +1,6 @@
-"""The TUI's import graph has no cycle, counting imports made inside functions and those made
-through importlib (a "package.module:Class" or "package.module" string naming a tui module)."""
+"""The TUI's structure: its import graph has no cycle (imports inside functions and importlib targets
+("package.module:Class" strings) included), screens and widgets are where they belong, and styles are in
+stylesheets, not in Python."""
 
 from __future__ import annotations
 
@@ -70,3 +71,28 @@ def test_the_mode_table_is_a_leaf_and_only_the_app_names_screens():
     for name, imported in edges.items():
         if name.startswith(("tui.screens.", "tui.widgets.")):
             assert "tui.app" not in imported, name
+
+
+def test_widgets_are_widgets_and_import_no_screen():
+    """Screens (modals included) live in tui/screens; a widget never needs one."""
+    edges = graph()
+    for path in (ROOT / "tui" / "widgets").glob("*.py"):
+        name = module_name(path)
+        assert not any(imported.startswith("tui.screens") for imported in edges[name]), name
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                bases = [ast.unparse(base) for base in node.bases]
+                assert not any("Screen" in base for base in bases), f"{name}.{node.name}({', '.join(bases)})"
+
+
+def test_styles_live_in_stylesheets_not_in_screens():
+    """Screens keep no CSS in Python: the shared rules are in tui/app.tcss, a screen's own in the
+    .tcss its CSS_PATH names (reusable widgets may keep a scoped DEFAULT_CSS)."""
+    for path in (ROOT / "tui" / "screens").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+                assert not {"CSS", "DEFAULT_CSS"} & set(names), f"{path.name}: {names}"
+                if names == ["CSS_PATH"]:
+                    assert (path.parent / ast.literal_eval(node.value)).is_file(), path.name
+    assert (ROOT / "tui" / "app.tcss").is_file()
