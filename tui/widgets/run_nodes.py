@@ -4,7 +4,7 @@ the run (Runs and Train); hidden while the run has no such rows (one process).""
 
 from __future__ import annotations
 
-from rich.markup import escape
+from textual.markup import escape
 from textual.widgets import Static
 
 from engine.train.rank_status import NodeRow
