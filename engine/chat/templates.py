@@ -219,12 +219,11 @@ def model_architecture(model: str | Path | None) -> str:
             return str(text["model_type"])
         return str(config.get("model_type") or "")
     if path.suffix.lower() == ".gguf" and path.is_file():
-        from engine.convert.common import ConvertError
-        from engine.convert.gguf_source import architecture, open_gguf
+        from engine.gguf_header import GGUFHeaderError, read_header
 
         try:
-            return architecture(open_gguf(path))
-        except ConvertError:
+            return read_header(path).architecture
+        except GGUFHeaderError:
             return ""
     return ""
 

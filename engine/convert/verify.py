@@ -405,9 +405,8 @@ def hf_greedy(
 # -- llama.cpp side -----------------------------------------------------------------------------
 def open_llama(path: Path, n_ctx: int = 512) -> Any:
     from engine import llama_runtime
-    from engine.chat.llama_cpp_backend import _quiet_llama_logs
 
-    _quiet_llama_logs()  # llama.cpp's own log lines (context warnings...) go to logging, not stderr
+    llama_runtime.quiet_logs()  # llama.cpp's own log lines (context warnings...) go to logging, not stderr
     try:
         return llama_runtime.load(path, n_ctx=n_ctx, logits_all=True, n_threads=_threads(), n_gpu_layers=0)
     except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
@@ -452,9 +451,9 @@ def open_vocab(path: Path) -> Any:
     import llama_cpp
     from llama_cpp._internals import LlamaModel
 
-    from engine.chat.llama_cpp_backend import _quiet_llama_logs
+    from engine.llama_runtime import quiet_logs
 
-    _quiet_llama_logs()
+    quiet_logs()
     params = llama_cpp.llama_model_default_params()
     params.vocab_only = True
     try:
@@ -613,16 +612,3 @@ def verify_quantized(
     summary = check(result, label or f"{output.name} vs {source.name}")
     summary["sample"] = sample
     return summary
-
-
-def verify_hf_against_hf(
-    reference: Any, hf_dir: Path, kind: str = "f32", ids: list[list[int]] | None = None, check_: Check = _no_check
-) -> dict[str, Any]:
-    """HF output vs a reference model object or folder."""
-    ids = ids or hf_tokenize(hf_dir)
-    ref_model = load_hf_model(reference)
-    ref_logits = hf_logits(ref_model, ids, check_)
-    ref_greedy = hf_greedy(ref_model, ids[:GREEDY_PROMPTS], check=check_)
-    out_model = load_hf_model(hf_dir)
-    candidate, ranks = teacher_forced(lambda seqs: hf_logits(out_model, seqs, check_), ids, ref_greedy)
-    return check(judge_greedy(compare(ref_logits, candidate, kind), ranks), f"{hf_dir.name}")

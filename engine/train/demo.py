@@ -20,6 +20,7 @@ from engine.train.spec import TrainSpec
 DEMO_DATA = Path(__file__).with_name("demo_data.jsonl")
 HF_FOLDER = "gemma-3-270m-hf"
 
+
 def hf_model_dir() -> Path:
     return paths.cache_dir() / "models" / HF_FOLDER
 
@@ -74,9 +75,9 @@ def demo_spec(model_dir: str = "", **overrides: Any) -> TrainSpec:
 
 def run(spec_dict: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """The demo job (kind "train.demo"): convert the bundled model if needed, then train."""
-    from engine.train import runner
+    from engine.train import job
 
     model = ensure_hf_model(ctx)
     spec_dict = dict(spec_dict)
     spec_dict["model"] = str(model)
-    return runner.run(spec_dict, ctx)
+    return job.run(spec_dict, ctx)
