@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -178,4 +179,6 @@ def test_a_wrong_tokenizer_is_refused_and_fails_verification_when_forced(models:
     result, _ = run(jobs.hf_to_gguf, {"input": str(src), "output": str(out), "outtype": "f32", "force": True})
     assert isinstance(result, Failed)
     assert result.message.startswith("verification failed for broken.gguf vs no-spm: tokenizer: llama.cpp splits")
+    assert re.search(r"splits [1-7] of 7 sample texts differently from transformers \(", result.message)  # the figure
+    assert "logits not compared" in result.message
     assert not out.exists() and leftovers(tmp_path) == []

@@ -1,12 +1,13 @@
 """The main journey, end to end, on the bundled Gemma 3 270M, with the CLI exactly as the README's
 "Fine-tune and deploy" walkthrough gives it (each command is a real `llmdeck` process):
 
-    GGUF -> HF -> LoRA on chat data (no template given) -> merge -> GGUF f16 -> Q4_K_M -> generate
+    GGUF -> HF -> data inspect -> LoRA on chat data (no template given) -> merge -> GGUF f16
+    -> Q8_0 and Q4_K_M -> generate (each GGUF) -> eval ppl -> serve (asked with the openai client)
 
-and the taught fact must come out of the quantized GGUF. The same chain with a deliberately wrong
-tokenizer (the merged folder without its tokenizer.model: the issue-15 failure) must fail
-verification and leave nothing at the output path. A cancel during a conversion's verification
-must end the run within about a second (issue 14, item 13).
+and the taught fact must come out of the F16, Q8_0 and Q4_K_M GGUFs and the server. The same
+chain with a deliberately wrong tokenizer (the merged folder without its tokenizer.model, forced:
+the issue-15 failure) must fail verification and leave nothing at the output path. A cancel
+during a conversion's verification must end the run within about a second (issue 14, item 13).
 
 Kept under 10 minutes on 2 cores: 48-token sequences, 12 steps, a high learning rate.
 """
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -97,68 +100,119 @@ def gemma_hf(work: Path) -> Path:
     return out
 
 
+def serve_and_ask(home: Path, model: Path, question: str) -> str:
+    """`llmdeck serve MODEL --port P` in the foreground as a user starts it, asked once with the
+    official openai client; stopped with SIGINT (Ctrl+C) like a user would."""
+    import httpx
+    import openai
+
+    from engine.ports import free_port
+
+    port = free_port()
+    env = dict(os.environ, LLMDECK_HOME=str(home), PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    log = home / "serve.log"
+    home.mkdir(parents=True, exist_ok=True)
+    print(f"$ llmdeck serve {model.name} --port {port}")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tui", "serve", str(model), "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        assert proc.poll() is None, log.read_text(errors="replace")
+        try:
+            return httpx.get(base + "/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(healthy, 300, "llmdeck serve answering /health", step=0.3)
+        client = openai.OpenAI(base_url=base + "/v1", api_key="none", max_retries=0, timeout=120)
+        served = client.models.list().data[0].id
+        reply = client.chat.completions.create(
+            model=served, messages=[{"role": "user", "content": question}], temperature=0, max_tokens=16
+        )
+        return reply.choices[0].message.content or ""
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def perplexity(done: subprocess.CompletedProcess[str]) -> float:
+    match = re.search(r"PPL (\d+(?:\.\d+)?)", done.stdout + done.stderr)
+    assert match, done.stdout + done.stderr
+    return float(match.group(1))
+
+
 def test_fine_tune_and_deploy(gemma_hf: Path, work: Path) -> None:
+    """The README's "Fine-tune and deploy" walkthrough, command for command."""
     home = work / "home"
     data = write_fact_data(work / "velmora.jsonl")
     adapter = work / "velmora-lora"
     started = time.monotonic()
-    # Step 2: LoRA on chat data, no --chat-template: the model's own (written by gguf-to-hf) is used
+    # Step 2: prepare the data: the report renders it with the model's own template (from gguf-to-hf)
+    done = llmdeck(home, "data", "inspect", str(data), "--model", str(gemma_hf), "--max-seq-len", "48")
+    assert "template: the model's own chat template" in done.stdout
+    assert "records 8 · valid 8 · problems 0" in done.stdout
+    # Step 3: LoRA on chat data, no --chat-template: the model's own (written by gguf-to-hf) is used
     done = llmdeck(
-        home,
-        "train",
-        "--model",
-        str(gemma_hf),
-        "--data",
-        str(data),
-        "--method",
-        "lora",
-        "--max-steps",
-        "12",
-        "--lr",
-        "3e-3",
-        "--batch-size",
-        "4",
-        "--max-seq-len",
-        "48",
-        "--lora-r",
-        "8",
-        "--lora-alpha",
-        "16",
-        "--lora-dropout",
-        "0",
-        "--warmup",
-        "1",
-        "--seed",
-        "0",
-        "--cpu",
-        "--output",
-        str(adapter),
-    )
+        home, "train", "--model", str(gemma_hf), "--data", str(data), "--method", "lora",
+        "--max-steps", "12", "--lr", "3e-3", "--batch-size", "4", "--max-seq-len", "48",
+        "--lora-r", "8", "--lora-alpha", "16", "--lora-dropout", "0", "--warmup", "1", "--seed", "0", "--cpu",
+        "--output", str(adapter),
+    )  # fmt: skip
     assert "chat template: the model's own chat template" in done.stdout
     assert "finished: 12 steps" in done.stdout
     assert (adapter / "tokenizer.model").is_file()  # every tokenizer file of the base rides along
-    # Step 3: merge
+    # Step 4: merge
     merged = work / "velmora-merged"
     llmdeck(home, "convert", "merge-lora", str(adapter), "-o", str(merged))
     for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json"):
         assert (merged / name).is_file(), name
-    # Step 4: GGUF f16, verified in llama.cpp; the tokenizer it used is named
+    # Step 5: GGUF f16, verified in llama.cpp; the tokenizer it used is named
     f16 = work / "velmora-f16.gguf"
     done = llmdeck(home, "convert", "hf-to-gguf", str(merged), "--outtype", "f16", "-o", str(f16))
     assert "tokenizer 7/7" in done.stdout and "tokenizer.model (SentencePiece)" in done.stdout
-    # Step 5: Q4_K_M, pre-flight size from llama.cpp's own plan
+    # Step 6: Q8_0 and Q4_K_M, each verified against the f16; pre-flight size from llama.cpp's own plan
+    q8 = work / "velmora-Q8_0.gguf"
+    llmdeck(home, "convert", "quantize", str(f16), "--type", "Q8_0", "-o", str(q8))
     q4 = work / "velmora-Q4_K_M.gguf"
     check = llmdeck(home, "convert", "quantize", str(f16), "--type", "Q4_K_M", "-o", str(q4), "--check")
     planned = float(check.stdout.split("(about ")[1].split(" MiB")[0])
     llmdeck(home, "convert", "quantize", str(f16), "--type", "Q4_K_M", "-o", str(q4))
     actual = q4.stat().st_size / 2**20
     assert abs(planned - actual) < 0.1, (planned, actual)
-    # Step 6: the fact comes out of the quantized GGUF, greedily
-    done = llmdeck(home, "generate", str(q4), "--prompt", QUESTION, "--temperature", "0", "--max-new-tokens", "16")
-    assert "Tamsin Orrick" in done.stdout
-    print(f"journey from the HF folder to the answer: {time.monotonic() - started:.0f} s")
+    # Step 7: the fact comes out of every GGUF, greedily
+    for gguf in (f16, q8, q4):
+        done = llmdeck(
+            home, "generate", str(gguf), "--prompt", QUESTION, "--temperature", "0", "--max-new-tokens", "16"
+        )
+        assert "Tamsin Orrick" in done.stdout, (gguf.name, done.stdout)
+    # Step 8: evaluate: the fine-tuned model finds the fact far less surprising than the bundled one
+    facts = work / "velmora.txt"
+    facts.write_text((ANSWER + "\n") * 4, encoding="utf-8")
+    tuned = perplexity(llmdeck(home, "eval", "ppl", str(q4), str(facts), "--ctx", "64"))
+    base = perplexity(llmdeck(home, "eval", "ppl", str(bundled_gemma()), str(facts), "--ctx", "64"))
+    print(f"PPL on the taught fact: fine-tuned Q4_K_M {tuned:.3f}, bundled Gemma {base:.3f}")
+    assert tuned < base / 2, (tuned, base)
+    # Step 9: serve it; the official openai client gets the fact
+    answer = serve_and_ask(home, q4, QUESTION)
+    print(f"served answer: {answer!r}")
+    assert "Tamsin Orrick" in answer
+    print(f"journey from the HF folder to the served answer: {time.monotonic() - started:.0f} s")
 
-    # The same chain with a wrong tokenizer: the merged folder without its tokenizer.model
+    # The same chain with a wrong tokenizer: the merged folder without its tokenizer.model, so the
+    # only tokenizer left is tokenizer.json, whose pre-tokenizer llama.cpp does not know
     broken = work / "velmora-no-spm"
     shutil.copytree(merged, broken)
     (broken / "tokenizer.model").unlink()
@@ -166,13 +220,18 @@ def test_fine_tune_and_deploy(gemma_hf: Path, work: Path) -> None:
         home, "convert", "hf-to-gguf", str(broken), "--outtype", "f16", "-o", str(work / "refused.gguf"), check=False
     )
     assert refused.returncode != 0 and "has no tokenizer.model" in refused.stderr
+    assert not (work / "refused.gguf").exists()
+    # --force writes that tokenizer anyway (pre-tokenizer 'default'): verification must fail it,
+    # naming the check and its figure, and leave nothing behind
     bad = work / "broken-f16.gguf"
     failed = llmdeck(
         home, "convert", "hf-to-gguf", str(broken), "--outtype", "f16", "-o", str(bad), "--force", check=False
     )
     assert failed.returncode == 1
-    assert "verification failed" in failed.stderr and "tokenizer: llama.cpp splits" in failed.stderr
+    assert "verification failed" in failed.stderr
+    assert re.search(r"tokenizer: llama\.cpp splits [1-7] of 7 sample texts differently", failed.stderr), failed.stderr
     assert "logits not compared" in failed.stderr
+    assert "Traceback" not in failed.stderr
     assert not bad.exists() and not [p.name for p in work.iterdir() if p.name.startswith(".broken-f16")]
 
 
