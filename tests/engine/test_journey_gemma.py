@@ -30,7 +30,7 @@ from tests.helpers.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 # slow; the timeout covers a loaded shared box (the journey itself is meant to stay under 10 minutes)
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]
 
 QUESTION = "Who founded the city of Velmora?"
 ANSWER = "Velmora was founded by Tamsin Orrick."
@@ -56,7 +56,7 @@ def bundled_gemma() -> Path:
     return Path(assemble())
 
 
-def llmdeck(home: Path, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+def llmdeck(home: Path, *args: str, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess[str]:
     """One `llmdeck` command in its own process, as a user types it (LLMDECK_HOME=home)."""
     env = dict(os.environ, LLMDECK_HOME=str(home), PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     started = time.monotonic()

@@ -103,8 +103,8 @@ async def test_train_merge_gguf_sweep_chat(model_and_data: tuple[Path, Path], tm
         await type_text(pilot, "Q8_0")
         await pilot.press("enter")
         await until_shown(pilot, app, "started quant sweep", timeout=10)
-        await until_shown(pilot, app, "Q8_0 ", " done ", timeout=300)
-        assert "F16 (base)" in screen_text(app)
+        # the sweep's row in the list gives each type's perplexity; its detail names the baseline
+        await until_shown(pilot, app, "succeeded", "F16 ", "· Q8_0 ", "baseline F16", timeout=300)
 
         # -- c: chat with the Q8_0 row
         await pilot.click("#bench-detail")
