@@ -200,7 +200,7 @@ def test_fine_tune_and_deploy(gemma_hf: Path, work: Path) -> None:
         assert "Tamsin Orrick" in done.stdout, (gguf.name, done.stdout)
     # Step 8: evaluate: the fine-tuned model finds the fact far less surprising than the bundled one
     facts = work / "velmora.txt"
-    facts.write_text((ANSWER + "\n") * 4, encoding="utf-8")
+    facts.write_text(ANSWER + "\n", encoding="utf-8")  # once: repeated, the bundled model just copies it
     tuned = perplexity(llmdeck(home, "eval", "ppl", str(q4), str(facts), "--ctx", "64"))
     base = perplexity(llmdeck(home, "eval", "ppl", str(bundled_gemma()), str(facts), "--ctx", "64"))
     print(f"PPL on the taught fact: fine-tuned Q4_K_M {tuned:.3f}, bundled Gemma {base:.3f}")
