@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,9 +22,9 @@ import pytest
 
 from engine.cli import run_command
 from engine.ports import free_port
+from tests.helpers.requirements import require_module, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def test_web_refuses_other_hosts(capsys):
@@ -93,9 +92,8 @@ async def frames_seen(devtools_port: int, url: str, needles: tuple[str, ...], ti
 
 @pytest.mark.timeout(150)
 def test_web_serves_the_tui_to_a_real_browser(tmp_path):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium); the browser test needs it")
-    pytest.importorskip("textual_serve")
+    chromium = require_tool("chromium", "chromium-browser", install="Debian: apt-get install -y chromium; .ci/run does")
+    require_module("textual_serve")
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     web = subprocess.Popen([sys.executable, "-m", "engine.cli", "web", "--port", str(port)], cwd=str(ROOT), env=env,
@@ -105,7 +103,7 @@ def test_web_serves_the_tui_to_a_real_browser(tmp_path):
     try:
         wait_http(f"http://127.0.0.1:{port}/", web, 30)
         browser = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--no-first-run", "--window-size=1280,800", f"--user-data-dir={profile}", "--remote-debugging-port=0",
              "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
