@@ -40,7 +40,7 @@ def build_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, mode: str = 
     try:
         from textual_serve.server import Server
     except ImportError:
-        raise CommandError("textual-serve is not installed: `pip install textual-serve` (or `pip install llmdeck[web]`)") from None
+        raise CommandError("textual-serve (a dependency of llmdeck) is not installed: `pip install 'textual-serve>=1.1'`") from None
     from engine.serve.server import bind_socket
     from engine.jobs import JobError
 
