@@ -234,6 +234,7 @@ def train(spec: TrainSpec, work_dir: Path, ctx: Any, *, should_cancel: Any = Non
     from engine.data.pack import make_collator
     from engine.data.tokenizer import load_tokenizer
     from engine.train.callbacks import RunCallback, Throughput
+    from engine.train.transformers_compat import checkpointing_arguments
 
     cuda = torch.cuda.is_available() and not spec.cpu and not spec.devices.strip().startswith("cpu")
     if spec.method == "qlora":
@@ -292,8 +293,7 @@ def train(spec: TrainSpec, work_dir: Path, ctx: Any, *, should_cancel: Any = Non
         use_cpu=not cuda,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        activation_checkpointing=spec.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if spec.gradient_checkpointing else None,
+        **checkpointing_arguments(spec.gradient_checkpointing, TrainingArguments.__dataclass_fields__),
         report_to=[],
         disable_tqdm=True,
         remove_unused_columns=False,
