@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.bench",
     "engine.commands.serve",
     "engine.commands.runs",
+    "engine.commands.doctor",
 )
 
 

@@ -98,21 +98,31 @@ def pip_install_args(python: str, cmake_args: str, *, reinstall: bool, no_cache:
     return cmd + [requirement()]
 
 
-def rebuild_command(python: str = "python", cmake_args: str = CUDA_ARGS) -> str:
-    """The shell command that rebuilds llama-cpp-python with `cmake_args`, past pip's wheel cache."""
-    cmd = " ".join(shlex.quote(a) for a in pip_install_args(python, cmake_args, reinstall=True, no_cache=True))
+def rebuild_command(python: str = "python", cmake_args: str = CUDA_ARGS, *, installed: bool = True) -> str:
+    """The shell command that (re)builds llama-cpp-python with `cmake_args`, past pip's wheel cache."""
+    args = pip_install_args(python, cmake_args, reinstall=installed, no_cache=True)
+    cmd = " ".join(shlex.quote(a) for a in args)
     return f"CMAKE_ARGS={shlex.quote(cmake_args)} {cmd}"
 
 
-def installed_offload(python: str) -> bool | None:
-    """Whether the llama.cpp that `python` imports can offload to a GPU; None if it cannot be imported."""
+def probe_offload(python: str) -> tuple[bool | None, str]:
+    """Whether the llama.cpp that `python` imports can offload to a GPU (None: it cannot be imported,
+    with the last line of the error). In a child process: a CUDA build on a machine without the
+    driver may fail to load, and nothing of it should stay in the caller."""
     probe = "import llama_cpp; print(int(bool(llama_cpp.llama_supports_gpu_offload())))"
     try:
         out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, str(exc)
     lines = out.stdout.split()
-    return lines[-1] == "1" if out.returncode == 0 and lines else None
+    if out.returncode == 0 and lines:
+        return lines[-1] == "1", ""
+    errors = out.stderr.strip().splitlines()
+    return None, errors[-1] if errors else f"exit status {out.returncode}"
+
+
+def installed_offload(python: str) -> bool | None:
+    return probe_offload(python)[0]
 
 
 def _pip(python: str, cmake_args: str, *, reinstall: bool, no_cache: bool) -> int:

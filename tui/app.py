@@ -37,6 +37,7 @@ class LLMDeckApp(App[None]):
         Binding("question_mark", "help", "help", id="app.help"),
         Binding("ctrl+t", "next_theme", "next theme", show=False, id="app.theme"),
         Binding("q", "quit_app", "quit", id="app.quit"),
+        Binding("f9", "doctor", "doctor: what works here", show=False, id="app.doctor"),
     ]
 
     def __init__(
@@ -97,6 +98,12 @@ class LLMDeckApp(App[None]):
         name = getattr(self.screen, "MODE_KEY", "") or self.screen.__class__.__name__
         self.push_screen(HelpScreen(BY_KEY[name].name if name in BY_KEY else name, collect_keys(self)))
 
+    def action_doctor(self) -> None:
+        from tui.screens.doctor import DoctorScreen  # on first use: keeps start-up light
+
+        if not isinstance(self.screen, DoctorScreen):
+            self.push_screen(DoctorScreen())
+
     def action_next_theme(self) -> None:
         names = list(themes.BUILTIN_THEMES)
         current = names.index(self.theme) if self.theme in names else -1
@@ -132,5 +139,6 @@ class LLMDeckApp(App[None]):
                 f"({number}) {mode.blurb}",
                 lambda key=mode.key: self.switch_mode(key),
             )
+        yield SystemCommand("Doctor", "(F9) what works on this machine, and the command that fixes the rest", self.action_doctor)
         for name in themes.BUILTIN_THEMES:
             yield SystemCommand(f"Theme: {name}", "switch and remember this theme", lambda n=name: setattr(self, "theme", n))

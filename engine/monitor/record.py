@@ -161,6 +161,11 @@ class FixtureNvml:
     def nvmlSystemGetDriverVersion(self) -> str:
         return str(self._reading.get("driver", ""))
 
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        if "cuda" not in self._reading:
+            raise self._pynvml.NVMLError_NotSupported()
+        return int(self._reading["cuda"])
+
     def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
         return index
 
