@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -90,7 +91,7 @@ def test_the_h200_recording_feeds_the_nvml_check() -> None:
     llama = check(report, "llama-cpp")
     assert llama.status == "warning" and "NVIDIA H200" in llama.detail
     assert llama.fix == ("CMAKE_ARGS=-DGGML_CUDA=on /venv/bin/python -m pip install --no-cache-dir --force-reinstall "
-                         "--no-deps 'llama-cpp-python>=0.3.16'")
+                         f"--no-deps {shlex.quote(llama_build.requirement())}")
 
 
 def test_cli_replays_the_h200_and_refuses_a_bad_file(tmp_path: Path) -> None:
@@ -138,7 +139,7 @@ def test_gpu_box_with_cpu_builds_says_what_to_run() -> None:
     llama = check(report, "llama-cpp")
     assert llama.status == "warning" and "nvcc is not" in llama.detail and "-DGGML_CUDA=on" in llama.fix
     assert check(report, "bitsandbytes").fix == ""  # torch is a CPU build: QLoRA needs that fixed first
-    assert check(report, "vllm").fix == "/venv/bin/python -m pip install 'vllm>=0.6'"
+    assert check(report, "vllm").fix == "/venv/bin/python -m pip install vllm"
     assert check(report, "flash-attn").status == "missing"
 
 
