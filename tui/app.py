@@ -22,7 +22,6 @@ from engine.runs import RunStore
 from tui.modes import BY_KEY, screen_factory
 from tui.modes import MODES as MODE_LIST
 from tui.screens.confirm import ConfirmModal
-from tui.screens.help import HelpScreen, collect_keys
 
 
 class LLMDeckApp(App[None]):
@@ -60,6 +59,9 @@ class LLMDeckApp(App[None]):
             self.startup_problems.append(f"unknown mode {start_mode!r}; opening Monitor")
             start_mode = "monitor"
         self.start_mode = start_mode
+        # Open straight on the start mode: Textual then builds no placeholder default screen and
+        # restyles the app once less before the first frame (bench/startup.py).
+        self.DEFAULT_MODE = start_mode
         super().__init__()
         for theme in themes.BUILTIN_THEMES.values():
             self.register_theme(theme)
@@ -93,6 +95,8 @@ class LLMDeckApp(App[None]):
 
     # -- actions -----------------------------------------------------------------------------
     def action_help(self) -> None:
+        from tui.screens.help import HelpScreen, collect_keys  # on first use: it loads DataTable
+
         if isinstance(self.screen, HelpScreen):
             return
         name = getattr(self.screen, "MODE_KEY", "") or self.screen.__class__.__name__
