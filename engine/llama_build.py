@@ -128,7 +128,7 @@ def installed_offload(python: str) -> bool | None:
 def _pip(python: str, cmake_args: str, *, reinstall: bool, no_cache: bool) -> int:
     cmd = pip_install_args(python, cmake_args, reinstall=reinstall, no_cache=no_cache)
     env = {**os.environ, "CMAKE_ARGS": cmake_args}
-    print(f"llmdeck: CMAKE_ARGS={shlex.quote(cmake_args)} {' '.join(cmd[1:])}", flush=True)
+    print(f"llmdeck: CMAKE_ARGS={shlex.quote(cmake_args)} {shlex.join(cmd)}", flush=True)
     return subprocess.run(cmd, env=env).returncode
 
 
