@@ -60,7 +60,8 @@ def llmdeck_command() -> str:
     script = Path(sys.executable).parent / "llmdeck"
     found = str(script) if script.exists() else shutil.which("llmdeck")
     if not found:
-        raise SystemExit("no `llmdeck` command next to this Python or on the PATH: install llmdeck (make install) first")
+        raise SystemExit("no `llmdeck` command next to this Python or on the PATH: install llmdeck first "
+                         "(make install)")
     return found
 
 
@@ -137,7 +138,8 @@ def main() -> int:
     load_after = os.getloadavg()
     b, d = statistics.median(bare_t), statistics.median(deck_t)
     print(f"typed, to the first frame at 80x24 ({args.reps} alternating runs each, ms):")
-    print(f"  bare Textual app  ({' '.join(Path(a).name for a in bare)}): median {b * 1000:5.0f}  runs: {_runs(bare_t)}")
+    bare_name = " ".join(Path(a).name for a in bare)
+    print(f"  bare Textual app  ({bare_name}): median {b * 1000:5.0f}  runs: {_runs(bare_t)}")
     print(f"  llmdeck ({' '.join([Path(deck[0]).name, *deck[1:]])}): median {d * 1000:5.0f}  runs: {_runs(deck_t)}")
     print(f"  ratio llmdeck / bare: {d / b:.2f}x  (target <= {TARGET}x)")
     print(f"command layer: `llmdeck --version` median {statistics.median(version_t) * 1000:.0f} ms, "

@@ -150,7 +150,8 @@ def torch_gpus(python: str = sys.executable) -> TorchFacts:
         names = tuple(json.loads(out.stdout.strip().splitlines()[-1]))
     except (ValueError, IndexError):
         errors = out.stderr.strip().splitlines()
-        return TorchFacts(facts.version, facts.cuda, import_seconds=seconds, error=errors[-1] if errors else "no output")
+        error = errors[-1] if errors else "no output"
+        return TorchFacts(facts.version, facts.cuda, import_seconds=seconds, error=error)
     return TorchFacts(facts.version, facts.cuda, gpus=names, import_seconds=seconds)
 
 
@@ -244,7 +245,8 @@ def check_python(version: str, executable: str) -> Check:
     if parts >= (3, 11):
         return Check("python", OK, f"{version} at {executable}", facts={"version": version, "executable": executable})
     return Check("python", MISSING, f"{version} at {executable}: llmdeck needs Python 3.11 or newer",
-                 "python3.11 -m venv .venv && .venv/bin/pip install -e .", {"version": version, "executable": executable})
+                 "python3.11 -m venv .venv && .venv/bin/pip install -e .",
+                 {"version": version, "executable": executable})
 
 
 def check_driver(nvml: NvmlFacts, gpus: Sequence[str], python: str) -> Check:
@@ -254,7 +256,8 @@ def check_driver(nvml: NvmlFacts, gpus: Sequence[str], python: str) -> Check:
         return Check("nvidia-driver", MISSING, f"{nvml.reason}: the Monitor cannot show GPUs",
                      _pip(python, "nvidia-ml-py"), facts)
     if nvml.gpus:
-        names = ", ".join(f"{n} {_gb(m)}" if m else n for n, m in nvml.gpus[:4]) + (" …" if len(nvml.gpus) > 4 else "")
+        names = ", ".join(f"{n} {_gb(m)}" if m else n for n, m in nvml.gpus[:4])
+        names += " …" if len(nvml.gpus) > 4 else ""
         cuda = f" (runs CUDA {nvml.cuda} and older)" if nvml.cuda else ""
         count = f"{len(nvml.gpus)} GPU{'s' if len(nvml.gpus) != 1 else ''}"
         return Check("nvidia-driver", OK, f"driver {nvml.driver}{cuda}; {count}: {names}", facts=facts)
@@ -301,14 +304,16 @@ def check_torch(torch: TorchFacts, gpu: bool, nvml: NvmlFacts, python: str) -> C
                          "CPU although an NVIDIA GPU is here", cuda_fix, facts)
         return Check("torch", OK, f"{torch.version}, CPU build: right for a machine without an NVIDIA GPU", facts=facts)
     if not gpu:
-        return Check("torch", OK, f"{torch.version}, CUDA {torch.cuda} build; no NVIDIA GPU here, so it runs on the CPU",
-                     facts=facts)
+        return Check("torch", OK, f"{torch.version}, CUDA {torch.cuda} build; no NVIDIA GPU here, so it runs on "
+                     "the CPU", facts=facts)
     cost = f" (imported torch to ask: {torch.import_seconds:.1f} s)" if torch.import_seconds else ""
     if torch.gpus:
         return Check("torch", OK, f"{torch.version}, CUDA {torch.cuda} build, sees {len(torch.gpus)} GPU"
                      f"{'s' if len(torch.gpus) != 1 else ''}: {', '.join(torch.gpus)}{cost}", facts=facts)
-    why = torch.error or f"the driver may be too old for CUDA {torch.cuda}" + (f" (it runs {nvml.cuda})" if nvml.cuda else "")
-    return Check("torch", WARNING, f"{torch.version}, CUDA {torch.cuda} build, sees no GPU: {why}{cost}", cuda_fix, facts)
+    runs = f" (it runs {nvml.cuda})" if nvml.cuda else ""
+    why = torch.error or f"the driver may be too old for CUDA {torch.cuda}{runs}"
+    return Check("torch", WARNING, f"{torch.version}, CUDA {torch.cuda} build, sees no GPU: {why}{cost}", cuda_fix,
+                 facts)
 
 
 def check_llama(llama: LlamaFacts, gpus: Sequence[str], nvcc: NvccFacts | None, python: str) -> Check:
@@ -334,8 +339,8 @@ def check_llama(llama: LlamaFacts, gpus: Sequence[str], nvcc: NvccFacts | None, 
         return Check("llama-cpp", WARNING, f"{llama.version}, CPU build (no GPU offload) although {gpus[0]} and nvcc "
                      "are here: rebuild it with CUDA", cuda_fix, facts)
     if gpu:
-        return Check("llama-cpp", WARNING, f"{llama.version}, CPU build (no GPU offload); {gpus[0]} is here but nvcc is "
-                     "not: install the CUDA toolkit, then rebuild with CUDA", cuda_fix, facts)
+        return Check("llama-cpp", WARNING, f"{llama.version}, CPU build (no GPU offload); {gpus[0]} is here but "
+                     "nvcc is not: install the CUDA toolkit, then rebuild with CUDA", cuda_fix, facts)
     why = "nvcc is present but no NVIDIA GPU is visible" if nvcc else "no NVIDIA GPU and no CUDA toolkit"
     return Check("llama-cpp", OK, f"{llama.version}, CPU build (no GPU offload), right for this machine; a CUDA build "
                  f"is not possible here: {why}", facts=facts)
@@ -349,8 +354,8 @@ def check_bitsandbytes(version: str | None, torch: TorchFacts, gpu: bool, python
         return Check("bitsandbytes", WARNING, f"{version} is installed, but QLoRA needs an NVIDIA GPU and a CUDA build "
                      "of torch; use LoRA or full fine-tuning here", facts=facts)
     if gpu and torch.cuda:
-        return Check("bitsandbytes", MISSING, "not installed: no QLoRA (4-bit) training", _pip(python, QLORA_REQUIREMENT),
-                     facts)
+        return Check("bitsandbytes", MISSING, "not installed: no QLoRA (4-bit) training",
+                     _pip(python, QLORA_REQUIREMENT), facts)
     if gpu:
         return Check("bitsandbytes", MISSING, "not installed; QLoRA also needs a CUDA build of torch (see the torch "
                      f"line), then: {_pip(python, QLORA_REQUIREMENT)}", facts=facts)
@@ -445,7 +450,9 @@ def check_data_dir(path: Path) -> Check:
     return Check("data-folder", OK, f"{path}: writable, {state}", facts=facts)
 
 
-def run_checks(probes: Probes | None = None, *, data_dir: Path | None = None, settings_path: Path | None = None) -> Report:
+def run_checks(
+    probes: Probes | None = None, *, data_dir: Path | None = None, settings_path: Path | None = None
+) -> Report:
     """Every check, in the order a user reads them: the interpreter, the GPU stack, the libraries, the machine."""
     probes = probes or Probes()
     started, now = time.monotonic(), time.time()

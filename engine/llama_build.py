@@ -79,7 +79,8 @@ def choose(gpus: Sequence[str], nvcc: str | None, env: Mapping[str, str]) -> Bui
     if gpus and nvcc:
         return BuildChoice(CUDA_ARGS, f"CUDA build: {gpus[0]} and nvcc ({nvcc})")
     if gpus:
-        return BuildChoice("", f"CPU build: {gpus[0]} is there but nvcc is not (install the CUDA toolkit for a GPU build)")
+        return BuildChoice("", f"CPU build: {gpus[0]} is there but nvcc is not (install the CUDA toolkit for a "
+                           "GPU build)")
     if nvcc:
         return BuildChoice("", f"CPU build: nvcc is here ({nvcc}) but no NVIDIA GPU is visible")
     return BuildChoice("", "CPU build: no NVIDIA GPU and no CUDA toolkit")

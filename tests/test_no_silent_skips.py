@@ -31,7 +31,8 @@ def test_missing_tool_skips_here_and_fails_under_ci(monkeypatch: pytest.MonkeyPa
     with pytest.raises(pytest.skip.Exception, match="no-such-program-llmdeck"):
         require_tool("no-such-program-llmdeck", install="apt-get install it")
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match=r"CI=true and the program no-such-program-llmdeck .*apt-get install it"):
+    expected = r"CI=true and the program no-such-program-llmdeck .*apt-get install it"
+    with pytest.raises(pytest.fail.Exception, match=expected):
         require_tool("no-such-program-llmdeck", install="apt-get install it")
     with pytest.raises(pytest.fail.Exception, match="the Python module no_such_module_llmdeck"):
         require_module("no_such_module_llmdeck")

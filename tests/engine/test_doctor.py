@@ -83,9 +83,11 @@ def test_the_h200_recording_feeds_the_nvml_check() -> None:
     reading = json.loads(NVML_H200.read_text())["readings"]["idle"]
     facts = doctor.nvml_facts(FixtureNvml(reading))
     assert facts == NvmlFacts(driver="580.159.04", cuda="13.0", gpus=(("NVIDIA H200", 150754820096),))
-    report = run_checks(fake_machine(nvml=doctor.replay_nvml(NVML_H200), nvcc=lambda: NvccFacts("/usr/bin/nvcc", "13.0")))
+    nvcc = NvccFacts("/usr/bin/nvcc", "13.0")
+    report = run_checks(fake_machine(nvml=doctor.replay_nvml(NVML_H200), nvcc=lambda: nvcc))
     driver = check(report, "nvidia-driver")
-    assert driver.status == "ok" and driver.detail == "driver 580.159.04 (runs CUDA 13.0 and older); 1 GPU: NVIDIA H200 151 GB"
+    assert driver.status == "ok"
+    assert driver.detail == "driver 580.159.04 (runs CUDA 13.0 and older); 1 GPU: NVIDIA H200 151 GB"
     torch = check(report, "torch")
     assert torch.status == "warning" and "download.pytorch.org/whl/cu130" in torch.fix and "torch==2.13.0" in torch.fix
     llama = check(report, "llama-cpp")

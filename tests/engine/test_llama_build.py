@@ -18,7 +18,8 @@ H200 = "GPU 0: NVIDIA H200 (UUID: GPU-6deba50d-02ba-223d-da5e-005df5ea7760)"
 def test_cuda_only_with_a_gpu_and_nvcc() -> None:
     assert choose([H200], "/usr/local/cuda/bin/nvcc", {}).cmake_args == CUDA_ARGS
     toolkit_only = choose([], "/usr/local/bin/nvcc", {})  # this machine, and CI
-    assert toolkit_only.cmake_args == "" and "nvcc is here (/usr/local/bin/nvcc) but no NVIDIA GPU" in toolkit_only.reason
+    assert toolkit_only.cmake_args == ""
+    assert "nvcc is here (/usr/local/bin/nvcc) but no NVIDIA GPU" in toolkit_only.reason
     assert choose([H200], None, {}).cmake_args == "" and not choose([], None, {}).cuda
 
 
@@ -43,6 +44,8 @@ def fake_python(tmp_path: Path, *, cuda_builds: bool, cached_cuda_wheel: bool = 
     cpu = "echo 0" if not cached_cuda_wheel else 'case "$*" in *--no-cache-dir*) echo 0 ;; *) echo 1 ;; esac'
     log = tmp_path / "pip.log"
     state = tmp_path / "installed"
+    cuda = (f"echo 1 > {state}; exit 0" if cuda_builds
+            else 'echo "CUDA_ARCHITECTURES is set to native, but no GPU was detected" >&2; exit 1')
     script = tmp_path / "python"
     script.write_text(f"""#!/bin/sh
 if [ "$1" = "-c" ]; then
@@ -51,7 +54,7 @@ if [ "$1" = "-c" ]; then
 fi
 echo "CMAKE_ARGS=$CMAKE_ARGS ARGS=$*" >> {log}
 case "$CMAKE_ARGS" in
-  *GGML_CUDA=on*) {'echo 1 > ' + str(state) + '; exit 0' if cuda_builds else 'echo "CUDA_ARCHITECTURES is set to native, but no GPU was detected" >&2; exit 1'} ;;
+  *GGML_CUDA=on*) {cuda} ;;
   *) {cpu} > {state}; exit 0 ;;
 esac
 """)

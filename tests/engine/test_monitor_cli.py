@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from engine.cli import OpenTUI, run_command
 from engine.monitor.record import load_samples
 from tests.helpers.fixtures import NVML_H200

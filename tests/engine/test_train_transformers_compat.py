@@ -17,7 +17,8 @@ def test_installed_transformers_takes_the_keywords(tmp_path) -> None:
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], **on)
     name = next(iter(on))
     assert getattr(args, name) is True and getattr(args, f"{name}_kwargs") == {"use_reentrant": False}
-    off = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], **checkpointing_arguments(False, fields))
+    off_keywords = checkpointing_arguments(False, fields)
+    off = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], **off_keywords)
     assert getattr(off, name) is False
 
 
@@ -26,7 +27,8 @@ def test_releases_before_the_rename_get_the_gradient_names() -> None:
     assert checkpointing_arguments(True, old) == {"gradient_checkpointing": True,
                                                   "gradient_checkpointing_kwargs": {"use_reentrant": False}}
     new = old | {"activation_checkpointing", "activation_checkpointing_kwargs"}
-    assert checkpointing_arguments(False, new) == {"activation_checkpointing": False, "activation_checkpointing_kwargs": None}
+    assert checkpointing_arguments(False, new) == {"activation_checkpointing": False,
+                                                   "activation_checkpointing_kwargs": None}
 
 
 def test_a_run_with_gradient_checkpointing_trains() -> None:
