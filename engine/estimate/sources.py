@@ -225,6 +225,11 @@ class _GGUFHeader:
             raise EstimateError("GGUF file is truncated")
 
 
+def gguf_metadata(path: str | Path) -> dict[str, Any]:
+    """A GGUF's scalar key/values (and arrays of at most 64 scalars), without reading its tensors."""
+    return _GGUFHeader(Path(path)).kv
+
+
 def spec_from_gguf(path: str | Path) -> ModelSpec:
     """Shape from GGUF metadata; exact parameter count and bytes from the tensor table."""
     path = Path(path)

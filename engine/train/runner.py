@@ -234,7 +234,7 @@ def train(spec: TrainSpec, work_dir: Path, ctx: Any, *, should_cancel: Any = Non
     from engine.data.pack import make_collator
     from engine.data.tokenizer import load_tokenizer
     from engine.train.callbacks import RunCallback, Throughput
-    from engine.train.transformers_compat import checkpointing_arguments
+    from engine.transformers_compat import checkpointing_arguments
 
     cuda = torch.cuda.is_available() and not spec.cpu and not spec.devices.strip().startswith("cpu")
     if spec.method == "qlora":

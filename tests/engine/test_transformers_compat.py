@@ -1,4 +1,4 @@
-"""transformers releases from pyproject.toml's floor (5.17) up: checkpointing keywords by feature detection."""
+"""transformers releases from pyproject.toml's floor (5.17) up: checkpointing keywords, BOS of GGUF tokenizers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from transformers import TrainingArguments
 
 from engine.runs import RunStore
 from engine.train import launch
-from engine.train.transformers_compat import checkpointing_arguments
+from engine.transformers_compat import checkpointing_arguments, gguf_add_bos, match_gguf_bos
+from tests.engine.evaluate_helpers import tiny_gguf
 from tests.engine.test_train_runs import ended, losses, tiny_spec
 from tests.helpers.waiting import wait_for
 
@@ -37,3 +38,18 @@ def test_a_run_with_gradient_checkpointing_trains() -> None:
     wait_for(lambda: ended(store, info.id))
     assert store.get(info.id).status == "succeeded", store.log_tail(info.id, 30)
     assert sorted(losses(store, info.id)) == [1, 2, 3, 4]
+
+
+def test_gguf_tokenizer_adds_bos_as_the_gguf_says() -> None:
+    """transformers 5.17 builds the tokenizer of a GGUF without BOS although the GGUF asks for it."""
+    from transformers import AutoTokenizer
+
+    gguf = tiny_gguf()
+    assert gguf_add_bos(gguf) is True
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer.add_bos_token = False  # what 5.17 gives
+    assert tokenizer("Hello")["input_ids"][0] != tokenizer.bos_token_id
+    match_gguf_bos(tokenizer, gguf_add_bos(gguf))
+    assert tokenizer("Hello")["input_ids"][0] == tokenizer.bos_token_id
+    match_gguf_bos(tokenizer, False)
+    assert tokenizer("Hello")["input_ids"][0] != tokenizer.bos_token_id
