@@ -1,4 +1,4 @@
-"""The contract every job uses: a context to report through, a cancel flag, a runner.
+"""The contract every job uses: a context to report through, a cancel flag, `execute`.
 
 A job is a plain function `job(spec: dict, ctx: JobContext) -> dict | None`. It reports only
 through `ctx` (so the same function runs in a TUI worker, a detached run process or a test with
@@ -41,8 +41,10 @@ class JobContext:
         *,
         min_interval: float = 0.1,
         job_id: str = "",
+        on_scheduled: Callable[[dict[str, Any], str, str], object] | None = None,
     ) -> None:
         self._emit = emit
+        self._on_scheduled = on_scheduled
         self.cancel_event = cancel_event or threading.Event()
         self.min_interval = min_interval
         self.job_id = job_id
@@ -95,6 +97,14 @@ class JobContext:
     def metric(self, step: int, **values: float) -> None:
         self._emit(Metric(step=int(step), values={k: float(v) for k, v in values.items()}))
 
+    def scheduled(self, record: dict[str, Any], status: str, detail: str = "") -> None:
+        """The job's work runs in a batch scheduler (a SLURM job): the run records `record` (which
+        scheduler, the job id) so liveness and cancel ask the scheduler once this worker is gone,
+        and shows `status` ("pending" while queued, "running") with a one-line `detail`. Outside
+        a detached run (a thread, a test) nothing records it."""
+        if self._on_scheduled is not None:
+            self._on_scheduled(record, status, detail)
+
     # -- cancellation ------------------------------------------------------------------------
     @property
     def cancelled(self) -> bool:
@@ -136,30 +146,3 @@ def execute(job: JobFunction, spec: dict[str, Any], ctx: JobContext) -> JobEvent
     ctx.flush()
     ctx.emit(event)
     return event
-
-
-class JobRunner:
-    """Runs one job in a daemon thread (short work: a dataset scan, a chat turn, a test)."""
-
-    def __init__(self, job: JobFunction, spec: dict[str, Any], emit: Emit, *, min_interval: float = 0.1) -> None:
-        self.ctx = JobContext(emit, min_interval=min_interval)
-        self.result: JobEvent | None = None
-        self._thread = threading.Thread(target=self._run, args=(job, spec), daemon=True, name="llmdeck-job")
-
-    def _run(self, job: JobFunction, spec: dict[str, Any]) -> None:
-        self.result = execute(job, spec, self.ctx)
-
-    def start(self) -> JobRunner:
-        self._thread.start()
-        return self
-
-    def cancel(self) -> None:
-        self.ctx.cancel()
-
-    def join(self, timeout: float | None = None) -> JobEvent | None:
-        self._thread.join(timeout)
-        return self.result
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()

@@ -26,13 +26,13 @@ def checkpointing_arguments(enabled: bool, fields: Collection[str]) -> dict[str,
 
 
 def gguf_add_bos(path: str | Path) -> bool | None:
-    """The GGUF's own `tokenizer.ggml.add_bos_token` (None when it does not say), read with the
-    estimator's metadata parser, which skips the vocabulary arrays (gguf-py walks all of them)."""
-    from engine.estimate.sources import EstimateError, gguf_metadata
+    """The GGUF's own `tokenizer.ggml.add_bos_token` (None when it does not say), read with
+    engine.gguf_header, which skips the vocabulary arrays (gguf-py walks all of them)."""
+    from engine.gguf_header import GGUFHeaderError, read_header
 
     try:
-        value = gguf_metadata(path).get("tokenizer.ggml.add_bos_token")
-    except (OSError, EstimateError):
+        value = read_header(path).kv.get("tokenizer.ggml.add_bos_token")
+    except GGUFHeaderError:
         return None
     return None if value is None else bool(value)
 

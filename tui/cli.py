@@ -15,11 +15,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     request = plain_tui_request(args)
     if request is None:
-        from engine.cli import run_command
+        from engine.cli import OpenWeb, run_command
 
-        request = run_command(args)
-        if isinstance(request, int):
-            return request
+        result = run_command(args)
+        if isinstance(result, OpenWeb):
+            from tui.web import serve_web
+
+            return serve_web(result.host, result.port, result.mode)
+        if isinstance(result, int):
+            return result
+        request = result
     return launch(request)
 
 

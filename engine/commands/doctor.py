@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_doctor(args: argparse.Namespace) -> Any:
     from engine import doctor
-    from engine.cli import CommandError
+    from engine.commands.outcome import CommandError
 
     probes = doctor.Probes()
     if args.replay:

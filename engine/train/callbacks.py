@@ -14,8 +14,6 @@ step, which costs a synchronisation this does not need.
 from __future__ import annotations
 
 import math
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -87,14 +85,14 @@ class RunCallback(TrainerCallback):
         *,
         throughput: Throughput | None = None,
         should_cancel: Callable[[], bool] | None = None,
-        debug: dict[str, Any] | None = None,
         emit: bool = True,
+        on_step: Callable[[int], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.throughput = throughput or Throughput()
         self.should_cancel = should_cancel or (lambda: bool(getattr(ctx, "cancelled", False)))
-        self.debug = dict(debug or {})
         self.emit = emit  # False on non-zero ranks of a multi-process run
+        self.on_step = on_step  # every rank of a multi-process run reports its step (rank_status)
         self.nan_step: int | None = None
         self.stopped_by_cancel = False
         self.last_loss: float | None = None
@@ -119,22 +117,8 @@ class RunCallback(TrainerCallback):
         step = state.global_step
         if self.emit:
             self.ctx.progress(step, state.max_steps, "train", unit="step")
-        nan_at = self.debug.get("nan_at_step")
-        if nan_at is not None and step == int(nan_at):
-            model = kwargs.get("model")
-            if model is not None:
-                import torch
-
-                with torch.no_grad():
-                    for param in model.parameters():
-                        if param.requires_grad:
-                            param.fill_(float("nan"))
-                            break
-        oom_at = self.debug.get("oom_at_step")
-        if oom_at is not None and step == int(oom_at):
-            import torch
-
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (test hook)")
+        if self.on_step is not None:
+            self.on_step(step)
         if self.should_cancel() and not self.stopped_by_cancel:
             self.stopped_by_cancel = True
             control.should_save = True
@@ -190,8 +174,6 @@ class RunCallback(TrainerCallback):
         if folder.is_dir() and state.is_world_process_zero:
             mark_complete(folder, step=state.global_step, loss=self.last_loss)
             if self.emit:
-                self.ctx.log(f"checkpoint saved: {folder.name} (loss {self.last_loss if self.last_loss is not None else '-'})")
-        kill_at = self.debug.get("kill_at_step")
-        if kill_at is not None and state.global_step == int(kill_at):
-            os.kill(os.getpid(), signal.SIGKILL)  # test hook: die like kill -9, right after a save
+                loss = self.last_loss if self.last_loss is not None else "-"
+                self.ctx.log(f"checkpoint saved: {folder.name} (loss {loss})")
         return control

@@ -13,17 +13,11 @@ from typing import Any
 
 from engine.runs import RunError, RunInfo, RunStore
 from engine.train.checkpoints import Checkpoint, list_checkpoints
+from engine.train.rank_status import NodeRow, node_rows
 from engine.train.spec import SpecError, TrainSpec
 
 KIND = "train"
-ENTRY = "engine.train.runner:run"
-
-
-def _entry() -> str:
-    """The explicit entry point unless engine.kinds already knows the "train" kind."""
-    from engine.kinds import KINDS
-
-    return "" if KINDS.get(KIND) == ENTRY else ENTRY
+TRAINING_KINDS = (KIND, "train.demo")  # the runs that train (and resume): what Train mode lists
 
 
 def start(spec: TrainSpec, store: RunStore | None = None) -> RunInfo:
@@ -34,14 +28,19 @@ def start(spec: TrainSpec, store: RunStore | None = None) -> RunInfo:
     for key in ("model", "dataset", "chat_template", "output"):
         if data.get(key):
             data[key] = str(Path(data[key]).expanduser().resolve())
-    return store.start(KIND, data, name=spec.label, entry=_entry())
+    cluster = dict(data.get("cluster") or {})
+    for key in ("hostfile", "ssh_config"):  # the worker runs in the run folder: relative paths would break
+        if cluster.get(key):
+            cluster[key] = str(Path(cluster[key]).expanduser().resolve())
+    data["cluster"] = cluster
+    return store.start(KIND, data, name=spec.label)
 
 
 def resume(run_id: str, store: RunStore | None = None, *, max_steps: int | None = None) -> RunInfo:
     """Relaunch a stopped, failed or lost training run from its newest complete checkpoint."""
     store = store or RunStore()
     info = store.get(run_id)
-    if info.kind not in (KIND, "train.demo"):
+    if info.kind not in TRAINING_KINDS:
         raise RunError(f"run {info.id} is a {info.kind} run, not a training run")
     if info.active:
         raise RunError(f"run {info.id} is {info.status}; it is still training")
@@ -56,9 +55,18 @@ def resume(run_id: str, store: RunStore | None = None, *, max_steps: int | None 
     except SpecError as exc:
         raise RunError(str(exc)) from None
     info = store.update(
-        info.id, spec=spec, status="created", pid=None, pid_started=None, ended=None, exit_reason="", cancel_requested=None
+        info.id, spec=spec, status="created", pid=None, pid_started=None, ended=None, exit_reason="",
+        cancel_requested=None,
     )
     return store.launch(info)
+
+
+def nodes_of(info: RunInfo) -> list[NodeRow]:
+    """One row per node (or per machine) of a multi-process run: liveness, memory, step. Empty
+    for a run in one process. Read from the run folder alone (engine.train.rank_status)."""
+    if info.kind not in TRAINING_KINDS:
+        return []
+    return node_rows(info.out_dir, active=info.active)
 
 
 def checkpoints_of(info: RunInfo) -> list[Checkpoint]:

@@ -1,4 +1,6 @@
-"""The training job: `run(spec_dict, ctx)` fine-tunes a local HF model with the Trainer + peft.
+"""Training in this process: `train(spec, work_dir, ctx)` fine-tunes a local HF model with the
+Trainer + peft (the whole run on one device, or one rank of a multi-process launch; the job that
+chooses between them is `engine.train.job`).
 
 Why the plain transformers `Trainer` and not a loop of our own: optimizer, schedulers, mixed
 precision, gradient accumulation and checkpointing, exact resume (optimizer, scheduler, RNG and
@@ -9,6 +11,12 @@ events and reacts to stop/NaN, sealed checkpoints, a final output written atomic
 failures (CUDA out of memory, QLoRA without CUDA) turned into one actionable message.
 
 The library's own printing is removed (`PrinterCallback`, tqdm): the run's stdout is its log.
+
+`train` reads as the steps of a run, each a function of its own: `placement` (device, precision,
+rank) -> `build_tokenizer` -> `build_data` -> `build_model` -> `choose_resume` ->
+`training_arguments` -> the Trainer from `trainer_factory(spec.method)` -> `fit` -> `summarize`
+-> `save_final`. A new training method (DPO, ORPO, KTO, GRPO through TRL) registers a factory in
+TRAINER_FACTORIES and replaces the steps it needs (its data, its arguments), not the whole loop.
 """
 
 from __future__ import annotations
@@ -16,12 +24,13 @@ from __future__ import annotations
 import math
 import os
 import random
-import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.jobs import JobContext, JobError
+from engine.jobs import JobError
 from engine.train.spec import SpecError, TrainSpec, resolve_precision
 
 SUGGESTIONS = (
@@ -30,22 +39,6 @@ SUGGESTIONS = (
     "shorten --max-seq-len",
     "use LoRA or QLoRA instead of a full fine-tune",
 )
-
-
-def run(spec_dict: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """The detached job (kind "train")."""
-    try:
-        spec = TrainSpec.from_dict(spec_dict).validate()
-    except SpecError as exc:
-        raise JobError(str(exc)) from None
-    work_dir = work_dir_for(spec)
-    if spec.processes() > 1:
-        from engine.train.multi_gpu import run_distributed
-
-        return run_distributed(spec, work_dir, ctx)
-    if spec.device_list():
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in spec.device_list())
-    return train(spec, work_dir, ctx)
 
 
 def work_dir_for(spec: TrainSpec) -> Path:
@@ -145,7 +138,7 @@ def load_model(spec: TrainSpec, precision: str, cuda: bool) -> Any:
             bnb_4bit_compute_dtype=half or torch.bfloat16,
         )
         kwargs["dtype"] = half or torch.bfloat16
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = spec.quantized_device_map()
     elif spec.method == "lora" and half is not None and cuda:
         kwargs["dtype"] = half  # frozen base in half precision; peft keeps adapters in fp32
     else:
@@ -225,16 +218,76 @@ def choose_resume(spec: TrainSpec, checkpoints_dir: Path, ctx: Any) -> str | Non
     return str(complete[-1].path)
 
 
-def train(spec: TrainSpec, work_dir: Path, ctx: Any, *, should_cancel: Any = None, distributed: bool = False) -> dict[str, Any]:
-    """Train in this process (one device, or one rank of an accelerate launch)."""
-    _quiet_libraries()
-    import torch
-    from transformers import PrinterCallback, ProgressCallback, TrainingArguments
+@dataclass(frozen=True)
+class Placement:
+    """Where and how this process trains, decided once before anything is loaded."""
 
-    from engine.data.pack import make_collator
-    from engine.data.tokenizer import load_tokenizer
+    cuda: bool
+    precision: str  # "bf16", "fp16" or "fp32", resolved from spec.precision for this machine
+    main_rank: bool  # rank 0 (or the only process): the one that reports, logs and saves
+    distributed: bool  # one rank of an accelerate launch
+
+
+@dataclass
+class TrainData:
+    """Tokenized rows ready for the Trainer, and what the data report said about them."""
+
+    train_rows: list[Any]
+    eval_rows: list[Any]
+    stats: dict[str, Any]
+    pad_id: int
+
+
+TrainerFactory = Callable[..., Any]
+
+
+def train(
+    spec: TrainSpec, work_dir: Path, ctx: Any, *, should_cancel: Any = None, distributed: bool = False,
+    on_step: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Train in this process (one device, or one rank of an accelerate launch; `on_step` hears
+    each finished step, on every rank)."""
+    _quiet_libraries()
     from engine.train.callbacks import RunCallback, Throughput
-    from engine.transformers_compat import checkpointing_arguments
+    from engine.train.faults import fault_callbacks
+
+    where = placement(spec, distributed)
+    if where.main_rank:
+        device = "CUDA" if where.cuda else "CPU"
+        ctx.log(f"{spec.method} fine-tune of {Path(spec.model).name} on {device} in {where.precision}; "
+                f"data {Path(spec.dataset).name}")
+    tokenizer = build_tokenizer(spec)
+    data = build_data(spec, tokenizer, ctx, where)
+    model = build_model(spec, where, ctx)
+    checkpoints_dir = work_dir / "checkpoints"
+    resume = choose_resume(spec, checkpoints_dir, ctx if where.main_rank else _Silent())
+    args = training_arguments(spec, where, checkpoints_dir, evaluating=bool(data.eval_rows))
+    throughput = Throughput()
+    callback = RunCallback(ctx, throughput=throughput, should_cancel=should_cancel, emit=where.main_rank,
+                           on_step=on_step)
+    factory = trainer_factory(spec.method)
+    trainer = factory(spec, model, tokenizer, data, args, [callback, *fault_callbacks(spec.debug)], throughput)
+    started = time.monotonic()
+    fit(trainer, resume, spec, callback)
+    summary = summarize(spec, trainer, callback, throughput, where, started, checkpoints_dir, data, resume)
+    if callback.stopped_by_cancel:
+        return summary
+    if where.main_rank:
+        final = final_dir(spec, work_dir)
+        save_final(trainer, tokenizer, final, spec)
+        summary["output"] = str(final)
+        ctx.log(f"saved {'model' if spec.method == 'full' else 'LoRA adapter'} to {final}")
+    if not math.isfinite(summary["final_loss"] or 0.0):
+        raise JobError("the final loss is not finite")
+    return summary
+
+
+def placement(spec: TrainSpec, distributed: bool) -> Placement:
+    """CUDA or CPU, the precision that means here, and whether this process is the main rank.
+
+    Refuses early (before a model is loaded) what cannot run here: QLoRA without CUDA or
+    bitsandbytes, fp16/bf16 on a device without it."""
+    import torch
 
     cuda = torch.cuda.is_available() and not spec.cpu and not spec.devices.strip().startswith("cpu")
     if spec.method == "qlora":
@@ -243,31 +296,54 @@ def train(spec: TrainSpec, work_dir: Path, ctx: Any, *, should_cancel: Any = Non
         precision = resolve_precision(spec.precision, cuda=cuda, bf16_supported=cuda and torch.cuda.is_bf16_supported())
     except SpecError as exc:
         raise JobError(str(exc)) from None
-    rank0 = int(os.environ.get("RANK", "0")) == 0
-    emit = rank0
-    if emit:
-        ctx.log(f"{spec.method} fine-tune of {Path(spec.model).name} on {'CUDA' if cuda else 'CPU'} in {precision}; data {Path(spec.dataset).name}")
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    return Placement(cuda=cuda, precision=precision, main_rank=main_rank, distributed=distributed)
+
+
+def build_tokenizer(spec: TrainSpec) -> Any:
+    """The model's tokenizer, with the spec's chat template file in place of its own if given."""
+    from engine.data.tokenizer import load_tokenizer
+
     tokenizer = load_tokenizer(spec.model)
     if spec.chat_template:
         tokenizer.chat_template = Path(spec.chat_template).expanduser().read_text(encoding="utf-8")
+    return tokenizer
+
+
+def build_data(spec: TrainSpec, tokenizer: Any, ctx: Any, where: Placement) -> TrainData:
+    """Training and eval rows (only the main rank reports the data's progress and figures)."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    train_rows, eval_rows, stats = load_data(spec, tokenizer, ctx if emit else None)
-    if emit:
+    train_rows, eval_rows, stats = load_data(spec, tokenizer, ctx if where.main_rank else None)
+    if where.main_rank:
         tokens = sum(len(r) for r in train_rows)
-        ctx.log(f"data: {len(train_rows)} training rows ({tokens} tokens){f', {len(eval_rows)} eval rows' if eval_rows else ''}{', packed' if spec.packing else ''}")
+        held_out = f", {len(eval_rows)} eval rows" if eval_rows else ""
+        ctx.log(f"data: {len(train_rows)} training rows ({tokens} tokens){held_out}{', packed' if spec.packing else ''}")
+    return TrainData(train_rows=train_rows, eval_rows=eval_rows, stats=stats, pad_id=pad_id)
+
+
+def build_model(spec: TrainSpec, where: Placement, ctx: Any) -> Any:
+    """The model to train (seeded, so LoRA weights start the same on every rank and rerun)."""
+    import torch
+
     torch.manual_seed(spec.seed)
-    model = load_model(spec, precision, cuda)
-    if emit and spec.method != "full":
+    model = load_model(spec, where.precision, where.cuda)
+    if where.main_rank and spec.method != "full":
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
-        ctx.log(f"LoRA r={spec.lora_r} alpha={spec.lora_alpha} on {spec.lora_targets}: {trainable:,} of {total:,} parameters trainable")
+        ctx.log(f"LoRA r={spec.lora_r} alpha={spec.lora_alpha} on {spec.lora_targets}: "
+                f"{trainable:,} of {total:,} parameters trainable")
+    return model
 
-    checkpoints_dir = work_dir / "checkpoints"
-    resume = choose_resume(spec, checkpoints_dir, ctx) if emit or not distributed else None
-    if distributed:
-        resume = choose_resume(spec, checkpoints_dir, _Silent()) if not emit else resume
+
+def training_arguments(spec: TrainSpec, where: Placement, checkpoints_dir: Path, *, evaluating: bool) -> Any:
+    """The Trainer's arguments for this spec on this placement."""
+    from transformers import TrainingArguments
+
+    from engine.transformers_compat import checkpointing_arguments
+
+    cuda, precision, distributed = where.cuda, where.precision, where.distributed
     eval_strategy = "no"
-    if eval_rows:
+    if evaluating:
         eval_strategy = "steps" if spec.eval_steps else "epoch"
     args = TrainingArguments(
         output_dir=str(checkpoints_dir),
@@ -302,21 +378,55 @@ def train(spec: TrainSpec, work_dir: Path, ctx: Any, *, should_cancel: Any = Non
         ddp_backend="gloo" if distributed and not cuda else None,
         ddp_find_unused_parameters=False if distributed else None,
     )
-    throughput = Throughput()
-    callback = RunCallback(ctx, throughput=throughput, should_cancel=should_cancel, debug=spec.debug, emit=emit)
+    return args
+
+
+def supervised_trainer(
+    spec: TrainSpec, model: Any, tokenizer: Any, data: TrainData, args: Any, callbacks: list[Any], throughput: Any
+) -> Any:
+    """transformers' Trainer on tokenized rows with assistant-only labels (full, LoRA, QLoRA).
+
+    The library's printing callbacks are removed: the run's stdout is its log."""
+    from transformers import PrinterCallback, ProgressCallback
+
+    from engine.data.pack import make_collator
+
     trainer = _trainer_class()(
         model=model,
         args=args,
-        train_dataset=RowDataset(train_rows),
-        eval_dataset=RowDataset(eval_rows) if eval_rows else None,
-        data_collator=make_collator(padding_free=spec.packing, pad_token_id=pad_id),
+        train_dataset=RowDataset(data.train_rows),
+        eval_dataset=RowDataset(data.eval_rows) if data.eval_rows else None,
+        data_collator=make_collator(padding_free=spec.packing, pad_token_id=data.pad_id),
         processing_class=tokenizer,
-        callbacks=[callback],
+        callbacks=callbacks,
     )
     trainer.throughput = throughput
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    started = time.monotonic()
+    return trainer
+
+
+# The Trainer each method trains with. Every method today is supervised fine-tuning and differs
+# only in which weights train (load_model); a preference or RL method (DPO, ORPO, KTO, GRPO with
+# TRL's trainers) adds its name to spec.METHODS and its factory here, with the same arguments.
+TRAINER_FACTORIES: dict[str, TrainerFactory] = {
+    "full": supervised_trainer,
+    "lora": supervised_trainer,
+    "qlora": supervised_trainer,
+}
+
+
+def trainer_factory(method: str) -> TrainerFactory:
+    try:
+        return TRAINER_FACTORIES[method]
+    except KeyError:
+        raise JobError(f"method: no trainer for {method!r}; one of {', '.join(TRAINER_FACTORIES)}") from None
+
+
+def fit(trainer: Any, resume: str | None, spec: TrainSpec, callback: Any) -> None:
+    """Run the training loop; CUDA out of memory and a non-finite loss become one clear message."""
+    import torch
+
     try:
         trainer.train(resume_from_checkpoint=resume)
     except torch.OutOfMemoryError:
@@ -324,12 +434,27 @@ def train(spec: TrainSpec, work_dir: Path, ctx: Any, *, should_cancel: Any = Non
         raise JobError(oom_message(step, spec)) from None
     if callback.nan_step is not None:
         raise JobError(
-            f"the loss became NaN/inf at step {callback.nan_step}: lower the learning rate (now {spec.learning_rate:g}), "
-            "keep max_grad_norm on, or try fp32/bf16 instead of fp16; check the data for broken records"
+            f"the loss became NaN/inf at step {callback.nan_step}: lower the learning rate "
+            f"(now {spec.learning_rate:g}), keep max_grad_norm on, or try fp32/bf16 instead of fp16; "
+            "check the data for broken records"
         )
-    cancelled = callback.stopped_by_cancel
-    if eval_rows and not cancelled and callback.last_eval_step != trainer.state.global_step:
-        trainer.evaluate()
+    evaluated_last_step = callback.last_eval_step == trainer.state.global_step
+    if trainer.eval_dataset is not None and not callback.stopped_by_cancel and not evaluated_last_step:
+        trainer.evaluate()  # the final eval loss belongs to the final weights
+
+
+def summarize(
+    spec: TrainSpec,
+    trainer: Any,
+    callback: Any,
+    throughput: Any,
+    where: Placement,
+    started: float,
+    checkpoints_dir: Path,
+    data: TrainData,
+    resume: str | None,
+) -> dict[str, Any]:
+    """The run's summary (its Finished event): steps, losses, speed, where checkpoints are."""
     summary: dict[str, Any] = {
         "method": spec.method,
         "steps": trainer.state.global_step,
@@ -338,24 +463,14 @@ def train(spec: TrainSpec, work_dir: Path, ctx: Any, *, should_cancel: Any = Non
         "final_loss": callback.last_loss,
         "train_runtime_s": round(time.monotonic() - started, 2),
         "tokens": throughput.snapshot()[0],
-        "precision": precision,
+        "precision": where.precision,
         "checkpoints": str(checkpoints_dir),
-        "data": stats,
+        "data": data.stats,
     }
     if summary["train_runtime_s"]:
         summary["tokens_per_s"] = round(summary["tokens"] / summary["train_runtime_s"], 1)
     if resume:
         summary["resumed_from"] = resume
-    if cancelled:
-        return summary
-    if rank0:
-        final = final_dir(spec, work_dir)
-        save_final(trainer, tokenizer, final, spec)
-        summary["output"] = str(final)
-        if emit:
-            ctx.log(f"saved {'model' if spec.method == 'full' else 'LoRA adapter'} to {final}")
-    if not math.isfinite(summary["final_loss"] or 0.0):
-        raise JobError("the final loss is not finite")
     return summary
 
 
@@ -403,17 +518,11 @@ def batch_counts(inputs: dict[str, Any]) -> tuple[int, int]:
 
 
 def save_final(trainer: Any, tokenizer: Any, final: Path, spec: TrainSpec) -> None:
-    """Write the adapter (LoRA) or the full model + tokenizer atomically: tmp sibling, rename."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    (tmp / "llmdeck-train.json").write_text(spec.to_json() + "\n", encoding="utf-8")
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    """Write the adapter (LoRA) or the full model + tokenizer atomically: staged sibling, rename."""
+    from engine.atomic import commit, staged
+
+    with staged(final, directory=True) as tmp:
+        trainer.model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "llmdeck-train.json").write_text(spec.to_json() + "\n", encoding="utf-8")
+        commit(tmp, final)

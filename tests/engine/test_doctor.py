@@ -160,7 +160,7 @@ def test_settings_are_checked_without_renaming_anything(tmp_path: Path) -> None:
     assert check(run_checks(fake_machine(), settings_path=settings, data_dir=tmp_path / "d"), "settings").status == "ok"
     settings.write_text("[monitor]\ninterval = 'fast'\n")
     bad = check(run_checks(fake_machine(), settings_path=settings, data_dir=tmp_path / "d"), "settings")
-    assert bad.status == "warning" and "monitor.interval: expected a number > 0, got 'fast'" in bad.detail
+    assert bad.status == "warning" and "monitor.interval: expected a number from 0.1 to 60, got 'fast'" in bad.detail
     assert str(settings) in bad.fix
     settings.write_text("this is [not toml")
     broken = check(run_checks(fake_machine(), settings_path=settings, data_dir=tmp_path / "d"), "settings")

@@ -22,18 +22,28 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
-def missing(what: str, install: str) -> NoReturn:
-    """Skip (here) or fail (under CI) because `what` is not installed; `install` says how to get it."""
-    message = f"{what} is not installed ({install})"
+def apt(package: str) -> str:
+    """How to install a Debian package that .ci/run installs (the `install` of require_tool)."""
+    return f"Debian: apt-get install -y {package}; .ci/run installs it"
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip (here) or fail (under CI) because the machine lacks what `message` names (a program, root...)."""
     if in_ci():
-        pytest.fail(f"CI=true and {message}: CI must install it, not skip the test", pytrace=False)
+        pytest.fail(f"CI=true and {message}: CI must provide it, not skip the test", pytrace=False)
     pytest.skip(message, allow_module_level=True)
 
 
+def missing(what: str, install: str) -> NoReturn:
+    """Skip (here) or fail (under CI) because `what` is not installed; `install` says how to get it."""
+    unavailable(f"{what} is not installed ({install})")
+
+
 def require_tool(*names: str, install: str) -> str:
-    """The path of the first of `names` on the PATH (e.g. "chromium", "chromium-browser")."""
+    """The path of the first of `names` on the PATH (e.g. "chromium", "chromium-browser"); a full path
+    (e.g. "/usr/sbin/sshd", outside a user's PATH) is checked as it is."""
     for name in names:
-        path = shutil.which(name)
+        path = name if os.path.isabs(name) and os.access(name, os.X_OK) else shutil.which(name)
         if path:
             return path
     missing(f"the program {' / '.join(names)}", install)

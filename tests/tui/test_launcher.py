@@ -11,9 +11,9 @@ from tui.cli import plain_tui_request
 
 
 def test_plain_launch_parses_without_the_subcommand_modules() -> None:
-    code = ("import sys; from tui.cli import plain_tui_request; "
+    code = ("import sys; from tui.cli import plain_tui_request; from engine.cli import COMMAND_MODULES; "
             "r = plain_tui_request(['--mode', 'chat', '--theme', 't']); "
-            "print(r.mode, r.options['theme'], [m for m in sys.modules if m.startswith('engine.commands.')])")
+            "print(r.mode, r.options['theme'], [m for m in COMMAND_MODULES if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().split(maxsplit=2) == ["chat", "t", "[]"], out.stderr
     assert plain_tui_request([]).mode == "monitor"

@@ -2,7 +2,7 @@
 
 Sampling happens in `engine.monitor.sampler_thread.SamplerThread` (a daemon thread that opens
 NVML itself, so a slow driver never delays the first frame). Each sample crosses to the UI as
-a `MonitorSampled` message that replaces any unhandled one (latest wins); history lives in the
+a `MonitorScreen.Sampled` message that replaces any unhandled one (latest wins); history lives in the
 engine's ring buffer, so switching modes loses nothing. While another mode is shown the screen
 keeps the newest sample and skips drawing; it draws once when it comes back.
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import time
 from typing import Any
 
@@ -33,48 +32,37 @@ from tui.widgets.gpu_card import CARD_HEIGHT, GpuCard
 from tui.widgets.monitor_host import HostPanel
 from tui.widgets.monitor_procs import ProcessTable
 
-SIGNALS = {"TERM": signal.SIGTERM, "KILL": signal.SIGKILL}
-
-
-class MonitorSampled(Message):
-    """A new sample from the sampler thread; an unhandled older one is dropped."""
-
-    def __init__(self, sample: MonitorSample) -> None:
-        super().__init__()
-        self.sample = sample
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, MonitorSampled)
-
-
-class MonitorFailed(Message):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
 
 def describe_process(proc: ProcessSample) -> str:
     command = fmt.text(proc.command)
     if len(command) > 70:
         command = command[:67] + "…"
-    lines = [f"pid {proc.pid}: {command}", f"user {fmt.text(proc.user)} · {fmt.size(proc.gpu_memory)} on GPU {proc.gpu_index}"]
+    lines = [f"pid {proc.pid}: {command}",
+             f"user {fmt.text(proc.user)} · {fmt.size(proc.gpu_memory)} on GPU {proc.gpu_index}"]
     if proc.run is not None:
         lines.append(f"llmdeck run {proc.run.text}; `llmdeck runs cancel {proc.run.id}` stops it cleanly")
     return "\n".join(lines)
 
 
 class MonitorScreen(ModeScreen):
+    CSS_PATH = "monitor.tcss"
     MODE_KEY = "monitor"
+
+    class Sampled(Message):
+        """A new sample from the sampler thread; an unhandled older one is dropped."""
+
+        def __init__(self, sample: MonitorSample) -> None:
+            super().__init__()
+            self.sample = sample
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, MonitorScreen.Sampled)
+
+    class SamplingFailed(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
     AUTO_FOCUS = "#mon-procs"
-    DEFAULT_CSS = """
-    MonitorScreen #mon-status { height: auto; padding: 0 1; color: $text-muted; }
-    MonitorScreen #mon-status.-warn { color: $warning; }
-    MonitorScreen #mon-gpus { layout: grid; grid-size: 1; grid-gutter: 0 1; grid-rows: auto; height: auto; }
-    MonitorScreen #mon-gpus.-none { display: none; }
-    MonitorScreen #mon-procs-box { height: 1fr; min-height: 5; }
-    MonitorScreen #mon-filter { display: none; height: 1; border: none; padding: 0 1; }
-    MonitorScreen #mon-filter.-shown { display: block; }
-    """
     BINDINGS = [
         Binding("w", "cycle_window", "window", tooltip="cycle the chart window: 1m, 5m, 10m, 1h, 6h"),
         Binding("s", "cycle_sort", "sort", tooltip="sort processes by GPU memory, SM%, CPU%, RSS"),
@@ -117,7 +105,7 @@ class MonitorScreen(ModeScreen):
         from engine.monitor.sampler_thread import LiveSource, ReplaySource, SamplerThread
 
         cfg = self.app.settings.monitor
-        options = dict(getattr(self.app, "options", None) or {})
+        options = self.app.options
         self.history = History(fine_seconds=cfg.history_minutes * 60.0, interval=cfg.interval)
         replay = options.get("replay")
         self.replaying = str(replay or "")
@@ -139,11 +127,11 @@ class MonitorScreen(ModeScreen):
 
         self._thread = SamplerThread(
             make_source,
-            lambda sample: self.post_message(MonitorSampled(sample)),
+            lambda sample: self.post_message(self.Sampled(sample)),
             interval=cfg.interval,
             history=self.history,
             recorder=recorder,
-            on_error=lambda exc: self.post_message(MonitorFailed(str(exc) or type(exc).__name__)),
+            on_error=lambda exc: self.post_message(self.SamplingFailed(str(exc) or type(exc).__name__)),
         )
         # Start sampling once the first frame is on screen: NVML start-up and the first psutil
         # pass compete with the first paint for the GIL, and the user should see the app first.
@@ -184,14 +172,14 @@ class MonitorScreen(ModeScreen):
             self._draw_cards(self.latest)
 
     # -- samples -----------------------------------------------------------------------------
-    def on_monitor_sampled(self, message: MonitorSampled) -> None:
+    def on_monitor_screen_sampled(self, message: Sampled) -> None:
         self.latest = message.sample
         if not self.is_current:
             self._dirty = True
             return
         self._draw(message.sample)
 
-    def on_monitor_failed(self, message: MonitorFailed) -> None:
+    def on_monitor_screen_sampling_failed(self, message: SamplingFailed) -> None:
         what = f"replay of {self.replaying} failed" if self.replaying else "the monitor stopped"
         self.failure = f"{what}: {message.text}"
         status = self.query_one("#mon-status", Static)
@@ -338,22 +326,37 @@ class MonitorScreen(ModeScreen):
             answered,
         )
 
-    def send_signal(self, proc: ProcessSample, name: str) -> bool:
-        """Signal the process; refuse clearly when not allowed. Returns whether it was sent."""
+    def send_signal(self, proc: ProcessSample, name: str, *, other_user_confirmed: bool = False) -> bool:
+        """Signal the sampled process (engine.monitor.signals decides); another user's process
+        first gets a second confirmation naming its owner. Returns whether it was sent."""
+        from engine.monitor.signals import SignalRefused, inspect_target, send
+
+        started = proc.started if isinstance(proc.started, float) else None
         try:
-            os.kill(proc.pid, SIGNALS[name])
-        except PermissionError:
-            owner = fmt.text(proc.user)
-            self.notify(
-                f"not allowed to signal pid {proc.pid} (owned by {owner}): it belongs to another user; "
-                f"run `sudo kill -{name} {proc.pid}` if you must",
-                title="permission denied",
-                severity="error",
-                timeout=10,
-            )
-            return False
-        except ProcessLookupError:
-            self.notify(f"pid {proc.pid} has already exited", severity="warning", timeout=5)
+            if not other_user_confirmed:
+                target = inspect_target(proc.pid, started)
+                if target.foreign:
+                    self._confirm_other_user(proc, name, target.owner)
+                    return False
+            send(proc.pid, name, started, other_user_confirmed=other_user_confirmed)
+        except SignalRefused as exc:
+            self.notify(str(exc), title="no signal sent", severity="error", timeout=10)
             return False
         self.notify(f"sent SIG{name} to pid {proc.pid} ({fmt.text(proc.name)})", timeout=5)
         return True
+
+    def _confirm_other_user(self, proc: ProcessSample, name: str, owner: str) -> None:
+        from tui.screens.confirm import ConfirmModal
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.send_signal(proc, name, other_user_confirmed=True)
+
+        self.app.push_screen(
+            ConfirmModal(
+                f"pid {proc.pid} belongs to {owner}, not you",
+                f"{describe_process(proc)}\n\nSend SIG{name} to another user's process?",
+                confirm_label=f"Signal {owner}'s process",
+            ),
+            answered,
+        )
