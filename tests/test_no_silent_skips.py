@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.requirements import require_module, require_tool
+from tests.helpers.requirements import require_module, require_tool, unavailable
 
 TESTS = Path(__file__).resolve().parent
 SKIPS = re.compile(r"pytest\.importorskip\(|pytest\.skip\(|mark\.skipif\(|mark\.skip\(")
@@ -42,3 +42,18 @@ def test_present_tool_and_module_are_returned(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("CI", "true")
     assert Path(require_tool("no-such-program-llmdeck", "sh", install="-")).name == "sh"
     assert require_module("json").dumps([]) == "[]"
+
+
+def test_a_full_path_and_a_missing_capability(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CI", "true")
+    sh = require_tool("/no/such/sh", str(Path(require_tool("sh", install="-")).resolve()), install="-")
+    assert Path(sh).is_absolute()
+    not_executable = tmp_path / "tool"
+    not_executable.write_text("")
+    with pytest.raises(pytest.fail.Exception, match=f"the program {not_executable} is not installed"):
+        require_tool(str(not_executable), install="-")
+    with pytest.raises(pytest.fail.Exception, match="CI=true and root .*: CI must provide it"):
+        unavailable("root (slurmd switches users)")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="root"):
+        unavailable("root (slurmd switches users)")

@@ -41,9 +41,9 @@ def missing(what: str, install: str) -> NoReturn:
 
 def require_tool(*names: str, install: str) -> str:
     """The path of the first of `names` on the PATH (e.g. "chromium", "chromium-browser"); a full path
-    (e.g. "/usr/sbin/sshd", outside a user's PATH) is checked as it is."""
+    (e.g. "/usr/sbin/sshd", outside a user's PATH) is checked as it is (shutil.which does both)."""
     for name in names:
-        path = name if os.path.isabs(name) and os.access(name, os.X_OK) else shutil.which(name)
+        path = shutil.which(name)
         if path:
             return path
     missing(f"the program {' / '.join(names)}", install)
