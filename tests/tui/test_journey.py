@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.requirements import require_module
 from tests.tui.pilot_wait import screen_text, wait_until
 from tui.app import LLMDeckApp
 
-pytest.importorskip("llama_cpp")
+require_module("llama_cpp")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a loaded shared box is slow
 
 PROSE = Path(__file__).resolve().parents[1] / "fixtures_eval" / "prose.txt"
