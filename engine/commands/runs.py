@@ -88,7 +88,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print()
         return 0
     if not rows:
-        print(f"no runs in {store.root}")
+        print(f"no active runs in {store.root}" if args.active else f"no runs in {store.root}")
         return 0
     print(f"{'ID':34} {'KIND':14} {'STATUS':10} {'ELAPSED':>8}  PROGRESS")
     for row in rows:
