@@ -67,6 +67,9 @@ class RunInfo:
     ended: float | None = None
     exit_reason: str = ""
     cancel_requested: float | None = None
+    segments: list[float] = field(default_factory=list)
+    """Seconds each earlier launch ran, for a run that was relaunched (a resumed training run):
+    its elapsed time is all of them plus the current one, not only the last stretch."""
     temps: list[str] = field(default_factory=list)
     """Temporary outputs the job has announced and not yet renamed into place or removed
     (engine.atomic's ledger): what a worker that died without cleaning up left behind."""
@@ -80,9 +83,18 @@ class RunInfo:
         return self.name or self.id
 
     def elapsed(self, now: float | None = None) -> float:
+        """Seconds of work: every earlier launch (`segments`) and the current one."""
         begin = self.started or self.created
         end = self.ended or (now if now is not None else time.time())
-        return max(0.0, end - begin) if self.active or self.ended else 0.0
+        current = max(0.0, end - begin) if self.active or self.ended else 0.0
+        return sum(self.segments) + current
+
+    def relaunch_changes(self) -> dict[str, Any]:
+        """The run.json changes that ready an ended run to be launched again: its status and
+        process fields reset, the stretch it ran kept in `segments`."""
+        ran = self.elapsed() - sum(self.segments) if self.ended else 0.0
+        return {"status": "created", "pid": None, "pid_started": None, "started": time.time(), "ended": None,
+                "exit_reason": "", "cancel_requested": None, "segments": [*self.segments, round(ran, 3)]}
 
     @property
     def events_path(self) -> Path:

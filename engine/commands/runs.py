@@ -72,7 +72,7 @@ def _row(store: RunStore, info: RunInfo) -> dict[str, Any]:
         "name": info.name,
         "kind": info.kind,
         "status": info.status,
-        "progress": progress_text(store.last_progress(info.id)),
+        "progress": progress_text(store.last_progress(info.id), status=info.status),
         "elapsed_s": round(info.elapsed(), 1),
         "created": info.created,
         "exit_reason": info.exit_reason,
