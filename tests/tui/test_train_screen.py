@@ -136,7 +136,7 @@ async def test_checkpoints_are_listed_and_deleted_after_confirming():
         await wait_until(pilot, lambda: table.row_count == 3)
         assert [c.complete for c in screen.checkpoints] == [True, True, False]
         table.focus()
-        await pilot.press("delete")
+        await pilot.press("d")
         await pilot.pause(0.2)
         await pilot.press("y")
         await wait_until(pilot, lambda: table.row_count == 2)

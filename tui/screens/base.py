@@ -2,6 +2,12 @@
 
 A mode screen subclasses `ModeScreen`, sets `MODE_KEY`, and yields its body from
 `compose_body()`. Its `BINDINGS` (with descriptions) are what the help screen lists.
+
+Keys and text fields: a screen's action must work from any field, so its key is one a text
+field does not take (tests/tui/test_keys.py checks every screen against the keys Input and
+TextArea bind: ctrl+k, ctrl+u, ctrl+w, ctrl+a, ctrl+e, ctrl+d, home, end...). A plain letter is
+text while a field has focus; Textual then leaves it out of the footer (the field consumes it),
+so letters suit keys that act on lists, and Esc leaves the field.
 """
 
 from __future__ import annotations

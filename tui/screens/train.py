@@ -89,7 +89,7 @@ class TrainScreen(ModeScreen):
         Binding("c", "chat_checkpoint", "chat with checkpoint"),
         Binding("m", "merge_checkpoint", "merge LoRA"),
         Binding("g", "gguf_checkpoint", "export GGUF"),
-        Binding("delete", "delete_checkpoint", "delete checkpoint"),
+        Binding("d", "delete_checkpoint", "delete checkpoint"),
         Binding("v", "show_tab('live')", "live", show=False),
         Binding("o", "show_tab('compare')", "compare", show=False),
     ]
