@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
@@ -30,7 +30,8 @@ class ConfirmModal(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.title_text, id="confirm-title")
-            yield Static(self.body, id="confirm-body")
+            with VerticalScroll(id="confirm-scroll"):  # a long list (runs that keep running) scrolls;
+                yield Static(self.body, id="confirm-body")  # the buttons stay in view
             with Horizontal():
                 yield Button(self.decline_label, id="no")
                 yield Button(self.confirm_label, id="yes", variant="error")
