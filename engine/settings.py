@@ -68,10 +68,18 @@ class ChatSettings:
 
 
 @dataclass
+class ModelsSettings:
+    folders: list[str] = field(default_factory=list)
+    """Folders the model picker searches for models (.gguf files, HF and adapter folders), besides
+    run outputs, chat history and the Hugging Face and llama.cpp caches: `folders = ["~/models"]`."""
+
+
+@dataclass
 class Settings:
     ui: UISettings = field(default_factory=UISettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
+    models: ModelsSettings = field(default_factory=ModelsSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,6 +92,8 @@ def _type_ok(default: Any, value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, int):
         return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, list):
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
     return isinstance(value, type(default))
 
 
@@ -92,6 +102,8 @@ def _describe(default: Any) -> str:
         return "true or false"
     if isinstance(default, (int, float)):
         return "a number"
+    if isinstance(default, list):
+        return "a list of strings"
     return "a string"
 
 
