@@ -112,7 +112,7 @@ class Probe(LLMDeckApp):
                 start = time.perf_counter()
                 await self.switch_mode(key)
                 await self.refreshed()
-                times.append(time.perf_counter() - start)
+                times.append([key, time.perf_counter() - start])
                 await asyncio.sleep(0.25)  # a user reads the screen before the next key
         with open(marker, "w") as f:
             json.dump(times, f)
@@ -190,11 +190,12 @@ def quit_seconds(tree: Path, home: Path) -> float:
         return time.perf_counter() - start
 
 
-def switch_times(tree: Path, home: Path, rounds: int) -> list[float]:
+def switch_times(tree: Path, home: Path, rounds: int) -> list[tuple[str, float]]:
+    """(mode, seconds) of each switch."""
     with terminal_app(tree, home, "switch", rounds) as (proc, _master, marker):
         wait_for(marker, proc, 600)
         proc.wait(60)
-        return json.loads(marker.read_text())
+        return [(key, seconds) for key, seconds in json.loads(marker.read_text())]
 
 
 @contextlib.contextmanager
@@ -262,6 +263,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=4, help="switch: times through every mode")
     parser.add_argument("--only", default="preflight,progress,quit,switch")
+    parser.add_argument("--no-load", action="store_true", help="switch: without the training runs")
     args = parser.parse_args()
     wanted = set(args.only.split(","))
     work = Path(tempfile.mkdtemp(prefix="llmdeck-latency-"))
@@ -306,13 +308,18 @@ def main() -> None:
                   f"after {[round(q, 2) for q in quits['after']]}")
         if "switch" in wanted:
             home = work / "home-load"
-            with training_load(home) as pids:
+            with contextlib.nullcontext([]) if args.no_load else training_load(home) as pids:
                 print(f"   training load: {cpu_of(pids, 3.0):.2f} cores busy ({len(pids)} runs)", flush=True)
-                times: dict[str, list[float]] = {"before": [], "after": []}
+                by_mode: dict[str, list[tuple[str, float]]] = {"before": [], "after": []}
                 for _ in range(max(1, args.reps // 2)):
                     for side, tree in trees.items():
-                        times[side] += switch_times(tree, home, args.rounds)
+                        by_mode[side] += switch_times(tree, home, args.rounds)
                 print(f"   training load at the end: {cpu_of(pids, 3.0):.2f} cores busy", flush=True)
+            times = {side: [seconds for _key, seconds in pairs] for side, pairs in by_mode.items()}
+            for side, pairs in by_mode.items():
+                modes = sorted({key for key, _ in pairs})
+                medians = {key: statistics.median(s for k, s in pairs if k == key) * 1000 for key in modes}
+                print(f"   {side}: median ms per mode: " + ", ".join(f"{k} {v:.0f}" for k, v in medians.items()))
             for label, pick in (("p50", 0.50), ("p95", 0.95)):
                 line(f"mode switch under training load, {label}", quantile(times["before"], pick) * 1000,
                      quantile(times["after"], pick) * 1000, unit="ms", target="target p95 < 150 ms")

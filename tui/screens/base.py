@@ -12,6 +12,7 @@ so letters suit keys that act on lists, and Esc leaves the field.
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -46,7 +47,16 @@ class ModeScreen(ReportsWorkerErrors, Screen):
         for timer in self._paused_timers:
             timer.pause()
 
-    def on_screen_resume(self) -> None:
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Textual restyles every node of a screen each time it is shown again: 30-60% of a mode
+        # switch on a loaded 2-core box (bench/latency.py switch; cProfile: stylesheet.apply and
+        # the footer's keys). Its switch_mode already refreshes the CSS of a screen that missed a
+        # change (a theme switched while it was hidden: the app's `_css_update_count` moved on),
+        # and a node whose classes change while hidden is restyled then; so a screen styled at
+        # the app's current CSS generation skips the second pass. This handler runs before
+        # Screen's own (_on_screen_resume), which reads the flag. Private names, Textual 0.x-8.x.
+        if self._css_update_count == self.app._css_update_count:  # noqa: SLF001
+            event.refresh_styles = False
         for timer in self._paused_timers:
             timer.resume()
         self._paused_timers = []
