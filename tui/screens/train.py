@@ -30,7 +30,8 @@ from engine.formatting import format_duration
 from engine.runs import RunError, RunInfo
 from engine.train import launch
 from engine.train.checkpoints import Checkpoint, human_size
-from engine.train.plots import RunCurves, run_colour
+from engine.train.experiments import colours_for
+from engine.train.plots import RunCurves
 from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
 from tui.widgets.train_curve import TrainCurve
@@ -291,7 +292,8 @@ class TrainScreen(ModeScreen):
     def _refresh_compare(self) -> None:
         curves = [self.states[r].curves for r in self.compare if r in self.states and self.states[r].curves]
         self.query_one("#compare-curve", TrainCurve).show(curves, smoothing=self.smoothing)
-        legend = "  ".join(f"[{run_colour(c.name)}]■[/] {c.name}" for c in curves) or "mark runs with space to overlay them"
+        colours = colours_for(c.experiment for c in curves)
+        legend = "  ".join(f"[{colours[c.experiment]}]■[/] {c.name}" for c in curves) or "mark runs with space to overlay them"
         self.query_one("#compare-legend", Static).update(legend)
 
     # -- actions -------------------------------------------------------------------------------
@@ -403,9 +405,9 @@ class TrainScreen(ModeScreen):
 
         try:
             if kind == "csv":
-                plots.write_csv(curves, out)
+                plots.write_csv(curves, out, plots.present_metrics(curves), smooth=smoothing)
             else:
-                plots.write_png(curves, out, ["loss", "eval_loss", "lr", "grad_norm"], smooth=smoothing)
+                plots.write_image(curves, out, plots.present_metrics(curves), smooth=smoothing)
         except (OSError, ValueError) as exc:
             self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error")
             return

@@ -2,14 +2,15 @@
 
 Drawn with plotext through textual-plotext. The data is `engine.train.plots.RunCurves` (built
 from events.jsonl), so what is drawn here is what `export-plot` writes to PNG; the colours
-come from the same `run_colour`, so a run is the same colour on screen and on paper.
+come from the same `colours_for` (one per experiment), so a run is the same colour on screen and on paper.
 """
 
 from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
-from engine.train.plots import RunCurves, ema, run_colour
+from engine.train.experiments import colours_for
+from engine.train.plots import RunCurves, ema
 
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:
@@ -43,8 +44,9 @@ class TrainCurve(PlotextPlot):
         plt.clear_figure()
         drawn = 0
         single = len(self.runs) == 1
+        colours = colours_for(run.experiment for run in self.runs)
         for run in self.runs:
-            colour = _rgb(run_colour(run.name))
+            colour = _rgb(colours[run.experiment])
             steps, values = run.points(self.metric)
             if steps:
                 smoothed = ema(values, self.smoothing)

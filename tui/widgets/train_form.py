@@ -18,13 +18,14 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from engine.train.spec import METHODS, PRECISIONS, SCHEDULERS, SpecError, TrainSpec
+from engine.train.spec import ADAPTERS, METHODS, PRECISIONS, SCHEDULERS, SpecError, TrainSpec
 
 # (field, label, kind) in the order shown; kind: text | number | select:<choices> | check
 FIELDS: tuple[tuple[str, str, str], ...] = (
     ("model", "model folder", "text"),
     ("dataset", "dataset file", "text"),
     ("method", "method", "select:method"),
+    ("adapter", "adapter", "select:adapter"),
     ("name", "run name", "text"),
     ("max_steps", "max steps (0 = epochs)", "number"),
     ("epochs", "epochs", "number"),
@@ -47,7 +48,8 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("packing", "packing", "check"),
     ("gradient_checkpointing", "gradient checkpointing", "check"),
 )
-CHOICES: dict[str, tuple[str, ...]] = {"method": METHODS, "scheduler": SCHEDULERS, "precision": PRECISIONS}
+CHOICES: dict[str, tuple[str, ...]] = {"method": METHODS, "adapter": ADAPTERS, "scheduler": SCHEDULERS,
+                                       "precision": PRECISIONS}
 
 
 @dataclass
@@ -196,27 +198,13 @@ class TrainForm(VerticalScroll):
 def estimate_text(spec: TrainSpec) -> str:
     """One line: the estimator's memory figure for this run, or why there is none."""
     try:
+        from engine.estimate.methods import estimate_method, options_for_spec
         from engine.estimate.sources import spec_from_hf_dir
-        from engine.estimate.training import TrainingOptions, estimate_training
     except ImportError:
         return ""
     try:
         model = spec_from_hf_dir(Path(spec.model).expanduser())
-        precision = {"fp32": "fp32", "fp16": "mixed", "bf16": "mixed", "auto": "mixed"}[spec.precision]
-        if spec.method != "full" and spec.precision in ("bf16", "auto"):
-            precision = "bf16"
-        options = TrainingOptions(
-            method=spec.method,
-            batch=spec.batch_size,
-            seq_len=spec.max_seq_len,
-            precision=precision,
-            grad_checkpointing=spec.gradient_checkpointing,
-            lora_rank=spec.lora_r,
-            lora_targets=spec.target_modules(),
-            lora_dropout=spec.lora_dropout,
-            gpus=max(1, spec.processes()),
-        )
-        estimate = estimate_training(model, options)
+        estimate = estimate_method(model, options_for_spec(spec))
     except Exception as exc:  # noqa: BLE001 - the estimate is advice; never block the form
         return f"memory estimate unavailable: {str(exc)[:80]}"
     trainable = f", {estimate.trainable_params:,} trainable params" if estimate.trainable_params else ""
