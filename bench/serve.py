@@ -132,7 +132,7 @@ async def load(base: str, name: str, clients: int, duration: float, max_tokens: 
         async with httpx.AsyncClient(timeout=timeout) as client:
             while time.perf_counter() < deadline:
                 prompt = PROMPTS[(i + n) % len(PROMPTS)]
-                body = {"model": "m", "max_tokens": max_tokens, "temperature": 0, "stream": True,
+                body = {"max_tokens": max_tokens, "temperature": 0, "stream": True,
                         "stream_options": {"include_usage": True}}
                 if endpoint == "chat":
                     body["messages"] = [{"role": "user", "content": prompt}]

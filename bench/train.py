@@ -125,6 +125,9 @@ def main() -> int:
     _quiet_libraries()
     import torch
 
+    if opts.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA GPU here (a CPU build of torch, or no driver)")
+
     tmp = Path(tempfile.mkdtemp(prefix="llmdeck-bench-train-"))
     model = opts.model or str(build_model(tmp / "model", opts.hidden, opts.layers))
     base = TrainSpec(model=model, dataset=opts.data, method="lora", max_steps=opts.steps, batch_size=opts.batch, max_seq_len=opts.seq,

@@ -49,7 +49,7 @@ def prepare(work: Path) -> dict[str, dict]:
         start_training(TrainSpec(model=str(tiny), dataset=str(data), name="tiny-lora", max_steps=12, batch_size=2,
                                  max_seq_len=64, save_steps=6, learning_rate=3e-3, precision="fp32"), store),
         store.start("eval.ppl", {"model": str(gemma), "file": str(ROOT / "tests" / "fixtures_eval" / "prose.txt"),
-                                 "ctx": 256, "threads": 2}, name="ppl gemma", entry="engine.evaluate.jobs:ppl"),
+                                 "ctx": 256, "threads": 2}, name="ppl gemma"),
     ]
     wait_runs(store, runs)
     return {

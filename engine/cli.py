@@ -3,8 +3,9 @@
 Each area registers its subcommands in a module of `engine.commands` (listed in
 COMMAND_MODULES). Those modules must stay light at import time: building the parser (for
 `--help`) imports all of them, and `llmdeck --help` must not load torch or pynvml.
-A command returns an exit code, or an `OpenTUI` request that `tui.cli` turns into the app
-(engine never imports the TUI).
+A command returns an exit code, or an `OpenTUI` / `OpenWeb` request that `tui.cli` turns into the
+app or its browser server (engine never imports the TUI); it raises `CommandError` for a user
+error. All three live in `engine.commands.outcome`, so no command module imports this one back.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import engine
+from engine.commands.outcome import CommandError, OpenTUI, OpenWeb
 
 COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.monitor",
@@ -34,18 +35,6 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 def _load_command_modules() -> list[Any]:
     return [importlib.import_module(name) for name in COMMAND_MODULES]
-
-
-@dataclass(frozen=True)
-class OpenTUI:
-    """Ask the launcher to open the TUI on `mode` with these options."""
-
-    mode: str = "monitor"
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-class CommandError(Exception):
-    """A command cannot do what was asked; its text is printed as is (no traceback)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,14 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def dispatch(args: argparse.Namespace) -> int | OpenTUI:
+def dispatch(args: argparse.Namespace) -> int | OpenTUI | OpenWeb:
     func = getattr(args, "func", None)
     if func is None:
         return OpenTUI(mode=args.mode, options={"theme": args.theme})
     return func(args)
 
 
-def run_command(argv: Sequence[str] | None = None) -> int | OpenTUI:
+def run_command(argv: Sequence[str] | None = None) -> int | OpenTUI | OpenWeb:
     """Parse and run; user errors become one line on stderr and exit status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -102,15 +91,11 @@ def run_command(argv: Sequence[str] | None = None) -> int | OpenTUI:
 def main(argv: Sequence[str] | None = None) -> int:
     """Headless entry point (`python -m engine.cli`): TUI requests are refused."""
     result = run_command(argv)
-    if isinstance(result, OpenTUI):
+    if isinstance(result, (OpenTUI, OpenWeb)):
         print("llmdeck: this command opens the TUI; run it through `llmdeck`", file=sys.stderr)
         return 2
     return result
 
 
 if __name__ == "__main__":
-    # Run through the importable module, so the exception classes commands raise are the same
-    # objects this module's handler checks (not copies living in __main__).
-    from engine.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The contract every job uses: a context to report through, a cancel flag, a runner.
+"""The contract every job uses: a context to report through, a cancel flag, `execute`.
 
 A job is a plain function `job(spec: dict, ctx: JobContext) -> dict | None`. It reports only
 through `ctx` (so the same function runs in a TUI worker, a detached run process or a test with
@@ -136,30 +136,3 @@ def execute(job: JobFunction, spec: dict[str, Any], ctx: JobContext) -> JobEvent
     ctx.flush()
     ctx.emit(event)
     return event
-
-
-class JobRunner:
-    """Runs one job in a daemon thread (short work: a dataset scan, a chat turn, a test)."""
-
-    def __init__(self, job: JobFunction, spec: dict[str, Any], emit: Emit, *, min_interval: float = 0.1) -> None:
-        self.ctx = JobContext(emit, min_interval=min_interval)
-        self.result: JobEvent | None = None
-        self._thread = threading.Thread(target=self._run, args=(job, spec), daemon=True, name="llmdeck-job")
-
-    def _run(self, job: JobFunction, spec: dict[str, Any]) -> None:
-        self.result = execute(job, spec, self.ctx)
-
-    def start(self) -> JobRunner:
-        self._thread.start()
-        return self
-
-    def cancel(self) -> None:
-        self.ctx.cancel()
-
-    def join(self, timeout: float | None = None) -> JobEvent | None:
-        self._thread.join(timeout)
-        return self.result
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()

@@ -12,6 +12,10 @@ TUI, losing SSH (SIGHUP) or killing the parent leaves it running. Anyone (the TU
 second TUI) can list, follow and cancel runs by reading these files; there is no daemon.
 A worker that vanished without writing a final status (kill -9, OOM killer, reboot) is detected
 by its pid no longer being the process that started the run and is marked `lost`.
+
+Temporary outputs (`.NAME.tmp-XXXX`, see engine.atomic) are listed in run.json before they are
+created. Whoever sees a run end without removing them (found `lost`, force-cancelled, deleted,
+or any later listing of an ended run that still lists some) removes them.
 """
 
 from __future__ import annotations
@@ -33,11 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from engine import paths
-from engine.atomic import write_json
-from engine.events import JobEvent, Progress, event_from_dict, is_terminal
+from engine.atomic import is_temp_name, remove_path, write_json
+from engine.events import JobEvent, Progress, checked_fields, event_from_dict, is_terminal, read_event_chunk
 
 ACTIVE = ("starting", "running")
-FINAL = ("succeeded", "failed", "cancelled", "lost")
+# `damaged`: run.json cannot be read (truncated, hand-edited); the run is still listed, with the
+# reason, so that it can be looked at and deleted.
+FINAL = ("succeeded", "failed", "cancelled", "lost", "damaged")
 STATUSES = ("created",) + ACTIVE + FINAL
 _START_GRACE_S = 30.0
 
@@ -60,8 +66,10 @@ class RunInfo:
     started: float | None = None
     ended: float | None = None
     exit_reason: str = ""
-    entry: str = ""
     cancel_requested: float | None = None
+    temps: list[str] = field(default_factory=list)
+    """Temporary outputs the job has announced and not yet renamed into place or removed
+    (engine.atomic's ledger): what a worker that died without cleaning up left behind."""
 
     @property
     def active(self) -> bool:
@@ -93,9 +101,26 @@ class RunInfo:
         return data
 
     @classmethod
-    def from_json(cls, run_dir: Path, data: dict[str, Any]) -> RunInfo:
-        known = set(cls.__dataclass_fields__) - {"dir"}
-        return cls(dir=run_dir, **{k: v for k, v in data.items() if k in known})
+    def from_json(cls, run_dir: Path, data: Any) -> RunInfo:
+        """Raises ValueError when `data` is not an object or a field has the wrong type. Unknown keys
+        are dropped: run.json files of older versions still load (their `entry`, the job's
+        "module:function", is gone: a run's kind alone names its job, in engine.kinds)."""
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k != "dir"}
+        values = checked_fields(cls, data)
+        for key in ("id", "kind"):
+            if not values.get(key):
+                raise ValueError(f"field {key!r} is missing")
+        return cls(dir=run_dir, **values)
+
+    @classmethod
+    def damaged(cls, run_dir: Path, reason: str) -> RunInfo:
+        """Stands in for a run whose run.json cannot be read: listed, shown, deletable."""
+        try:
+            created = (run_dir / "run.json").stat().st_mtime
+        except OSError:
+            created = 0.0
+        return cls(id=run_dir.name, kind="?", dir=run_dir, status="damaged", created=created, exit_reason=reason)
 
 
 def _pid_identity(pid: int) -> float | None:
@@ -118,9 +143,7 @@ def worker_alive(info: RunInfo) -> bool:
     started = _pid_identity(info.pid)
     if started is None:
         return False
-    if info.pid_started is not None and abs(started - info.pid_started) > 1.0:
-        return False
-    return True
+    return info.pid_started is None or abs(started - info.pid_started) <= 1.0
 
 
 class RunStore:
@@ -128,22 +151,37 @@ class RunStore:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root else paths.runs_dir()
+        self._bad_lines: dict[str, int] = {}
+        self._bad_lock = threading.Lock()
 
     # -- reading -----------------------------------------------------------------------------
     def _read(self, run_dir: Path) -> RunInfo:
         try:
-            data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+            data = json.loads((run_dir / "run.json").read_bytes())
         except FileNotFoundError:
             raise RunError(f"no run {run_dir.name!r} in {self.root}") from None
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise RunError(f"{run_dir / 'run.json'} is unreadable ({exc})") from None
-        return RunInfo.from_json(run_dir, data)
+        try:
+            return RunInfo.from_json(run_dir, data)
+        except ValueError as exc:
+            raise RunError(f"{run_dir / 'run.json'} is unreadable ({exc})") from None
+
+    def _read_or_damaged(self, run_dir: Path) -> RunInfo | None:
+        """The run in `run_dir`; a `damaged` stand-in when its run.json cannot be read; None for
+        a folder that holds no run at all."""
+        try:
+            return self._read(run_dir)
+        except RunError as exc:
+            if not (run_dir / "run.json").exists():
+                return None
+            return RunInfo.damaged(run_dir, str(exc))
 
     def get(self, run_id: str) -> RunInfo:
         """Look a run up by id (or a unique prefix of it, or its name), marking it lost if its
         worker is gone."""
         run_dir = self.root / run_id
-        if not (run_dir / "run.json").exists():
+        if "/" in run_id or run_id.startswith(".") or not (run_dir / "run.json").exists():
             matches = [d for d in self._run_dirs() if d.name.startswith(run_id)]
             if not matches:
                 matches = [d for d in self._run_dirs() if (i := self._read_quiet(d)) and i.name == run_id]
@@ -151,7 +189,10 @@ class RunStore:
                 what = "no run" if not matches else f"{len(matches)} runs"
                 raise RunError(f"{what} matching {run_id!r} in {self.root}; see `llmdeck runs list`")
             run_dir = matches[0]
-        return self._check_alive(self._read(run_dir))
+        info = self._read_or_damaged(run_dir)
+        if info is None:
+            raise RunError(f"no run {run_id!r} in {self.root}")
+        return self._check_alive(info)
 
     def _read_quiet(self, run_dir: Path) -> RunInfo | None:
         try:
@@ -165,13 +206,15 @@ class RunStore:
         return [d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")]
 
     def list(self) -> list[RunInfo]:
-        """Every readable run, newest first. Unreadable folders are skipped, not fatal."""
-        runs = [self._check_alive(info) for d in self._run_dirs() if (info := self._read_quiet(d))]
+        """Every run, newest first; one whose run.json cannot be read is listed as `damaged`."""
+        runs = [self._check_alive(info) for d in self._run_dirs() if (info := self._read_or_damaged(d))]
         runs.sort(key=lambda r: r.created, reverse=True)
         return runs
 
     def _check_alive(self, info: RunInfo) -> RunInfo:
-        if info.status not in ACTIVE or worker_alive(info):
+        if info.status not in ACTIVE:
+            return self._sweep_temps(info) if info.temps and info.status in FINAL else info
+        if worker_alive(info):
             return info
         if info.status == "starting" and time.time() - info.created < _START_GRACE_S and info.pid is None:
             return info
@@ -179,12 +222,49 @@ class RunStore:
         fresh = self._read(info.dir)
         if fresh.status not in ACTIVE:
             return fresh
-        return self.update(
+        lost = self.update(
             info.id,
             status="lost",
             ended=time.time(),
             exit_reason="the worker process ended without recording a result (killed, out of memory, or a reboot)",
         )
+        return self._sweep_temps(lost)
+
+    def _sweep_temps(self, info: RunInfo) -> RunInfo:
+        """Remove the temporary outputs an ended run left (only names made by engine.atomic)."""
+        if info.status not in FINAL or not info.temps:
+            return info
+        for raw in info.temps:
+            if is_temp_name(Path(raw)):
+                remove_path(Path(raw))
+        try:
+            return self.update(info.id, temps=[])
+        except (RunError, OSError):
+            return info
+
+    def housekeeping(self) -> int:
+        """Start-up clean-up: every ended run that still lists temporary outputs loses them.
+        Cheap (reads run.json files only). Returns how many runs were cleaned."""
+        cleaned = 0
+        for run_dir in self._run_dirs():
+            info = self._read_quiet(run_dir)
+            if info is not None and info.temps and self._check_alive(info).temps != info.temps:
+                cleaned += 1
+        return cleaned
+
+    def add_temp(self, run_id: str, path: Path) -> None:
+        with self._locked(self.root / run_id):
+            info = self._read(self.root / run_id)
+            if str(path) not in info.temps:
+                info.temps.append(str(path))
+                write_json(info.dir / "run.json", info.to_json(), record=False)
+
+    def discard_temp(self, run_id: str, path: Path) -> None:
+        with self._locked(self.root / run_id):
+            info = self._read(self.root / run_id)
+            if str(path) in info.temps:
+                info.temps.remove(str(path))
+                write_json(info.dir / "run.json", info.to_json(), record=False)
 
     # -- writing -----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -205,10 +285,10 @@ class RunStore:
                 if key not in RunInfo.__dataclass_fields__ or key == "dir":
                     raise KeyError(key)
                 setattr(info, key, value)
-            write_json(run_dir / "run.json", info.to_json())
+            write_json(run_dir / "run.json", info.to_json(), record=False)
         return info
 
-    def create(self, kind: str, spec: dict[str, Any], *, name: str = "", entry: str = "") -> RunInfo:
+    def create(self, kind: str, spec: dict[str, Any], *, name: str = "") -> RunInfo:
         paths.ensure_writable(self.root)
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind.replace('.', '-')}-{secrets.token_hex(2)}"
         run_dir = self.root / run_id
@@ -216,16 +296,17 @@ class RunStore:
         (run_dir / "out").mkdir()
         (run_dir / "events.jsonl").touch()
         (run_dir / "log.txt").touch()
-        info = RunInfo(id=run_id, kind=kind, dir=run_dir, name=name, spec=spec, created=time.time(), entry=entry)
-        write_json(run_dir / "run.json", info.to_json())
+        info = RunInfo(id=run_id, kind=kind, dir=run_dir, name=name, spec=spec, created=time.time())
+        write_json(run_dir / "run.json", info.to_json(), record=False)
         return info
 
-    def start(self, kind: str, spec: dict[str, Any], *, name: str = "", entry: str = "") -> RunInfo:
-        """Create a run and spawn its detached worker; returns at once."""
-        from engine.kinds import resolve
+    def start(self, kind: str, spec: dict[str, Any], *, name: str = "") -> RunInfo:
+        """Create a run of `kind` (a kind of engine.kinds) and spawn its detached worker, which
+        runs the kind's job; returns at once."""
+        from engine.kinds import require_known
 
-        resolve(kind, entry)  # fail now, in the caller, if the kind is unknown
-        info = self.create(kind, spec, name=name, entry=entry)
+        require_known(kind)  # fail now, in the caller; the worker is the one that imports the job
+        info = self.create(kind, spec, name=name)
         return self.launch(info)
 
     def launch(self, info: RunInfo) -> RunInfo:
@@ -253,7 +334,7 @@ class RunStore:
             if current.pid is None:
                 current.pid = proc.pid
                 current.pid_started = identity
-            write_json(info.dir / "run.json", current.to_json())
+            write_json(info.dir / "run.json", current.to_json(), record=False)
         return current
 
     def cancel(self, run_id: str, *, force: bool = False) -> RunInfo:
@@ -275,42 +356,42 @@ class RunStore:
         except PermissionError:
             raise RunError(f"not allowed to signal pid {info.pid} of run {info.id} (owned by another user)") from None
         if force:
-            return self.update(info.id, status="cancelled", ended=time.time(), exit_reason="killed by request")
+            # Temporary outputs go only once the worker is really gone: a dying process could
+            # otherwise still create files in a folder being removed.
+            deadline = time.monotonic() + 5.0
+            while worker_alive(info) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            ended = self.update(info.id, status="cancelled", ended=time.time(), exit_reason="killed by request")
+            return self._sweep_temps(ended)
         return info
 
     def delete(self, run_id: str) -> None:
+        """Remove a run that is not active (a `damaged` one too), with anything it left."""
         info = self.get(run_id)
         if info.active:
             raise RunError(f"run {info.id} is {info.status}; cancel it before deleting it")
+        self._sweep_temps(info)
         shutil.rmtree(info.dir)
 
     # -- events ------------------------------------------------------------------------------
     def read_events(self, run_id: str, offset: int = 0) -> tuple[list[JobEvent], int]:
-        """Events appended since byte `offset`, and the offset to continue from.
+        """Events appended to the run's events.jsonl since byte `offset` (see `events.read_event_chunk`);
+        bad lines are skipped and counted (`bad_event_lines`)."""
+        events, bad, offset = read_event_chunk(self.root / run_id / "events.jsonl", offset)
+        if bad:
+            with self._bad_lock:
+                self._bad_lines[run_id] = self._bad_lines.get(run_id, 0) + bad
+        return events, offset
 
-        Only complete lines are read, so a line being written right now is picked up next time.
-        """
-        path = self.root / run_id / "events.jsonl"
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            return [], offset
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return [], offset
-        events: list[JobEvent] = []
-        for line in chunk[: end + 1].splitlines():
-            if not line.strip():
-                continue
-            try:
-                events.append(event_from_dict(json.loads(line)))
-            except (ValueError, TypeError):
-                continue  # a torn or foreign line must not stop a replay
-        return events, offset + end + 1
+    def bad_event_lines(self, run_id: str) -> int:
+        """How many lines of the run's events.jsonl this store skipped so far (torn, foreign or
+        wrong-shaped lines: one bad line must never stop a view of the run)."""
+        with self._bad_lock:
+            return self._bad_lines.get(run_id, 0)
 
-    def follow(self, run_id: str, offset: int = 0, *, poll: float = 0.2, stop: threading.Event | None = None) -> Iterator[JobEvent]:
+    def follow(
+        self, run_id: str, offset: int = 0, *, poll: float = 0.2, stop: threading.Event | None = None
+    ) -> Iterator[JobEvent]:
         """Yield every event from `offset` on, then live ones, until the run ends."""
         info = self.get(run_id)
         while True:
@@ -347,7 +428,7 @@ class RunStore:
         for line in reversed(lines):
             if b'"progress"' not in line:
                 continue
-            with contextlib.suppress(ValueError, TypeError):
+            with contextlib.suppress(ValueError, TypeError, RecursionError):
                 event = event_from_dict(json.loads(line))
                 if isinstance(event, Progress):
                     return event
@@ -363,6 +444,21 @@ class RunStore:
         except OSError:
             return []
         return text.splitlines()[-lines:]
+
+
+class RunTemps:
+    """The temp ledger (engine.atomic.TempLedger) of a worker: temporary outputs are listed in
+    the run's run.json before they exist and removed from it once renamed or cleaned up."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+
+    def add(self, path: Path) -> None:
+        self.store.add_temp(self.run_id, Path(path).absolute())
+
+    def discard(self, path: Path) -> None:
+        self.store.discard_temp(self.run_id, Path(path).absolute())
 
 
 def _engine_root() -> str:

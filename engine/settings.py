@@ -1,14 +1,20 @@
 """User settings: a TOML file validated against dataclasses.
 
 A settings file must never stop llmdeck from starting. `load()` returns the settings plus a list
-of problems in words ("monitor.interval: expected a number > 0, got 'fast'; using 1.0"); a file
-that is not TOML at all is renamed aside (so the user's text is kept) and defaults are used.
-The file may hold API keys, so it is written readable by its owner only.
+of problems in words ("monitor.interval: expected a number from 0.1 to 60, got 'fast'; using
+1.0"); a file that cannot be read or is not TOML at all is renamed aside (so the user's text is
+kept) and defaults are used. Every number has a finite range, declared once, in the field's
+`metadata["range"]`. `save()` edits the file in place with tomlkit: it changes only the keys
+whose value differs from what the file gives, and keeps every other key, unknown keys and
+sections, rejected values and comments. The file may hold API keys, so it is written readable
+by its owner only. The CLI prints the problems on stderr (`load_for_command`), the TUI shows them.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 import time
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -19,8 +25,9 @@ from engine import paths
 from engine.atomic import atomic_open
 
 
-def _positive(value: float) -> bool:
-    return value > 0
+def _range(low: float, high: float) -> dict[str, Any]:
+    """Field metadata: the value must be a finite number from `low` to `high`."""
+    return {"range": (low, high)}
 
 
 @dataclass
@@ -29,21 +36,21 @@ class UISettings:
     """Name of the Textual theme; llmdeck ships llmdeck-dark, llmdeck-light, llmdeck-contrast."""
     newline_key: str = "shift+enter"
     """Key that inserts a newline in multi-line inputs (Enter sends)."""
-    stream_interval_ms: float = field(default=50.0, metadata={"check": _positive, "rule": "a number > 0"})
+    stream_interval_ms: float = field(default=50.0, metadata=_range(10, 1000))
     """How often streamed chat text is drawn."""
-    stream_cpu_percent: float = field(default=4.0, metadata={"check": _positive, "rule": "a number > 0"})
+    stream_cpu_percent: float = field(default=4.0, metadata=_range(0.5, 100))
     """While a model on this machine's CPU streams, the share of one core drawing may use."""
 
 
 @dataclass
 class MonitorSettings:
-    interval: float = field(default=1.0, metadata={"check": _positive, "rule": "a number > 0"})
+    interval: float = field(default=1.0, metadata=_range(0.1, 60))
     """Seconds between fast GPU/host samples."""
-    slow_interval: float = field(default=5.0, metadata={"check": _positive, "rule": "a number > 0"})
+    slow_interval: float = field(default=5.0, metadata=_range(0.5, 600))
     """Seconds between slow samples (process list, PCIe throughput)."""
-    history_minutes: float = field(default=10.0, metadata={"check": _positive, "rule": "a number > 0"})
-    """How much per-metric history to keep at full resolution."""
-    stall_seconds: float = field(default=120.0, metadata={"check": _positive, "rule": "a number > 0"})
+    history_minutes: float = field(default=10.0, metadata=_range(1, 240))
+    """How much per-metric history to keep at full resolution (memory grows with it / interval)."""
+    stall_seconds: float = field(default=120.0, metadata=_range(10, 86400))
     """A GPU holding memory at 0% utilisation this long while its run is running is a stall."""
 
 
@@ -88,6 +95,19 @@ def _describe(default: Any) -> str:
     return "a string"
 
 
+def _rule(spec: Any, default: Any) -> tuple[str, Any]:
+    """(words for the rule, a check or None) for one settings field."""
+    bounds = spec.metadata.get("range")
+    if bounds is None:
+        return _describe(default), None
+    low, high = bounds
+    return f"a number from {low:g} to {high:g}", lambda v: math.isfinite(v) and low <= v <= high
+
+
+def _default(spec: Any, section: Any) -> Any:
+    return spec.default if spec.default is not MISSING else getattr(section, spec.name)
+
+
 def from_dict(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
     """Build Settings from parsed TOML, collecting a message for every key that is wrong."""
     settings = Settings()
@@ -108,9 +128,8 @@ def from_dict(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
             if spec is None:
                 problems.append(f"{where}: unknown key, ignored")
                 continue
-            default = spec.default if spec.default is not MISSING else getattr(section, key)
-            check = spec.metadata.get("check")
-            rule = spec.metadata.get("rule", _describe(default))
+            default = _default(spec, section)
+            rule, check = _rule(spec, default)
             if not _type_ok(default, value) or (check is not None and not check(value)):
                 problems.append(f"{where}: expected {rule}, got {value!r}; using {default!r}")
                 continue
@@ -124,35 +143,97 @@ def _set_aside(path: Path, suffix: str) -> Path:
     return aside
 
 
+def _set_aside_words(path: Path) -> str:
+    try:
+        return f"the file was kept as {_set_aside(path, 'corrupt').name}"
+    except OSError as exc:
+        return f"the file could not be moved aside ({exc.strerror or exc}) and was left in place"
+
+
+def _read_text(path: Path) -> tuple[str | None, list[str]]:
+    """The file's text; None (with the problem, the file moved aside) when it is missing,
+    unreadable or not UTF-8: a later save must never write defaults over the user's text."""
+    try:
+        return path.read_bytes().decode("utf-8"), []
+    except FileNotFoundError:
+        return None, []
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return None, [f"{path}: cannot read settings ({reason}); using defaults, {_set_aside_words(path)}"]
+
+
 def load(path: Path | None = None) -> tuple[Settings, list[str]]:
     """Read settings; never raises for a bad or missing file (see the module docstring)."""
     path = path or paths.settings_file()
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        return Settings(), []
-    except (OSError, UnicodeDecodeError) as exc:
-        return Settings(), [f"{path}: cannot read settings ({exc}); using defaults"]
+    text, problems = _read_text(path)
+    if text is None:
+        return Settings(), problems
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        try:
-            aside = _set_aside(path, "corrupt")
-            kept = f"kept as {aside.name}"
-        except OSError:
-            kept = "left in place"
-        return Settings(), [f"{path}: not valid TOML ({exc}); using defaults, the file was {kept}"]
-    settings, problems = from_dict(raw)
-    return settings, problems
+        return Settings(), [f"{path}: not valid TOML ({exc}); using defaults, {_set_aside_words(path)}"]
+    return from_dict(raw)
+
+
+_reported: set[str] = set()
+
+
+def load_for_command(path: Path | None = None) -> Settings:
+    """`load()` for a CLI command: each problem is printed once per process as one line on
+    stderr (a command may load the settings more than once)."""
+    settings, problems = load(path)
+    for problem in problems:
+        if problem not in _reported:
+            _reported.add(problem)
+            print(f"llmdeck: settings: {problem}", file=sys.stderr)
+    return settings
+
+
+def _document(path: Path) -> Any:
+    """The file as a tomlkit document to edit in place; an empty one when there is no file.
+    A file that cannot be read or parsed is moved aside first (it is never overwritten)."""
+    import tomlkit
+    from tomlkit.exceptions import ParseError
+
+    text, _problems = _read_text(path)
+    if text is None:
+        return tomlkit.document()
+    try:
+        return tomlkit.parse(text)
+    except ParseError:
+        _set_aside_words(path)
+        return tomlkit.document()
 
 
 def save(settings: Settings, path: Path | None = None) -> Path:
-    """Write settings atomically, readable by the owner only (the file may hold API keys)."""
-    import tomli_w  # deferred: only needed when something changes
+    """Write the settings that differ from what the file gives now, and nothing else.
+
+    Keys whose value the file already gives (or, when absent or rejected, whose default equals
+    the value) are left as they are, so unknown keys, rejected values and comments survive.
+    Atomic, and readable by the owner only (the file may hold API keys)."""
+    import tomlkit
 
     path = path or paths.settings_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, "wb") as handle:
+    doc = _document(path)
+    current, _problems = from_dict(doc.unwrap())
+    changed = False
+    for section_field in fields(Settings):
+        name = section_field.name
+        for key, value in asdict(getattr(settings, name)).items():
+            if getattr(getattr(current, name), key) == value:
+                continue
+            table = doc.get(name)
+            if not isinstance(table, dict):
+                if table is not None:
+                    del doc[name]  # a non-table value where the section belongs was rejected anyway
+                table = tomlkit.table()
+                doc[name] = table
+            table[key] = value
+            changed = True
+    if not changed and path.exists():
+        return path
+    with atomic_open(path, "w") as handle:
         os.fchmod(handle.fileno(), 0o600)
-        tomli_w.dump(settings.to_dict(), handle)
+        handle.write(tomlkit.dumps(doc))
     return path

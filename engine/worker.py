@@ -17,10 +17,11 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from engine import atomic
 from engine.events import Cancelled, Failed, Finished, JobEvent, Log, is_terminal
 from engine.jobs import JobContext, execute
-from engine.kinds import UnknownKind, resolve
-from engine.runs import RunStore, _pid_identity
+from engine.kinds import UnknownKind, job_for
+from engine.runs import RunStore, RunTemps, _pid_identity
 
 
 class EventSink:
@@ -66,7 +67,9 @@ def main(run_dir: str) -> int:
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, lambda *_: cancel.set())
-    store.update(info.id, status="running", pid=os.getpid(), pid_started=_pid_identity(os.getpid()), started=time.time())
+    pid = os.getpid()
+    store.update(info.id, status="running", pid=pid, pid_started=_pid_identity(pid), started=time.time())
+    atomic.use_ledger(RunTemps(store, info.id))  # temporary outputs are listed in run.json first
     outcome: list[str] = []
 
     def record_end(event: JobEvent) -> None:
@@ -83,12 +86,12 @@ def main(run_dir: str) -> int:
     ctx = JobContext(sink, cancel, job_id=info.id)
     try:
         try:
-            job = resolve(info.kind, info.entry)
+            job = job_for(info.kind)
         except UnknownKind as exc:
             sink(Failed(message=str(exc)))
         else:
             execute(job, info.spec, ctx)
-    except BaseException as exc:  # the worker itself broke: still record an end
+    except BaseException as exc:  # noqa: BLE001 - the worker itself broke: still record an end
         if not outcome:
             sink(Failed(message=f"worker error: {exc}", detail=traceback.format_exc()))
     finally:

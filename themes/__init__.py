@@ -6,8 +6,6 @@ objects; `.tcss` files use theme variables only, never raw colours, so every the
 
 from __future__ import annotations
 
-from importlib import resources
-
 from textual.theme import Theme
 
 DARK = Theme(
@@ -58,8 +56,3 @@ CONTRAST = Theme(
 
 BUILTIN_THEMES: dict[str, Theme] = {theme.name: theme for theme in (DARK, LIGHT, CONTRAST)}
 DEFAULT_THEME = DARK.name
-
-
-def stylesheet(name: str = "base.tcss") -> str:
-    """Text of a shared stylesheet, read through importlib.resources (works from a wheel)."""
-    return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")

@@ -78,6 +78,8 @@ class LLMDeckApp(App[None]):
             self.startup_problems.append(str(exc))
         for problem in self.startup_problems:
             self.notify(problem, title="llmdeck", severity="warning", timeout=10)
+        # Temporary outputs of runs that ended without cleaning up (kill -9, OOM) go now.
+        self.run_worker(self.store.housekeeping, thread=True, exit_on_error=False, group="housekeeping")
         self.switch_mode(self.start_mode)
 
     def _remember_theme(self, theme) -> None:

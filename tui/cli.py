@@ -12,9 +12,13 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from engine.cli import OpenTUI, run_command
+    from engine.cli import OpenTUI, OpenWeb, run_command
 
     result = run_command(argv)
+    if isinstance(result, OpenWeb):
+        from tui.web import serve_web
+
+        return serve_web(result.host, result.port, result.mode)
     if not isinstance(result, OpenTUI):
         return result
     return launch(result)

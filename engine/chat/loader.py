@@ -81,6 +81,13 @@ def model_path(spec: BackendSpec) -> str:
 def load_backend(spec: BackendSpec) -> ChatBackend:
     kind = resolve_kind(spec)
     model = model_path(spec)
+    if kind != "openai":
+        from engine.model_files import ModelFileError, check_model_files
+
+        try:
+            check_model_files(model)  # a truncated or crafted file is named, before any loader sees it
+        except ModelFileError as exc:
+            raise BackendError(str(exc)) from None
     if kind == "llama.cpp":
         from engine.chat.llama_cpp_backend import LlamaCppBackend
 

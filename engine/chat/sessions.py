@@ -10,7 +10,6 @@ stopped by the user.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 from engine import paths
 from engine.atomic import write_text
+from engine.filenames import slugify
 
 SCHEMA_VERSION = 1
 
@@ -171,9 +171,6 @@ class SessionStore:
             raise SessionError("a session title cannot be empty")
         self._update_session(session_id, "title = ?", (title,))
 
-    def set_model(self, session_id: int, model: str, backend: str, params: dict | None = None) -> None:
-        self._update_session(session_id, "model = ?, backend = ?, params_json = ?", (model, backend, json.dumps(params or {})))
-
     def _update_session(self, session_id: int, assignment: str, values: tuple) -> None:
         with self._lock:
             cur = self._db.execute(f"UPDATE sessions SET {assignment}, updated = ? WHERE id = ?", (*values, time.time(), session_id))
@@ -260,7 +257,7 @@ class SessionStore:
         folder = Path(folder) if folder else paths.data_dir() / "exports"
         folder.mkdir(parents=True, exist_ok=True)
         info = self.get(session_id)
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", info.title).strip("-").lower()[:40] or "chat"
+        slug = slugify(info.title.lower(), fallback="chat", limit=40)
         md = folder / f"{slug}-{session_id}.md"
         js = folder / f"{slug}-{session_id}.json"
         write_text(md, self.export_markdown(session_id))

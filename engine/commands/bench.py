@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from engine.cli import CommandError, OpenTUI
+from engine.commands.outcome import CommandError, OpenTUI
 
 EXAMPLES = (
     "llmdeck eval ppl model.gguf wiki.txt --ctx 512   perplexity of a GGUF (or HF folder) on a text file",
@@ -200,11 +201,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _start(kind: str, spec: dict[str, Any], args: argparse.Namespace, *, name: str) -> int:
-    from engine.evaluate.jobs import ENTRIES
     from engine.runs import RunStore
 
     store = RunStore()
-    info = store.start(kind, spec, name=name, entry=ENTRIES[kind])
+    info = store.start(kind, spec, name=name)
     if args.detach:
         print(f"started run {info.id}; `llmdeck runs follow {info.id}` to watch it, `llmdeck bench results` when done")
         return 0
@@ -271,7 +271,7 @@ def print_record(record: dict[str, Any], *, as_json: bool = False, markdown: boo
         print(f"sweep of {record['model']} (baseline {r['baseline']}, from {r['baseline_from']}); "
               f"PPL on {Path(r['ppl_file']).name}, window {r['ctx']}; speed pp{r['prompt_len']}/tg{r['gen_len']}, median of {r['reps']}")
         print(table(results.SWEEP_HEADERS, results.sweep_rows(record)))
-        last = Path(r["rows"][-1]["path"])
+        last = shlex.quote(r["rows"][-1]["path"])
         print(f"use one, e.g.: llmdeck chat {last}   or serve it: llmdeck serve {last}")
 
 
@@ -279,7 +279,8 @@ def cmd_results(args: argparse.Namespace) -> int:
     from engine.evaluate import results
     from engine.runs import RunStore
 
-    kinds = {"ppl": ("eval.ppl",), "speed": ("bench.speed",), "sweep": ("bench.sweep",)}.get(args.kind or "", results.KINDS)
+    by_name = {"ppl": ("eval.ppl",), "speed": ("bench.speed",), "sweep": ("bench.sweep",)}
+    kinds = by_name.get(args.kind or "", results.RESULT_KINDS)
     records = results.list_records(RunStore(), kinds)
     if args.json:
         json.dump(records, sys.stdout, indent=2, default=str)

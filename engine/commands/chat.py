@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any
 
-from engine.cli import CommandError, OpenTUI
+from engine.commands.outcome import CommandError, OpenTUI
 
 EXAMPLES = (
     "llmdeck chat                      chat with the bundled Gemma 3 270M GGUF",
@@ -79,7 +79,7 @@ def build_spec(args: argparse.Namespace) -> Any:
     from engine import settings
     from engine.chat.loader import BackendSpec
 
-    conf, _problems = settings.load()
+    conf = settings.load_for_command()
     chat = conf.chat
     base_url = args.base_url or ""
     backend = args.backend or ("openai" if base_url else chat.backend or "auto")
@@ -100,7 +100,7 @@ def build_params(args: argparse.Namespace) -> Any:
     from engine import settings
     from engine.chat.params import ParamError, SamplingParams
 
-    conf, _problems = settings.load()
+    conf = settings.load_for_command()
     values: dict[str, Any] = {"system_prompt": conf.chat.system_prompt}
     for name in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_new_tokens", "seed"):
         if getattr(args, name) is not None:

@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_open_tui(args: argparse.Namespace) -> Any:
-    from engine.cli import OpenTUI
+    from engine.commands.outcome import OpenTUI
 
     return OpenTUI(mode="convert", options={})
 
@@ -138,9 +138,8 @@ def verify_text(verify: Any) -> str:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from engine.cli import CommandError
+    from engine.commands.outcome import CommandError
     from engine.convert import preflight
-    from engine.convert.jobs import KINDS
 
     spec = preflight.absolute_paths(build_spec(args))
     verdict = preflight.check(spec)
@@ -168,7 +167,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     store = RunStore()
     kind = f"convert.{args.action}"
     name = args.name or f"{args.action} {Path(verdict.output).name}"
-    info = store.start(kind, spec, name=name, entry=KINDS[kind])
+    info = store.start(kind, spec, name=name)
     if args.detach:
         print(f"started run {info.id}; `llmdeck runs follow {info.id}` to watch it, `llmdeck runs cancel {info.id}` to stop it")
         return 0

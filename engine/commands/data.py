@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from engine.cli import CommandError, OpenTUI
+from engine.commands.outcome import CommandError, OpenTUI
 
 EXAMPLES = (
     "llmdeck data                      open Data mode: browse a dataset through a model's chat template",

@@ -34,7 +34,7 @@ def _cards(values: list[str] | None) -> list[float] | None:
                 try:
                     out.append(float(part))
                 except ValueError:
-                    from engine.cli import CommandError
+                    from engine.commands.outcome import CommandError
 
                     raise CommandError(f"--card takes sizes in GB like 24 or 80,141 (got {v!r})") from None
     return out
@@ -104,7 +104,7 @@ KNOBS = ("context", "weight_dtype", "kv_dtype", "backend", "batch", "seq_len", "
 
 
 def cmd_estimate(args: argparse.Namespace):
-    from engine.cli import CommandError, OpenTUI
+    from engine.commands.outcome import CommandError, OpenTUI
 
     if args.presets:
         from engine.estimate import PRESETS

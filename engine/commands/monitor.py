@@ -35,14 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _settings() -> Any:
-    from engine.settings import load
+    from engine.settings import load_for_command
 
-    settings, _problems = load()
-    return settings.monitor
+    return load_for_command().monitor
 
 
 def _check_paths(args: argparse.Namespace) -> None:
-    from engine.cli import CommandError
+    from engine.commands.outcome import CommandError
 
     if args.replay and not Path(args.replay).is_file():
         raise CommandError(f"replay file {args.replay} does not exist")
@@ -50,14 +49,14 @@ def _check_paths(args: argparse.Namespace) -> None:
         parent = Path(args.record).expanduser().resolve().parent
         if not parent.is_dir():
             raise CommandError(f"cannot record to {args.record}: folder {parent} does not exist")
-    if args.interval is not None and args.interval <= 0:
-        raise CommandError("--interval must be a number of seconds > 0")
+    if args.interval is not None and not (0 < args.interval <= 86400):  # also refuses inf and nan
+        raise CommandError("--interval must be a number of seconds > 0 (at most 86400)")
     if args.json and not (args.once or args.watch):
         raise CommandError("--json goes with --once or --watch (the TUI has no JSON output)")
 
 
 def cmd_monitor(args: argparse.Namespace) -> Any:
-    from engine.cli import CommandError, OpenTUI
+    from engine.commands.outcome import CommandError, OpenTUI
 
     _check_paths(args)
     if not (args.once or args.watch):

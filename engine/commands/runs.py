@@ -1,4 +1,4 @@
-"""`llmdeck runs list|show|follow|cancel|delete|selftest`."""
+"""`llmdeck runs list|show|follow|cancel|delete|start|selftest`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from engine.formatting import describe_event, format_duration, progress_text
@@ -17,6 +18,7 @@ EXAMPLES = (
     "llmdeck runs follow 20261128-0930 replay a run's events, then stream live ones",
     "llmdeck runs cancel 20261128-0930 ask a run to stop (it saves and ends `cancelled`)",
     "llmdeck runs selftest --steps 20  a harmless run that checks detached runs work here",
+    "llmdeck runs start selftest --spec '{\"steps\": 3}'   start a run of any kind from its JSON spec",
 )
 
 
@@ -49,6 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = runs_sub.add_parser("delete", help="remove a finished run's folder")
     p.add_argument("run")
     p.set_defaults(func=cmd_delete)
+
+    p = runs_sub.add_parser("start", help="start a run of any kind from its JSON spec (kinds: engine/kinds.py)")
+    p.add_argument("kind", help="the run kind, e.g. selftest, convert.quantize, eval.ppl")
+    p.add_argument("--spec", default="{}", metavar="JSON", help="the job's spec: a JSON object, or @FILE holding one")
+    p.add_argument("--name", default="", help="a name to find the run by")
+    p.add_argument("--follow", action="store_true", help="stay attached and print its events")
+    p.set_defaults(func=cmd_start)
 
     p = runs_sub.add_parser("selftest", help="start a harmless counting run (checks detached runs work)")
     p.add_argument("--steps", type=int, default=20)
@@ -83,7 +92,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':34} {'KIND':14} {'STATUS':10} {'ELAPSED':>8}  PROGRESS")
     for row in rows:
-        print(f"{row['id']:34} {row['kind']:14} {row['status']:10} {format_duration(row['elapsed_s']):>8}  {row['progress']}")
+        shown = row["exit_reason"] if row["status"] == "damaged" else row["progress"]
+        print(f"{row['id']:34} {row['kind']:14} {row['status']:10} {format_duration(row['elapsed_s']):>8}  {shown}")
     return 0
 
 
@@ -115,9 +125,16 @@ def cmd_follow(args: argparse.Namespace) -> int:
     for event in store.follow(info.id):
         print(json.dumps(event.to_dict(), default=str) if args.json else describe_event(event), flush=True)
     final = store.get(info.id)
+    _report_bad_lines(store, info)
     if not args.json:
         print(f"run {final.id}: {final.status}" + (f" ({final.exit_reason})" if final.exit_reason else ""))
     return 0 if final.status == "succeeded" else 1
+
+
+def _report_bad_lines(store: RunStore, info: RunInfo) -> None:
+    bad = store.bad_event_lines(info.id)
+    if bad:
+        print(f"llmdeck: {info.events_path}: skipped {bad} line(s) that are not valid events", file=sys.stderr)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -136,6 +153,32 @@ def cmd_delete(args: argparse.Namespace) -> int:
     info = store.get(args.run)
     store.delete(info.id)
     print(f"deleted run {info.id}")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """Any registered kind, with the spec its job reads: the way to run a new kind before it has
+    a command or a screen of its own."""
+    from engine.commands.outcome import CommandError
+
+    text, where = args.spec, "--spec"
+    if text.startswith("@"):
+        where = text[1:]
+        try:
+            text = Path(where).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot read the spec file {where}: {exc.strerror}") from None
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{where} is not JSON: {exc}") from None
+    if not isinstance(spec, dict):
+        raise CommandError(f"{where} must be a JSON object (the job's spec)")
+    store = RunStore()
+    info = store.start(args.kind, spec, name=args.name)
+    print(f"started {info.kind} run {info.id} (pid {info.pid}); `llmdeck runs follow {info.id}` to watch it")
+    if args.follow:
+        return cmd_follow(argparse.Namespace(run=info.id, json=False))
     return 0
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli import CommandError, OpenTUI
+from engine.commands.outcome import CommandError, OpenTUI, OpenWeb
 
 EXAMPLES = (
     "llmdeck serve model.gguf          OpenAI-compatible API on http://127.0.0.1:8000/v1",
@@ -22,7 +22,7 @@ EXAMPLES = (
     "llmdeck serve ./hf-model --listen --api-key K --gpu-memory 20 20   on 0.0.0.0, key required",
     "llmdeck serve --engine vllm ./hf-model --tensor-parallel-size 2   start vLLM's own server",
     "llmdeck serve                     open Serve mode (live servers, start/stop)",
-    "llmdeck web --port 8080           the llmdeck TUI in a browser tab (127.0.0.1)",
+    "llmdeck web --port 8080           the llmdeck TUI in a browser tab (127.0.0.1; open the ?token= URL it prints)",
 )
 
 DEMO_NAMES = ("demo", "default", "gemma")
@@ -171,10 +171,10 @@ def _foreground(spec: dict[str, Any], key: str | None) -> int:
 
     from engine.events import Failed, Log, Progress
     from engine.jobs import JobContext, execute
-    from engine.serve.launch import entry_for
+    from engine.kinds import job_for
+    from engine.serve.launch import SERVE_KIND
 
-    module, _, func = entry_for(spec["engine"]).partition(":")
-    job = getattr(__import__(module, fromlist=[func]), func)
+    job = job_for(SERVE_KIND)
     cancel = threading.Event()
 
     def emit(event: Any) -> None:
@@ -211,7 +211,16 @@ def _foreground(spec: dict[str, Any], key: str | None) -> int:
     return 1 if isinstance(result, Failed) else 0
 
 
-def cmd_web(args: argparse.Namespace) -> int:
-    from engine.serve.web import serve_web
+def cmd_web(args: argparse.Namespace) -> OpenWeb:
+    """Checked here, served by `tui.web` (engine never imports the TUI)."""
+    from engine.serve.auth import is_loopback
 
-    return serve_web(host=args.host, port=args.port, mode=args.web_mode)
+    if not is_loopback(args.host):
+        raise CommandError(
+            f"llmdeck web only binds a loopback address such as 127.0.0.1 (asked for {args.host}): it is plain "
+            f"HTTP. From your laptop run `ssh -L {args.port}:127.0.0.1:{args.port} this-host` and open the "
+            "URL it prints"
+        )
+    if not 1 <= args.port <= 65535:
+        raise CommandError(f"--port must be between 1 and 65535, got {args.port}")
+    return OpenWeb(host=args.host, port=args.port, mode=args.web_mode)

@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from engine.cli import CommandError, OpenTUI
+from engine.commands.outcome import CommandError, OpenTUI
 
 EXAMPLES = (
     "llmdeck train                     open Train mode (start runs, live curves, checkpoints)",
@@ -54,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "train",
-        help="fine-tune (SFT, DPO, ORPO, KTO, GRPO; LoRA, QLoRA, full) as a detached run; no arguments opens Train mode",
+        help="fine-tune (SFT, DPO, ORPO, KTO, GRPO; LoRA, QLoRA, full) as a detached run; "
+        "no arguments opens Train mode",
         description="Start a fine-tuning run (detached: it survives closing the terminal). "
         "With no arguments, opens the TUI in Train mode.",
     )
@@ -66,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         kind = str(f.type)
         flag = _flag(f.name)
         if kind == "bool":
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=_HELP.get(f.name))
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                           help=_HELP.get(f.name))
         elif kind == "list[str]":
             p.add_argument(flag, dest=f.name, action="append", default=None, metavar="SPEC", help=_HELP.get(f.name))
         else:
@@ -97,7 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", type=Path, required=True, help="output file: .png, .svg, or .csv (the picture's numbers)")
     e.add_argument("--metric", action="append",
                    help="metric(s) to plot, one panel each (default: loss, eval_loss and the method's rewards)")
-    e.add_argument("--smooth", type=float, default=0.0, help="EMA smoothing 0..0.99, per run before averaging (default 0)")
+    e.add_argument("--smooth", type=float, default=0.0,
+                   help="EMA smoothing 0..0.99, per run before averaging (default 0)")
     e.add_argument("--line-width", type=float, default=1.5)
     e.add_argument("--band", choices=("minmax", "std", "none"), default="minmax",
                    help="around each experiment's mean over seeds: min-max (default), +-1 std, or none")
@@ -111,7 +114,9 @@ def _check_method(args: argparse.Namespace) -> None:
 
     method, adapter = getattr(args, "method", None), getattr(args, "adapter", None)
     if method in LEGACY_METHODS and adapter and adapter != method:
-        raise CommandError(f"--method {method} means --method sft --adapter {method}; it contradicts --adapter {adapter}")
+        raise CommandError(
+            f"--method {method} means --method sft --adapter {method}; it contradicts --adapter {adapter}"
+        )
 
 
 def _spec_from_args(args: argparse.Namespace) -> Any:
@@ -159,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int | OpenTUI:
         if args.print_cli:
             print(spec.to_json())
             return 0
-        info = store.start("train.demo", spec.to_dict(), name=spec.label, entry=_entry("train.demo", "engine.train.demo:run"))
+        info = store.start("train.demo", spec.to_dict(), name=spec.label)
     else:
         spec = _spec_from_args(args)
         if args.print_cli:
@@ -176,12 +181,6 @@ def cmd_train(args: argparse.Namespace) -> int | OpenTUI:
     if args.detach:
         return 0
     return _follow(store, info.id)
-
-
-def _entry(kind: str, entry: str) -> str:
-    from engine.kinds import KINDS
-
-    return "" if KINDS.get(kind) == entry else entry
 
 
 def _follow(store: Any, run_id: str) -> int:

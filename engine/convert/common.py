@@ -3,20 +3,17 @@
 Why staged output: a conversion of a 70B model takes an hour; if it is cancelled, killed or its
 verification fails, the user must never find a half-written model at the path they asked for.
 So everything is written into a hidden sibling (`.NAME.tmp-XXXX`) and renamed into place in one
-`os.replace` at the very end.
+`os.replace` at the very end (`staged`/`commit`, from engine.atomic, which also lists the
+temporary name in the run so that a killed worker's leftovers are removed).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import commit, staged  # noqa: F401 - the staged-output API conversions use
 from engine.jobs import JobContext, JobError
 
 
@@ -85,71 +82,6 @@ class TensorProgress:
             # the metric first, so a follower printing on Progress shows the matching bytes
             self.ctx.metric(self._step, **values)
             self.ctx.progress(self.done_tensors, self.total_tensors, self.phase, unit="tensors", force=True)
-
-
-def check_output_free(output: Path, force: bool) -> None:
-    """Refuse to overwrite an existing output unless `force` (then it is replaced at the end)."""
-    if output.exists() and not force:
-        raise ConvertError(f"{output} already exists; choose another output path or pass --force to replace it")
-
-
-def _tmp_sibling(final: Path) -> Path:
-    return final.parent / f".{final.name}.tmp-{secrets.token_hex(3)}"
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
-def commit(tmp: Path, final: Path) -> None:
-    """Move the finished `tmp` to `final`, replacing whatever was there (already allowed by
-    --force). A directory is swapped via a second hidden name so there is never a moment
-    where `final` holds a mix of old and new files."""
-    if tmp.is_file():
-        with contextlib.suppress(OSError):
-            fd = os.open(tmp, os.O_RDONLY)
-            os.fsync(fd)
-            os.close(fd)
-        if final.is_dir():
-            _remove(final)
-        os.replace(tmp, final)
-        return
-    for path in tmp.rglob("*"):
-        if path.is_file():
-            with contextlib.suppress(OSError):
-                fd = os.open(path, os.O_RDONLY)
-                os.fsync(fd)
-                os.close(fd)
-    old = None
-    if final.exists():
-        old = final.parent / f".{final.name}.old-{secrets.token_hex(3)}"
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        _remove(old)
-
-
-@contextlib.contextmanager
-def staged(final: Path, *, directory: bool) -> Iterator[Path]:
-    """Yield a temporary path next to `final`; the caller fills it, then calls `commit`.
-
-    Whatever happens (exception, cancel), the temporary path is removed on the way out unless
-    it was committed; `final` is only ever touched by `commit`.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_sibling(final)
-    if directory:
-        tmp.mkdir()
-    try:
-        yield tmp
-    finally:
-        if tmp.exists():
-            _remove(tmp)
 
 
 def read_json(path: Path) -> dict[str, Any]:

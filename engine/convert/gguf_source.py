@@ -1,5 +1,5 @@
 """Opening a GGUF for reading: a one-line reason for a file that is not GGUF, truncated, or
-lying about its tensor sizes, before any conversion starts."""
+lying about its sizes (engine.gguf_header), before any conversion starts."""
 
 from __future__ import annotations
 
@@ -10,33 +10,26 @@ from engine.convert.common import ConvertError
 
 
 def open_gguf(path: Path) -> Any:
-    """A `gguf.GGUFReader` (memory-mapped; reads no tensor data yet)."""
+    """A `gguf.GGUFReader` (memory-mapped; reads no tensor data yet), opened only after
+    engine.gguf_header has checked every count, length and tensor extent against the file:
+    gguf-py believes the header and would loop for ever on a crafted array count."""
     import gguf
 
+    from engine.gguf_header import GGUFHeaderError, read_header
+
     path = Path(path)
-    if not path.exists():
-        raise ConvertError(f"{path} does not exist")
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
         hint = f" (it holds {ggufs[0].name})" if ggufs else ""
         raise ConvertError(f"{path} is a folder; give the .gguf file itself{hint}")
     try:
-        with open(path, "rb") as handle:
-            magic = handle.read(4)
-    except OSError as exc:
-        raise ConvertError(f"{path} cannot be read ({exc.strerror or exc})") from None
-    if magic != b"GGUF":
-        raise ConvertError(f"{path} is not a GGUF file (it does not start with the GGUF magic)")
+        read_header(path)
+    except GGUFHeaderError as exc:
+        raise ConvertError(str(exc)) from None
     try:
-        reader = gguf.GGUFReader(path)
+        return gguf.GGUFReader(path)
     except Exception as exc:  # noqa: BLE001 - gguf raises ValueError/IndexError/struct errors
         raise ConvertError(f"{path} is truncated or corrupted ({type(exc).__name__}: {str(exc)[:120]})") from None
-    size = path.stat().st_size
-    for tensor in reader.tensors:
-        end = int(tensor.data_offset) + int(tensor.n_bytes)
-        if end > size:
-            raise ConvertError(f"{path} is truncated: tensor {tensor.name} ends at byte {end} but the file has {size}")
-    return reader
 
 
 def field(reader: Any, key: str, default: Any = None) -> Any:

@@ -7,8 +7,6 @@ not the model's size. Tensor data is read through `safe_open` one tensor at a ti
 
 from __future__ import annotations
 
-import json
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,39 +97,15 @@ def _read_tensor(handle: Any, ref: TensorRef) -> Any:
 
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
-    """Parse and sanity-check one .safetensors header; a truncated or foreign file gets a
-    one-line reason naming it."""
+    """Parse and sanity-check one .safetensors header (engine.model_files); a truncated or
+    foreign file gets a one-line reason naming it."""
+    from engine.model_files import ModelFileError
+    from engine.model_files import read_safetensors_header as read_checked
+
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-            if len(head) < 8:
-                raise ConvertError(f"{path} is not a safetensors file (only {size} bytes)")
-            (n,) = struct.unpack("<Q", head)
-            if n <= 0 or n > min(size - 8, 100 * 1024 * 1024):
-                raise ConvertError(f"{path} is not a safetensors file or is truncated (header length {n}, file {size} bytes)")
-            raw = handle.read(n)
-    except OSError as exc:
-        raise ConvertError(f"{path} cannot be read ({exc.strerror or exc})") from None
-    try:
-        header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ConvertError(f"{path} has a corrupted safetensors header") from None
-    end = 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            begin, stop = info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise ConvertError(f"{path} has a corrupted safetensors header (tensor {name!r})") from None
-        end = max(end, int(stop))
-    header["__data_start__"] = 8 + n
-    if 8 + n + end > size:
-        raise ConvertError(
-            f"{path} is truncated: its header needs {8 + n + end} bytes but the file has {size}; copy or download it again"
-        )
-    return header
+        return read_checked(path)
+    except ModelFileError as exc:
+        raise ConvertError(str(exc)) from None
 
 
 def open_hf_model(path: Path) -> HFModel:

@@ -196,21 +196,3 @@ def merge_lora(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         commit(tmp, output)
     return _finish(summary, output, started, verify)
 
-
-JOBS = {
-    "meta-to-hf": meta_to_hf,
-    "hf-to-gguf": hf_to_gguf,
-    "quantize": quantize,
-    "merge-lora": merge_lora,
-    "gguf-to-hf": gguf_to_hf,
-}
-# run kind -> "module:function", for engine/kinds.py
-KINDS: dict[str, str] = {f"convert.{action}": f"engine.convert.jobs:{func.__name__}" for action, func in JOBS.items()}
-
-
-def run(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Dispatch on spec["action"] (one entry point for callers that hold a spec)."""
-    action = str(spec.get("action", ""))
-    if action not in JOBS:
-        raise ConvertError(f"unknown conversion {action!r}; one of {', '.join(JOBS)}")
-    return JOBS[action](spec, ctx)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,7 +21,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from engine.convert.common import ConvertError, TensorProgress
+from engine.child_process import die_with_parent
+from engine.convert.common import ConvertError, TensorProgress, human_bytes
 from engine.jobs import JobCancelled, JobContext
 
 # name -> llama_ftype (values of llama.h's enum llama_ftype)
@@ -68,12 +70,9 @@ def load_imatrix(path: Path) -> dict[str, list[float] | Any]:
     with open(path, "rb") as handle:
         magic = handle.read(4)
     if magic == b"GGUF":
-        import gguf
+        from engine.convert.gguf_source import open_gguf
 
-        try:
-            reader = gguf.GGUFReader(path)
-        except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
-            raise ConvertError(f"{path} is not a readable GGUF imatrix ({exc})") from None
+        reader = open_gguf(path)
         tensors = {t.name: np.asarray(t.data, dtype=np.float32) for t in reader.tensors}
         out: dict[str, Any] = {}
         for name, sums in tensors.items():
@@ -183,6 +182,7 @@ def quantize(
         stderr=subprocess.STDOUT,
         env=env,
         cwd=str(Path(output).parent),
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 - lock-free, see engine/child_process.py
     )
     tail: deque[str] = deque(maxlen=30)
     tracker = TensorProgress(ctx, f"quantize {qtype}", n_tensors or 1, total_bytes or 1)
@@ -227,6 +227,7 @@ def quantize(
             proc.wait()
         reader.join(timeout=2)
     if proc.returncode != 0:
+        _raise_if_disk_full(Path(output), tail)
         reason = next((line for line in reversed(tail) if "failed" in line or "error" in line.lower()), "")
         if "requantizing" in reason:
             raise ConvertError(f"{source} is already quantized; pass --allow-requantize to quantize it again (quality suffers)")
@@ -234,6 +235,25 @@ def quantize(
     while tracker.done_tensors < tracker.total_tensors:
         tracker.advance(per_tensor)
     return {"quant_type": qtype, "bytes": Path(output).stat().st_size, "imatrix": str(imatrix) if imatrix else ""}
+
+
+# Free space under this much after a failed quantize means the disk filled up: llama.cpp itself
+# reports only a C++ stream error ("basic_ios::clear: iostream error").
+_NEARLY_FULL = 64 * 1024**2
+
+
+def _raise_if_disk_full(output: Path, tail: deque[str]) -> None:
+    """Say so, naming the folder, when a failed quantize ran out of disk space."""
+    try:
+        free = shutil.disk_usage(output.parent).free
+    except OSError:
+        return
+    said = any("no space left" in line.lower() for line in tail)
+    if said or free < _NEARLY_FULL:
+        raise ConvertError(
+            f"the disk holding {output.parent} is full ({human_bytes(free)} free): "
+            "free some space or choose an output on another disk"
+        )
 
 
 if __name__ == "__main__":

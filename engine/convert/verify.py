@@ -215,10 +215,3 @@ def verify_quantized(source: Path, output: Path, prompts: tuple[str, ...] = PROM
     summary = check(result, label or f"{output.name} vs {source.name}")
     summary["sample"] = prompts[0] + generated
     return summary
-
-
-def verify_hf_against_hf(reference: Any, hf_dir: Path, kind: str = "f32", ids: list[list[int]] | None = None) -> dict[str, Any]:
-    """HF output vs a reference model object or folder (merge-LoRA: the peft model)."""
-    ids = ids or hf_tokenize(hf_dir)
-    result = compare(hf_logits(reference, ids), hf_logits(hf_dir, ids), kind)
-    return check(result, f"{hf_dir.name}")

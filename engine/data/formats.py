@@ -23,6 +23,8 @@ from typing import Any
 
 from engine.data import preference
 from engine.data.problems import DataError, RecordProblem
+from engine.data.values import json_type as _json_type
+from engine.data.values import maybe_json_list as _maybe_json_list
 
 SFT_FORMATS: tuple[str, ...] = ("openai", "sharegpt", "alpaca", "prompt_completion", "text")
 FORMATS: tuple[str, ...] = SFT_FORMATS + preference.RL_FORMATS
@@ -310,24 +312,6 @@ def _text_example(text: str) -> Example:
     if not text.strip():
         raise RecordProblem("empty_turn", "the text is empty")
     return Example("text", text=text)
-
-
-def _json_type(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
-        type(value), "null" if value is None else type(value).__name__
-    )
-
-
-def _maybe_json_list(value: Any) -> Any:
-    """CSV cells hold strings; a cell that is a JSON array is read as the list it encodes."""
-    if isinstance(value, str) and value.lstrip().startswith("["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    if hasattr(value, "tolist"):  # numpy arrays from some Parquet writers
-        return value.tolist()
-    return value
 
 
 def _list_field(value: dict[str, Any], key: str) -> list[Any]:

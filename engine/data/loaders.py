@@ -25,8 +25,8 @@ from typing import Any
 
 from engine.data.problems import DataError
 
-#: File kinds `open_source` understands.
-KINDS: tuple[str, ...] = ("jsonl", "json", "csv", "tsv", "parquet")
+#: File types `open_source` understands.
+FILE_TYPES: tuple[str, ...] = ("jsonl", "json", "csv", "tsv", "parquet")
 
 _EXTENSIONS = {
     ".jsonl": "jsonl",
@@ -222,8 +222,8 @@ def open_source(path: str | os.PathLike[str], kind: str | None = None) -> Source
         raise DataError(f"{p.name}: cannot read: {exc.strerror or exc}") from None
     if size == 0:
         raise DataError(f"{p.name}: the file is empty")
-    if kind is not None and kind not in KINDS:
-        raise DataError(f"{p.name}: unknown file type {kind!r}; use one of {', '.join(KINDS)}")
+    if kind is not None and kind not in FILE_TYPES:
+        raise DataError(f"{p.name}: unknown file type {kind!r}; use one of {', '.join(FILE_TYPES)}")
     if kind is None:
         kind = _EXTENSIONS.get(p.suffix.lower())
     if kind == "parquet" or (kind is None and head.startswith(b"PAR1")):

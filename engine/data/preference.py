@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.data.problems import DataError, RecordProblem
+from engine.data.values import json_type, maybe_json_list
 
 RL_FORMATS: tuple[str, ...] = ("preference", "unpaired", "prompt")
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -143,7 +144,9 @@ def _pair(fmt: Any, value: dict[str, Any]) -> PreferenceExample:
             shared = _shared_prefix(chosen_m, rejected_m)
             prompt_m, chosen_m, rejected_m = chosen_m[:shared], chosen_m[shared:], rejected_m[shared:]
     if not prompt_m:
-        raise RecordProblem("missing_field", f"no prompt: {ckey!r} and {rkey!r} share no opening turns and there is no {pkey!r}")
+        raise RecordProblem(
+            "missing_field", f"no prompt: {ckey!r} and {rkey!r} share no opening turns and there is no {pkey!r}"
+        )
     for key, turns in ((ckey, chosen_m), (rkey, rejected_m)):
         if not turns:
             raise RecordProblem("empty_turn", f"{key!r} has no answer after the prompt (both answers are the same)")
@@ -192,18 +195,16 @@ def _prompt_only(fmt: Any, value: dict[str, Any]) -> PreferenceExample:
 # -- helpers --------------------------------------------------------------------------------------
 def _field(fmt: Any, value: dict[str, Any], key: str, *, optional: bool = False) -> str | list[dict[str, Any]] | None:
     """A text field or a list of turns (normalized roles); None when optional and absent."""
-    from engine.data.formats import _json_type, _maybe_json_list
-
     if key not in value or value[key] is None:
         if optional:
             return None
         raise RecordProblem("missing_field", f"missing field {key!r}")
-    raw = _maybe_json_list(value[key])
+    raw = maybe_json_list(value[key])
     if isinstance(raw, str):
         return raw
     if isinstance(raw, list):
         return fmt._turns(raw, fmt.f("role"), fmt.f("content"))
-    raise RecordProblem("wrong_type", f"{key!r} is a JSON {_json_type(raw)}, not text or a list of turns")
+    raise RecordProblem("wrong_type", f"{key!r} is a JSON {json_type(raw)}, not text or a list of turns")
 
 
 def _as_messages(value: str | list[dict[str, Any]], role: str) -> list[dict[str, Any]]:
@@ -308,7 +309,8 @@ def render_side(tokenizer: Any, prompt: str | Messages, answer: str | Messages, 
             )
         except Exception as exc:  # noqa: BLE001 - jinja raise_exception, TemplateError, KeyError...
             lines = str(exc).strip().splitlines()
-            raise RecordProblem("template", f"chat template error: {lines[0] if lines else type(exc).__name__}") from None
+            reason = lines[0] if lines else type(exc).__name__
+            raise RecordProblem("template", f"chat template error: {reason}") from None
     start = len(head) if full.startswith(head) else _common_chars(head, full)
     try:
         enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)

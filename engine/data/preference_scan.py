@@ -76,7 +76,8 @@ def scan_preferences(data: PreparedData, ctx: Any = None, *, previews: int = 0) 
         stats.valid = validator.valid
         stats.problems = dict(validator.counts)
         if ctx is not None:
-            ctx.progress(data.source.total or data.source.done, data.source.total, "scan", unit=data.source.unit, force=True)
+            source = data.source
+            ctx.progress(source.total or source.done, source.total, "scan", unit=source.unit, force=True)
     data.stats = stats
     return ScanResult(stats, list(validator.problems), shown)
 

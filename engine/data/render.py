@@ -73,13 +73,6 @@ class Rendered:
                 spans.append((start, end))
         return spans
 
-    @property
-    def kept_chars(self) -> int:
-        """How much of `text` the (possibly truncated) tokens cover."""
-        if not self.offsets:
-            return len(self.text)
-        return max(end for _, end in self.offsets) if self.truncated_from else len(self.text)
-
 
 class Renderer:
     """Turns Examples into token ids and labels for one tokenizer."""

@@ -158,13 +158,6 @@ class DataStats:
         return d
 
 
-def over_cut(lengths: Sequence[int], max_seq_len: int | None) -> int:
-    """How many lengths exceed the cut (a length equal to it fits)."""
-    if not max_seq_len:
-        return 0
-    return sum(1 for n in lengths if n > max_seq_len)
-
-
 def format_histogram(hist: Histogram, *, width: int = 40, over_label: str = "") -> list[str]:
     """Plain-text bars (CLI; the TUI styles the same lines). The cut is a line between bars."""
     peak = max(hist.counts) if hist.counts else 0

@@ -28,6 +28,13 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
         raise DataError(f"{p.name}: give the folder that holds the tokenizer, not a file inside it")
     if p.is_dir() and not any((p / name).exists() for name in _TOKENIZER_FILES):
         raise DataError(f"{p}: no tokenizer here (expected tokenizer.json or tokenizer_config.json)")
+    if p.is_file():
+        from engine.model_files import ModelFileError, check_model_files
+
+        try:
+            check_model_files(p)  # a crafted GGUF header would make transformers' reader loop
+        except ModelFileError as exc:
+            raise DataError(str(exc)) from None
     key = (str(p.resolve()), p.stat().st_mtime)
     with _lock:
         if key in _cache:
@@ -44,12 +51,32 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
             tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means "this is not a usable tokenizer"
         text = str(exc).strip().splitlines()
-        raise DataError(f"{p.name}: cannot load the tokenizer: {text[0] if text else type(exc).__name__}") from None
+        culprit = _unreadable_json(p) if p.is_dir() else None
+        if culprit:
+            raise DataError(culprit) from None
+        reason = text[0] if text else type(exc).__name__
+        raise DataError(f"{p.absolute()}: cannot load the tokenizer: {reason}") from None
     with _lock:
         if len(_cache) >= 4:
             _cache.pop(next(iter(_cache)))
         _cache[key] = tok
     return tok
+
+
+def _unreadable_json(folder: Path) -> str | None:
+    """Which JSON file of a tokenizer folder is damaged, in words; None when they all parse.
+    transformers reports a JSON error without the file's name."""
+    import json
+
+    for name in _TOKENIZER_FILES:
+        file = folder / name
+        if file.suffix != ".json" or not file.is_file():
+            continue
+        try:
+            json.loads(file.read_bytes())
+        except (OSError, ValueError) as exc:
+            return f"{file.absolute()}: not valid JSON ({exc}); copy or download it again"
+    return None
 
 
 def tokenizer_name(tokenizer: Any) -> str:

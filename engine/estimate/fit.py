@@ -87,10 +87,6 @@ class Verdict:
     change: str | None = None  # cheapest change that fits, when it does not
     change_need_gib: float | None = None
 
-    @property
-    def fits(self) -> bool:
-        return self.status != "does not fit"
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

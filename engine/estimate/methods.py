@@ -62,7 +62,8 @@ def estimate_method(spec: ModelSpec, opt: MethodOptions) -> Estimate:
     """Peak memory per GPU for one step of `opt.objective` (see the module docstring)."""
     if opt.objective not in OBJECTIVES:
         raise ValueError(f"method must be one of {', '.join(OBJECTIVES)} (got {opt.objective!r})")
-    base_options = TrainingOptions(**{k: v for k, v in asdict(opt).items() if k in TrainingOptions.__dataclass_fields__})
+    shared = TrainingOptions.__dataclass_fields__
+    base_options = TrainingOptions(**{k: v for k, v in asdict(opt).items() if k in shared})
     if opt.objective == "sft":
         return _with_settings(estimate_training(spec, base_options), opt)
     if opt.grad_accum < 1 or opt.num_generations < 1 or opt.max_completion_len < 1:
@@ -94,7 +95,8 @@ def estimate_method(spec: ModelSpec, opt: MethodOptions) -> Estimate:
         kv_dtype = "fp32" if opt.precision == "fp32" else "bf16"
         kv = kv_cache_bytes(spec, context, gen_batch, kv_dtype)
         sampling = gen_batch * spec.vocab * 4 * 2  # fp32 logits of the last position + the softmax
-        persistent = sum(c.bytes for c in components if c.key in _PERSISTENT and (c.allocator or c.key == "cuda_context"))
+        persistent = sum(c.bytes for c in components
+                         if c.key in _PERSISTENT and (c.allocator or c.key == "cuda_context"))
         generation_peak = persistent + kv + sampling
         notes.append(f"generation: {gen_batch} sequences ({gen_batch // max(1, opt.num_generations)} prompts x "
                      f"{opt.num_generations} completions) of up to {context:,} tokens")

@@ -166,8 +166,8 @@ def format_report(report: Report) -> str:
 _FLAGS = {"context": "--context", "weight_dtype": "--weights", "kv_dtype": "--kv-dtype", "backend": "--backend",
           "batch": "--batch", "seq_len": "--seq-len", "precision": "--precision", "optimizer": "--optimizer",
           "lora_rank": "--rank", "lora_targets": "--targets", "gpus": "--gpus", "shard": "--shard",
-          "objective": "--method", "beta": "--beta", "grad_accum": "--grad-accum", "num_generations": "--num-generations",
-          "max_completion_len": "--max-completion-len"}
+          "objective": "--method", "beta": "--beta", "grad_accum": "--grad-accum",
+          "num_generations": "--num-generations", "max_completion_len": "--max-completion-len"}
 
 
 def cli_command(model: str, mode: str, knobs: dict[str, Any], cards: list[float] | None = None) -> str:

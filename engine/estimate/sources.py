@@ -1,16 +1,16 @@
 """Build a ModelSpec from what the user names: a preset, an HF folder, a GGUF file, or dims.
 
 Only metadata is read: config.json, the JSON headers of .safetensors files (8-byte length +
-JSON, per the safetensors format spec) and the GGUF key/value table and tensor table (gguf-py's
-GGUFReader memory-maps the file; tensor data is never touched). So a 140 GB model is sized in
-milliseconds and a missing/partial download is reported before anything is loaded.
+JSON, per the safetensors format spec) and the GGUF key/value table and tensor table
+(engine.gguf_header, which checks every size against the file; tensor data is never touched).
+So a 140 GB model is sized in milliseconds, and a missing or partial download (a file shorter
+than its own header says) is reported before anything is loaded.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -28,36 +28,30 @@ _UNTIED_BY_DEFAULT = {"llama", "mistral", "mixtral", "qwen2", "qwen3", "phi3"}
 
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of one .safetensors file (tensor name -> dtype, shape, data_offsets)."""
-    with open(path, "rb") as fh:
-        raw = fh.read(8)
-        if len(raw) != 8:
-            raise EstimateError(f"{path} is not a safetensors file (too short)")
-        (n,) = struct.unpack("<Q", raw)
-        if n <= 0 or n > 100_000_000:
-            raise EstimateError(f"{path} is not a safetensors file (header length {n})")
-        blob = fh.read(n)
+    """The JSON header of one .safetensors file (tensor name -> dtype, shape, data_offsets);
+    a file shorter than its header says (an interrupted download) is refused, named."""
+    from engine.model_files import ModelFileError
+    from engine.model_files import read_safetensors_header as read_checked
+
     try:
-        header = json.loads(blob)
-    except ValueError as exc:
-        raise EstimateError(f"{path}: unreadable safetensors header ({exc})") from exc
+        header = read_checked(path)
+    except ModelFileError as exc:
+        raise EstimateError(str(exc)) from None
     header.pop("__metadata__", None)
+    header.pop("__data_start__", None)
     return header
 
 
 def safetensors_totals(folder: Path) -> tuple[int, int, str | None] | None:
     """(parameters, bytes, dominant dtype) over the folder's safetensors shards, or None."""
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = json.loads(index.read_text()).get("weight_map", {})
-        files = sorted({folder / name for name in weight_map.values()})
-    else:
-        files = sorted(folder.glob("*.safetensors"))
+    from engine.model_files import ModelFileError, safetensors_files
+
+    try:
+        files = safetensors_files(folder)
+    except ModelFileError as exc:
+        raise EstimateError(str(exc)) from None
     if not files:
         return None
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise EstimateError(f"{folder}: shard(s) listed in the index are missing: {', '.join(missing[:3])}")
     params = size = 0
     by_dtype: dict[str, int] = {}
     for f in files:
@@ -133,98 +127,6 @@ def spec_from_hf_dir(folder: str | Path) -> ModelSpec:
     )
 
 
-_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-
-
-class _GGUFHeader:
-    """GGUF key/values and tensor table, parsed without materialising the big arrays.
-
-    gguf-py's GGUFReader builds a numpy view for every element of every array (262,144 token
-    strings for Gemma 3): tens of seconds on a busy 2-core machine. The estimator needs scalars,
-    array lengths and the tensor table only, so this walks the format (GGUF spec, v2/v3: magic,
-    version, u64 tensor count, u64 kv count, kvs, tensor infos) and skips array bodies. gguf-py
-    still supplies the type tables (GGML_QUANT_SIZES, LlamaFileType); a test checks both agree.
-    """
-
-    def __init__(self, path: Path) -> None:
-        import mmap
-
-        self.kv: dict[str, Any] = {}
-        self.array_len: dict[str, int] = {}
-        self.tensors: list[tuple[str, tuple[int, ...], int]] = []  # name, shape, ggml type
-        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            self._buf = buf
-            self._pos = 0
-            if bytes(buf[:4]) != b"GGUF":
-                raise EstimateError(f"{path}: not a GGUF file (bad magic)")
-            self._pos = 4
-            version = self._u32()
-            if version < 2:
-                raise EstimateError(f"{path}: GGUF version {version} is too old")
-            n_tensors, n_kv = self._u64(), self._u64()
-            for _ in range(n_kv):
-                key = self._str()
-                vtype = self._u32()
-                if vtype == 9:
-                    itype, count = self._u32(), self._u64()
-                    self.array_len[key] = count
-                    small = count <= 64 and itype in _GGUF_SCALARS
-                    items = [self._value(itype) for _ in range(count)] if small else self._skip_array(itype, count)
-                    if small:
-                        self.kv[key] = items
-                else:
-                    self.kv[key] = self._value(vtype)
-            for _ in range(n_tensors):
-                name = self._str()
-                dims = tuple(self._u64() for _ in range(self._u32()))
-                ttype = self._u32()
-                self._u64()  # offset
-                self.tensors.append((name, dims, ttype))
-            self._buf = None
-
-    def _unpack(self, fmt: str) -> Any:
-        size = struct.calcsize(fmt)
-        if self._pos + size > len(self._buf):
-            raise EstimateError("GGUF file is truncated")
-        (value,) = struct.unpack_from(fmt, self._buf, self._pos)
-        self._pos += size
-        return value
-
-    def _u32(self) -> int:
-        return self._unpack("<I")
-
-    def _u64(self) -> int:
-        return self._unpack("<Q")
-
-    def _str(self) -> str:
-        n = self._u64()
-        if self._pos + n > len(self._buf):
-            raise EstimateError("GGUF file is truncated")
-        raw = bytes(self._buf[self._pos:self._pos + n])
-        self._pos += n
-        return raw.decode("utf-8", errors="replace")
-
-    def _value(self, vtype: int) -> Any:
-        if vtype == 8:
-            return self._str()
-        fmt = _GGUF_SCALARS.get(vtype)
-        if fmt is None:
-            raise EstimateError(f"GGUF value type {vtype} not understood")
-        return self._unpack(fmt)
-
-    def _skip_array(self, itype: int, count: int) -> None:
-        if itype == 8:
-            for _ in range(count):
-                self._pos += 8 + struct.unpack_from("<Q", self._buf, self._pos)[0]
-        elif itype in _GGUF_SCALARS:
-            self._pos += struct.calcsize(_GGUF_SCALARS[itype]) * count
-        else:
-            for _ in range(count):
-                self._value(itype)
-        if self._pos > len(self._buf):
-            raise EstimateError("GGUF file is truncated")
-
-
 def spec_from_gguf(path: str | Path) -> ModelSpec:
     """Shape from GGUF metadata; exact parameter count and bytes from the tensor table."""
     path = Path(path)
@@ -232,12 +134,12 @@ def spec_from_gguf(path: str | Path) -> ModelSpec:
         import gguf
     except ImportError as exc:  # pragma: no cover - gguf is a dependency
         raise EstimateError("reading GGUF files needs the `gguf` package (pip install gguf)") from exc
+    from engine.gguf_header import GGUFHeaderError, read_header
+
     try:
-        head = _GGUFHeader(path)
-    except (OSError, ValueError, struct.error) as exc:
-        if isinstance(exc, EstimateError):
-            raise EstimateError(f"{path}: not a readable GGUF file ({exc})") from exc
-        raise EstimateError(f"{path}: not a readable GGUF file ({exc})") from exc
+        head = read_header(path)  # bounded walk: also refuses a truncated file or lying sizes
+    except GGUFHeaderError as exc:
+        raise EstimateError(str(exc)) from None
     arch = str(head.kv.get("general.architecture", "llama"))
 
     def key(k: str, default: Any = None) -> Any:
@@ -253,7 +155,8 @@ def spec_from_gguf(path: str | Path) -> ModelSpec:
     by_type: dict[str, int] = {}
     names = set()
     emb_shape = None
-    for name, dims, ttype in head.tensors:
+    for tensor in head.tensors:
+        name, dims, ttype = tensor.name, tensor.shape, tensor.ggml_type
         try:
             qtype = gguf.GGMLQuantizationType(ttype)
             block, type_size = gguf.GGML_QUANT_SIZES[qtype]

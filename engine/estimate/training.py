@@ -32,8 +32,28 @@ stream and norms, bf16 matmul inputs) and (20, 12, 8, 16) for fp32. The structur
 Korthikanti et al. 2022 ("Reducing Activation Recomputation", 34*s*b*h per layer for GPT with
 dropout); the coefficients were measured here for transformers 5's LlamaDecoderLayer by tracking
 every tensor autograd keeps (torch.distributed._tools.mem_tracker.MemTracker; see
-tests/engine/test_estimate_measured.py). LoRA adds, per targeted module, the fp32 input cast plus
-dropout output and mask: b*s*in*(4+1). Eager attention adds 2*a*b*heads*s^2.
+tests/engine/test_estimate_measured.py). Eager attention adds 2*a*b*heads*s^2.
+
+LoRA / QLoRA (frozen base): a frozen Linear or norm weight needs no weight gradient, so autograd
+keeps nothing for it that only the weight gradient would use: not the input of q/k/v/o/gate/up/
+down, not the normalised activations of the norms. Measured per token and layer with
+torch.autograd.graph.saved_tensors_hooks (tests/engine/test_estimate_saved.py):
+  frozen bf16 base: the norms' fp32 inputs 2*4h, SDPA's q and output 2*2q, k and v 2*2kv, the
+      MLP's gate output, SiLU output and up output 3*2i  -> (8, 4, 4, 6)   [full bf16: (18, 6, 4, 8)]
+  frozen fp32 base: (8, 8, 8, 12)
+Until 2026-12 LoRA used the full fine-tune's coefficients, which count every Linear input a
+second time (10h + 2q + 2i bytes per token and layer too many): Llama LoRA runs without
+checkpointing at batch 4 x 2048 were over-predicted by 14-19% on an H200.
+Each targeted module then keeps its own adapter input (peft: x -> cast to the adapter dtype ->
+dropout -> lora_A -> lora_B):
+  lora_A's input: the fp32 dropout output (4 B per input element); under bf16 autocast ("mixed",
+      the HF Trainer with bf16=True) lora_A runs in bf16 and keeps a bf16 copy instead (2 B);
+  dropout's mask: CUDA's fused native_dropout keeps a bool mask (1 B); on CPU aten::dropout keeps
+      its noise tensor in the input's dtype (4 B), so CPU measurements see 3 B more per element;
+  without dropout lora_A keeps the cast input itself (4 B, or 2 B under autocast); on an fp32 base
+      without dropout the cast is a no-op and modules that read the same tensor (q/k/v, gate/up)
+      share one saved input;
+  lora_B's input: b*s*r in the adapter (or autocast) dtype.
 
 Gradient checkpointing (transformers wraps each decoder layer): keeps each layer's input,
 L*b*s*h*a_residual, plus one layer's full activations during its recomputation.
@@ -43,16 +63,23 @@ b*s*V*a; the fp32 upcast, log-softmax and gradient exist for one chunk at a time
 b*s*V*(8+a)/8 (each chunk's gradient flows through its own output projection).
 
 Logits (the vocabulary term that dominates short sequences with 128k-256k vocabularies):
-forward keeps the lm_head output and the fp32 log-softmax, b*s*V*(a + 4); the loss backward adds
-the fp32 gradient and two casts, b*s*V*(4 + 2a): 14 bytes per logit in bf16, measured
-(vram.asmirnov.xyz states b*s*V*4*2).
+transformers' ForCausalLMLoss upcasts the logits to fp32 and calls cross_entropy (log_softmax +
+nll_loss). The forward holds, for a moment, the lm_head output, its fp32 copy and the fp32
+log-softmax (b*s*V*(a + 8) in 16-bit; the caller drops the output object, so only the log-softmax
+stays). The loss backward is the peak: the saved log-softmax, nll_loss's fp32 gradient and
+log_softmax's fp32 input gradient, b*s*V*12, in any precision; the cast back to 16 bits comes
+after the first two are freed. Measured with a live-storage tracker on transformers 5.17
+(tests/engine/test_estimate_saved.py); until 2026-12 this was b*s*V*(6 + 8) = 14 B per logit,
+which counted the 16-bit logits and their gradient as alive together with the fp32 buffers.
 
 The peak is the largest of four moments of a step (measured peaks land on each, depending on
 the shape): (loss) weights + optimizer states + autocast weight copies + all activations + logits
 with the loss backward's buffers; (layer) the backward of the last decoder layer: logits freed,
 the head's gradient exists, a checkpointed layer is recomputed, plus one layer's backward
 workspace a*b*s*(3i+4h); (end) the first layer's backward: every gradient but the embedding's,
-plus that workspace; (step) the optimizer step: weights + states + gradients + temporaries.
+plus that workspace (tied embeddings: the embedding's new gradient exists beside the head's,
+before autograd adds it in place, AccumulateGrad case 2.3: + V*h*g); (step) the optimizer step:
+weights + states + gradients + temporaries.
 Gradients of the previous step are freed (zero_grad(set_to_none=True)). Autocast's weight
 copies die with the forward when checkpointing (they are not saved), else live until backward.
 
@@ -76,6 +103,7 @@ OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "sgd")
 OPTIMIZER_IMPLS = ("fused", "foreach", "forloop")
 SHARDS = ("none", "ddp", "zero1", "zero2", "zero3", "fsdp")
 ATTENTIONS = ("sdpa", "eager")
+DEVICES = ("cuda", "cpu")
 
 # (c_h, c_q, c_kv, c_i, c_rest): bytes per b*s*dim kept for backward, see module docstring.
 ACT_COEFFS: dict[str, tuple[float, float, float, float, float]] = {
@@ -83,6 +111,19 @@ ACT_COEFFS: dict[str, tuple[float, float, float, float, float]] = {
     "mixed": (20, 10, 8, 8, 10),
     "fp32": (20, 12, 8, 16, 10),
 }
+# The same for a frozen base (LoRA/QLoRA): no Linear input and no normalised activation is kept for
+# a weight gradient (module docstring). c_rest: the final norm's fp32 input only (the frozen
+# lm_head keeps nothing), 4h instead of the full fine-tune's 8h.
+FROZEN_ACT_COEFFS: dict[str, tuple[float, float, float, float, float]] = {
+    "bf16": (8, 4, 4, 6, 4),
+    "fp32": (8, 8, 8, 12, 4),
+}
+# Bytes per element of the mask dropout keeps for backward: CUDA's fused native_dropout keeps a
+# bool mask; CPU's aten::dropout multiplies by a noise tensor in the input's dtype (fp32 here).
+DROPOUT_MASK_BYTES: dict[str, int] = {"cuda": 1, "cpu": 4}
+# Bytes per logit alive at the loss backward (module docstring): fp32 log-softmax, its gradient from
+# nll_loss, and log_softmax's input gradient.
+LOGIT_BYTES = 12
 
 
 @dataclass(frozen=True)
@@ -103,11 +144,13 @@ class TrainingOptions:
     chunked_loss: bool = False  # torchtune CEWithChunkedOutputLoss / Liger-style: fp32 logits per chunk
     optimizer_in_backward: bool = False  # torchtune optimizer_in_bwd: each grad is applied and freed at once
     cuda_context_gib: float = 0.5
+    device: str = "cuda"  # where it trains: only dropout's saved mask differs (1 B on CUDA, 4 B on CPU)
 
 
 def _check(opt: TrainingOptions) -> None:
     for name, allowed in (("method", METHODS), ("precision", PRECISIONS), ("optimizer", OPTIMIZERS),
-                          ("optimizer_impl", OPTIMIZER_IMPLS), ("shard", SHARDS), ("attention", ATTENTIONS)):
+                          ("optimizer_impl", OPTIMIZER_IMPLS), ("shard", SHARDS), ("attention", ATTENTIONS),
+                          ("device", DEVICES)):
         if getattr(opt, name) not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)} (got {getattr(opt, name)!r})")
     if opt.batch <= 0 or opt.seq_len <= 0 or opt.gpus <= 0:
@@ -118,31 +161,54 @@ def _check(opt: TrainingOptions) -> None:
 
 def activation_bytes(spec: ModelSpec, opt: TrainingOptions) -> tuple[float, float, str]:
     """(activations kept for backward without logits, one layer's activations, formula)."""
+    frozen = opt.method in ("lora", "qlora")
     prec = "mixed" if opt.method == "full" and opt.precision == "mixed" else opt.precision
-    if opt.method != "full" and prec == "mixed":
-        prec = "bf16"  # LoRA with bf16 autocast on a bf16 base behaves as bf16
-    c_h, c_q, c_kv, c_i, c_rest = ACT_COEFFS[prec]
+    if frozen and prec == "mixed":
+        prec = "bf16"  # a bf16 base under bf16 autocast computes as pure bf16; only the adapters differ
+    c_h, c_q, c_kv, c_i, c_rest = (FROZEN_ACT_COEFFS if frozen else ACT_COEFFS)[prec]
     a = 4 if prec == "fp32" else 2
     b, s = opt.batch, opt.seq_len
     if not spec.gated_mlp:
-        c_i *= 0.75
+        c_i *= 0.75 if not frozen else 2 / 3  # no gate: the up output alone (frozen: 2 of 3 MLP tensors)
     per_layer = b * s * (c_h * spec.hidden + c_q * spec.q_dim + c_kv * spec.kv_dim + c_i * spec.intermediate)
     per_layer += 4 * b * spec.n_heads * s
     if opt.attention == "eager":
         per_layer += 2 * a * b * spec.n_heads * s * s
-    if opt.method in ("lora", "qlora"):
-        shapes = spec.linear_shapes()
-        # half-precision base: the input is cast to the fp32 adapter (4 B), dropout adds its mask (1 B);
-        # fp32 base: no cast, so without dropout lora_A reuses the input the base layer saved.
-        dropout = opt.lora_dropout > 0
-        per_in = (4 + (1 if dropout else 0)) if a == 2 else (5 if dropout else 0)
-        per_layer += sum(b * s * shapes[n][0] * per_in for n in lora_targets(spec, opt.lora_targets))
+    if frozen:
+        per_layer += lora_saved_bytes(spec, opt)
     rest = c_rest * b * s * spec.hidden
+    label = "frozen base, " if frozen else ""
     if opt.grad_checkpointing:
         a_res = 2 if prec == "bf16" else 4
         kept = spec.n_layers * b * s * spec.hidden * a_res
         return kept + rest, per_layer, f"L*b*s*h*{a_res} (layer inputs); one layer recomputed in backward"
-    return spec.n_layers * per_layer + rest, per_layer, f"L*b*s*({c_h}h+{c_q}q+{c_kv}kv+{c_i:g}i) ({prec})"
+    return (spec.n_layers * per_layer + rest, per_layer,
+            f"L*b*s*({c_h}h+{c_q}q+{c_kv}kv+{c_i:g}i) ({label}{prec})" + (" + adapter inputs" if frozen else ""))
+
+
+def lora_saved_bytes(spec: ModelSpec, opt: TrainingOptions) -> float:
+    """Bytes one decoder layer's LoRA adapters keep for backward (module docstring, "LoRA")."""
+    shapes = spec.linear_shapes()
+    targets = lora_targets(spec, opt.lora_targets)
+    b, s = opt.batch, opt.seq_len
+    autocast = opt.precision == "mixed"  # bf16 autocast: lora_A/lora_B compute (and keep inputs) in bf16
+    fp32_base = opt.precision == "fp32"
+    held = 2 if autocast else 4  # lora_A's input as it is kept
+    mask = DROPOUT_MASK_BYTES[opt.device] if opt.lora_dropout > 0 else 0
+    if fp32_base and not mask:
+        # no cast, no dropout: lora_A keeps the very tensor its base layer received, shared by the
+        # modules that read it (q/k/v read the norm output, gate/up the second norm's); o_proj reads
+        # SDPA's output, which SDPA keeps anyway (already in c_q)
+        groups = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in",
+                  "gate_proj": "mlp_in", "up_proj": "mlp_in"}
+        inputs = {groups.get(n, n): shapes[n][0] for n in targets if n != "o_proj"}
+        adapter_in = sum(inputs.values()) * 4
+    else:
+        adapter_in = sum(shapes[n][0] for n in targets) * (held + mask)
+    lora_b_in = len(targets) * opt.lora_rank * held
+    # autocast's bf16 copies of the fp32 adapter weights, kept by lora_A/lora_B until backward
+    weight_copies = 2 * opt.lora_rank * sum(shapes[n][0] + shapes[n][1] for n in targets) if autocast else 0
+    return b * s * (adapter_in + lora_b_in) + weight_copies
 
 
 def estimate_training(spec: ModelSpec, options: TrainingOptions | None = None, **overrides) -> Estimate:
@@ -225,12 +291,11 @@ def estimate_training(spec: ModelSpec, options: TrainingOptions | None = None, *
         # logits stay in compute dtype; only one of 8 chunks is upcast and soft-maxed at a time
         logits_fwd = tokens * spec.vocab * a_logit
         logits_bwd = tokens * spec.vocab * (8 + a_logit) / 8
-    elif a_logit == 2:
-        logits_fwd = tokens * spec.vocab * (a_logit + 4)
-        logits_bwd = tokens * spec.vocab * (4 + 2 * a_logit)
     else:
-        logits_fwd = logits_bwd = tokens * spec.vocab * 8
-    logits = logits_fwd + logits_bwd
+        # the loss backward's fp32 buffers (module docstring): more than the forward's moment
+        logits_fwd = tokens * spec.vocab * (a_logit + 8 if a_logit == 2 else 8)
+        logits_bwd = tokens * spec.vocab * LOGIT_BYTES
+    logits = max(logits_fwd, logits_bwd) if not opt.chunked_loss else logits_fwd + logits_bwd
     dequant = 2.0 * spec.largest_linear_params if opt.method == "qlora" else 0.0
 
     # Phases (the peak is the largest; see module docstring):
@@ -245,6 +310,12 @@ def estimate_training(spec: ModelSpec, options: TrainingOptions | None = None, *
     layer_cast = 2.0 * spec.layer_linear_params if cast_copies else 0.0
     head_grad = spec.vocab * spec.hidden * gbytes if full else 0.0
     embed_share = (spec.vocab * spec.hidden / T) if full else 0.0
+    # tied embeddings: the shared weight's gradient exists from the head's backward on, and the
+    # embedding's own gradient is a second V x h tensor until autograd adds it in place
+    tied = full and spec.tie_embeddings and not opt.optimizer_in_backward
+    end_extra = max(transient, spec.vocab * spec.hidden * gbytes) if tied else transient
+    if tied:
+        embed_share = 0.0
     optim_dev = 0.0 if paged else optim_gpu  # paged states: CUDA unified memory, outside torch's allocator
     base = weights_gpu + optim_dev + gather + dequant
     recompute = layer_acts if opt.grad_checkpointing else 0.0
@@ -252,7 +323,7 @@ def estimate_training(spec: ModelSpec, options: TrainingOptions | None = None, *
         "loss": base + live_casts + acts + logits,
         "layer": base + live_casts + acts + recompute + transient + head_grad + (layer_cast if opt.grad_checkpointing else 0),
         # the embedding's gradient comes last, after the first layer's activations are consumed
-        "end": base + grads_gpu * (1 - embed_share) + buckets + transient + layer_cast,
+        "end": base + grads_gpu * (1 - embed_share) + buckets + end_extra + layer_cast,
         "step": 0.0 if opt.optimizer_in_backward else weights_gpu + optim_dev + grads_gpu + temp_gpu + buckets + gather,
     }
     phase = max(phases, key=phases.get)
@@ -294,10 +365,15 @@ def estimate_training(spec: ModelSpec, options: TrainingOptions | None = None, *
                   act_at_peak or acts, act_formula, at_peak=bool(act_at_peak)),
         Component("logits", f"logits + loss (vocab {spec.vocab:,})" + (" chunked" if opt.chunked_loss else ""), logits,
                   "b*s*V*a + b*s*V*(8+a)/8 (8 chunks)" if opt.chunked_loss else
-                  "b*s*V*(a+4) fwd + b*s*V*(4+2a) loss backward", at_peak=phase == "loss"),
+                  f"b*s*V*{LOGIT_BYTES} (fp32 log-softmax + 2 fp32 gradients in the loss backward)",
+                  at_peak=phase == "loss"),
         Component("backward_ws", "backward workspace (one layer)", transient, "a*b*s*(3i+4h)",
-                  at_peak=phase in ("layer", "end")),
+                  at_peak=phase == "layer" or (phase == "end" and end_extra == transient)),
     ]
+    if tied:
+        comps.append(Component("tied_grad", "embedding gradient before it joins the tied head's",
+                               spec.vocab * spec.hidden * gbytes, "V*h*g, added in place at the end of backward",
+                               at_peak=phase == "end" and end_extra != transient))
     if dequant:
         comps.append(Component("dequant", "NF4 dequantize buffer", dequant, "largest Linear in bf16",
                                at_peak=phase != "step"))

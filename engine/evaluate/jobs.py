@@ -1,10 +1,10 @@
 """Evaluations as jobs `run(spec, ctx)`: detached runs (`RunStore.start`) with progress.
 
-Kinds and entries (engine/kinds.py):
-    eval.ppl     engine.evaluate.jobs:ppl     spec: model, file, backend, ctx, stride, max_tokens
-    bench.speed  engine.evaluate.jobs:speed   spec: model, backend, prompt_len, gen_len, reps
-    bench.sweep  engine.evaluate.jobs:sweep   spec: model, types, ppl_file, ctx, stride, max_tokens,
-                                              prompt_len, gen_len, reps, allow_requantize, out_dir
+The jobs of the kinds eval.ppl, bench.speed and bench.sweep (registered in engine/kinds.py):
+    ppl     spec: model, file, backend, ctx, stride, max_tokens
+    speed   spec: model, backend, prompt_len, gen_len, reps
+    sweep   spec: model, types, ppl_file, ctx, stride, max_tokens, prompt_len, gen_len, reps,
+            allow_requantize, out_dir
 Common spec keys: n_gpu_layers, n_threads (llama.cpp), dtype, device_map (transformers).
 
 Each job writes its record (see `engine.evaluate.results`) to `out/result.json` of its run and
@@ -106,9 +106,3 @@ def sweep(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     )
     return _finish("bench.sweep", result.to_dict(), spec, ctx, model=result.source, backend="llama.cpp")
 
-
-ENTRIES: dict[str, str] = {
-    "eval.ppl": "engine.evaluate.jobs:ppl",
-    "bench.speed": "engine.evaluate.jobs:speed",
-    "bench.sweep": "engine.evaluate.jobs:sweep",
-}

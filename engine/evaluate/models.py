@@ -100,8 +100,14 @@ def load_model(
     trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Load `model` for evaluation. Failures become an `EvalError` with one actionable line."""
+    from engine.model_files import ModelFileError, check_model_files
+
     kind = resolve_backend(model, backend)
     path = Path(model).expanduser()
+    try:
+        check_model_files(path)  # a truncated or crafted file is named, before any loader sees it
+    except ModelFileError as exc:
+        raise EvalError(str(exc)) from None
     if kind == "llama.cpp":
         return _load_llama(path, n_ctx=n_ctx, logits_all=logits_all, n_gpu_layers=n_gpu_layers, n_threads=n_threads)
     if n_threads:

@@ -162,6 +162,13 @@ def perplexity_of_ids(
             part, n = window_nll_llama(model.handle, ids, first)
         else:
             part, n = window_nll_transformers(model.handle, ids, first)
+        if not math.isfinite(part):
+            # NaN/inf logits: damaged weights (or a dtype that overflows). A number computed
+            # from them would be saved and compared as if it meant something.
+            raise EvalError(
+                f"{model.path}: the model's output is not a number (NaN or infinite) in window {i + 1} of "
+                f"{len(windows)}; its weights are damaged or overflow in this dtype. No result was saved."
+            )
         nll += part
         scored += n
         if job is not None:

@@ -20,7 +20,7 @@ from typing import Any
 from engine.atomic import write_json
 
 SCHEMA = 1
-KINDS = ("eval.ppl", "bench.speed", "bench.sweep")
+RESULT_KINDS = ("eval.ppl", "bench.speed", "bench.sweep")  # the run kinds whose results Bench lists
 RESULT_FILE = "result.json"
 
 
@@ -97,7 +97,7 @@ def load_run_record(info: Any, store: Any = None) -> dict[str, Any] | None:
     return None
 
 
-def list_records(store: Any, kinds: tuple[str, ...] = KINDS) -> list[dict[str, Any]]:
+def list_records(store: Any, kinds: tuple[str, ...] = RESULT_KINDS) -> list[dict[str, Any]]:
     """Records of every succeeded evaluation run in `store`, newest first."""
     out = []
     for info in store.list():

@@ -110,4 +110,5 @@ def _process_info(handle: Any, ps: Any) -> dict[str, Any]:
         "command": " ".join(cmdline) if cmdline and cmdline is not NA else field(handle.name),
         "cpu_percent": field(lambda: round(handle.cpu_percent(None), 1)),
         "rss": field(lambda: int(handle.memory_info().rss)),
+        "started": field(handle.create_time),
     }

@@ -45,10 +45,6 @@ NA: Any = _NotAvailable()
 NA_TEXT = "n/a"
 
 
-def is_na(value: Any) -> bool:
-    return value is NA
-
-
 def num(value: Any) -> float | None:
     """The value as a float, or None when it is NA (for arithmetic and charts)."""
     if value is NA or value is None or isinstance(value, bool):
@@ -90,6 +86,7 @@ class ProcessSample:
     cpu_percent: Any = NA
     rss: Any = NA  # bytes
     run: RunLabel | None = None
+    started: Any = NA  # process start time (psutil create_time): a signal goes only to this process
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,22 @@ request becomes a `RequestRecord` handed to `config.on_record` (the detached run
 """
 
 
+import asyncio
 import json
 import time
-from contextlib import asynccontextmanager
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.chat.base import ChatBackend
 from engine.serve.auth import Limits, key_from_headers, key_matches
-from engine.serve.generation import Generation
+from engine.serve.generation import Generation, check_context
 from engine.serve.metrics import RequestRecord, ServerMetrics
 from engine.serve.protocol import (
     ApiError,
     GenerationRequest,
+    check_model,
     chunk,
     error_body,
     full_response,
@@ -52,8 +54,14 @@ class ServeConfig:
 
 
 class BodyLimitMiddleware:
-    """Answers 413 for a body over the limit (by Content-Length, or by counting a chunked body)
-    and 401 for a missing or wrong key, before the app parses anything."""
+    """Answers 401 for a missing or wrong key, 415 for a POST whose body is not declared JSON and
+    413 for a body over the limit (by Content-Length, or by counting a chunked body), before the
+    app parses anything.
+
+    The JSON content type is what keeps other web sites out of a keyless loopback server: a page
+    may send any site a cross-site "simple" POST (text/plain, form data) without asking, but a
+    POST declared application/json needs a CORS preflight, which this server answers only for
+    --cors-origin origins."""
 
     def __init__(self, app: Any, config: ServeConfig, metrics: ServerMetrics) -> None:
         self.app = app
@@ -74,6 +82,13 @@ class BodyLimitMiddleware:
                 self._record(path, 401, message, scope.get("method", ""))
                 await _send_json(send, 401, error_body(message, type_="authentication_error", code="invalid_api_key"))
                 return
+        if scope.get("method") in ("POST", "PUT", "PATCH") and not is_json(headers.get("content-type")):
+            got = headers.get("content-type")
+            message = (f"Content-Type must be application/json (got {got!r})" if got
+                       else "Content-Type: application/json is required (the request had none)")
+            self._record(path, 415, "not JSON", scope.get("method", ""))
+            await _send_json(send, 415, error_body(message, code="unsupported_media_type"))
+            return
         limit = self.config.limits.max_body_bytes
         declared = headers.get("content-length")
         too_big = error_body(f"request body over this server's limit of {limit} bytes", code="body_too_large")
@@ -112,6 +127,11 @@ class BodyLimitMiddleware:
         self.metrics.record(rec)
         if self.config.on_record:
             self.config.on_record(rec)
+
+
+def is_json(content_type: str | None) -> bool:
+    """`application/json`, with or without parameters (`; charset=utf-8`), in any case."""
+    return bool(content_type) and content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
 async def _send_json(send: Callable, status: int, body: dict[str, Any]) -> None:
@@ -184,8 +204,11 @@ def create_app(backend: ChatBackend, config: ServeConfig, queue: GenerationQueue
             body = json.loads(await request.body() or b"null")
         except ValueError as exc:
             return fail(path, 400, error_body(f"the request body is not valid JSON ({exc})"), started)
+        except RecursionError:
+            return fail(path, 400, error_body("the request body is nested too deeply to be a request"), started)
         try:
             req = parse_chat(body, config.limits) if kind == "chat" else parse_completion(body, config.limits)
+            check_model(body, config.model_id)
         except ApiError as exc:
             return fail(path, exc.status, exc.body(), started)
         try:
@@ -193,6 +216,14 @@ def create_app(backend: ChatBackend, config: ServeConfig, queue: GenerationQueue
         except QueueRejected as exc:
             return fail(path, exc.status, error_body(str(exc), type_="server_busy", code=exc.code), started,
                         req.stream, headers={"Retry-After": "1"})
+        try:
+            await asyncio.to_thread(check_context, backend, req)
+        except ApiError as exc:
+            await queue.release()
+            return fail(path, exc.status, exc.body(), started, req.stream)
+        except BaseException:
+            await queue.release()
+            raise
         if config.on_start:
             state = queue.state
             config.on_start(state.active, state.waiting)
@@ -218,6 +249,10 @@ def create_app(backend: ChatBackend, config: ServeConfig, queue: GenerationQueue
         stats = gen.stats
         ttft = (gen.first_text_at - started) if gen.first_text_at else None
         p_tok, c_tok = (stats.prompt_tokens, stats.generated_tokens) if stats else (0, 0)
+        if gen.interrupted:
+            record(RequestRecord(path, 503, False, p_tok, c_tok, latency, ttft, "cancelled", gen.interrupted))
+            body = error_body(gen.interrupted, type_="server_error", code="shutting_down")
+            return JSONResponse(body, status_code=503)
         if gen.error:
             record(RequestRecord(path, 500, False, p_tok, c_tok, latency, ttft, "error", gen.error[:200]))
             return JSONResponse(error_body(gen.error, type_="server_error"), status_code=500)
@@ -236,7 +271,10 @@ def create_app(backend: ChatBackend, config: ServeConfig, queue: GenerationQueue
                 yield _sse(chunk(req, rid, model, created_at, text=req.prompt))
             async for piece in gen.pieces():
                 yield _sse(chunk(req, rid, model, created_at, text=piece))
-            if gen.error:
+            if gen.interrupted:  # the server stops: say so, then end the stream properly
+                status = 503
+                yield _sse(error_body(gen.interrupted, type_="server_error", code="shutting_down"))
+            elif gen.error:
                 status = 500
                 yield _sse(error_body(gen.error, type_="server_error"))
             else:
@@ -256,8 +294,8 @@ def create_app(backend: ChatBackend, config: ServeConfig, queue: GenerationQueue
             reason = gen.finish_reason if ended else "cancelled"
             if not ended:
                 status = 499  # nginx's "client closed request"
-            record(RequestRecord(path, status, True, p_tok, c_tok, time.perf_counter() - started, ttft, reason,
-                                 gen.error[:200] if gen.error else ("client disconnected" if not ended else "")))
+            error = gen.interrupted or gen.error[:200] or ("" if ended else "client disconnected")
+            record(RequestRecord(path, status, True, p_tok, c_tok, time.perf_counter() - started, ttft, reason, error))
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):

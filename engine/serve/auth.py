@@ -7,6 +7,8 @@ leak how many of its characters were right. Limits are checked before any model 
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import socket
 from dataclasses import dataclass
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -50,4 +52,21 @@ def check_bind(host: str, api_key: str | None) -> None:
 
 
 def is_loopback(host: str) -> bool:
-    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+    """True when every address `host` names is a loopback address (127.0.0.0/8, ::1).
+
+    A name is resolved and all its addresses must be loopback: a prefix test let `127.example.com`
+    (any address at all) through. A name that does not resolve is not loopback.
+    """
+    name = host.strip()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        pass  # a name, not an address literal: resolve it
+    try:
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {info[4][0].split("%", 1)[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)

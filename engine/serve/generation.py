@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from engine.chat.base import BackendError, ChatBackend, GenerationStats
 from engine.chat.templates import ChatTemplate, TemplateError
-from engine.serve.protocol import GenerationRequest
+from engine.serve.protocol import ApiError, GenerationRequest
 
 RAW_TEMPLATE = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
 
@@ -25,11 +25,14 @@ _live: set[Generation] = set()
 _live_lock = threading.Lock()
 
 
-def cancel_all() -> None:
-    """Ask every running generation to stop (server shutdown)."""
+SHUTTING_DOWN = "the server is shutting down"
+
+
+def cancel_all(reason: str = SHUTTING_DOWN) -> None:
+    """Stop every running generation (server shutdown); each answers its client with `reason`."""
     with _live_lock:
         for gen in _live:
-            gen.cancel.set()
+            gen.interrupt(reason)
 
 
 def wait_idle(timeout: float) -> bool:
@@ -63,6 +66,25 @@ def prompt_template(backend: ChatBackend, req: GenerationRequest) -> Iterator[No
         backend.template = original
 
 
+def check_context(backend: ChatBackend, req: GenerationRequest) -> None:
+    """Refuse (400) a prompt that does not fit the model's context, naming both lengths.
+
+    Run while holding the queue slot: counting a completion's prompt swaps the backend's
+    template for a moment (see `prompt_template`), which only one request at a time may do.
+    """
+    size = backend.context_size
+    try:
+        with prompt_template(backend, req):
+            tokens = backend.count_tokens(req.messages, req.params)
+    except (BackendError, TemplateError):
+        return  # the generation meets the same problem and reports it in full
+    if size and tokens is not None and tokens >= size:
+        field = "messages" if req.kind == "chat" else "prompt"
+        raise ApiError(400, f"the prompt is {tokens} tokens, and this model's context is {size} tokens: "
+                            "shorten it (or start the server with a larger --n-ctx)", param=field,
+                       code="context_length_exceeded")
+
+
 class Generation:
     def __init__(self, backend: ChatBackend, req: GenerationRequest, on_end: Callable[[], None]) -> None:
         self.backend = backend
@@ -70,6 +92,8 @@ class Generation:
         self.cancel = threading.Event()
         self.stats: GenerationStats | None = None
         self.error: str = ""
+        self.interrupted: str = ""
+        """Why the server (not the client) stopped this generation; answered as a 503 error."""
         self.first_text_at: float | None = None
         self._on_end = on_end
         self._loop = asyncio.get_running_loop()
@@ -82,6 +106,12 @@ class Generation:
             _live.add(self)
         self._thread.start()
         return self
+
+    def interrupt(self, reason: str) -> None:
+        """Stop for a server-side reason: the client gets `reason` as an error, not a cut answer."""
+        if not self.finished.is_set():
+            self.interrupted = reason
+        self.cancel.set()
 
     def _post(self, item: object) -> None:
         try:

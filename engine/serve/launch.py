@@ -13,26 +13,16 @@ from typing import Any
 
 from engine.runs import RunInfo, RunStore
 
-SERVE_KIND = "serve"
-ENTRIES = {"vllm": "engine.serve.vllm:run"}
-DEFAULT_ENTRY = "engine.serve.server:run"
+SERVE_KIND = "serve"  # every engine, vLLM included: the spec's `engine` picks the server
 ENGINES = ("auto", "llama.cpp", "transformers", "vllm")
-
-
-def entry_for(engine: str) -> str:
-    return ENTRIES.get(engine, DEFAULT_ENTRY)
 
 
 def start_detached(store: RunStore, spec: dict[str, Any], api_key: str | None = None, *, name: str = "") -> RunInfo:
     """Create the run, put the key beside it (0600), spawn the worker; returns at once."""
-    from engine.kinds import resolve
-
-    entry = entry_for(spec.get("engine") or "auto")
-    resolve(SERVE_KIND, entry)
     spec = {k: v for k, v in spec.items() if k != "api_key"}
     if api_key:
         spec["api_key_file"] = "api_key"
-    info = store.create(SERVE_KIND, spec, name=name or f"serve {model_label(spec)}", entry=entry)
+    info = store.create(SERVE_KIND, spec, name=name or f"serve {model_label(spec)}")
     if api_key:
         key_path = info.dir / "api_key"
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -56,7 +46,9 @@ def server_details(info: RunInfo) -> dict[str, Any] | None:
         return None
 
 
-def wait_until_serving(store: RunStore, run_id: str, timeout: float = 300.0, poll: float = 0.2) -> tuple[RunInfo, dict | None]:
+def wait_until_serving(
+    store: RunStore, run_id: str, timeout: float = 300.0, poll: float = 0.2
+) -> tuple[RunInfo, dict | None]:
     """Poll until the run writes server.json (serving) or ends (failed); bounded by `timeout`."""
     deadline = time.monotonic() + timeout
     info = store.get(run_id)

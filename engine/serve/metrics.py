@@ -94,10 +94,6 @@ class ServerMetrics:
                 if rec.ttft_s is not None:
                     self.ttft.observe(rec.ttft_s)
 
-    @property
-    def total_requests(self) -> int:
-        return sum(self.requests.values())
-
     def prometheus(self, active: int, waiting: int) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
         with self._lock:

@@ -128,11 +128,27 @@ def _body_dict(body: Any) -> dict[str, Any]:
     return body
 
 
+def _flag(body: dict[str, Any], name: str) -> bool:
+    """A true/false field: `"stream": "no"` is a mistake to report, not a truthy string."""
+    value = body.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ApiError(400, f"{name} must be true or false, got {value!r}", param=name)
+    return value
+
+
 def _stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
-    stream = bool(body.get("stream", False))
-    options = body.get("stream_options") or {}
-    include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
-    return stream, include_usage
+    stream = _flag(body, "stream")
+    options = body.get("stream_options")
+    if options is None:
+        return stream, False
+    if not isinstance(options, dict):
+        raise ApiError(400, f"stream_options must be an object, got {options!r}", param="stream_options")
+    try:
+        return stream, _flag(options, "include_usage")
+    except ApiError as exc:
+        raise ApiError(400, f"stream_options.{exc}", param="stream_options") from None
 
 
 def parse_chat(body: Any, limits: Limits) -> GenerationRequest:
@@ -162,7 +178,18 @@ def parse_completion(body: Any, limits: Limits) -> GenerationRequest:
         raise ApiError(400, "prompt must be a string (one prompt per request)", param="prompt")
     stream, include_usage = _stream_flags(body)
     return GenerationRequest("completion", [{"role": "user", "content": prompt}], _params(body, limits), stream,
-                             include_usage, prompt=prompt, echo=bool(body.get("echo", False)))
+                             include_usage, prompt=prompt, echo=_flag(body, "echo"))
+
+
+def check_model(body: dict[str, Any], model_id: str) -> None:
+    """A request naming another model is refused as OpenAI does (404); naming none means this one."""
+    name = body.get("model")
+    if name is None or name == model_id:
+        return
+    if not isinstance(name, str):
+        raise ApiError(400, f"model must be a string, got {name!r}", param="model")
+    raise ApiError(404, f"The model `{name}` does not exist: this server serves `{model_id}` (see GET /v1/models)",
+                   param="model", code="model_not_found")
 
 
 # -- responses ---------------------------------------------------------------------------------

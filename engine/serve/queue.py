@@ -10,6 +10,7 @@ disconnects frees the model only once its generation has been cancelled, never e
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from dataclasses import dataclass
 
 
@@ -74,8 +75,10 @@ class GenerationQueue:
             )
         self.waiting += 1
         try:
-            async with cond:
-                await asyncio.wait_for(cond.wait_for(lambda: self.active < self.concurrency or self.closing), self.max_wait_s)
+            # asyncio.timeout, not wait_for: wait_for runs the wait in a second task, and a cancel
+            # that lands while that task re-acquires the condition's lock raised "Lock is not acquired".
+            async with asyncio.timeout(self.max_wait_s), cond:
+                await cond.wait_for(lambda: self.active < self.concurrency or self.closing)
                 if self.closing:
                     raise QueueRejected(503, "the server is shutting down", "shutting_down")
                 self.active += 1
@@ -106,3 +109,15 @@ class GenerationQueue:
         cond = self._cond()
         async with cond:
             cond.notify_all()
+
+    def close_threadsafe(self, timeout: float = 5.0) -> None:
+        """`close()` from another thread (the one stopping the server), before the server stops
+        listening: the waiting requests are answered 503 now instead of being cut at shutdown."""
+        self.closing = True
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # no request ever waited on that loop
+        try:
+            asyncio.run_coroutine_threadsafe(self.close(), loop).result(timeout)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
+            pass  # the loop is stopping on its own; `closing` already refuses new requests

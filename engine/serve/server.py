@@ -18,14 +18,21 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.atomic import write_json
 from engine.jobs import JobContext, JobError
 
+if TYPE_CHECKING:
+    from engine.serve.queue import GenerationQueue
+
 SERVER_FILE = "server.json"
 KEY_FILE = "api_key"
 DEFAULT_PORT = 8000
+GRACEFUL_S = 5.0
+"""How long requests still generating get to finish when the server stops (spec key `graceful_s`)."""
+STOP_AFTER_INTERRUPT_S = 10.0
+"""How long interrupted requests get to send their last event before uvicorn is forced to stop."""
 
 
 def ssh_tunnel_line(port: int, host: str = "127.0.0.1") -> str:
@@ -60,16 +67,26 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 class ServerThread:
-    """uvicorn serving an ASGI app from a background thread, on a socket bound here."""
+    """uvicorn serving an ASGI app from a background thread, on a socket bound here.
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *, graceful_s: float = 5.0) -> None:
+    Stopping is ordered so that every client gets a well-formed answer: the queue refuses and
+    wakes its waiters (503 JSON), uvicorn stops listening, in-flight generations get `graceful_s`
+    to finish, then they are interrupted (a stream ends with an error event and `data: [DONE]`).
+    uvicorn's own grace period is longer than ours, so it never has to cancel a request task
+    (that cut streams and answered waiters with a plain-text 500).
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *, graceful_s: float = GRACEFUL_S,
+                 queue: GenerationQueue | None = None) -> None:
         import uvicorn
 
         self.host = host
+        self.graceful_s = graceful_s
+        self.queue = queue
         self.sock = bind_socket(host, port)
         self.port = int(self.sock.getsockname()[1])
-        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=graceful_s,
-                                lifespan="on", ws="none")
+        config = uvicorn.Config(app, log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=graceful_s + STOP_AFTER_INTERRUPT_S, lifespan="on", ws="none")
         self.server = uvicorn.Server(config)
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True, name="llmdeck-uvicorn")
@@ -99,10 +116,17 @@ class ServerThread:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """Graceful stop: no new connections, in-flight requests get `graceful_s`, then forced."""
+    def stop(self) -> None:
+        """Graceful stop: waiters answered 503, in-flight requests get `graceful_s`, then interrupted."""
+        from engine.serve.generation import cancel_all
+
+        if self.queue is not None:
+            self.queue.close_threadsafe()
         self.server.should_exit = True
-        self._thread.join(timeout)
+        self._thread.join(self.graceful_s)
+        if self._thread.is_alive():
+            cancel_all()  # each generation stops within a token and tells its client why
+            self._thread.join(STOP_AFTER_INTERRUPT_S)
         if self._thread.is_alive():
             self.server.force_exit = True
             self._thread.join(5.0)
@@ -149,13 +173,13 @@ def read_key(spec: dict[str, Any], run_dir: Path | None) -> str | None:
 
 def run(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """The `serve` run kind. Spec: model, engine, host, port, api_key_file, max_queue,
-    max_tokens, max_body_bytes, cors_origins, gpu_memory, n_ctx, template."""
+    max_tokens, max_body_bytes, cors_origins, gpu_memory, n_ctx, template, graceful_s."""
     from engine.chat.base import BackendError
     from engine.chat.loader import load_backend, model_path
     from engine.chat.templates import TemplateError
     from engine.serve.app import ServeConfig, create_app
-    from engine.serve.generation import cancel_all, wait_idle
     from engine.serve.auth import Limits, check_bind
+    from engine.serve.generation import cancel_all, wait_idle
     from engine.serve.metrics import RequestRecord
 
     run_dir = Path.cwd()  # the worker runs in the run's folder
@@ -210,7 +234,7 @@ def run(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     queue = GenerationQueue(config.max_queue, 1, config.queue_timeout_s)
     app = create_app(backend, config, queue)
     ctx.progress(1, 3, "starting server", force=True)
-    server = ServerThread(app, host, port)
+    server = ServerThread(app, host, port, queue=queue, graceful_s=float(spec.get("graceful_s", GRACEFUL_S)))
     try:
         server.start()
         url = server.url

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import write_json
+from engine.child_process import die_with_parent
 from engine.jobs import JobContext, JobError
 
 INSTALL_HINT = (
@@ -127,7 +128,8 @@ def run(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     if spec.get("gpu_memory"):
         ctx.log("vLLM sizes its memory with --gpu-memory-utilization (a fraction per GPU); --gpu-memory is ignored", "warning")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            text=True, bufsize=1, env=env, start_new_session=True)
+                            text=True, bufsize=1, env=env, start_new_session=True,
+                            preexec_fn=die_with_parent())  # noqa: PLW1509 - lock-free, see engine/child_process.py
     lines: list[str] = []
     requests = {"n": 0}
 

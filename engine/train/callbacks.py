@@ -195,7 +195,8 @@ class RunCallback(TrainerCallback):
         if folder.is_dir() and state.is_world_process_zero:
             mark_complete(folder, step=state.global_step, loss=self.last_loss)
             if self.emit:
-                self.ctx.log(f"checkpoint saved: {folder.name} (loss {self.last_loss if self.last_loss is not None else '-'})")
+                loss = self.last_loss if self.last_loss is not None else "-"
+                self.ctx.log(f"checkpoint saved: {folder.name} (loss {loss})")
         return control
 
 

@@ -116,10 +116,10 @@ def demo_spec(model_dir: str = "", **overrides: Any) -> TrainSpec:
 
 def run(spec_dict: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """The demo job (kind "train.demo"): convert the bundled model if needed, then train."""
-    from engine.train import runner
+    from engine.train import job
 
     model = ensure_hf_model(ctx)
     spec_dict = dict(spec_dict)
     spec_dict["model"] = str(model)
     spec_dict["chat_template"] = str(template_file())
-    return runner.run(spec_dict, ctx)
+    return job.run(spec_dict, ctx)

@@ -69,8 +69,6 @@ def merge(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
 def to_gguf(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job: {"model": adapter or HF folder, "output": file.gguf, "outtype": "f16"}."""
-    import tempfile
-
     from engine.convert.common import commit, staged
     from engine.convert.hf_to_gguf import convert
 
@@ -79,10 +77,11 @@ def to_gguf(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     final = Path(spec.get("output") or source.with_name(f"{source.name}-{outtype}.gguf")).expanduser()
     if final.exists() and not spec.get("force"):
         raise JobError(f"{final} already exists; choose another output or remove it")
-    with tempfile.TemporaryDirectory(prefix=".llmdeck-merge-", dir=final.parent) as scratch:
+    # The merged scratch model is a staged output too (listed in the run, removed after a crash).
+    with staged(final.with_name(final.name + ".merge"), directory=True) as scratch:
         model_dir = source
         if is_adapter(source):
-            model_dir = merge_into(source, Path(scratch) / "merged", ctx)
+            model_dir = merge_into(source, scratch / "merged", ctx)
         with staged(final, directory=False) as tmp:
             result = convert(model_dir, tmp, ctx, outtype=outtype, name=source.name)
             commit(tmp, final)

@@ -16,14 +16,7 @@ from engine.train.checkpoints import Checkpoint, list_checkpoints
 from engine.train.spec import SpecError, TrainSpec
 
 KIND = "train"
-ENTRY = "engine.train.runner:run"
-
-
-def _entry() -> str:
-    """The explicit entry point unless engine.kinds already knows the "train" kind."""
-    from engine.kinds import KINDS
-
-    return "" if KINDS.get(KIND) == ENTRY else ENTRY
+TRAINING_KINDS = (KIND, "train.demo")  # the runs that train (and resume): what Train mode lists
 
 
 def start(spec: TrainSpec, store: RunStore | None = None) -> RunInfo:
@@ -34,14 +27,14 @@ def start(spec: TrainSpec, store: RunStore | None = None) -> RunInfo:
     for key in ("model", "dataset", "chat_template", "output"):
         if data.get(key):
             data[key] = str(Path(data[key]).expanduser().resolve())
-    return store.start(KIND, data, name=spec.label, entry=_entry())
+    return store.start(KIND, data, name=spec.label)
 
 
 def resume(run_id: str, store: RunStore | None = None, *, max_steps: int | None = None) -> RunInfo:
     """Relaunch a stopped, failed or lost training run from its newest complete checkpoint."""
     store = store or RunStore()
     info = store.get(run_id)
-    if info.kind not in (KIND, "train.demo"):
+    if info.kind not in TRAINING_KINDS:
         raise RunError(f"run {info.id} is a {info.kind} run, not a training run")
     if info.active:
         raise RunError(f"run {info.id} is {info.status}; it is still training")
@@ -56,7 +49,8 @@ def resume(run_id: str, store: RunStore | None = None, *, max_steps: int | None 
     except SpecError as exc:
         raise RunError(str(exc)) from None
     info = store.update(
-        info.id, spec=spec, status="created", pid=None, pid_started=None, ended=None, exit_reason="", cancel_requested=None
+        info.id, spec=spec, status="created", pid=None, pid_started=None, ended=None, exit_reason="",
+        cancel_requested=None,
     )
     return store.launch(info)
 

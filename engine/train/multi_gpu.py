@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import write_json
-from engine.events import event_from_dict, is_terminal
+from engine.child_process import die_with_parent
+from engine.events import is_terminal, read_events
 from engine.jobs import JobContext, JobError
 from engine.ports import free_port
+from engine.train.runner import train
 from engine.train.spec import TrainSpec
 
 
@@ -60,8 +62,10 @@ def run_distributed(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[st
     if spec.device_list():
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in spec.device_list())
     cmd = launch_command(spec, work_dir)
-    ctx.log(f"launching {spec.processes()} training processes: accelerate launch ({'cpu/gloo' if spec.devices.strip().startswith('cpu') or spec.cpu else spec.distributed})")
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+    backend = "cpu/gloo" if spec.devices.strip().startswith("cpu") or spec.cpu else spec.distributed
+    ctx.log(f"launching {spec.processes()} training processes: accelerate launch ({backend})")
+    # the launcher dies with this worker (engine/child_process.py says why a preexec_fn is safe here)
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())  # noqa: PLW1509
     offset = 0
     try:
         while True:
@@ -78,7 +82,10 @@ def run_distributed(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[st
     try:
         result = json.loads((ddp / "result.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise JobError(f"the {spec.processes()} training processes ended (exit code {proc.returncode}) without a result; see the run's log") from None
+        raise JobError(
+            f"the {spec.processes()} training processes ended (exit code {proc.returncode}) without a result; "
+            "see the run's log"
+        ) from None
     if not result.get("ok"):
         raise JobError(result.get("message") or "distributed training failed")
     summary = dict(result.get("summary") or {})
@@ -87,23 +94,12 @@ def run_distributed(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[st
 
 
 def _relay(path: Path, offset: int, ctx: JobContext) -> int:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            chunk = handle.read()
-    except FileNotFoundError:
-        return offset
-    end = chunk.rfind(b"\n")
-    if end < 0:
-        return offset
-    for line in chunk[: end + 1].splitlines():
-        try:
-            event = event_from_dict(json.loads(line))
-        except (ValueError, TypeError):
-            continue
+    """Pass rank 0's new events on to this run (its end is the worker's to write, not rank 0's)."""
+    events, offset = read_events(path, offset)
+    for event in events:
         if not is_terminal(event):
             ctx.emit(event)
-    return offset + end + 1
+    return offset
 
 
 class _FileSink:
@@ -118,8 +114,6 @@ class _FileSink:
 
 def child_main(work_dir: str) -> int:
     """One rank (started by accelerate launch)."""
-    from engine.train.runner import train
-
     work = Path(work_dir)
     ddp = work / "ddp"
     rank = int(os.environ.get("RANK", "0"))

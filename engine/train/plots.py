@@ -145,7 +145,7 @@ def build_figure(
 
 def _smoothed(data: dict[int, float], smooth: float) -> dict[int, float]:
     steps = sorted(data)
-    return dict(zip(steps, ema([data[s] for s in steps], smooth)))
+    return dict(zip(steps, ema([data[s] for s in steps], smooth), strict=True))
 
 
 def write_image(
@@ -171,7 +171,7 @@ def write_image(
         raise ValueError(f"{out.name}: write .png or .svg (or .csv for the numbers)")
     figure = build_figure(runs, metrics, smooth=smooth, band=band)
     fig, axes = plt.subplots(len(figure.panels), 1, figsize=(8, 3.2 * len(figure.panels)), squeeze=False)
-    for ax, (metric, lines) in zip(axes[:, 0], figure.panels.items()):
+    for ax, (metric, lines) in zip(axes[:, 0], figure.panels.items(), strict=True):
         for series in lines:
             label = series.experiment + (f" ({series.seeds} seeds)" if series.seeds > 1 else "")
             if series.seeds > 1 and band != "none":

@@ -89,9 +89,12 @@ class ExactAnswer:
         if self.column not in kwargs:
             columns = ", ".join(k for k in kwargs if k not in ("prompts", "completion_ids", "trainer_state",
                                                              "log_extra", "log_metric")) or "none"
-            raise JobError(f"reward exact:{self.column}: the dataset has no {self.column!r} column (columns: {columns})")
+            raise JobError(
+                f"reward exact:{self.column}: the dataset has no {self.column!r} column (columns: {columns})"
+            )
         wanted = kwargs[self.column]
-        return [1.0 if answer_of(completion_text(c)) == str(w).strip() else 0.0 for c, w in zip(completions, wanted)]
+        pairs = zip(completions, wanted, strict=True)
+        return [1.0 if answer_of(completion_text(c)) == str(w).strip() else 0.0 for c, w in pairs]
 
 
 class RegexMatch:
@@ -180,7 +183,8 @@ def load_user_function(path: Path, func: str) -> RewardFunction:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - the user's code: any error is reported in one line
-        raise JobError(f"reward {path.name}:{func}: importing {path.name} failed: {type(exc).__name__}: {exc}") from None
+        failure = f"{type(exc).__name__}: {exc}"
+        raise JobError(f"reward {path.name}:{func}: importing {path.name} failed: {failure}") from None
     fn = getattr(module, func, None)
     if not callable(fn):
         raise JobError(f"reward {path.name}:{func}: {path.name} has no function {func!r}")

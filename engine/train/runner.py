@@ -1,4 +1,6 @@
-"""The training job: `run(spec_dict, ctx)` fine-tunes a local HF model with the Trainer + peft.
+"""Training in this process: `train(spec, work_dir, ctx)` fine-tunes a local HF model with the
+Trainer + peft (the whole run on one device, or one rank of a multi-process launch; the job that
+chooses between them is `engine.train.job`).
 
 Why the plain transformers `Trainer` and not a loop of our own: optimizer, schedulers, mixed
 precision, gradient accumulation and checkpointing, exact resume (optimizer, scheduler, RNG and
@@ -24,14 +26,13 @@ from __future__ import annotations
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.jobs import JobContext, JobError
+from engine.jobs import JobError
 from engine.train.spec import SpecError, TrainSpec, resolve_precision
 
 SUGGESTIONS = (
@@ -40,22 +41,6 @@ SUGGESTIONS = (
     "shorten --max-seq-len",
     "use LoRA or QLoRA instead of a full fine-tune",
 )
-
-
-def run(spec_dict: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """The detached job (kind "train")."""
-    try:
-        spec = TrainSpec.from_dict(spec_dict).validate()
-    except SpecError as exc:
-        raise JobError(str(exc)) from None
-    work_dir = work_dir_for(spec)
-    if spec.processes() > 1:
-        from engine.train.multi_gpu import run_distributed
-
-        return run_distributed(spec, work_dir, ctx)
-    if spec.device_list():
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in spec.device_list())
-    return train(spec, work_dir, ctx)
 
 
 def work_dir_for(spec: TrainSpec) -> Path:
@@ -157,7 +142,7 @@ def load_model(spec: TrainSpec, precision: str, cuda: bool, *, wrap: bool = True
             bnb_4bit_compute_dtype=half or torch.bfloat16,
         )
         kwargs["dtype"] = half or torch.bfloat16
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = spec.quantized_device_map()
     elif spec.adapter == "lora" and half is not None and cuda:
         kwargs["dtype"] = half  # frozen base in half precision; peft keeps adapters in fp32
     else:
@@ -339,7 +324,8 @@ def build_data(spec: TrainSpec, tokenizer: Any, ctx: Any, where: Placement) -> T
         train_set, eval_set, stats = methods.build_data(spec, tokenizer, ctx, where.main_rank)
         if where.main_rank:
             held_out = f", {len(eval_set)} eval rows" if eval_set is not None else ""
-            ctx.log(f"data: {len(train_set)} {spec.method} rows from {stats['valid']} records ({stats['format']}){held_out}")
+            ctx.log(f"data: {len(train_set)} {spec.method} rows from {stats['valid']} records "
+                    f"({stats['format']}){held_out}")
         return TrainData(train_rows=train_set, eval_rows=eval_set, stats=stats, pad_id=pad_id)
     train_rows, eval_rows, stats = load_data(spec, tokenizer, ctx if where.main_rank else None)
     if where.main_rank:
@@ -572,17 +558,11 @@ def batch_counts(inputs: dict[str, Any]) -> tuple[int, int]:
 
 
 def save_final(trainer: Any, tokenizer: Any, final: Path, spec: TrainSpec) -> None:
-    """Write the adapter (LoRA) or the full model + tokenizer atomically: tmp sibling, rename."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    (tmp / "llmdeck-train.json").write_text(spec.to_json() + "\n", encoding="utf-8")
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    """Write the adapter (LoRA) or the full model + tokenizer atomically: staged sibling, rename."""
+    from engine.atomic import commit, staged
+
+    with staged(final, directory=True) as tmp:
+        trainer.model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "llmdeck-train.json").write_text(spec.to_json() + "\n", encoding="utf-8")
+        commit(tmp, final)

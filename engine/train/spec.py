@@ -68,7 +68,8 @@ class TrainSpec:
     lora_targets: str = "all-linear"  # or comma-separated module names: q_proj,v_proj
     # preference and RL methods (engine/train/methods.py)
     beta: float = 0.0  # 0 = the method's default: DPO/KTO 0.1, ORPO 0.1 (lambda), GRPO 0.0 (no KL, no reference)
-    rewards: list[str] = field(default_factory=list)  # GRPO: exact:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, FILE.py:FUNC
+    # GRPO rewards, summed: exact:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, FILE.py:FUNC (engine/train/rewards.py)
+    rewards: list[str] = field(default_factory=list)
     reward_model: str = ""  # GRPO: a local sequence-classification model folder that scores completions
     num_generations: int = 4  # GRPO: completions sampled per prompt (the group its advantages compare)
     max_completion_len: int = 128  # GRPO: new tokens per sampled completion
@@ -154,6 +155,13 @@ class TrainSpec:
                 out.append(f"model: {p.name} is a file; give the model folder (a .gguf must be converted to HF first: `llmdeck convert gguf-to-hf`)")
             elif not (p / "config.json").exists():
                 out.append(f"model: {p} has no config.json; it is not an HF model folder")
+            else:
+                from engine.model_files import ModelFileError, check_model_files
+
+                try:
+                    check_model_files(p)  # a truncated shard is named now, not by a SafetensorError later
+                except ModelFileError as exc:
+                    out.append(f"model: {exc}")
         if not self.dataset:
             out.append("dataset: give a local dataset file (jsonl, json, csv, parquet, txt)")
         elif check_paths and not Path(self.dataset).expanduser().is_file():
@@ -229,6 +237,13 @@ class TrainSpec:
         if text.startswith("cpu:"):
             return max(1, int(text[4:]))
         return max(1, len(self.device_list()))
+
+    def quantized_device_map(self) -> dict[str, int]:
+        """`device_map` for loading this run's QLoRA model in this process: this rank's GPU
+        (engine/train/devices.py says why a fixed GPU 0 is wrong in a multi-GPU run)."""
+        from engine.train.devices import quantized_device_map
+
+        return quantized_device_map()
 
     def target_modules(self) -> str | list[str]:
         text = self.lora_targets.strip()

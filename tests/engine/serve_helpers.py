@@ -15,7 +15,7 @@ class LiveServer:
         self.config = ServeConfig(model_id=model_id, api_key=api_key, limits=limits or Limits(), max_queue=max_queue,
                                   queue_timeout_s=queue_timeout_s, on_record=self.records.append)
         self.app = create_app(backend, self.config)
-        self.thread = ServerThread(self.app, "127.0.0.1", 0, graceful_s=2.0).start()
+        self.thread = ServerThread(self.app, "127.0.0.1", 0, graceful_s=2.0, queue=self.app.state.queue).start()
         self.url = self.thread.url
         self.api = self.url + "/v1"
 

@@ -51,6 +51,17 @@ def test_errors_are_one_clear_line_without_traceback(tmp_path):
     assert "Traceback" not in unwritable.stderr
 
 
+def test_headless_module_reports_command_errors_as_one_line(tmp_path):
+    """`python -m engine.cli` runs the module as __main__; the errors commands raise must still be
+    the ones its handler knows (they live in engine.commands.outcome, not in engine.cli)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "monitor", "--replay", str(tmp_path / "none.jsonl")],
+        capture_output=True, text=True, env=dict(os.environ), timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"llmdeck: error: replay file {tmp_path / 'none.jsonl'} does not exist"]
+
+
 def test_tui_needs_a_terminal():
     result = llmdeck()
     assert result.returncode == 2 and "the TUI needs a terminal" in result.stderr

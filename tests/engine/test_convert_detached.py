@@ -20,7 +20,6 @@ def test_cancel_detached_gguf_to_hf(tmp_path: Path) -> None:
     info = store.start(
         "convert.gguf-to-hf",
         {"action": "gguf-to-hf", "input": str(source), "output": str(out)},
-        entry="engine.convert.jobs:gguf_to_hf",
     )
     offset = 0
     deadline = time.monotonic() + 120

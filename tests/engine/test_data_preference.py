@@ -42,7 +42,8 @@ def test_detection_prefers_pairs_and_labels_and_falls_back_to_prompts():
     assert detect_format([{"prompt": "p", "completion": "c", "label": True}]) == "unpaired"
     assert detect_format([{"prompt": "p", "completion": "c"}]) == "prompt_completion"
     assert detect_format([{"prompt": "p", "answer": "4"}]) == "prompt"
-    assert detect_format([{"question": "q", "good": "a", "bad": "b"}], {"chosen": "good", "rejected": "bad"}) == "preference"
+    mapped = {"chosen": "good", "rejected": "bad"}
+    assert detect_format([{"question": "q", "good": "a", "bad": "b"}], mapped) == "preference"
 
 
 def test_anthropic_hh_conversations_split_into_prompt_and_answers():
@@ -65,7 +66,8 @@ def test_plain_text_pairs_become_turns_for_a_chat_template_and_kto_splits_them()
     ex = FormatSpec("preference").normalize({"prompt": "Q?", "chosen": "good", "rejected": "bad"})
     assert not ex.conversational and ex.chosen == "good"
     conv = ex.as_conversation()
-    assert conv.prompt == ({"role": "user", "content": "Q?"},) and conv.rejected == ({"role": "assistant", "content": "bad"},)
+    assert conv.prompt == ({"role": "user", "content": "Q?"},)
+    assert conv.rejected == ({"role": "assistant", "content": "bad"},)
     assert trl_row(conv, "dpo") == [{"prompt": [{"role": "user", "content": "Q?"}],
                                      "chosen": [{"role": "assistant", "content": "good"}],
                                      "rejected": [{"role": "assistant", "content": "bad"}]}]
@@ -80,8 +82,10 @@ def test_plain_text_pairs_become_turns_for_a_chat_template_and_kto_splits_them()
     ({"prompt": "Q", "chosen": "", "rejected": "b"}, "'chosen' is empty"),
     ({"prompt": "Q", "chosen": "a"}, "missing field 'rejected'"),
     ({"chosen": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
-      "rejected": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}, "both answers are the same"),
-    ({"prompt": "Q", "chosen": [{"role": "user", "content": "x"}], "rejected": "b"}, "does not end with an assistant turn"),
+      "rejected": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]},
+     "both answers are the same"),
+    ({"prompt": "Q", "chosen": [{"role": "user", "content": "x"}], "rejected": "b"},
+     "does not end with an assistant turn"),
 ])
 def test_bad_pairs_say_what_is_wrong(record, needle):
     with pytest.raises(RecordProblem, match=needle):
@@ -122,7 +126,8 @@ def test_scan_shows_both_answers_rendered_with_lengths_and_the_cut(tmp_path):
     assert summary["problem_list"][0]["line"] == 3
     first, second = summary["previews"]
     assert [s["label"] for s in first["sides"]] == ["chosen", "rejected"]
-    assert first["prompt"].startswith("<|im_start|>user\nWhat is 2+2?") and first["prompt"].endswith("<|im_start|>assistant\n")
+    assert first["prompt"].startswith("<|im_start|>user\nWhat is 2+2?")
+    assert first["prompt"].endswith("<|im_start|>assistant\n")
     assert first["sides"][0]["answer"].startswith("Yes, 4.") and first["sides"][1]["answer"].startswith("No idea.")
     chosen, rejected = second["sides"]
     assert chosen["cut_char"] is None and chosen["n_tokens"] <= 80

@@ -61,10 +61,11 @@ def test_verdicts_and_the_cli_count_the_reference():
     sft = estimate(LLAMA, "full", cards=[72], local=False, batch=1, seq_len=1024, grad_checkpointing=True)
     dpo = estimate(LLAMA, "full", cards=[72], local=False, batch=1, seq_len=1024, grad_checkpointing=True,
                    objective="dpo")
-    assert sft.verdicts[0].fits and not dpo.verdicts[0].fits
+    assert sft.verdicts[0].status == "fits" and dpo.verdicts[0].status == "does not fit"
     assert dpo.estimate.total_bytes - sft.estimate.total_bytes > LLAMA.params * 2 * 0.99
     assert dpo.verdicts[0].change and dpo.verdicts[0].change_need_gib < 72 * 0.95
-    assert run_command(["estimate", "llama-3-8b", "--method", "dpo", "--mode", "full", "--card", "80", "--no-local"]) == 0
+    args = ["estimate", "llama-3-8b", "--method", "dpo", "--mode", "full", "--card", "80", "--no-local"]
+    assert run_command(args) == 0
     assert run_command(["estimate", "llama-3-8b", "--method", "dpo", "--mode", "infer"]) == 2
 
 

@@ -139,7 +139,7 @@ def test_gguf_input_bundled_gemma():
 def test_gguf_errors(tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"NOTGGUF" * 10)
-    with pytest.raises(EstimateError, match="not a readable GGUF"):
+    with pytest.raises(EstimateError, match="bad.gguf is not a GGUF file"):
         resolve_model(str(bad))
 
 

@@ -28,10 +28,8 @@ def _wait(store: RunStore, run_id: str, timeout: float = 120.0):
 
 def test_detached_ppl_and_speed_runs_are_kept_and_comparable() -> None:
     store = RunStore()
-    ppl = store.start("eval.ppl", {"model": str(tiny_gguf()), "file": str(PROSE), "ctx": 32, "max_tokens": 60, "n_threads": 1},
-                      entry="engine.evaluate.jobs:ppl")
-    speed = store.start("bench.speed", {"model": str(tiny_hf()), "prompt_len": 16, "gen_len": 4, "reps": 2, "n_threads": 1},
-                        entry="engine.evaluate.jobs:speed")
+    ppl = store.start("eval.ppl", {"model": str(tiny_gguf()), "file": str(PROSE), "ctx": 32, "max_tokens": 60, "n_threads": 1})
+    speed = store.start("bench.speed", {"model": str(tiny_hf()), "prompt_len": 16, "gen_len": 4, "reps": 2, "n_threads": 1})
     for run in (ppl, speed):
         info = _wait(store, run.id)
         assert info.status == "succeeded", store.log_tail(run.id)
@@ -57,7 +55,7 @@ def test_detached_ppl_and_speed_runs_are_kept_and_comparable() -> None:
 
 def test_failed_run_has_one_line_reason(tmp_path: Path) -> None:
     store = RunStore()
-    run = store.start("eval.ppl", {"model": str(tiny_gguf()), "file": str(tmp_path / "none.txt")}, entry="engine.evaluate.jobs:ppl")
+    run = store.start("eval.ppl", {"model": str(tiny_gguf()), "file": str(tmp_path / "none.txt")})
     info = _wait(store, run.id)
     assert info.status == "failed" and "text file not found" in info.exit_reason and "Traceback" not in info.exit_reason
     assert results.list_records(store) == []

@@ -14,7 +14,7 @@ from engine.events import (
     Progress,
     event_from_dict,
 )
-from engine.jobs import JobContext, JobError, JobRunner, execute
+from engine.jobs import JobContext, JobError, execute
 
 
 def test_events_round_trip_through_json():
@@ -94,10 +94,14 @@ def test_cancel_wakes_a_waiting_job_promptly():
         seen.set()
         ctx.raise_if_cancelled()
 
-    runner = JobRunner(sleeper, {}, got.append).start()
+    ctx = JobContext(got.append)
+    results: list = []
+    worker = threading.Thread(target=lambda: results.append(execute(sleeper, {}, ctx)), daemon=True)
+    worker.start()
     time.sleep(0.05)
     t0 = time.monotonic()
-    runner.cancel()
-    result = runner.join(5)
+    ctx.cancel()
+    worker.join(5)
+    result = results[0]
     assert time.monotonic() - t0 < 1.0
     assert seen.is_set() and isinstance(result, Cancelled)

@@ -23,6 +23,8 @@ def test_run_finishes_and_history_replays_from_any_offset():
     store = RunStore()
     info = store.start("selftest", {"steps": 5, "delay": 0.01}, name="five")
     wait_for(lambda: status(store, info.id) == "succeeded")
+    # run.json gets the final status just before the last event line is written: wait for it
+    wait_for(lambda: isinstance(last_event(store, info.id), Finished))
     events, end = store.read_events(info.id)
     assert [e.step for e in events if isinstance(e, Metric)] == [1, 2, 3, 4, 5]
     assert isinstance(events[-1], Finished) and events[-1].summary == {"steps": 5}
@@ -34,6 +36,11 @@ def test_run_finishes_and_history_replays_from_any_offset():
     assert list(store.follow(info.id)) == events
     assert store.get("five").id == info.id  # by name
     assert store.last_progress(info.id) == [e for e in events if isinstance(e, Progress)][-1]
+
+
+def last_event(store: RunStore, run_id: str) -> object:
+    events, _ = store.read_events(run_id)
+    return events[-1] if events else None
 
 
 def _offset_after(store: RunStore, run_id: str, n_lines: int) -> int:

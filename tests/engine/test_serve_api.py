@@ -54,9 +54,9 @@ def test_chat_non_streaming_has_text_and_usage(client):
 
 def test_chat_streaming_matches_non_streaming_and_reports_usage(client):
     messages = [{"role": "user", "content": "Name a colour."}]
-    full = client.chat.completions.create(model="x", messages=messages, max_tokens=5, temperature=0)
-    stream = client.chat.completions.create(model="x", messages=messages, max_tokens=5, temperature=0, stream=True,
-                                            stream_options={"include_usage": True})
+    full = client.chat.completions.create(model="gemma-test", messages=messages, max_tokens=5, temperature=0)
+    stream = client.chat.completions.create(model="gemma-test", messages=messages, max_tokens=5, temperature=0,
+                                            stream=True, stream_options={"include_usage": True})
     pieces, usage, finishes = [], None, []
     for chunk in stream:
         if chunk.usage:
@@ -83,28 +83,30 @@ def test_stream_ends_with_done_line(server):
 
 
 def test_completions_take_the_prompt_raw_and_honour_stop(client):
-    plain = client.completions.create(model="x", prompt="1, 2, 3, 4,", max_tokens=8, temperature=0)
+    plain = client.completions.create(model="gemma-test", prompt="1, 2, 3, 4,", max_tokens=8, temperature=0)
     text = plain.choices[0].text
     assert plain.object == "text_completion" and text
-    chat = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "1, 2, 3, 4,"}], max_tokens=1)
+    chat = client.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "1, 2, 3, 4,"}],
+                                          max_tokens=1)
     assert plain.usage.prompt_tokens + 5 <= chat.usage.prompt_tokens  # raw prompt: no chat-template turn markers
     # Stop on a piece of what greedy decoding produced: the answer is cut right before it.
     stop = text.strip()[:2] if len(text.strip()) >= 2 else text.strip()
-    cut = client.completions.create(model="x", prompt="1, 2, 3, 4,", max_tokens=8, temperature=0, stop=[stop])
+    cut = client.completions.create(model="gemma-test", prompt="1, 2, 3, 4,", max_tokens=8, temperature=0, stop=[stop])
     assert stop not in cut.choices[0].text
     assert text.startswith(cut.choices[0].text)
     assert cut.choices[0].finish_reason == "stop"
 
 
 def test_completion_streaming(client):
-    stream = client.completions.create(model="x", prompt="The sky is", max_tokens=4, temperature=0, stream=True)
+    stream = client.completions.create(model="gemma-test", prompt="The sky is", max_tokens=4, temperature=0,
+                                       stream=True)
     text = "".join(chunk.choices[0].text for chunk in stream if chunk.choices)
-    same = client.completions.create(model="x", prompt="The sky is", max_tokens=4, temperature=0)
+    same = client.completions.create(model="gemma-test", prompt="The sky is", max_tokens=4, temperature=0)
     assert text == same.choices[0].text
 
 
 def test_seed_makes_sampling_repeatable(client):
-    args = dict(model="x", prompt="Once upon a time", max_tokens=6, temperature=1.0, top_p=0.95)
+    args = dict(model="gemma-test", prompt="Once upon a time", max_tokens=6, temperature=1.0, top_p=0.95)
     first = client.completions.create(seed=7, **args).choices[0].text
     again = client.completions.create(seed=7, **args).choices[0].text
     assert first == again
@@ -116,7 +118,7 @@ def test_auth_required_and_refused(server):
     assert "missing API key" in missing.json()["error"]["message"]
     wrong = openai.OpenAI(base_url=server.api, api_key="test-key-124", max_retries=0)
     with pytest.raises(openai.AuthenticationError, match="invalid API key"):
-        wrong.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        wrong.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
     # /health stays open (load balancers), /metrics needs the key too
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
     assert httpx.get(server.url + "/metrics").status_code == 401
@@ -125,24 +127,25 @@ def test_auth_required_and_refused(server):
 
 def test_over_long_body_refused_with_413(client):
     with pytest.raises(openai.APIStatusError) as err:
-        client.chat.completions.create(model="x", messages=[{"role": "user", "content": "a" * 30_000}], max_tokens=2)
+        client.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "a" * 30_000}],
+                                       max_tokens=2)
     assert err.value.status_code == 413
     assert "20000 bytes" in err.value.message
 
 
 def test_max_tokens_over_limit_and_bad_fields_answer_400(client):
     with pytest.raises(openai.BadRequestError, match="over this server's limit of 64"):
-        client.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}], max_tokens=65)
+        client.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "hi"}], max_tokens=65)
     with pytest.raises(openai.BadRequestError, match="temperature must be between"):
-        client.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}], temperature=9)
+        client.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "hi"}], temperature=9)
     with pytest.raises(openai.BadRequestError, match="n must be 1"):
-        client.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}], n=2)
+        client.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "hi"}], n=2)
     with pytest.raises(openai.BadRequestError, match="role"):
-        client.chat.completions.create(model="x", messages=[{"role": "robot", "content": "hi"}])
+        client.chat.completions.create(model="gemma-test", messages=[{"role": "robot", "content": "hi"}])
 
 
 def test_metrics_count_requests_tokens_and_queue(client, server):
-    client.completions.create(model="x", prompt="Hello", max_tokens=3, temperature=0)
+    client.completions.create(model="gemma-test", prompt="Hello", max_tokens=3, temperature=0)
     text = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
     assert 'llmdeck_requests_total{endpoint="/v1/completions",status="200"}' in text
     lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))

@@ -118,7 +118,7 @@ def test_vllm_launcher_phases_health_and_stop(tmp_path):
     spec = {"model": "org/model", "engine": "vllm", "host": "127.0.0.1", "port": 0,
             "vllm_command": [sys.executable, str(stub)]}
     info = start_detached(store, spec, "vkey")
-    assert info.spec["engine"] == "vllm" and store.get(info.id).entry == "engine.serve.vllm:run"
+    assert info.spec["engine"] == "vllm" and store.get(info.id).kind == "serve"  # listed with every server
     info, details = wait_until_serving(store, info.id, timeout=30)
     assert details and details["engine"] == "vllm", store.log_tail(info.id, 10)
     assert httpx.get(details["url"] + "/health").text == "vkey"  # the key went by environment

@@ -5,7 +5,13 @@ from __future__ import annotations
 import httpx
 
 from engine.serve.app import ServeConfig, create_app
-from engine.serve.auth import Limits, check_bind, key_from_headers, key_matches
+from engine.serve.auth import (
+    Limits,
+    check_bind,
+    is_loopback,
+    key_from_headers,
+    key_matches,
+)
 
 
 def client(**config) -> httpx.AsyncClient:
@@ -33,9 +39,10 @@ async def test_chunked_body_over_the_limit_is_413_and_bad_json_is_400():
             yield b"x" * 500
 
     async with client(limits=Limits(max_body_bytes=2000)) as c:
-        resp = await c.post("/v1/completions", content=chunks())
+        json_type = {"Content-Type": "application/json"}
+        resp = await c.post("/v1/completions", content=chunks(), headers=json_type)
         assert resp.status_code == 413 and resp.json()["error"]["code"] == "body_too_large"
-        bad = await c.post("/v1/completions", content=b"{not json")
+        bad = await c.post("/v1/completions", content=b"{not json", headers=json_type)
         assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
         missing = await c.post("/v1/completions", json={"max_tokens": 3})
         assert missing.status_code == 400 and missing.json()["error"]["param"] == "prompt"
@@ -54,3 +61,17 @@ def test_key_helpers():
         assert "--api-key" in str(exc)
     else:
         raise AssertionError("0.0.0.0 without a key was allowed")
+
+
+def test_is_loopback_checks_the_resolved_addresses():
+    # a prefix is not an address: 127.example.com names whatever its owner likes (here: nothing)
+    for host in ("127.example.com", "127.0.0.1.nip.io.invalid", "0.0.0.0", "::", "10.0.0.1", "", "nope.invalid"):
+        assert not is_loopback(host), host
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        assert is_loopback(host), host
+    try:
+        check_bind("127.example.com", None)
+    except ValueError as exc:
+        assert "--api-key" in str(exc)
+    else:
+        raise AssertionError("127.example.com without a key was allowed")

@@ -4,6 +4,7 @@ averaged with a band aligned by step, and the same picture as PNG, SVG and CSV."
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
@@ -88,7 +89,7 @@ def test_export_plot_command_groups_saved_runs_into_experiments(tmp_path, capsys
         info = store.create("train", TrainSpec(name=f"{exp}-s{seed}").to_dict(), name=f"{exp}-s{seed}")
         with open(info.events_path, "a") as handle:
             for step in (1, 2):
-                handle.write(__import__("json").dumps(Metric(step=step, values={"loss": level * step}).to_dict()) + "\n")
+                handle.write(json.dumps(Metric(step=step, values={"loss": level * step}).to_dict()) + "\n")
         ids.append(info.id)
     out = tmp_path / "c.csv"
     assert run_command(["train", "export-plot", *ids, "--out", str(out), "--band", "std"]) == 0

@@ -8,7 +8,7 @@ import pytest
 
 from engine.events import Failed, Finished
 from engine.jobs import JobContext, execute
-from engine.train.runner import run
+from engine.train.job import run
 from tests.engine.test_train_runs import tiny_spec
 
 

@@ -89,7 +89,8 @@ def answer_logprob(model, tokenizer, prompt: str, answer: str) -> float:
     """log p(answer | prompt) through the chat template (sum over the answer's tokens)."""
     import torch
 
-    head = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+    user = [{"role": "user", "content": prompt}]
+    head = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}], tokenize=False
     )
@@ -139,7 +140,8 @@ def test_dpo_raises_the_log_ratio_of_the_marker_answer(tmp_path):
     assert ratios["marker"] > 0 > ratios["plain"], ratios  # a prompt it never saw
     events, _ = store.read_events(run_id)
     summary = next(e for e in events if isinstance(e, Finished)).summary
-    assert summary["method"] == "dpo" and summary["metrics"]["rewards/margins"][1] > summary["metrics"]["rewards/margins"][0]
+    first_margin, last_margin = summary["metrics"]["rewards/margins"]
+    assert summary["method"] == "dpo" and last_margin > first_margin
     log = "\n".join(store.log_tail(run_id, 200))
     assert "Tokenizing" not in log and "{'loss'" not in log  # no library progress bars or log dicts
 
@@ -193,7 +195,8 @@ def greedy_answer(model_dir: Path, prompt: str) -> str:
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+    user = [{"role": "user", "content": prompt}]
+    text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
     ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
     out = model.generate(**ids, max_new_tokens=1, do_sample=False)
     return tokenizer.decode(out[0, ids["input_ids"].shape[1]:]).strip()
@@ -242,7 +245,8 @@ def test_grpo_resumes_exactly_after_sigkill(tmp_path):
 @pytest.mark.slow
 def test_dpo_under_a_two_process_launch(tmp_path):
     store = RunStore()
-    info = launch.start(rl_spec(pairs(tmp_path), "dpo", max_steps=4, batch_size=2, devices="cpu:2", save_steps=2), store)
+    spec = rl_spec(pairs(tmp_path), "dpo", max_steps=4, batch_size=2, devices="cpu:2", save_steps=2)
+    info = launch.start(spec, store)
     wait_for(lambda: ended(store, info.id), timeout=300)
     assert store.get(info.id).status == "succeeded", "\n".join(store.log_tail(info.id, 40))
     events, _ = store.read_events(info.id)
@@ -270,5 +274,5 @@ def test_failures_are_one_clear_line(tmp_path):
         wait_for(lambda info=info: ended(store, info.id), timeout=240)
         events, _ = store.read_events(info.id)
         failed = [e for e in events if isinstance(e, Failed)]
-        assert failed and needle in failed[0].message, (needle, failed, store.get(info.id).status, store.log_tail(info.id, 20))
+        assert failed and needle in failed[0].message, (needle, failed, store.log_tail(info.id, 20))
         assert "\n" not in failed[0].message and "Traceback" not in failed[0].message

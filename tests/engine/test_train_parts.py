@@ -59,3 +59,27 @@ def test_placement_on_cpu_resolves_precision_and_refuses_fp16():
         runner.placement(TrainSpec(cpu=True, precision="fp16"), distributed=False)
     with pytest.raises(JobError, match="QLoRA needs a CUDA GPU"):
         runner.placement(TrainSpec(cpu=True, method="qlora"), distributed=True)
+
+
+def test_rank0_relay_passes_on_all_but_the_end_and_keeps_a_torn_line(tmp_path):
+    """The multi-process relay reads rank 0's file with `events.read_events`: complete lines
+    only (a line being written is read next time), and never rank 0's terminal event (the
+    worker writes the run's end itself)."""
+    import json
+
+    from engine.events import Finished, Log, Metric
+    from engine.jobs import JobContext
+    from engine.train.multi_gpu import _relay
+
+    path = tmp_path / "events.jsonl"
+    lines = [Log(text="hello"), Metric(step=1, values={"loss": 2.0}), Finished(summary={})]
+    body = "".join(json.dumps(e.to_dict()) + "\n" for e in lines)
+    path.write_text(body + '{"type": "log", "te')
+    got: list = []
+    offset = _relay(path, 0, JobContext(got.append))
+    assert got == lines[:2] and offset == len(body.encode())
+    with open(path, "a") as handle:
+        handle.write('xt": "late"}\n')
+    assert _relay(path, offset, JobContext(got.append)) == path.stat().st_size
+    assert [e.text for e in got if isinstance(e, Log)] == ["hello", "late"]
+    assert _relay(tmp_path / "missing.jsonl", 7, JobContext(got.append)) == 7

@@ -160,5 +160,6 @@ def test_method_and_adapter_are_chosen_apart_and_old_spellings_still_work(tmp_pa
     assert run_command(args) == 0
     printed = capsys.readouterr().out.splitlines()
     assert TrainSpec.from_json("\n".join(printed[1:])).rewards == ["exact:answer", "boxed"]
-    assert run_command(["train", "--model", str(model), "--data", str(data), "--method", "lora", "--adapter", "full"]) == 2
+    contradiction = ["--method", "lora", "--adapter", "full"]
+    assert run_command(["train", "--model", str(model), "--data", str(data), *contradiction]) == 2
     assert "--method lora means --method sft --adapter lora" in capsys.readouterr().err

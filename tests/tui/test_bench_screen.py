@@ -73,3 +73,23 @@ async def test_form_starts_a_real_run_and_checks_input() -> None:
         listing = screen.query_one("#bench-list", DataTable)
         await wait_until(pilot, lambda: run.id in listing.rows and str(listing.get_cell(run.id, "status")) == "done", timeout=90)
         assert str(listing.get_cell(run.id, "result")).startswith("PPL ")
+
+
+async def test_serve_command_quotes_a_path_with_spaces(tmp_path: Path) -> None:
+    import shlex
+    import shutil
+
+    spaced = tmp_path / "my models" / "tiny q8.gguf"
+    spaced.parent.mkdir()
+    shutil.copy(tiny_gguf(), spaced)
+    store = RunStore()
+    run_id = kept_sweep(store, spaced)
+    app = LLMDeckApp(start_mode="bench")
+    async with app.run_test(size=(100, 30)) as pilot:
+        listing = app.screen.query_one("#bench-list", DataTable)
+        await wait_until(pilot, lambda: run_id in listing.rows)
+        detail = app.screen.query_one("#bench-detail", DataTable)
+        await wait_until(pilot, lambda: detail.row_count == 2)
+        await pilot.press("v")
+        await pilot.pause()
+        assert shlex.split(app.clipboard) == ["llmdeck", "serve", str(spaced)]

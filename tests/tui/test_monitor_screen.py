@@ -3,6 +3,7 @@ signals with confirmation (real child processes), permission refusal, layouts 1.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -147,7 +148,7 @@ async def test_sort_filter_and_sigterm_after_confirmation(children) -> None:
         assert f"sent SIGTERM to pid {small.pid}" in notes(app)
 
 
-async def test_sigkill_and_permission_refusal(children, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_sigkill_after_confirmation(children) -> None:
     small, big = children
     app = LLMDeckApp(settings=fast_settings(), start_mode="monitor",
                      options={"nvml": fake_with([(small.pid, 5 * GB), (big.pid, 1 * GB)])})
@@ -161,19 +162,51 @@ async def test_sigkill_and_permission_refusal(children, monkeypatch: pytest.Monk
         await until(pilot, lambda: big.poll() is not None)
         assert big.returncode == -9
 
-        import tui.screens.monitor as screen_mod
 
-        def refuse(pid: int, sig: int) -> None:
-            raise PermissionError(1, "Operation not permitted")
+def asks_about(app, owner: str) -> bool:
+    return isinstance(app.screen, ConfirmModal) and owner in str(app.screen.query_one("#confirm-title").content)
 
-        monkeypatch.setattr(screen_mod.os, "kill", refuse)
-        app.screen.query_one(ProcessTable).move_cursor(row=0)
-        await pilot.press("t")
+
+@pytest.fixture
+def other_users_process():
+    """As root: a child run as `nobody`. Otherwise pid 1 (root's): only ever declined."""
+    if os.geteuid() == 0:
+        proc = subprocess.Popen(["sleep", "60"], user=65534, group=65534)  # nobody may not run our python
+        yield proc.pid, proc
+        proc.kill()
+        proc.wait()
+    else:
+        yield 1, None
+
+
+async def test_another_users_process_needs_a_second_confirmation_naming_the_owner(other_users_process) -> None:
+    import psutil
+
+    pid, proc = other_users_process
+    owner = psutil.Process(pid).username()
+    fake = FakeNvml(count=1)
+    fake.procs = [[{"pid": pid, "usedGpuMemory": 5 * GB}]]
+    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor", options={"nvml": fake})
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.screen.query_one(ProcessTable)
+        await until(pilot, lambda: proc_pids(app) == [pid] and all(p.user == owner for p in table.shown))
+        await pilot.press("K")
         await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
-        await pilot.press("y")
-        await until(pilot, lambda: "not allowed to signal" in notes(app))
-        assert f"pid {small.pid}" in notes(app) and small.poll() is None
-    monkeypatch.undo()
+        await pilot.press("y")  # the first confirmation is not enough for someone else's job
+        await until(pilot, lambda: asks_about(app, owner))
+        await pilot.pause(0.2)
+        assert psutil.pid_exists(pid) and (proc is None or proc.poll() is None)
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert psutil.pid_exists(pid) and (proc is None or proc.poll() is None)
+        if proc is not None:
+            await pilot.press("K")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            await pilot.press("y")
+            await until(pilot, lambda: asks_about(app, owner))
+            await pilot.press("y")
+            await until(pilot, lambda: proc.poll() is not None)
+            assert proc.returncode == -9
 
 
 @pytest.mark.parametrize(("count", "size", "density"), [(1, (80, 24), "full"), (2, (80, 24), "brief"), (8, (80, 24), "line"), (8, (200, 60), "full")])
@@ -258,3 +291,14 @@ async def test_process_of_a_live_run_is_labelled(tmp_path: Path) -> None:
         await until(pilot, lambda: bool(table.shown) and table.shown[0].run is not None)
         assert table.shown[0].run.name == "my-lora"
         assert any("my-lora (train" in str(c) for c in table.get_row_at(0))
+
+
+async def test_non_finite_numbers_in_settings_are_reported_and_monitor_runs(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_text("[monitor]\nhistory_minutes = inf\ninterval = 1e-300\n")
+    app = LLMDeckApp(start_mode="monitor", settings_path=path, options={"nvml": FakeNvml(count=1)})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: bool(app.screen.query(GpuCard)) and "GB" in card_text(app))
+        assert "monitor.history_minutes: expected a number from 1 to 240, got inf" in notes(app)
+        assert "monitor.interval: expected a number from 0.1 to 60, got 1e-300" in notes(app)
+        assert (app.settings.monitor.history_minutes, app.settings.monitor.interval) == (10.0, 1.0)

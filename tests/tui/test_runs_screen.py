@@ -88,3 +88,39 @@ async def test_empty_runs_screen_explains_and_starts_a_selftest():
         await wait_until(pilot, lambda: table.row_count == 1)
         run_id = app.screen.selected_run_id
         app.store.cancel(run_id, force=True)
+
+
+async def test_a_damaged_run_and_a_bad_event_line_break_nothing():
+    import json
+
+    from engine.runs import RunStore
+    from tests.helpers.waiting import wait_for
+
+    store = RunStore()
+    good = start_in_other_process(steps=2, delay=0.01)
+    bad_events = start_in_other_process(steps=2, delay=0.01)
+    broken = start_in_other_process(steps=2, delay=0.01)
+    wait_for(lambda: all(store.get(r).status == "succeeded" for r in (good, bad_events, broken)), timeout=60)
+    with open(store.root / bad_events / "events.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"type": "progress", "phase": "x", "done": "half", "total": 2, "at": 1.0}) + "\n")
+        handle.write(json.dumps({"type": "metric", "step": "7", "values": {}, "at": 1.0}) + "\n")
+    run_json = store.root / broken / "run.json"
+    run_json.write_bytes(run_json.read_bytes()[:30])
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(100, 24)) as pilot:
+        table = app.screen.query_one("#runs-table", DataTable)
+        await wait_until(pilot, lambda: {good, bad_events, broken} <= set(table.rows))
+        assert cell(table, broken, "status") == "damaged"
+        assert cell(table, bad_events, "progress") == cell(table, good, "progress") == "counting 2/2 (100%)"
+        table.move_cursor(row=table.get_row_index(bad_events))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunAttachScreen))
+        await wait_until(pilot, lambda: any("finished" in line for line in app.screen.query_one(Log).lines))
+        await pilot.press("escape")
+        table = app.screen.query_one("#runs-table", DataTable)
+        table.move_cursor(row=table.get_row_index(broken))
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: broken not in table.rows)
+        assert not (store.root / broken).exists()

@@ -141,3 +141,19 @@ async def test_checkpoints_are_listed_and_deleted_after_confirming():
         await pilot.press("y")
         await wait_until(pilot, lambda: table.row_count == 2)
         assert not (root / "checkpoint-20").exists() and (root / "checkpoint-40").exists()
+
+
+async def test_export_file_name_from_a_hostile_run_name_stays_in_plots():
+    store = RunStore()
+    run_id = recorded_run(store, "../../escaped/run name", steps=5)
+    app = LLMDeckApp(start_mode="train", store=store)
+    plots = paths.data_dir() / "plots"
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: run_id in screen.states and screen.states[run_id].step == 5)
+        await pilot.press("x")
+        await wait_until(pilot, lambda: getattr(screen, "last_export", None) is not None)
+    out = screen.last_export
+    assert out.parent == plots and out.suffix == ".csv" and out.name.startswith("escaped-run-name-")
+    assert not (paths.data_dir().parent / "escaped").exists() and not (paths.data_dir() / "escaped").exists()
+    assert "run name" in out.read_text()  # the run's own name is still inside the file

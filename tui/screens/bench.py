@@ -9,6 +9,7 @@ command that serves it. The form starts a run: kind, model, text file, quant typ
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,6 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Select, Static
 
 from engine.evaluate import results
-from engine.evaluate.jobs import ENTRIES
 from engine.formatting import progress_text
 from engine.runs import RunInfo
 from tui.screens.base import ModeScreen
@@ -111,7 +111,7 @@ class BenchScreen(ModeScreen):
     def _list_runs(self) -> None:
         store = self.app.store
         try:
-            runs = [r for r in store.list() if r.kind in results.KINDS]
+            runs = [r for r in store.list() if r.kind in results.RESULT_KINDS]
             records = {}
             progress = {}
             for run in runs:
@@ -245,7 +245,7 @@ class BenchScreen(ModeScreen):
         if not path:
             self.notify("highlight a finished result first", severity="warning")
             return
-        command = f"llmdeck serve {path}"
+        command = f"llmdeck serve {shlex.quote(str(path))}"
         self.app.copy_to_clipboard(command)
         self._note(f"serve it: {command}   (copied)")
         self.notify(command, title="serve command (copied)", timeout=8)
@@ -268,7 +268,7 @@ class BenchScreen(ModeScreen):
             spec |= {"types": types, "ppl_file": str(Path(text).expanduser().resolve()), "reps": 2}
             spec["allow_requantize"] = _is_quantized(Path(spec["model"]))
         try:
-            info = self.app.store.start(kind, spec, name=f"{KIND_LABELS[kind]} {Path(model).name}", entry=ENTRIES[kind])
+            info = self.app.store.start(kind, spec, name=f"{KIND_LABELS[kind]} {Path(model).name}")
         except Exception as exc:  # noqa: BLE001 - shown, never raised into the UI
             self.notify(f"could not start the run: {exc}", severity="error")
             return

@@ -245,14 +245,13 @@ class ConvertScreen(ModeScreen):
         if not verdict.ok(spec["force"]):
             self.notify(verdict.blocking(spec["force"])[0].text, title="refused", severity="error")
             return
-        from engine.convert.jobs import KINDS
         from engine.convert.preflight import absolute_paths
 
         spec["output"] = verdict.output
         spec = absolute_paths(spec)
         kind = f"convert.{spec['action']}"
         try:
-            info = self.app.store.start(kind, spec, name=f"{spec['action']} {Path(verdict.output).name}", entry=KINDS[kind])
+            info = self.app.store.start(kind, spec, name=f"{spec['action']} {Path(verdict.output).name}")
         except Exception as exc:  # noqa: BLE001 - RunError, OSError: show, never crash
             self.notify(str(exc), title="could not start", severity="error")
             return

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import time
 from typing import Any
 
@@ -32,8 +31,6 @@ from tui.screens.base import ModeScreen
 from tui.widgets.gpu_card import CARD_HEIGHT, GpuCard
 from tui.widgets.monitor_host import HostPanel
 from tui.widgets.monitor_procs import ProcessTable
-
-SIGNALS = {"TERM": signal.SIGTERM, "KILL": signal.SIGKILL}
 
 
 class MonitorSampled(Message):
@@ -338,22 +335,37 @@ class MonitorScreen(ModeScreen):
             answered,
         )
 
-    def send_signal(self, proc: ProcessSample, name: str) -> bool:
-        """Signal the process; refuse clearly when not allowed. Returns whether it was sent."""
+    def send_signal(self, proc: ProcessSample, name: str, *, other_user_confirmed: bool = False) -> bool:
+        """Signal the sampled process (engine.monitor.signals decides); another user's process
+        first gets a second confirmation naming its owner. Returns whether it was sent."""
+        from engine.monitor.signals import SignalRefused, inspect_target, send
+
+        started = proc.started if isinstance(proc.started, float) else None
         try:
-            os.kill(proc.pid, SIGNALS[name])
-        except PermissionError:
-            owner = fmt.text(proc.user)
-            self.notify(
-                f"not allowed to signal pid {proc.pid} (owned by {owner}): it belongs to another user; "
-                f"run `sudo kill -{name} {proc.pid}` if you must",
-                title="permission denied",
-                severity="error",
-                timeout=10,
-            )
-            return False
-        except ProcessLookupError:
-            self.notify(f"pid {proc.pid} has already exited", severity="warning", timeout=5)
+            if not other_user_confirmed:
+                target = inspect_target(proc.pid, started)
+                if target.foreign:
+                    self._confirm_other_user(proc, name, target.owner)
+                    return False
+            send(proc.pid, name, started, other_user_confirmed=other_user_confirmed)
+        except SignalRefused as exc:
+            self.notify(str(exc), title="no signal sent", severity="error", timeout=10)
             return False
         self.notify(f"sent SIG{name} to pid {proc.pid} ({fmt.text(proc.name)})", timeout=5)
         return True
+
+    def _confirm_other_user(self, proc: ProcessSample, name: str, owner: str) -> None:
+        from tui.screens.confirm import ConfirmModal
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.send_signal(proc, name, other_user_confirmed=True)
+
+        self.app.push_screen(
+            ConfirmModal(
+                f"pid {proc.pid} belongs to {owner}, not you",
+                f"{describe_process(proc)}\n\nSend SIG{name} to another user's process?",
+                confirm_label=f"Signal {owner}'s process",
+            ),
+            answered,
+        )

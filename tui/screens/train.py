@@ -30,6 +30,7 @@ from engine.formatting import format_duration
 from engine.runs import RunError, RunInfo
 from engine.train import launch
 from engine.train.checkpoints import Checkpoint, human_size
+from engine.filenames import slugify
 from engine.train.experiments import colours_for
 from engine.train.plots import RunCurves
 from tui.screens.base import ModeScreen
@@ -38,7 +39,6 @@ from tui.widgets.train_curve import TrainCurve
 from tui.widgets.train_form import StartRun, TrainForm
 from tui.widgets.train_stats import TrainStats
 
-TRAIN_KINDS = ("train", "train.demo")
 SMOOTHING_STEPS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95)
 
 
@@ -161,7 +161,7 @@ class TrainScreen(ModeScreen):
     def _read(self, offsets: dict[str, int], ckpts_of: str | None) -> None:
         store = self.app.store
         try:
-            runs = [r for r in store.list() if r.kind in TRAIN_KINDS]
+            runs = [r for r in store.list() if r.kind in launch.TRAINING_KINDS]
             events = {}
             for run_id, offset in offsets.items():
                 got, new_offset = store.read_events(run_id, offset)
@@ -395,7 +395,7 @@ class TrainScreen(ModeScreen):
             self.notify("select a run (or mark runs with space) to export", severity="warning")
             return
         folder = paths.data_dir() / "plots"
-        name = "-".join(c.name for c in curves)[:60]
+        name = slugify("-".join(c.name for c in curves), fallback="runs")
         out = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.{kind}"
         self._write_export(curves, out, kind, self.smoothing)
 
@@ -456,9 +456,9 @@ class TrainScreen(ModeScreen):
             except Exception as exc:  # noqa: BLE001 - chat reports its own load errors
                 self.notify(f"chat: {exc}", severity="error")
 
-    def _start_job(self, kind: str, entry: str, spec: dict[str, Any], what: str) -> None:
+    def _start_job(self, kind: str, spec: dict[str, Any], what: str) -> None:
         try:
-            info = self.app.store.start(kind, spec, name=what, entry=entry)
+            info = self.app.store.start(kind, spec, name=what)
         except (RunError, OSError) as exc:
             self.notify(str(exc), severity="error")
             return
@@ -472,14 +472,14 @@ class TrainScreen(ModeScreen):
             self.notify("merge applies to LoRA adapters; this is a full model", severity="warning")
             return
         out = target.with_name(target.name + "-merged")
-        self._start_job("train.merge", "engine.train.export:merge", {"adapter": str(target), "output": str(out)}, f"merge {target.name}")
+        self._start_job("train.merge", {"adapter": str(target), "output": str(out)}, f"merge {target.name}")
 
     def action_gguf_checkpoint(self) -> None:
         target = self._target()
         if target is None:
             return
         out = target.with_name(f"{target.name}-f16.gguf")
-        self._start_job("train.gguf", "engine.train.export:to_gguf", {"model": str(target), "output": str(out), "outtype": "f16"}, f"gguf {target.name}")
+        self._start_job("train.gguf", {"model": str(target), "output": str(out), "outtype": "f16"}, f"gguf {target.name}")
 
     def action_delete_checkpoint(self) -> None:
         ckpt = self._highlighted_checkpoint()

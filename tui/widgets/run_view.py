@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.markup import escape
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Log, ProgressBar, Static
@@ -108,13 +109,15 @@ class RunView(Vertical):
             return
         status = self.query_one("#run-status", Static)
         if message.info is None:
-            status.update(f"[b]{message.run_id}[/b]: {message.error}")
+            status.update(f"[b]{escape(message.run_id)}[/b]: {escape(message.error)}")
             return
         self._info = info = message.info
         self._offset = message.offset
-        reason = f" — {info.exit_reason}" if info.exit_reason else ""
+        # label, kind and reason come from run.json (user text, or a damaged file's error): escaped
+        reason = f" — {escape(info.exit_reason)}" if info.exit_reason else ""
+        shown = f"[{_status_style(info.status)}]{escape(info.status)}[/]"
         status.update(
-            f"[b]{info.label}[/b] · {info.kind} · [{_status_style(info.status)}]{info.status}[/] · "
+            f"[b]{escape(info.label)}[/b] · {escape(info.kind)} · {shown} · "
             f"{format_duration(info.elapsed(time.time()))}{reason}"
         )
         tail = self.query_one(Log)
@@ -151,7 +154,8 @@ def _status_style(status: str) -> str:
         "failed": "bold $error",
         "lost": "bold $error",
         "cancelled": "$warning",
-    }.get(status, "")
+        "damaged": "bold $error",
+    }.get(status, "$text")
 
 
 __all__ = ["RunView", "RunPolled", "progress_text"]
