@@ -47,6 +47,8 @@ def method_problems(spec: Any, *, check_paths: bool = True) -> list[str]:
     out: list[str] = []
     if spec.beta < 0:
         out.append("beta: must be 0 (the method's default) or more")
+    if spec.sft_weight < 0 or (spec.sft_weight and spec.method != "dpo"):
+        out.append("sft_weight: a weight of 0 or more, for DPO only (ORPO has its SFT term built in)")
     if spec.packing:
         out.append(f"packing: {spec.method} trains on whole prompt/answer sequences; turn packing off")
     if spec.method != "grpo":
@@ -148,7 +150,8 @@ def config(spec: Any, values: dict[str, Any]) -> Any:
     if spec.method == "dpo":
         from trl import DPOConfig
 
-        return DPOConfig(**values, beta=beta, max_length=spec.max_seq_len)
+        losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, spec.sft_weight]} if spec.sft_weight else {}
+        return DPOConfig(**values, beta=beta, max_length=spec.max_seq_len, **losses)
     if spec.method == "kto":
         from trl import KTOConfig
 
