@@ -56,20 +56,29 @@ def bare_run(backend, max_tokens: int) -> dict:
     return {"ttft": first - start, "tps": (n - 1) / (last - first) if n > 1 else 0.0, "tokens": n}
 
 
-async def screen_run(pilot, screen, max_tokens: int) -> dict:
+class Finished(list):
+    """The app's `AnswerView.Finished` messages (a `run_test(message_hook=...)`)."""
+
+    def __call__(self, message) -> None:
+        from tui.widgets.answer_view import AnswerView
+
+        if isinstance(message, AnswerView.Finished) and all(m is not message for m in self):
+            self.append(message)
+
+
+async def screen_run(pilot, screen, finished: Finished, max_tokens: int) -> dict:
     """(b): Enter in the Chat screen, until the answer is done."""
     await screen.action_new_session()
     screen.chat_input.text = PROMPT
-    before = len(screen.turn_timings)
+    before = len(finished)
     await pilot.press("enter")
-    while len(screen.turn_timings) == before:
-        await asyncio.sleep(0.05)  # coarse: this loop runs on the UI thread, and the figures come from the screen
-    t = screen.turn_timings[-1]
-    stats = t["stats"]
+    while len(finished) == before:
+        await asyncio.sleep(0.05)  # coarse: this loop runs on the UI thread, and the figures come from the answer
+    t, stats = finished[-1].timings, finished[-1].stats
     n = stats["generated_tokens"]
-    span = (t["last_shown"] or 0) - (t["first_shown"] or 0)
-    return {"ttft": t["first_shown"] - t["sent"], "tps": (n - 1) / span if n > 1 and span > 0 else 0.0, "tokens": n,
-            "draw_ms": span / max(1, t["draws"] - 1) * 1000,
+    span = (t.last_shown or 0) - (t.first_shown or 0)
+    return {"ttft": t.first_shown - t.sent, "tps": (n - 1) / span if n > 1 and span > 0 else 0.0, "tokens": n,
+            "draw_ms": span / max(1, t.draws - 1) * 1000,
             "backend_ttft": stats["ttft_s"], "backend_tps": stats["tokens_per_s"]}
 
 
@@ -84,22 +93,25 @@ async def speed(args) -> None:
     params = SamplingParams(temperature=0.0, max_new_tokens=args.max_tokens).to_dict()
     app = LLMDeckApp(start_mode="chat", options={"chat_backend": backend, "chat_params": params})
     rows_a, rows_b = [], []
-    async with app.run_test(size=(100, 30)) as pilot:
+    finished = Finished()
+    async with app.run_test(size=(100, 30), message_hook=finished) as pilot:
         screen = app.screen
         await asyncio.to_thread(bare_run, backend, 8)  # warm-up: page in the weights
-        await screen_run(pilot, screen, args.max_tokens)
+        await screen_run(pilot, screen, finished, args.max_tokens)
         for i in range(args.runs):
             a = await asyncio.to_thread(bare_run, backend, args.max_tokens)
-            b = await screen_run(pilot, screen, args.max_tokens)
+            b = await screen_run(pilot, screen, finished, args.max_tokens)
             rows_a.append(a)
             rows_b.append(b)
             print(f"run {i + 1}: bare {a['tps']:.1f} tok/s TTFT {a['ttft'] * 1000:.0f} ms ({a['tokens']} tok) | "
-                  f"screen {b['tps']:.1f} tok/s TTFT {b['ttft'] * 1000:.0f} ms ({b['tokens']} tok, a draw every {b['draw_ms']:.0f} ms; "
+                  f"screen {b['tps']:.1f} tok/s TTFT {b['ttft'] * 1000:.0f} ms ({b['tokens']} tok, "
+                  f"a draw every {b['draw_ms']:.0f} ms; "
                   f"in the worker: {b['backend_tps']:.1f} tok/s, TTFT {b['backend_ttft'] * 1000:.0f} ms)", flush=True)
     backend.close()
     med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
     ratio = statistics.median(b["tps"] / a["tps"] for a, b in zip(rows_a, rows_b))
-    print(f"\nmodel {Path(model).name}, {args.threads} threads, {args.max_tokens} max tokens, {args.runs} alternating runs")
+    print(f"\nmodel {Path(model).name}, {args.threads} threads, {args.max_tokens} max tokens, "
+          f"{args.runs} alternating runs")
     print(f"(a) bare llama-cpp loop : {med(rows_a, 'tps'):6.1f} tok/s  TTFT {med(rows_a, 'ttft') * 1000:6.1f} ms")
     print(f"(b) Chat screen (full)  : {med(rows_b, 'tps'):6.1f} tok/s  TTFT {med(rows_b, 'ttft') * 1000:6.1f} ms")
     print(f"median ratio (b)/(a) tokens/s: {ratio:.3f}  (target >= 0.98)")
@@ -162,8 +174,10 @@ async def key_latency(args) -> None:
             await asyncio.sleep(0.01)
     lat.sort()
     p95 = lat[int(0.95 * (len(lat) - 1))]
-    print(f"\nkey-press -> input updated while streaming at {args.rate:.0f} tok/s ({len(lat)} keys, {shown} words / {blocks} Markdown blocks shown by then):")
-    print(f"median {statistics.median(lat) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms  (target p95 < 50 ms)")
+    print(f"\nkey-press -> input updated while streaming at {args.rate:.0f} tok/s ({len(lat)} keys, "
+          f"{shown} words / {blocks} Markdown blocks shown by then):")
+    print(f"median {statistics.median(lat) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms  "
+          "(target p95 < 50 ms)")
 
 
 def hf_static_cache(args) -> None:

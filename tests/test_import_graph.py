@@ -17,19 +17,11 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("engine", "tui", "themes")
 # "pkg.module" or "pkg.module:attribute", as the registries and mode targets spell them
 NAMED_MODULE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+(:\w+)?$")
 IMPORTS_BY_NAME = ("import_module", "__import__")
-# Edges that close a known cycle and that other parts of issue 16 are removing. The cycle check
-# leaves them out; test_pending_edges_still_close_a_cycle fails the day one is no longer needed,
-# so its line goes with it.
-PENDING_EDGES: dict[tuple[str, str], str] = {
-    ("tui.widgets.mode_bar", "tui.modes"): "TUI half: tui.modes names every screen while the mode bar imports it back",
-}
 
 
 def project_modules() -> dict[str, Path]:
@@ -106,15 +98,10 @@ def edges_of(module: str, path: Path, modules: dict[str, Path]) -> dict[str, str
     return found
 
 
-def import_graph(prefix: str = "", *, pending: bool = False) -> dict[str, dict[str, str]]:
-    """The project's import graph (modules starting with `prefix`), without the pending edges
-    unless asked for."""
+def import_graph(prefix: str = "") -> dict[str, dict[str, str]]:
+    """The project's import graph (modules starting with `prefix`)."""
     modules = project_modules()
-    graph = {m: edges_of(m, p, modules) for m, p in modules.items() if m.startswith(prefix)}
-    if not pending:
-        for source, target in PENDING_EDGES:
-            graph.get(source, {}).pop(target, None)
-    return graph
+    return {m: edges_of(m, p, modules) for m, p in modules.items() if m.startswith(prefix)}
 
 
 def cycles(graph: dict[str, dict[str, str]]) -> list[list[str]]:
@@ -215,12 +202,3 @@ def test_tui_has_no_import_cycle():
 def test_the_whole_project_has_no_import_cycle():
     """engine, tui and themes together (a cycle can pass through both halves)."""
     assert_acyclic(import_graph())
-
-
-@pytest.mark.parametrize("edge", sorted(PENDING_EDGES), ids="->".join)
-def test_pending_edges_still_close_a_cycle(edge):
-    """Each pending edge exists and a cycle runs through it; else delete it from PENDING_EDGES."""
-    graph = import_graph(pending=True)
-    source, target = edge
-    assert target in graph.get(source, {}), f"{source} no longer imports {target}: delete it from PENDING_EDGES"
-    assert any(source in c and target in c for c in cycles(graph)), f"{edge} closes no cycle now: delete it"

@@ -1,7 +1,8 @@
-"""llmdeck's themes and shared stylesheet, shipped in the wheel.
+"""llmdeck's themes, shipped in the wheel.
 
 Only the TUI imports this package (it imports textual). Colours live here as Textual `Theme`
-objects; `.tcss` files use theme variables only, never raw colours, so every theme works.
+objects; the stylesheet (tui/app.tcss) uses theme variables only, never raw colours, so every
+theme works.
 """
 
 from __future__ import annotations
@@ -56,3 +57,15 @@ CONTRAST = Theme(
 
 BUILTIN_THEMES: dict[str, Theme] = {theme.name: theme for theme in (DARK, LIGHT, CONTRAST)}
 DEFAULT_THEME = DARK.name
+
+CSS_ALIASES: dict[str, str] = {
+    "border": "panel-lighten-2",
+    "border-focus": "primary",
+    "title": "primary",
+    "muted": "text-muted",
+    "bad": "error",
+    "good": "success",
+}
+"""llmdeck's own CSS variables -> the theme variable each stands for (tui/app.tcss says what for).
+The app adds them for the current theme, so every stylesheet and DEFAULT_CSS may use them."""
+

@@ -1,34 +1,59 @@
 """The llmdeck application: one mode per area, switched with number keys or the palette.
 
-Start-up stays light: mode screens are imported on first use (see tui.modes), and nothing here
-imports torch, transformers, llama_cpp or pynvml. Settings problems and an unwritable data
+Start-up stays light: a mode's screen is imported when the mode is first opened (`SCREENS`,
+below: the only place that names the screen classes), and nothing here imports torch,
+transformers, llama_cpp or pynvml. Settings problems and an unwritable data
 folder are reported as notifications; they never stop the app from starting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import importlib
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, cast
 
-import themes
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
+import themes
 from engine import paths
 from engine import settings as settings_mod
-from engine.runs import RunStore
-from tui.modes import BY_KEY, screen_factory
+from engine.runs import RunError, RunStore
+from tui.messages import OpenInChat, StopRun
+from tui.modes import BY_KEY
 from tui.modes import MODES as MODE_LIST
+from tui.run_watcher import FollowRead, RunWatcher
 from tui.screens.confirm import ConfirmModal
 from tui.screens.help import HelpScreen, collect_keys
+from tui.workers import failure_details, failure_line
+
+if TYPE_CHECKING:
+    from tui.screens.chat import ChatScreen
+
+
+SCREENS: dict[str, str] = {
+    "monitor": "tui.screens.monitor:MonitorScreen",
+    "chat": "tui.screens.chat:ChatScreen",
+    "train": "tui.screens.train:TrainScreen",
+    "data": "tui.screens.data:DataScreen",
+    "convert": "tui.screens.convert:ConvertScreen",
+    "estimate": "tui.screens.estimate:EstimateScreen",
+    "bench": "tui.screens.bench:BenchScreen",
+    "serve": "tui.screens.serve:ServeScreen",
+    "runs": "tui.screens.runs:RunsScreen",
+}
+"""Mode key -> the screen class showing it, imported when the mode is first opened."""
 
 
 class LLMDeckApp(App[None]):
     TITLE = "llmdeck"
-    CSS_PATH = str(Path(themes.__file__).with_name("base.tcss"))
-    MODES = {mode.key: screen_factory(mode) for mode in MODE_LIST}
+    CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses may live anywhere
     BINDINGS = [
         *(
             Binding(str(number), f"switch_mode('{mode.key}')", mode.name, show=False, id=f"mode.{mode.key}")
@@ -54,12 +79,21 @@ class LLMDeckApp(App[None]):
             settings, self.startup_problems = settings_mod.load(self.settings_path)
         self.settings = settings
         self.store = store or RunStore()
-        self.options: dict[str, Any] = dict(options or {})
+        self.run_watcher = RunWatcher(self, self.store, self.read_run_store)
+        """The one reader of the run store; screens that show runs subscribe to it."""
+        self.options: Mapping[str, Any] = MappingProxyType(dict(options or {}))
+        """What the command line asked for (`llmdeck chat MODEL`, `--replay`...): read-only.
+        Screens read it when they are built; they talk to each other through tui.messages."""
+        self._screen_args: dict[str, dict[str, Any]] = {}
         if start_mode not in BY_KEY:
             self.startup_problems.append(f"unknown mode {start_mode!r}; opening Monitor")
             start_mode = "monitor"
         self.start_mode = start_mode
         super().__init__()
+        self.mode_screens: dict[str, Screen] = {}
+        """The mode screens built so far (Textual builds one when its mode is first opened)."""
+        for mode in MODE_LIST:
+            self.add_mode(mode.key, lambda key=mode.key: self._build_mode_screen(key))
         for theme in themes.BUILTIN_THEMES.values():
             self.register_theme(theme)
         requested = self.options.get("theme") or settings.ui.theme
@@ -78,9 +112,13 @@ class LLMDeckApp(App[None]):
             self.startup_problems.append(str(exc))
         for problem in self.startup_problems:
             self.notify(problem, title="llmdeck", severity="warning", timeout=10)
-        # Temporary outputs of runs that ended without cleaning up (kill -9, OOM) go now.
-        self.run_worker(self.store.housekeeping, thread=True, exit_on_error=False, group="housekeeping")
+        self._housekeeping()
+        self.run_watcher.start()
         self.switch_mode(self.start_mode)
+
+    def get_css_variables(self) -> dict[str, str]:
+        variables = super().get_css_variables()
+        return {**variables, **{alias: variables[source] for alias, source in themes.CSS_ALIASES.items()}}
 
     def _remember_theme(self, theme) -> None:
         if not self._persist_theme or theme.name == self.settings.ui.theme:
@@ -91,6 +129,84 @@ class LLMDeckApp(App[None]):
             settings_mod.save(self.settings, self.settings_path)
         except OSError as exc:
             self.notify(f"could not save the theme choice: {exc}", severity="warning")
+
+    def _build_mode_screen(self, key: str) -> Screen:
+        module, _, name = SCREENS[key].partition(":")
+        screen = getattr(importlib.import_module(module), name)(**self._screen_args.pop(key, {}))
+        self.mode_screens[key] = screen
+        return screen
+
+    # -- requests from screens (tui.messages) --------------------------------------------------
+    async def on_open_in_chat(self, message: OpenInChat) -> None:
+        chat = self.mode_screens.get("chat")
+        if chat is None:
+            self._screen_args["chat"] = {"model": message.path}  # built on this model, loaded once
+        await self.switch_mode("chat")
+        if chat is not None:
+            cast("ChatScreen", chat).open_model(message.path)
+
+    def on_stop_run(self, message: StopRun) -> None:
+        from tui.screens.stop_run import StopRunModal, stop_wording
+
+        run = message.run
+        if not run.active:
+            self.notify(f"{run.label} is {run.status}; only a running run can be stopped", severity="warning")
+            return
+        wording = stop_wording(run, message.where)
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.store.cancel(run.id)
+            except (RunError, OSError) as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.notify(wording.done, timeout=4)
+            self.run_watcher.poke()
+
+        if message.confirm:
+            self.push_screen(StopRunModal(run, message.where), answered)
+        else:
+            answered(True)
+
+    # -- the run watcher's reads ------------------------------------------------------------
+    @work(thread=True, group="housekeeping", exit_on_error=False, description="removing leftover temporary outputs")
+    def _housekeeping(self) -> None:
+        """Temporary outputs of runs that ended without cleaning up (kill -9, OOM) go now."""
+        self.store.housekeeping()
+
+    @work(thread=True, group="run-reads", exit_on_error=False, description="reading the run store")
+    def read_run_store(self, follows: list[FollowRead], want_runs: bool) -> None:
+        self.post_message(RunWatcher.Read(self.run_watcher.scanner.read(follows, want_runs)))
+
+    def on_run_watcher_read(self, message: RunWatcher.Read) -> None:
+        self.run_watcher.deliver(message.result)
+
+    # -- the one handler of failed workers (tui.workers) ----------------------------------------
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every worker that raised ends here (screens and widgets hand theirs on): the user
+        gets the one-line reason, the traceback goes to the log file."""
+        if event.state is not WorkerState.ERROR:
+            return
+        if event.worker.group == "run-reads":
+            self.run_watcher.read_failed()
+        line = failure_line(event.worker)
+        where = self._log_failure(line, failure_details(event.worker))
+        self.notify(line + (f"\n(traceback in {where})" if where else ""), title="something failed",
+                    severity="error", timeout=12)
+
+    def _log_failure(self, line: str, details: str) -> Path | None:
+        """Append the failure to <data>/tui.log; None when that cannot be written."""
+        self.log.error(line, details)  # also on the Textual console (`textual console`)
+        path = paths.data_dir() / "tui.log"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n{details}\n")
+        except OSError:
+            return None
+        return path
 
     # -- actions -----------------------------------------------------------------------------
     def action_help(self) -> None:
@@ -135,4 +251,5 @@ class LLMDeckApp(App[None]):
                 lambda key=mode.key: self.switch_mode(key),
             )
         for name in themes.BUILTIN_THEMES:
-            yield SystemCommand(f"Theme: {name}", "switch and remember this theme", lambda n=name: setattr(self, "theme", n))
+            yield SystemCommand(f"Theme: {name}", "switch and remember this theme",
+                                lambda n=name: setattr(self, "theme", n))

@@ -28,7 +28,8 @@ def test_generate_streams_text_then_timing(gemma, capsys) -> None:
 
 def test_generate_json_lines(gemma, capsys) -> None:
     pytest.importorskip("llama_cpp")
-    code = run_command(["generate", gemma, "-p", "Count: 1 2 3", "--max-new-tokens", "6", "--temperature", "0", "--json"])
+    code = run_command(["generate", gemma, "-p", "Count: 1 2 3", "--max-new-tokens", "6", "--temperature", "0",
+                        "--json"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 0
     tokens, done = lines[:-1], lines[-1]
@@ -63,8 +64,9 @@ def test_chat_modules_stay_light_at_import() -> None:
 
     code = (
         "import sys, engine.commands.chat, engine.chat.loader, engine.chat.sessions, engine.chat.templates, "
-        "tui.screens.chat, tui.widgets.chat_compare, tui.widgets.chat_sessions; "
-        "print(','.join(m for m in ('torch', 'transformers', 'llama_cpp', 'httpx', 'jinja2', 'peft') if m in sys.modules))"
+        "tui.screens.chat, tui.screens.compare, tui.screens.sessions; "
+        "print(','.join(m for m in ('torch', 'transformers', 'llama_cpp', 'httpx', 'jinja2', 'peft') "
+        "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""

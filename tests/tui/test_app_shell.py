@@ -116,3 +116,27 @@ async def test_quit_without_runs_exits_at_once():
         await pilot.press("q")
         await pilot.pause()
         assert app._exit and not isinstance(app.screen, ConfirmModal)
+
+
+def running_timers(screen) -> list[str]:
+    return [f"{type(node).__name__}:{timer.name}" for node in (screen, *screen.walk_children())
+            for timer in node._timers if timer._active.is_set()]
+
+
+async def test_hidden_modes_pause_their_timers_until_shown_again():
+    app = LLMDeckApp(start_mode="data")  # the dataset field has focus: its cursor blinks
+    async with app.run_test(size=(80, 24)) as pilot:
+        data = app.screen
+        await pilot.pause()
+        blinking = running_timers(data)
+        assert blinking
+        await app.switch_mode("runs")  # no run selected: an indeterminate progress bar animates
+        await pilot.pause()
+        runs = app.screen
+        assert running_timers(runs)
+        await app.switch_mode("monitor")
+        await pilot.pause(0.3)
+        assert running_timers(data) == [] and running_timers(runs) == []
+        await app.switch_mode("data")
+        await pilot.pause()
+        assert running_timers(data) == blinking

@@ -24,8 +24,10 @@ def kept_sweep(store: RunStore, gguf: Path) -> str:
            "ppl_delta_pct": 0.0, "prompt_tps": 900.0, "gen_tps": 300.0, "baseline": True}
     result = {"source": str(gguf), "baseline": "F32", "baseline_from": "gguf", "ppl_file": str(PROSE), "ctx": 64,
               "prompt_len": 16, "gen_len": 4, "reps": 1,
-              "rows": [row | {"qtype": "F32"}, row | {"qtype": "Q8_0", "bpw": 8.5, "ppl": 401.0, "ppl_delta": 1.0, "ppl_delta_pct": 0.25, "baseline": False}]}
-    results.save(results.make_record("bench.sweep", result, model=str(gguf), backend="llama.cpp", run_id=info.id), info.out_dir)
+              "rows": [row | {"qtype": "F32"}, row | {"qtype": "Q8_0", "bpw": 8.5, "ppl": 401.0, "ppl_delta": 1.0,
+                                                      "ppl_delta_pct": 0.25, "baseline": False}]}
+    record = results.make_record("bench.sweep", result, model=str(gguf), backend="llama.cpp", run_id=info.id)
+    results.save(record, info.out_dir)
     store.update(info.id, status="succeeded", ended=time.time())
     return info.id
 
@@ -36,8 +38,8 @@ async def test_results_table_and_serve_and_chat() -> None:
     app = LLMDeckApp(start_mode="bench")
     async with app.run_test(size=(100, 30)) as pilot:
         listing = app.screen.query_one("#bench-list", DataTable)
-        await wait_until(pilot, lambda: run_id in listing.rows)
-        assert str(listing.get_cell(run_id, "status")) == "done"
+        await wait_until(pilot, lambda: run_id in listing.rows and "F32" in str(listing.get_cell(run_id, "result")))
+        assert str(listing.get_cell(run_id, "status")) == "succeeded"  # the word Runs uses
         assert "F32 400.00 · Q8_0 401.00" in str(listing.get_cell(run_id, "result"))
         detail = app.screen.query_one("#bench-detail", DataTable)
         await wait_until(pilot, lambda: detail.row_count == 2)
@@ -51,7 +53,8 @@ async def test_results_table_and_serve_and_chat() -> None:
         detail.move_cursor(row=1)
         await pilot.press("c")
         await wait_until(pilot, lambda: app.current_mode == "chat")
-        assert app.options["model"] == str(tiny_gguf())
+        chat = app.screen
+        assert (chat.loading or chat.spec).model == str(tiny_gguf())
 
 
 async def test_form_starts_a_real_run_and_checks_input() -> None:
@@ -71,8 +74,9 @@ async def test_form_starts_a_real_run_and_checks_input() -> None:
         run = app.store.list()[0]
         assert run.kind == "eval.ppl" and run.spec["file"] == str(PROSE)
         listing = screen.query_one("#bench-list", DataTable)
-        await wait_until(pilot, lambda: run.id in listing.rows and str(listing.get_cell(run.id, "status")) == "done", timeout=90)
-        assert str(listing.get_cell(run.id, "result")).startswith("PPL ")
+        await wait_until(pilot, lambda: run.id in listing.rows and str(listing.get_cell(run.id, "result")).startswith("PPL "),
+                         timeout=90)
+        assert str(listing.get_cell(run.id, "status")) == "succeeded"
 
 
 async def test_serve_command_quotes_a_path_with_spaces(tmp_path: Path) -> None:

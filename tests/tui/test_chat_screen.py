@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from engine.chat.sessions import SessionStore
 from tests.tui.pilot_wait import wait_until as wait_for
 from tui.app import LLMDeckApp
 from tui.screens.chat import ChatScreen
+from tui.widgets.answer_view import AnswerView
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.chat_message import ChatMessageView
 
@@ -62,15 +64,28 @@ def views(screen: ChatScreen) -> list[tuple[str, str]]:
     return [(v.role, v.content) for v in screen.turns()]
 
 
+class Answers(list):
+    """Every `AnswerView.Finished` the app handled (pass as `run_test(message_hook=...)`)."""
+
+    def __call__(self, message) -> None:
+        if isinstance(message, AnswerView.Finished) and all(m is not message for m in self):
+            self.append(message)
+
+
 async def test_enter_sends_and_answer_streams_with_stats():
     backend = ScriptedBackend()
     app = chat_app(backend)
-    async with app.run_test(size=(80, 24)) as pilot:
+    answers = Answers()
+    async with app.run_test(size=(80, 24), message_hook=answers) as pilot:
         screen = app.screen
         assert isinstance(screen, ChatScreen) and isinstance(app.focused, ChatInput)
         await pilot.press(*"hi there")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: screen.turn_timings)
+        await wait_for(pilot, lambda: answers and not screen.generating)
+        [done] = answers
+        assert done.stats["generated_tokens"] == 3 and not done.error and not done.stopped
+        timings = done.timings
+        assert timings.sent <= timings.first_shown <= timings.last_shown <= timings.done and timings.draws >= 1
         assert views(screen) == [("user", "hi there"), ("assistant", "Hello there!")]
         assert backend.calls == [[{"role": "user", "content": "hi there"}]]
         assert screen.chat_input.text == ""
@@ -87,14 +102,15 @@ async def test_enter_sends_and_answer_streams_with_stats():
 async def test_shift_enter_and_ctrl_j_insert_newlines_not_send():
     backend = ScriptedBackend()
     app = chat_app(backend)
-    async with app.run_test(size=(80, 24)) as pilot:
+    answers = Answers()
+    async with app.run_test(size=(80, 24), message_hook=answers) as pilot:
         screen = app.screen
         await pilot.press("a", "shift+enter", "b", "ctrl+j", "c")
         await pilot.pause()
         assert screen.chat_input.text == "a\nb\nc"
         assert backend.calls == []
         await pilot.press("enter")
-        await wait_for(pilot, lambda: screen.turn_timings)
+        await wait_for(pilot, lambda: answers)
         assert backend.calls[0][-1]["content"] == "a\nb\nc"
 
 
@@ -130,31 +146,33 @@ class CpuBackend(ScriptedBackend):
 async def test_a_model_on_this_cpu_gets_paced_draws_and_no_blinking_cursor(backend_cls):
     backend = backend_cls([f"w{i} " for i in range(300)], delay=0.005)
     app = chat_app(backend)
-    async with app.run_test(size=(80, 24)) as pilot:
+    answers = Answers()
+    async with app.run_test(size=(80, 24), message_hook=answers) as pilot:
         screen = app.screen
         cpu = backend.shares_cpu
         await pilot.press("x", "enter")
         await wait_for(pilot, lambda: screen.generating and screen.turns()[-1].content)
-        assert screen._pacer.share == (app.settings.ui.stream_cpu_percent / 100 if cpu else None)
-        assert screen._pacer.min_interval == app.settings.ui.stream_interval_ms / 1000
+        assert screen.answer.pacer.share == (app.settings.ui.stream_cpu_percent / 100 if cpu else None)
+        assert screen.answer.pacer.min_interval == app.settings.ui.stream_interval_ms / 1000
         assert screen.chat_input.cursor_blink is not cpu
         await wait_for(pilot, lambda: not screen.generating, timeout=30)
         assert screen.chat_input.cursor_blink
         answer = screen.turns()[-1]
         assert answer.content == "".join(backend.words) and answer.stats["generated_tokens"] == 300
-        assert screen.turn_timings[-1]["draws"] >= 2
+        assert answers[-1].timings.draws >= 2
 
 
 async def test_regenerate_and_edit_last_message():
     backend = ScriptedBackend(["one"])
     app = chat_app(backend)
-    async with app.run_test(size=(80, 24)) as pilot:
+    answers = Answers()
+    async with app.run_test(size=(80, 24), message_hook=answers) as pilot:
         screen = app.screen
         await pilot.press(*"first", "enter")
-        await wait_for(pilot, lambda: len(screen.turn_timings) == 1)
+        await wait_for(pilot, lambda: len(answers) == 1 and not screen.generating)
         backend.words = ["two"]
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: len(screen.turn_timings) == 2)
+        await wait_for(pilot, lambda: len(answers) == 2 and not screen.generating)
         assert views(screen) == [("user", "first"), ("assistant", "two")]
         assert backend.calls[1] == [{"role": "user", "content": "first"}]
         # edit: the last user message comes back into the input, and it and its answer go
@@ -162,7 +180,7 @@ async def test_regenerate_and_edit_last_message():
         await pilot.pause()
         assert screen.chat_input.text == "first" and views(screen) == []
         await pilot.press("backspace", "backspace", "backspace", "backspace", "backspace", *"second", "enter")
-        await wait_for(pilot, lambda: len(screen.turn_timings) == 3)
+        await wait_for(pilot, lambda: len(answers) == 3 and not screen.generating)
         assert views(screen) == [("user", "second"), ("assistant", "two")]
         stored = [(m.role, m.content) for m in SessionStore().messages(screen.session_id)]
         assert stored == [("user", "second"), ("assistant", "two")]
@@ -171,16 +189,17 @@ async def test_regenerate_and_edit_last_message():
 async def test_sessions_switch_new_clear_and_export():
     backend = ScriptedBackend(["ok"])
     app = chat_app(backend)
-    async with app.run_test(size=(100, 30)) as pilot:
+    answers = Answers()
+    async with app.run_test(size=(100, 30), message_hook=answers) as pilot:
         screen = app.screen
         await pilot.press(*"alpha question", "enter")
-        await wait_for(pilot, lambda: len(screen.turn_timings) == 1)
+        await wait_for(pilot, lambda: len(answers) == 1 and not screen.generating)
         first = screen.session_id
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert views(screen) == [] and screen.session_id is None
         await pilot.press(*"beta question", "enter")
-        await wait_for(pilot, lambda: len(screen.turn_timings) == 2)
+        await wait_for(pilot, lambda: len(answers) == 2 and not screen.generating)
         second = screen.session_id
         assert second != first
         # the browser: search, open
@@ -192,10 +211,11 @@ async def test_sessions_switch_new_clear_and_export():
         await wait_for(pilot, lambda: screen.session_id == first and views(screen))
         assert views(screen) == [("user", "alpha question"), ("assistant", "ok")]
         assert screen.turns()[-1].stats["generated_tokens"] == 1  # stats came back from SQLite
-        # export
+        # export: the notification names the two files
         await pilot.press("ctrl+s")
         await pilot.pause()
-        md, js = screen.last_export
+        [note] = [n for n in app._notifications if n.title == "exported"]
+        md, js = (Path(line) for line in note.message.splitlines())
         assert "alpha question" in md.read_text() and json.loads(js.read_text())["messages"][1]["content"] == "ok"
         # clear empties the session
         await pilot.press("ctrl+l")
@@ -237,10 +257,11 @@ async def test_sessions_browser_renames_and_deletes():
 async def test_copy_answer_and_code_block_use_osc52_clipboard():
     backend = ScriptedBackend(["Here:\n", "```python\n", "print('hi')\n", "```\n", "done"])
     app = chat_app(backend)
-    async with app.run_test(size=(80, 24)) as pilot:
+    answers = Answers()
+    async with app.run_test(size=(80, 24), message_hook=answers) as pilot:
         screen = app.screen
         await pilot.press("q", "enter")  # 'q' is text here, not quit
-        await wait_for(pilot, lambda: screen.turn_timings)
+        await wait_for(pilot, lambda: answers and not screen.generating)
         await pilot.press("f3")
         assert app.clipboard == "Here:\n```python\nprint('hi')\n```\ndone"
         await pilot.press("f4")
@@ -250,7 +271,8 @@ async def test_copy_answer_and_code_block_use_osc52_clipboard():
 async def test_side_panel_changes_sampling_and_bad_model_keeps_previous():
     backend = ScriptedBackend()
     app = chat_app(backend)
-    async with app.run_test(size=(120, 40)) as pilot:
+    answers = Answers()
+    async with app.run_test(size=(120, 40), message_hook=answers) as pilot:
         screen = app.screen
         await pilot.press("f2")
         await pilot.pause()
@@ -271,7 +293,7 @@ async def test_side_panel_changes_sampling_and_bad_model_keeps_previous():
         assert not backend.closed
         await pilot.press("f2")
         await pilot.press(*"still works", "enter")
-        await wait_for(pilot, lambda: screen.turn_timings)
+        await wait_for(pilot, lambda: answers and not screen.generating)
         assert screen.turns()[-1].content == "Hello there!"
 
 
@@ -295,13 +317,15 @@ async def test_real_bundled_gemma_answers_and_stops(tmp_path):
     from engine.chat.default_model import default_model_path
 
     path = default_model_path(tmp_path)
-    app = LLMDeckApp(start_mode="chat", options={"model": str(path), "chat_params": {"temperature": 0, "max_new_tokens": 400}})
+    params = {"temperature": 0, "max_new_tokens": 400}
+    app = LLMDeckApp(start_mode="chat", options={"model": str(path), "chat_params": params})
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         await wait_for(pilot, lambda: screen.backend is not None, timeout=60)
         assert screen.backend.NAME == "llama.cpp" and screen.backend.template.name == "gemma"
         await pilot.press(*"Write a long story about a cat.", "enter")
-        await wait_for(pilot, lambda: screen.turns() and screen.turns()[-1].role == "assistant" and len(screen.turns()[-1].content) > 20, timeout=60)
+        await wait_for(pilot, lambda: screen.turns() and screen.turns()[-1].role == "assistant"
+                       and len(screen.turns()[-1].content) > 20, timeout=60)
         await pilot.press("escape")
         await wait_for(pilot, lambda: not screen.generating, timeout=30)
         answer = screen.turns()[-1]
@@ -311,7 +335,7 @@ async def test_real_bundled_gemma_answers_and_stops(tmp_path):
 
 
 async def test_compare_mode_runs_both_models_side_by_side():
-    from tui.widgets.chat_compare import CompareScreen
+    from tui.screens.compare import CompareScreen
 
     left = ScriptedBackend(["left ", "answer"])
     right = ScriptedBackend(["right ", "side ", "answer"])
@@ -326,7 +350,7 @@ async def test_compare_mode_runs_both_models_side_by_side():
         cmp.query_one("#cmp-model").focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: "not loaded" in str(cmp.query_one("#cmp-help").render()))
-        cmp.post_message(__import__("tui.widgets.chat_compare", fromlist=["_SideLoaded"])._SideLoaded(right, ""))
+        cmp.post_message(CompareScreen.RightLoaded(right, ""))
         await wait_for(pilot, lambda: cmp.backends[1] is right)
         await pilot.press(*"same prompt", "enter")
         await wait_for(pilot, lambda: cmp.running is None and all(cmp.results))

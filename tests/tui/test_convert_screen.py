@@ -54,7 +54,6 @@ async def test_start_watch_and_finished_figures(tmp_path: Path) -> None:
         assert app.store.get(run_id).status == "succeeded", app.store.log_tail(run_id)
         assert out.is_file()
         screen.action_show_tab("finished")
-        screen._list_finished()
         table = screen.query_one("#conv-finished", DataTable)
         await wait_until(pilot, lambda: table.row_count == 1 and "top-1" in str(table.get_row_at(0)[4]), 10)
         assert table.get_row_at(0)[2] == "succeeded"

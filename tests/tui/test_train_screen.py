@@ -152,8 +152,8 @@ async def test_export_file_name_from_a_hostile_run_name_stays_in_plots():
         screen = app.screen
         await wait_until(pilot, lambda: run_id in screen.states and screen.states[run_id].step == 5)
         await pilot.press("x")
-        await wait_until(pilot, lambda: getattr(screen, "last_export", None) is not None)
-    out = screen.last_export
+        await wait_until(pilot, lambda: plots.is_dir() and any(p.suffix == ".csv" for p in plots.iterdir()))
+    out = next(p for p in plots.iterdir() if p.suffix == ".csv")
     assert out.parent == plots and out.suffix == ".csv" and out.name.startswith("escaped-run-name-")
     assert not (paths.data_dir().parent / "escaped").exists() and not (paths.data_dir() / "escaped").exists()
     assert "run name" in out.read_text()  # the run's own name is still inside the file

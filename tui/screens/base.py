@@ -9,13 +9,16 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input, TextArea
 
 from tui.widgets.mode_bar import ModeBar
+from tui.workers import ReportsWorkerErrors
 
 
-class ModeScreen(Screen):
+class ModeScreen(ReportsWorkerErrors, Screen):
     MODE_KEY: str = ""
+    _paused_timers: list[Timer] = []
     # Number keys switch modes, but a focused text field takes them as text: Esc leaves the
     # field first. Screens that give Esc another meaning override this binding.
     BINDINGS = [Binding("escape", "leave_input", "leave the text field", show=False)]
@@ -23,6 +26,26 @@ class ModeScreen(Screen):
     def action_leave_input(self) -> None:
         if isinstance(self.focused, (Input, TextArea)):
             self.set_focus(None)
+
+    def on_screen_suspend(self) -> None:
+        # Hidden behind another mode or a full screen. Textual keeps a mode's screen mounted and
+        # its widgets' timers running: a focused field's blinking cursor, an indeterminate
+        # progress bar redrawing 15 times a second. Nobody sees them, and on a small box a model
+        # on the CPU pays for them, so they wait until the screen is shown again. (Textual has no
+        # public "timers of this node"; `_timers` and `_active` have been there since 0.1.)
+        if self.is_current:  # a modal on top: this screen is still seen
+            return
+        nodes = (self, *self.walk_children())
+        self._paused_timers = [t for node in nodes for t in node._timers if t._active.is_set()]  # noqa: SLF001
+        for timer in self._paused_timers:
+            timer.pause()
+
+    def on_screen_resume(self) -> None:
+        for timer in self._paused_timers:
+            timer.resume()
+        self._paused_timers = []
+        # Shown again: screens that show runs get the newest list now, not at the next tick.
+        self.app.run_watcher.poke()
 
     def compose(self) -> ComposeResult:
         yield ModeBar(self.MODE_KEY)

@@ -1,8 +1,8 @@
 """Bench mode: kept perplexity, speed and quant-sweep results; start new runs; use a result.
 
 The upper table lists every evaluation run on this box (eval.ppl, bench.speed, bench.sweep),
-re-read from the run store every two seconds in a thread worker, so runs started from the CLI
-show up too. The lower table shows the highlighted run's result (a sweep: one row per quant
+from the app's run watcher, so runs started from the CLI show up too; a finished run's result
+record is read once, in a thread worker. The lower table shows the highlighted run's result (a sweep: one row per quant
 type). From a sweep row, `c` opens Chat mode on that GGUF and `v` shows (and copies) the
 command that serves it. The form starts a run: kind, model, text file, quant types.
 """
@@ -10,7 +10,6 @@ command that serves it. The form starts a run: kind, model, text file, quant typ
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +22,14 @@ from textual.widgets import Button, DataTable, Input, Select, Static
 
 from engine.evaluate import results
 from engine.formatting import progress_text
-from engine.runs import RunInfo
+from engine.runs import RunError, RunInfo
+from tui.messages import OpenInChat
+from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
+from tui.widgets.tables import cursor_row_key, sync_rows
 
 KIND_LABELS = {"eval.ppl": "perplexity", "bench.speed": "speed", "bench.sweep": "quant sweep"}
 LIST_COLUMNS = ("when", "kind", "model", "status", "result")
-
-
-@dataclass
-class BenchListed(Message):
-    runs: list[RunInfo]
-    records: dict[str, dict[str, Any]]
-    progress: dict[str, str] = field(default_factory=dict)
-    error: str = ""
 
 
 def headline(record: dict[str, Any]) -> str:
@@ -45,7 +39,8 @@ def headline(record: dict[str, Any]) -> str:
     if kind == "eval.ppl":
         return f"PPL {r.get('ppl', 0):.3f} on {r.get('tokens_evaluated', 0)} tokens"
     if kind == "bench.speed":
-        return f"pp {r['prompt_tps']['median']:.1f} · tg {r['gen_tps']['median']:.1f} tok/s · TTFT {r['ttft_s']['median'] * 1000:.0f} ms"
+        return (f"pp {r['prompt_tps']['median']:.1f} · tg {r['gen_tps']['median']:.1f} tok/s · "
+                f"TTFT {r['ttft_s']['median'] * 1000:.0f} ms")
     if kind == "bench.sweep":
         rows = r.get("rows", [])
         return " · ".join(f"{row['qtype']} {row['ppl']:.2f}" for row in rows if row.get("ppl") is not None)
@@ -53,18 +48,8 @@ def headline(record: dict[str, Any]) -> str:
 
 
 class BenchScreen(ModeScreen):
+    CSS_PATH = "bench.tcss"
     MODE_KEY = "bench"
-    DEFAULT_CSS = """
-    BenchScreen #bench-form { height: auto; padding: 0 1; }
-    BenchScreen #bench-form Select { width: 18; }
-    BenchScreen #bench-form Input { width: 1fr; }
-    BenchScreen #bench-form #bench-types { width: 22; }
-    BenchScreen #bench-form Button { min-width: 9; }
-    BenchScreen #bench-list { height: 1fr; min-height: 4; }
-    BenchScreen #bench-detail-box { height: 1fr; min-height: 4; border-top: solid $primary; }
-    BenchScreen #bench-detail { height: 1fr; }
-    BenchScreen #bench-note { height: auto; color: $text-muted; padding: 0 1; }
-    """
     BINDINGS = [
         Binding("n", "new_run", "new run"),
         Binding("c", "chat", "chat with it"),
@@ -73,16 +58,28 @@ class BenchScreen(ModeScreen):
         Binding("escape", "focus_list", "results", show=False),
     ]
 
+    class RecordsRead(Message):
+        """Result records of finished runs (None: the run left none)."""
+
+        def __init__(self, records: dict[str, dict[str, Any] | None]) -> None:
+            super().__init__()
+            self.records = records
+
     def __init__(self) -> None:
         super().__init__()
         self._runs: dict[str, RunInfo] = {}
-        self._records: dict[str, dict[str, Any]] = {}
+        self._listed: list[RunInfo] = []
+        self._progress: dict[str, str] = {}
+        self._records: dict[str, dict[str, Any] | None] = {}
+        self._reading: set[str] = set()
+        self._shown_cells: dict[str, tuple[str, ...]] = {}
         self._shown: str | None = None
 
     # -- layout ------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="bench-form"):
-            yield Select([(label, kind) for kind, label in KIND_LABELS.items()], value="eval.ppl", allow_blank=False, id="bench-kind")
+            yield Select([(label, kind) for kind, label in KIND_LABELS.items()], value="eval.ppl", allow_blank=False,
+                         id="bench-kind")
             yield Input(placeholder="model: .gguf or HF folder", id="bench-model")
             yield Input(placeholder="text file (perplexity, sweep)", id="bench-file")
             yield Input(placeholder="types: Q4_K_M,Q8_0", id="bench-types")
@@ -97,73 +94,64 @@ class BenchScreen(ModeScreen):
 
     def on_mount(self) -> None:
         self.query_one("#bench-list", DataTable).focus()
-        model = (getattr(self.app, "options", {}) or {}).get("model")
+        model = self.app.options.get("model")
         if model:
             self.query_one("#bench-model", Input).value = str(model)
-        self.set_interval(2.0, self.action_refresh)
-        self.action_refresh()
+        self.app.run_watcher.watch_runs(self)
 
-    # -- polling -----------------------------------------------------------------------------
+    # -- from the run watcher ------------------------------------------------------------------
     def action_refresh(self) -> None:
-        self._list_runs()
+        self.app.run_watcher.poke()
 
-    @work(thread=True, exclusive=True, group="bench-list", exit_on_error=False)
-    def _list_runs(self) -> None:
-        store = self.app.store
-        try:
-            runs = [r for r in store.list() if r.kind in results.RESULT_KINDS]
-            records = {}
-            progress = {}
-            for run in runs:
-                if run.status == "succeeded":
-                    record = self._records.get(run.id) or results.load_run_record(run, store)
-                    if record is not None:
-                        records[run.id] = record
-                elif run.active:
-                    progress[run.id] = progress_text(store.last_progress(run.id))
-            self.post_message(BenchListed(runs, records, progress))
-        except OSError as exc:
-            self.post_message(BenchListed([], {}, error=str(exc)))
-
-    def on_bench_listed(self, message: BenchListed) -> None:
-        table = self.query_one("#bench-list", DataTable)
-        if message.error:
-            self._note(f"cannot read runs: {message.error}")
+    def on_run_watcher_runs_changed(self, message: RunWatcher.RunsChanged) -> None:
+        snapshot = message.snapshot
+        if snapshot.error:
+            self._note(f"cannot read runs: {snapshot.error}")
             return
+        self._listed = [r for r in snapshot.runs if r.kind in results.RESULT_KINDS]
+        self._progress = {r.id: progress_text(snapshot.progress.get(r.id)) for r in self._listed if r.active}
+        unread = [r for r in self._listed if r.status == "succeeded" and r.id not in self._records
+                  and r.id not in self._reading]
+        if unread:
+            self._reading.update(r.id for r in unread)
+            self._read_records(unread)
+        self._fill_list()
+
+    @work(thread=True, group="bench-records", exit_on_error=False, description="reading result records")
+    def _read_records(self, runs: list[RunInfo]) -> None:
+        store = self.app.store
+        self.post_message(self.RecordsRead({run.id: results.load_run_record(run, store) for run in runs}))
+
+    def on_bench_screen_records_read(self, message: RecordsRead) -> None:
         self._records.update(message.records)
-        wanted = {run.id: run for run in message.runs}
-        for key in [row.value for row in list(table.rows) if row.value not in wanted]:
-            table.remove_row(key)
-        for run in message.runs:
-            record = self._records.get(run.id)
-            if run.active:
-                status, summary = run.status, message.progress.get(run.id, "")
-            elif record is not None:
-                status, summary = "done", headline(record)
-            else:
-                status, summary = run.status, run.exit_reason
-            model = Path(str(run.spec.get("model", ""))).name
-            cells = (results.when_text(run.created), KIND_LABELS.get(run.kind, run.kind), model, status, summary)
-            if run.id in table.rows:
-                for column, value in zip(LIST_COLUMNS, cells, strict=True):
-                    table.update_cell(run.id, column, value, update_width=True)
-            else:
-                table.add_row(*cells, key=run.id)
+        self._reading.difference_update(message.records)
+        self._fill_list()
+
+    def _fill_list(self) -> None:
+        table = self.query_one("#bench-list", DataTable)
+        sync_rows(table, LIST_COLUMNS, ((run.id, self._cells(run)) for run in self._listed), self._shown_cells)
+        wanted = {run.id: run for run in self._listed}
         self._runs = wanted
-        if not message.runs:
+        if not self._listed:
             self._note("No results yet. Press n, pick a kind, give a model (and a text file), and Start.")
         self._show_selected()
+
+    def _cells(self, run: RunInfo) -> tuple[str, ...]:
+        record = self._records.get(run.id)
+        # the status word is the run's own, as Runs and `llmdeck runs list` show it
+        if run.active:
+            summary = self._progress.get(run.id, "")
+        elif record is not None:
+            summary = headline(record)
+        else:
+            summary = run.exit_reason
+        model = Path(str(run.spec.get("model", ""))).name
+        return results.when_text(run.created), KIND_LABELS.get(run.kind, run.kind), model, run.status, summary
 
     # -- detail ------------------------------------------------------------------------------
     @property
     def selected_run_id(self) -> str | None:
-        table = self.query_one("#bench-list", DataTable)
-        if not table.row_count:
-            return None
-        try:
-            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - cursor outside the (changing) table
-            return None
+        return cursor_row_key(self.query_one("#bench-list", DataTable))
 
     @on(DataTable.RowHighlighted, "#bench-list")
     def _highlighted(self, _event: DataTable.RowHighlighted) -> None:
@@ -223,7 +211,7 @@ class BenchScreen(ModeScreen):
     def action_new_run(self) -> None:
         self.query_one("#bench-model", Input).focus()
 
-    async def action_chat(self) -> None:
+    def action_chat(self) -> None:
         path = self.selected_model_path()
         if not path:
             self.notify("highlight a finished result first", severity="warning")
@@ -231,14 +219,7 @@ class BenchScreen(ModeScreen):
         if not Path(path).exists():
             self.notify(f"{path} no longer exists", severity="error")
             return
-        self.app.options["model"] = path
-        await self.app.switch_mode("chat")
-        screen = self.app.screen
-        spec = getattr(screen, "spec", None)
-        if spec is not None and getattr(spec, "model", None) != path and hasattr(screen, "load_model"):
-            from engine.chat.loader import BackendSpec
-
-            screen.load_model(BackendSpec(model=path))  # Chat was open already: switch its model
+        self.post_message(OpenInChat(path))
 
     def action_serve(self) -> None:
         path = self.selected_model_path()
@@ -269,7 +250,7 @@ class BenchScreen(ModeScreen):
             spec["allow_requantize"] = _is_quantized(Path(spec["model"]))
         try:
             info = self.app.store.start(kind, spec, name=f"{KIND_LABELS[kind]} {Path(model).name}")
-        except Exception as exc:  # noqa: BLE001 - shown, never raised into the UI
+        except (RunError, OSError) as exc:
             self.notify(f"could not start the run: {exc}", severity="error")
             return
         self.notify(f"started {KIND_LABELS[kind]} run {info.id}", timeout=4)
@@ -302,9 +283,10 @@ def _is_quantized(path: Path) -> bool:
     """A quantized GGUF is swept from an F16 copy (the form has no separate switch)."""
     if path.is_dir() or path.suffix.lower() != ".gguf":
         return False
-    try:
-        from engine.evaluate.sweep import _gguf_type
+    from engine.evaluate.models import EvalError
+    from engine.evaluate.sweep import _gguf_type
 
+    try:
         return not _gguf_type(path)[1]
-    except Exception:  # noqa: BLE001 - the run itself reports a bad file
+    except EvalError:  # not a GGUF, truncated: the run itself reports the bad file
         return False

@@ -1,29 +1,28 @@
 """Chat mode: stream answers from a GGUF, an HF folder or an OpenAI-compatible server.
 
-Threads and the UI: the model loads and generates in thread workers. The generating thread only
-appends text to a buffer (under a lock) and posts a message for the first token; the UI drains
-the buffer into a MarkdownStream every `ui.stream_interval_ms` (50 ms), or further apart while a
-model on this machine's CPU streams (`tui.stream_pacer`). So a 1000 token/s model costs the UI 20
-updates a second, typing never waits on the stream, and the first token still shows at once.
-Esc sets the backend's cancel event (generation stops within one token); the partial answer is
+The screen lays out the transcript, the input and the side panel, and keeps the session. The
+model loads in a thread worker (the current one stays usable meanwhile); each answer streams
+through an `AnswerView` (tui.widgets.answer_view: the generation thread, its buffer, the paced
+draws, the timings), which posts `AnswerView.Finished` when it is complete; the screen then
+saves it and shows its figures. Esc stops the answer within one token; the partial answer is
 kept, saved and marked stopped. Sessions live in SQLite (`engine.chat.sessions`).
 """
 
 from __future__ import annotations
 
 import re
-import sys
-import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.timer import Timer
+from textual.worker import Worker, WorkerState
 
 from engine.chat.base import BackendError, ChatBackend
 from engine.chat.loader import BackendSpec
@@ -32,72 +31,18 @@ from engine.chat.sessions import SessionError, SessionStore, title_from
 from engine.chat.templates import TemplateError
 from tui.screens.base import ModeScreen
 from tui.stream_pacer import StreamPacer
+from tui.widgets.answer_view import AnswerView
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.chat_message import ChatMessageView
 from tui.widgets.chat_side import ChatSidePanel
 from tui.widgets.chat_status import ChatStatus
 
-GENERATION_SWITCH_INTERVAL = 0.0005  # seconds; see _generate_thread
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
 
-@dataclass
-class ModelLoaded(Message):
-    backend: ChatBackend
-    spec: BackendSpec
-    seconds: float
-
-
-@dataclass
-class ModelLoadFailed(Message):
-    message: str
-    spec: BackendSpec
-
-
-class GenerationFlush(Message):
-    """The first token is in the buffer: draw it now rather than at the next timer tick."""
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, GenerationFlush)
-
-
-@dataclass
-class GenerationDone(Message):
-    gen_id: int
-    stats: dict[str, Any]
-    error: str
-
-
-@dataclass
-class _Generation:
-    id: int
-    view: ChatMessageView
-    backend: ChatBackend
-    cancel: threading.Event = field(default_factory=threading.Event)
-    buffer: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    sent_at: float = 0.0
-    first_shown_at: float | None = None
-    last_shown_at: float | None = None
-    done_at: float | None = None
-    draws: int = 0
-    ready: bool = False
-    """The answer view is mounted and streaming; until then flushes wait and an early
-    GenerationDone is parked in `pending_done` (actions run on the app's task, messages on
-    the screen's, so a fast model can finish before the view is on screen)."""
-    pending_done: GenerationDone | None = None
-
-
 class ChatScreen(ModeScreen):
+    CSS_PATH = "chat.tcss"
     MODE_KEY = "chat"
-    DEFAULT_CSS = """
-    ChatScreen #chat-main { height: 1fr; }
-    ChatScreen #chat-left { width: 1fr; }
-    ChatScreen #chat-transcript { height: 1fr; padding: 0 1; }
-    ChatScreen #chat-transcript:focus { background: $boost; }
-    ChatScreen #chat-side { display: none; }
-    ChatScreen.-side #chat-side { display: block; }
-    """
     BINDINGS = [
         Binding("escape", "stop", "stop", id="chat.stop"),
         Binding("ctrl+r", "regenerate", "regenerate", id="chat.regenerate"),
@@ -113,29 +58,40 @@ class ChatScreen(ModeScreen):
         Binding("ctrl+f,i", "focus_input", "focus input", show=False, id="chat.focus"),
     ]
 
-    def __init__(self) -> None:
+    class ModelLoaded(Message):
+        def __init__(self, backend: ChatBackend, spec: BackendSpec, seconds: float) -> None:
+            super().__init__()
+            self.backend = backend
+            self.spec = spec
+            self.seconds = seconds
+
+    class ModelLoadFailed(Message):
+        def __init__(self, message: str, spec: BackendSpec) -> None:
+            super().__init__()
+            self.message = message
+            self.spec = spec
+
+    def __init__(self, model: str | None = None) -> None:
+        """`model`: load this one rather than the command line's or the settings' (open in Chat)."""
         super().__init__()
+        self._model_arg = model
         self.backend: ChatBackend | None = None
         self.spec: BackendSpec | None = None
         self.params = SamplingParams()
         self.store: SessionStore | None = None
         self.session_id: int | None = None
         self.loading: BackendSpec | None = None
+        self.answer: AnswerView | None = None
+        """The answer being generated, if any."""
         self._load_started = 0.0
-        self._gen: _Generation | None = None
-        self._gen_counter = 0
+        self._load_worker: Worker | None = None
         self._retired: list[ChatBackend] = []
-        self._flush_timer: Timer | None = None
-        self._pacer: StreamPacer | None = None
         self._load_timer: Timer | None = None
-        self.turn_timings: list[dict[str, Any]] = []
-        """Per answer: sent, first_shown, last_shown, done (perf_counter), draws and the
-        backend's stats (bench)."""
 
     # -- layout ------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
         settings = self.app.settings
-        options = getattr(self.app, "options", {}) or {}
+        options = self.app.options
         self.spec = self._initial_spec(options)
         self.params = self._initial_params(options)
         with Horizontal(id="chat-main"):
@@ -145,7 +101,7 @@ class ChatScreen(ModeScreen):
                 yield ChatInput(newline_key=settings.ui.newline_key, id="chat-input")
             yield ChatSidePanel(self.params, model=self.spec.model, template=self.spec.template, id="chat-side")
 
-    def _initial_spec(self, options: dict[str, Any]) -> BackendSpec:
+    def _initial_spec(self, options: Mapping[str, Any]) -> BackendSpec:
         chat = self.app.settings.chat
         if options.get("chat_spec"):
             spec = BackendSpec.from_dict(options["chat_spec"])
@@ -153,11 +109,11 @@ class ChatScreen(ModeScreen):
             spec = BackendSpec(model=chat.model, backend=chat.backend or "auto")
             if spec.backend == "openai":
                 spec.base_url, spec.model = chat.openai_base_url, chat.openai_model
-        if options.get("model"):
-            spec.model = str(options["model"])
+        if self._model_arg or options.get("model"):
+            spec.model = str(self._model_arg or options["model"])
         return spec
 
-    def _initial_params(self, options: dict[str, Any]) -> SamplingParams:
+    def _initial_params(self, options: Mapping[str, Any]) -> SamplingParams:
         try:
             if options.get("chat_params"):
                 return SamplingParams.from_dict(options["chat_params"])
@@ -184,7 +140,7 @@ class ChatScreen(ModeScreen):
 
     @property
     def generating(self) -> bool:
-        return self._gen is not None
+        return self.answer is not None
 
     def turns(self) -> list[ChatMessageView]:
         return [v for v in self.transcript.query(ChatMessageView) if v.role in ("user", "assistant", "system")]
@@ -195,62 +151,72 @@ class ChatScreen(ModeScreen):
             self.store = SessionStore()
         except (SessionError, OSError) as exc:
             self.app.notify(f"chat history is off: {exc}", severity="warning", timeout=10)
-        injected = (getattr(self.app, "options", {}) or {}).get("chat_backend")
+        injected = self.app.options.get("chat_backend")
         if injected is not None:
             self._use_backend(injected, 0.0)
         else:
             self.load_model(self.spec)
 
     # -- model loading -----------------------------------------------------------------------
+    def open_model(self, path: str) -> None:
+        """Load `path` unless it is the model loaded (or loading) already (open in Chat)."""
+        if (self.loading or self.spec or BackendSpec()).model != path:
+            self.load_model(BackendSpec(model=path))
+
     def load_model(self, spec: BackendSpec) -> None:
         """Load in a thread worker; the current model stays usable until the new one is ready."""
         self.loading = spec
         self._load_started = time.perf_counter()
-        name = Path(spec.model).name if spec.model else ("the bundled Gemma 3 270M" if not spec.base_url else spec.base_url)
+        name = Path(spec.model).name if spec.model else (spec.base_url or "the bundled Gemma 3 270M")
         self._loading_name = name
         self._tick_loading()
         if self._load_timer is None:
             self._load_timer = self.set_interval(0.5, self._tick_loading)
-        else:
-            self._load_timer.resume()
-        self.run_worker(lambda: self._load_thread(spec), thread=True, group="chat-load", exit_on_error=False,
-                        description=f"load {name}")
+        self._load_worker = self._load(spec)
+
+    def _stop_load_timer(self) -> None:
+        if self._load_timer is not None:
+            self._load_timer.stop()
+            self._load_timer = None
 
     def _tick_loading(self) -> None:
         if self.loading is not None:
             self.status.state = f"⏳ loading {self._loading_name}… {time.perf_counter() - self._load_started:.0f} s"
 
-    def _load_thread(self, spec: BackendSpec) -> None:
+    @work(thread=True, group="chat-loads", exit_on_error=False, description="loading the chat model")
+    def _load(self, spec: BackendSpec) -> None:
         from engine.chat.loader import load_backend
 
         started = time.perf_counter()
         try:
             backend = load_backend(spec)
         except (BackendError, TemplateError) as exc:
-            self.post_message(ModelLoadFailed(str(exc), spec))
+            self.post_message(self.ModelLoadFailed(str(exc), spec))
             return
         except MemoryError:
-            self.post_message(ModelLoadFailed("out of memory loading the model; pick a smaller or quantized model", spec))
+            self.post_message(self.ModelLoadFailed("out of memory loading the model; pick a smaller or quantized model",
+                                                   spec))
             return
-        except Exception as exc:  # noqa: BLE001 - a load error must never crash the app
-            self.post_message(ModelLoadFailed(f"{type(exc).__name__}: {exc}", spec))
-            return
-        self.post_message(ModelLoaded(backend, spec, time.perf_counter() - started))
+        self.post_message(self.ModelLoaded(backend, spec, time.perf_counter() - started))
 
-    def on_model_loaded(self, message: ModelLoaded) -> None:
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # An unexpected load error: the app reports it; here the "loading…" state ends.
+        if event.state is WorkerState.ERROR and event.worker is self._load_worker and self.loading is not None:
+            self.on_chat_screen_model_load_failed(self.ModelLoadFailed("the model did not load", self.loading))
+
+    def on_chat_screen_model_loaded(self, message: ModelLoaded) -> None:
         if message.spec is not self.loading:  # a newer load was asked for meanwhile
             message.backend.close()
             return
         self.loading = None
-        if self._load_timer is not None:
-            self._load_timer.pause()
+        self._stop_load_timer()
         self.spec = message.spec
         self._use_backend(message.backend, message.seconds)
 
     def _use_backend(self, backend: ChatBackend, seconds: float) -> None:
         old, self.backend = self.backend, backend
         if old is not None and old is not backend:
-            if self._gen is not None and self._gen.backend is old:
+            if self.answer is not None and self.answer.backend is old:
                 self._retired.append(old)
             else:
                 old.close()
@@ -260,14 +226,14 @@ class ChatScreen(ModeScreen):
         took = f"loaded in {seconds:.1f} s" if seconds else ""
         self.side.show_info(info, took)
         if seconds:
-            self.app.notify(f"{Path(info.model).name}: {info.template} template, {took}", title="model ready", timeout=4)
+            self.app.notify(f"{Path(info.model).name}: {info.template} template, {took}", title="model ready",
+                            timeout=4)
 
-    def on_model_load_failed(self, message: ModelLoadFailed) -> None:
+    def on_chat_screen_model_load_failed(self, message: ModelLoadFailed) -> None:
         if message.spec is not self.loading:
             return
         self.loading = None
-        if self._load_timer is not None:
-            self._load_timer.pause()
+        self._stop_load_timer()
         if self.backend is not None:
             info = self.backend.info
             self.status.state = f"● {self.backend.NAME} {Path(info.model).name}"
@@ -295,7 +261,8 @@ class ChatScreen(ModeScreen):
             self.app.notify("still answering: Esc stops it", timeout=3)
             return False
         if self.backend is None:
-            self.app.notify("no model loaded yet" + (" (loading…)" if self.loading else "; F2 opens the panel to pick one"),
+            self.app.notify("no model loaded yet"
+                            + (" (loading…)" if self.loading else "; F2 opens the panel to pick one"),
                             severity="warning", timeout=4)
             return False
         sent_at = time.perf_counter()
@@ -320,120 +287,35 @@ class ChatScreen(ModeScreen):
             self.app.notify(f"not saved: {exc}", severity="warning")
             return None
 
-    async def _start_generation(self, sent_at: float | None = None, before: list[ChatMessageView] | None = None) -> None:
+    async def _start_generation(self, sent_at: float | None = None,
+                                before: list[ChatMessageView] | None = None) -> None:
         assert self.backend is not None
         before = before or []
         messages = [{"role": v.role, "content": v.content} for v in [*self.turns(), *before]]
-        view = ChatMessageView("assistant")
-        self._gen_counter += 1
-        gen = _Generation(self._gen_counter, view, self.backend, sent_at=sent_at or time.perf_counter())
-        self._gen = gen
-        params = self.params
-        self.run_worker(lambda: self._generate_thread(gen, messages, params), thread=True, group="chat-generate",
-                        exit_on_error=False, description="chat answer")
-        await self.transcript.mount_all([*before, view])
-        view.start_stream()
-        gen.ready = True
+        shares_cpu = self.backend.shares_cpu
+        answer = AnswerView(self.backend, StreamPacer.from_settings(self.app.settings.ui, shares_cpu), sent_at=sent_at)
+        self.answer = answer
+        answer.start(messages, self.params)  # the model starts reading the prompt while the views mount
+        await self.transcript.mount_all([*before, answer])
         self.status.figures = "generating… (Esc stops)"
-        shares_cpu = gen.backend.shares_cpu
-        self._pacer = StreamPacer.from_settings(self.app.settings.ui, shares_cpu)
         # A blinking cursor repaints the input twice a second: CPU a CPU model would rather have.
         self.chat_input.cursor_blink = not shares_cpu
-        if gen.pending_done is not None:
-            await self._finish_generation(gen, gen.pending_done)
-        else:
-            await self._flush()
-            self._schedule_flush(gen)
 
-    def _schedule_flush(self, gen: _Generation) -> None:
-        """Draw the buffer when the pacer says; one-shot timers, so the spacing can change."""
-        assert self._pacer is not None
-        delay = self._pacer.drew()
-
-        async def tick() -> None:
-            if self._gen is gen:
-                await self._flush()
-                self._schedule_flush(gen)
-
-        self._flush_timer = self.set_timer(delay, tick, name="chat-flush")
-
-    def _generate_thread(self, gen: _Generation, messages: list[dict[str, str]], params: SamplingParams) -> None:
-        error = ""
-        first = True
-        # The backend's per-token Python code needs the GIL between native decode calls; with
-        # the default 5 ms switch interval, a redraw on the UI thread can hold it for a whole
-        # switch interval (bench/chat.py on 2 cores, draws paced the same: 0.968 of bare
-        # llama.cpp's tokens/s at 5 ms, 0.99 at 0.5 ms). A shorter interval while generating
-        # hands the GIL back within half a millisecond.
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch, GENERATION_SWITCH_INTERVAL))
-        try:
-            for delta in gen.backend.stream(messages, params, gen.cancel):
-                with gen.lock:
-                    gen.buffer.append(delta.text)
-                if first:
-                    first = False
-                    self.post_message(GenerationFlush())
-        except (BackendError, TemplateError) as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - shown in the transcript, never a crash
-            error = f"{type(exc).__name__}: {exc}"
-        finally:
-            sys.setswitchinterval(switch)
-        stats = gen.backend.last_stats.to_dict() if gen.backend.last_stats else {}
-        self.post_message(GenerationDone(gen.id, stats, error))
-
-    async def _flush(self) -> None:
-        gen = self._gen
-        if gen is None or not gen.ready:
+    async def on_answer_view_finished(self, message: AnswerView.Finished) -> None:
+        answer = message.answer
+        if answer is not self.answer:
             return
-        with gen.lock:
-            if not gen.buffer:
-                return
-            text = "".join(gen.buffer)
-            gen.buffer.clear()
-        now = time.perf_counter()
-        if gen.first_shown_at is None:
-            gen.first_shown_at = now
-        gen.last_shown_at = now
-        gen.draws += 1
-        await gen.view.append(text)
-
-    async def on_generation_flush(self, _message: GenerationFlush) -> None:
-        await self._flush()
-
-    async def on_generation_done(self, message: GenerationDone) -> None:
-        gen = self._gen
-        if gen is None or gen.id != message.gen_id:
-            return
-        if not gen.ready:
-            gen.pending_done = message
-            return
-        await self._finish_generation(gen, message)
-
-    async def _finish_generation(self, gen: _Generation, message: GenerationDone) -> None:
-        if self._gen is not gen:
-            return
-        await self._flush()
-        gen.done_at = time.perf_counter()
-        self._gen = None
+        self.answer = None
         self.chat_input.cursor_blink = True
-        if self._flush_timer is not None:
-            self._flush_timer.stop()
-            self._flush_timer = None
         stats = message.stats
-        stopped = stats.get("finish_reason") == "cancelled"
-        await gen.view.finish(stats, stopped=stopped, error=message.error)
-        self.turn_timings.append({"sent": gen.sent_at, "first_shown": gen.first_shown_at,
-                                  "last_shown": gen.last_shown_at, "done": gen.done_at, "draws": gen.draws,
-                                  "stats": stats})
-        if message.error and not gen.view.content:
-            await gen.view.remove()
+        if message.error and not answer.content:
+            await answer.remove()
             self.app.notify(message.error, title="generation failed", severity="error", timeout=10)
         elif self.store is not None and self.session_id is not None:
             try:
-                gen.view.record_id = self.store.add_message(self.session_id, "assistant", gen.view.content,
-                                                            stopped=stopped or bool(message.error), stats=stats).id
+                stopped = message.stopped or bool(message.error)
+                answer.record_id = self.store.add_message(self.session_id, "assistant", answer.content,
+                                                          stopped=stopped, stats=stats).id
             except SessionError as exc:
                 self.app.notify(f"answer not saved: {exc}", severity="warning")
         if stats:
@@ -451,8 +333,8 @@ class ChatScreen(ModeScreen):
     # -- actions -----------------------------------------------------------------------------
     def action_stop(self) -> None:
         """Esc: stop the answer; when idle, leave the input so number keys switch modes."""
-        if self._gen is not None:
-            self._gen.cancel.set()
+        if self.answer is not None:
+            self.answer.stop()
             self.status.figures = "stopping…"
         elif self.chat_input.has_focus or self.side.has_focus_within:
             self.transcript.focus()
@@ -490,7 +372,7 @@ class ChatScreen(ModeScreen):
         self.chat_input.move_cursor(self.chat_input.document.end)
         self.chat_input.focus()
 
-    async def on_chat_input_edit_last(self, event: ChatInput.EditLast) -> None:
+    async def on_chat_input_edit_last_requested(self, event: ChatInput.EditLastRequested) -> None:
         event.stop()
         await self.action_edit_last()
 
@@ -504,8 +386,8 @@ class ChatScreen(ModeScreen):
         self.status.figures = ""
 
     async def action_new_session(self) -> None:
-        if self._gen is not None:
-            self._gen.cancel.set()
+        if self.answer is not None:
+            self.answer.stop()
             return self.app.notify("stopping the answer first; press again", timeout=3)
         self.session_id = None
         await self.transcript.remove_children()
@@ -517,24 +399,24 @@ class ChatScreen(ModeScreen):
         if self.store is None:
             self.app.notify("chat history is off", severity="warning")
             return
-        from tui.widgets.chat_sessions import SessionsModal
+        from tui.screens.sessions import SessionsModal
 
-        def chosen(session_id: int | None) -> None:
+        async def chosen(session_id: int | None) -> None:
             if session_id is not None:
-                self.run_worker(self.open_session(session_id), exclusive=True, group="chat-open")
-            elif self.session_id is not None:
+                await self.open_session(session_id)
+            elif self.session_id is not None and self.store is not None:
                 try:
                     self.store.get(self.session_id)
                 except SessionError:  # the open session was deleted in the browser
-                    self.run_worker(self.action_new_session())
+                    await self.action_new_session()
 
         self.app.push_screen(SessionsModal(self.store, self.session_id), chosen)
 
     async def open_session(self, session_id: int) -> None:
         if self.store is None:
             return
-        if self._gen is not None:
-            self._gen.cancel.set()
+        if self.answer is not None:
+            self.answer.stop()
             self.app.notify("stopping the answer first; open it again", timeout=3)
             return
         try:
@@ -564,7 +446,6 @@ class ChatScreen(ModeScreen):
         except (SessionError, OSError) as exc:
             self.app.notify(f"export failed: {exc}", severity="error")
             return
-        self.last_export = (md, js)
         self.app.notify(f"{md}\n{js}", title="exported", timeout=8)
 
     def _last_answer(self) -> str:
@@ -592,7 +473,7 @@ class ChatScreen(ModeScreen):
         if self.backend is None or self.generating:
             self.app.notify("compare needs a loaded model and no answer running", timeout=3)
             return
-        from tui.widgets.chat_compare import CompareScreen
+        from tui.screens.compare import CompareScreen
 
         self.app.push_screen(CompareScreen(self.backend, self.params, self.spec))
 
@@ -618,5 +499,5 @@ class ChatScreen(ModeScreen):
         self.chat_input.focus()
 
     def on_unmount(self) -> None:
-        if self._gen is not None:
-            self._gen.cancel.set()
+        if self.answer is not None:
+            self.answer.stop()

@@ -10,16 +10,7 @@ from textual.widgets import Button, Static
 
 
 class ConfirmModal(ModalScreen[bool]):
-    DEFAULT_CSS = """
-    ConfirmModal { align: center middle; }
-    ConfirmModal > Vertical {
-        width: 64; max-width: 95%; height: auto; max-height: 90%;
-        border: thick $primary; background: $surface; padding: 1 2;
-    }
-    ConfirmModal #confirm-title { text-style: bold; margin-bottom: 1; }
-    ConfirmModal Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
-    ConfirmModal Button { margin-left: 1; }
-    """
+    CSS_PATH = "modals.tcss"
 
     BINDINGS = [
         Binding("y", "answer(True)", "yes"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,15 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.suggester import Suggester
 from textual.widgets import Checkbox, DataTable, Input, Select, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
 
 from engine.convert import ACTIONS
+from engine.runs import RunError, RunInfo
+from tui.messages import StopRun
+from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.widgets.run_view import RunView
+from tui.widgets.tables import sync_rows
 
 TYPE_CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "hf-to-gguf": ("outtype", ("f16", "bf16", "f32", "q8_0")),
@@ -41,6 +46,7 @@ EXTRA: dict[str, tuple[str, str]] = {
     "meta-to-hf": ("tokenizer", "tokenizer.model (default: beside the shards or one folder up)"),
     "merge-lora": ("base", "base model folder (default: the adapter's base_model_name_or_path)"),
 }
+FINISHED_COLUMNS = ("when", "conversion", "status", "output", "verification")
 INPUT_HINT = {
     "hf-to-gguf": "HF model folder (config.json + *.safetensors)",
     "quantize": "float GGUF file (f16/bf16/f32)",
@@ -73,22 +79,11 @@ class PathSuggester(Suggester):
         return head + choice + suffix
 
 
-@dataclass
-class VerdictReady(Message):
-    key: tuple
-    verdict: Any
-
-
-@dataclass
-class FinishedListed(Message):
-    rows: list[tuple[str, ...]] = field(default_factory=list)
-    active: list[str] = field(default_factory=list)
-
-
 def verify_figures(verify: Any) -> str:
     if not isinstance(verify, dict):
         return str(verify or "")
-    text = f"top-1 {100 * float(verify.get('top1_agreement', 0)):.0f}%  Δmax {float(verify.get('max_abs_diff', 0)):.3g}"
+    text = (f"top-1 {100 * float(verify.get('top1_agreement', 0)):.0f}%  "
+            f"Δmax {float(verify.get('max_abs_diff', 0)):.3g}")
     text += f"  r {float(verify.get('correlation', 0)):.4f}"
     if verify.get("tokenizer_match"):
         text += f"  tok {verify['tokenizer_match']}"
@@ -96,19 +91,15 @@ def verify_figures(verify: Any) -> str:
 
 
 class ConvertScreen(ModeScreen):
+    CSS_PATH = "convert.tcss"
     MODE_KEY = "convert"
-    DEFAULT_CSS = """
-    ConvertScreen .conv-row { height: 3; }
-    ConvertScreen #conv-action { width: 20; }
-    ConvertScreen #conv-type { width: 16; }
-    ConvertScreen #conv-input, ConvertScreen #conv-output, ConvertScreen #conv-extra { width: 1fr; }
-    ConvertScreen Checkbox { width: auto; }
-    ConvertScreen #conv-verdict { height: auto; max-height: 6; padding: 0 1; color: $text-muted; }
-    ConvertScreen #conv-verdict.-bad { color: $error; }
-    ConvertScreen #conv-verdict.-ok { color: $success; }
-    ConvertScreen #conv-tabs { height: 1fr; }
-    ConvertScreen #conv-finished { height: 1fr; }
-    """
+
+    @dataclass
+    class PreflightChecked(Message):
+        """The pre-flight verdict for the form state `key`."""
+
+        key: tuple
+        verdict: Any
     BINDINGS = [
         Binding("ctrl+s", "start", "start", id="convert.start"),
         Binding("ctrl+k", "cancel_run", "cancel run", id="convert.cancel"),
@@ -117,12 +108,24 @@ class ConvertScreen(ModeScreen):
         Binding("ctrl+p", "show_tab('progress')", "progress", show=False, id="convert.progress"),
     ]
 
+    class FiguresRead(Message):
+        """Verification figures (or the failure) of finished conversions, from their events."""
+
+        def __init__(self, figures: dict[str, str]) -> None:
+            super().__init__()
+            self.figures = figures
+
     def __init__(self) -> None:
         super().__init__()
+        self._figures: dict[str, str] = {}
+        self._reading: set[str] = set()
+        self._finished_cells: dict[str, tuple[str, ...]] = {}
         self.verdict: Any = None
         self._verdict_key: tuple = ()
+        self._check_worker: Worker | None = None
         self._timer: Any = None
         self.current_run: str | None = None
+        self._runs: list[RunInfo] = []
 
     # -- layout ------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
@@ -130,7 +133,8 @@ class ConvertScreen(ModeScreen):
             yield Select([(a, a) for a in ACTIONS], value="hf-to-gguf", allow_blank=False, id="conv-action")
             yield Input(placeholder=INPUT_HINT["hf-to-gguf"], suggester=PathSuggester(), id="conv-input")
         with Horizontal(classes="conv-row"):
-            yield Select([(t, t) for t in TYPE_CHOICES["hf-to-gguf"][1]], value="f16", allow_blank=False, id="conv-type")
+            yield Select([(t, t) for t in TYPE_CHOICES["hf-to-gguf"][1]], value="f16", allow_blank=False,
+                         id="conv-type")
             yield Input(placeholder="output (default: next to the input)", suggester=PathSuggester(), id="conv-output")
         with Horizontal(classes="conv-row"):
             yield Input(placeholder=EXTRA["hf-to-gguf"][1], suggester=PathSuggester(), id="conv-extra", disabled=True)
@@ -139,20 +143,20 @@ class ConvertScreen(ModeScreen):
         yield Static("type an input path; the pre-flight verdict appears here", id="conv-verdict")
         with TabbedContent(id="conv-tabs", initial="progress"):
             with TabPane("Progress", id="progress"):
-                yield RunView(self.app.store, id="conv-run")
+                yield RunView(self.app.run_watcher, id="conv-run")
             with TabPane("Finished", id="finished"):
                 yield DataTable(id="conv-finished", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#conv-finished", DataTable)
-        table.add_columns("when", "conversion", "status", "output", "verification")
-        options = getattr(self.app, "options", {}) or {}
+        for column in FINISHED_COLUMNS:
+            table.add_column(column, key=column)
+        options = self.app.options
         if options.get("action") in ACTIONS:
             self.query_one("#conv-action", Select).value = options["action"]
         if options.get("input"):
             self.query_one("#conv-input", Input).value = str(options["input"])
-        self.set_interval(2.0, self._list_finished)
-        self._list_finished()
+        self.app.run_watcher.watch_runs(self)
 
     # -- the form ----------------------------------------------------------------------------
     @property
@@ -207,26 +211,29 @@ class ConvertScreen(ModeScreen):
         key = tuple(sorted((k, str(v)) for k, v in spec.items()))
         self._verdict_key = key
         self.query_one("#conv-verdict", Static).update("checking…")
-        self._check(key, spec)
+        self._check_worker = self._check(key, spec)
 
-    @work(thread=True, exclusive=True, group="convert-preflight", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="convert-checks", exit_on_error=False, description="pre-flight check")
     def _check(self, key: tuple, spec: dict[str, Any]) -> None:
         from engine.convert import preflight
 
-        try:
-            verdict = preflight.check(spec)
-        except Exception as exc:  # noqa: BLE001 - a check must never crash the screen
-            verdict = preflight.Verdict(action=spec["action"], problems=[preflight.Problem(f"{type(exc).__name__}: {exc}")])
-        self.post_message(VerdictReady(key, verdict))
+        self.post_message(self.PreflightChecked(key, preflight.check(spec)))
 
-    def on_verdict_ready(self, message: VerdictReady) -> None:
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # The check itself broke (the app reports why): say so where the verdict goes.
+        if event.state is WorkerState.ERROR and event.worker is self._check_worker:
+            self.verdict = None
+            self._show_verdict_text("the pre-flight check failed (see the notification); ctrl+r re-checks", "-bad")
+
+    def on_convert_screen_preflight_checked(self, message: PreflightChecked) -> None:
         if message.key != self._verdict_key:
             return  # the form changed since; a newer check is coming
         self.verdict = message.verdict
         force = self.query_one("#conv-force", Checkbox).value
         ok = message.verdict.ok(force)
         lines = message.verdict.lines()
-        lines.append("ready: ctrl+s starts it" if ok else "refused" + (" (tick force to go on)" if message.verdict.ok(True) else ""))
+        forcible = " (tick force to go on)" if message.verdict.ok(True) else ""
+        lines.append("ready: ctrl+s starts it" if ok else "refused" + forcible)
         self._show_verdict_text("\n".join(lines), "-ok" if ok else "-bad")
 
     def _show_verdict_text(self, text: str, cls: str) -> None:
@@ -251,8 +258,9 @@ class ConvertScreen(ModeScreen):
         spec = absolute_paths(spec)
         kind = f"convert.{spec['action']}"
         try:
-            info = self.app.store.start(kind, spec, name=f"{spec['action']} {Path(verdict.output).name}")
-        except Exception as exc:  # noqa: BLE001 - RunError, OSError: show, never crash
+            name = f"{spec['action']} {Path(verdict.output).name}"
+            info = self.app.store.start(kind, spec, name=name)
+        except (RunError, OSError) as exc:
             self.notify(str(exc), title="could not start", severity="error")
             return
         self.current_run = info.id
@@ -265,52 +273,63 @@ class ConvertScreen(ModeScreen):
             self.notify("no conversion running from this screen", severity="warning")
             return
         try:
-            self.app.store.cancel(self.current_run)
-            self.notify("cancel requested; the partial output is removed", timeout=3)
-        except Exception as exc:  # noqa: BLE001
+            run = self.app.store.get(self.current_run)  # read now: it may have started this instant
+        except RunError as exc:
             self.notify(str(exc), severity="warning")
+            return
+        self.post_message(StopRun(run, confirm=False))  # ctrl+k has never asked
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one("#conv-tabs", TabbedContent).active = tab
 
     # -- finished list -----------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="convert-finished", exit_on_error=False)
-    def _list_finished(self) -> None:
+    def on_run_watcher_runs_changed(self, message: RunWatcher.RunsChanged) -> None:
+        runs = [r for r in message.snapshot.runs if r.kind.startswith("convert.")][:50]
+        unread = [r for r in runs if r.status in ("succeeded", "failed")
+                  and r.id not in self._figures and r.id not in self._reading]
+        if unread:
+            self._reading.update(r.id for r in unread)
+            self._read_figures(unread)
+        self._runs = runs
+        self._fill_finished()
+        active = [r.id for r in runs if r.active]
+        if self.current_run is None and active:
+            self.current_run = active[0]  # reattach to a conversion started earlier
+            self.query_one("#conv-run", RunView).set_run(self.current_run)
+
+    @work(thread=True, group="convert-figures", exit_on_error=False,
+          description="reading verification figures")
+    def _read_figures(self, runs: list[RunInfo]) -> None:
         from engine.events import Failed, Finished
 
         store = self.app.store
-        rows: list[tuple[str, ...]] = []
-        active: list[str] = []
-        try:
-            runs = [r for r in store.list() if r.kind.startswith("convert.")]
-        except OSError:
-            runs = []
-        for run in runs[:50]:
-            if run.active:
-                active.append(run.id)
-            figures = ""
-            output = str(run.spec.get("output", ""))
-            if run.status in ("succeeded", "failed"):
-                events, _ = store.read_events(run.id, max(0, _size(run.events_path) - 65536))
-                for event in reversed(events):
-                    if isinstance(event, Finished):
-                        figures = verify_figures(event.summary.get("verify"))
-                        break
-                    if isinstance(event, Failed):
-                        figures = event.message[:80]
-                        break
-            when = time.strftime("%m-%d %H:%M", time.localtime(run.created))
-            rows.append((when, run.kind.removeprefix("convert."), run.status, Path(output).name, figures))
-        self.post_message(FinishedListed(rows, active))
+        figures: dict[str, str] = {}
+        for run in runs:
+            figures[run.id] = ""
+            events, _ = store.read_events(run.id, max(0, _size(run.events_path) - 65536))
+            for event in reversed(events):
+                if isinstance(event, Finished):
+                    figures[run.id] = verify_figures(event.summary.get("verify"))
+                    break
+                if isinstance(event, Failed):
+                    figures[run.id] = event.message[:80]
+                    break
+        self.post_message(self.FiguresRead(figures))
 
-    def on_finished_listed(self, message: FinishedListed) -> None:
+    def on_convert_screen_figures_read(self, message: FiguresRead) -> None:
+        self._figures.update(message.figures)
+        self._reading.difference_update(message.figures)
+        self._fill_finished()
+
+    def _fill_finished(self) -> None:
+        rows = []
+        for run in self._runs:
+            when = time.strftime("%m-%d %H:%M", time.localtime(run.created))
+            output = Path(str(run.spec.get("output", ""))).name
+            rows.append((run.id, (when, run.kind.removeprefix("convert."), run.status, output,
+                                  self._figures.get(run.id, ""))))
         table = self.query_one("#conv-finished", DataTable)
-        table.clear()
-        for row in message.rows:
-            table.add_row(*row)
-        if self.current_run is None and message.active:
-            self.current_run = message.active[0]  # reattach to a conversion started earlier
-            self.query_one("#conv-run", RunView).set_run(self.current_run)
+        sync_rows(table, FINISHED_COLUMNS, rows, self._finished_cells, ordered=True)
 
 
 def _size(path: Path) -> int:

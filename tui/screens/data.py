@@ -3,8 +3,9 @@
 Three views of one scan: Records (each record rendered through the chat template, the tokens
 trained on highlighted, the max_seq_len cut marked), Lengths (token-length statistics and the
 histogram with the cut line), Problems (every skipped record with its line and reason).
-The scan is `engine.data.job.scan_job` in a thread worker (tui.bridge): the UI never waits on
-tokenization, and starting a new scan cancels the one in flight.
+The scan is `engine.data.job.scan_job` in a thread worker whose events come back as
+`DataScreen.ScanReported` messages: the UI never waits on tokenization, and starting a new scan
+cancels the one in flight (the worker's cancel flag is the job's).
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
+from textual.message import Message
 from textual.widgets import DataTable, Input, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
 
 from engine.data.stats import POLICIES, Histogram, format_histogram
-from engine.events import Cancelled, Failed, Finished, Progress
-from tui.bridge import JobEventMessage, run_job_in_worker
+from engine.events import Cancelled, Failed, Finished, JobEvent, Progress
 from tui.screens.base import ModeScreen
 
 TRAINED_STYLE = "bold $text-success on $success-muted"
@@ -30,21 +33,8 @@ _job_ids = itertools.count(1)
 
 
 class DataScreen(ModeScreen):
+    CSS_PATH = "data.tcss"
     MODE_KEY = "data"
-    DEFAULT_CSS = """
-    DataScreen #data-form { height: 3; }
-    DataScreen #data-file { width: 2fr; }
-    DataScreen #data-model { width: 2fr; }
-    DataScreen #data-maxlen { width: 14; }
-    DataScreen #data-status { height: 1; padding: 0 1; color: $text-muted; }
-    DataScreen #data-status.-error { color: $error; }
-    DataScreen #data-tabs { height: 1fr; }
-    DataScreen #data-records { width: 24; height: 1fr; }
-    DataScreen #data-record-scroll { height: 1fr; padding: 0 1; }
-    DataScreen #data-record-head { color: $text-muted; }
-    DataScreen #data-lengths-scroll { padding: 0 1; }
-    DataScreen #data-problems { height: 1fr; }
-    """
     BINDINGS = [
         Binding("ctrl+r", "scan", "scan", id="data.scan"),
         Binding("ctrl+l", "toggle_loss", "loss on", id="data.loss"),
@@ -53,6 +43,19 @@ class DataScreen(ModeScreen):
         Binding("h", "show_tab('lengths')", "histogram", show=False, id="data.lengths"),
         Binding("p", "show_tab('problems')", "problems", show=False, id="data.problems"),
     ]
+
+    class ScanReported(Message):
+        """An event of scan `scan_id`. A Progress replaces a queued one of the same phase."""
+
+        def __init__(self, scan_id: str, event: JobEvent) -> None:
+            super().__init__()
+            self.scan_id = scan_id
+            self.event = event
+
+        def can_replace(self, message: Message) -> bool:
+            return (isinstance(message, DataScreen.ScanReported) and message.scan_id == self.scan_id
+                    and isinstance(self.event, Progress) and isinstance(message.event, Progress)
+                    and message.event.phase == self.event.phase)
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,9 +66,10 @@ class DataScreen(ModeScreen):
 
     # -- layout ------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
-        options = getattr(self.app, "options", {}) or {}
+        options = self.app.options
         with Horizontal(id="data-form"):
-            yield Input(str(options.get("file") or ""), placeholder="dataset: .jsonl .json .csv .parquet", id="data-file")
+            yield Input(str(options.get("file") or ""), placeholder="dataset: .jsonl .json .csv .parquet",
+                        id="data-file")
             yield Input(str(options.get("model") or ""), placeholder="model or tokenizer folder", id="data-model")
             yield Input(str(options.get("max_seq_len") or ""), placeholder="max len", id="data-maxlen", type="integer")
         yield Static("Give a dataset and a model folder, then Enter (or ctrl+r) to scan.", id="data-status")
@@ -87,7 +91,7 @@ class DataScreen(ModeScreen):
                 yield table
 
     def on_mount(self) -> None:
-        options = getattr(self.app, "options", {}) or {}
+        options = self.app.options
         if options.get("file") and options.get("model"):
             self.query_one("#data-records", OptionList).focus()  # keys browse; Tab reaches the inputs
             self.action_scan()
@@ -122,7 +126,17 @@ class DataScreen(ModeScreen):
         }
         self.job_id = f"data-scan-{next(_job_ids)}"
         self._status(f"scanning {path} …")
-        run_job_in_worker(self, _scan, spec, job_id=self.job_id, group="data-scan", exclusive=True, description="dataset scan")
+        self._scan(self.job_id, spec)
+
+    @work(thread=True, exclusive=True, group="data-scans", exit_on_error=False, description="scanning the dataset")
+    def _scan(self, scan_id: str, spec: dict[str, Any]) -> None:
+        from engine.data.job import scan_job
+        from engine.jobs import JobContext, execute
+
+        def report(event: JobEvent) -> None:
+            self.post_message(self.ScanReported(scan_id, event))
+
+        execute(scan_job, spec, JobContext(report, get_current_worker().cancelled_event, job_id=scan_id))
 
     def action_toggle_loss(self) -> None:
         self.loss_on = "all" if self.loss_on == "assistant" else "assistant"
@@ -144,8 +158,8 @@ class DataScreen(ModeScreen):
         self.query_one(target).focus()
 
     # -- scan results ------------------------------------------------------------------------
-    def on_job_event_message(self, message: JobEventMessage) -> None:
-        if message.job_id != self.job_id:
+    def on_data_screen_scan_reported(self, message: ScanReported) -> None:
+        if message.scan_id != self.job_id:
             return  # a scan that was replaced
         event = message.event
         if isinstance(event, Progress):
@@ -171,7 +185,8 @@ class DataScreen(ModeScreen):
         records = self.query_one("#data-records", OptionList)
         records.clear_options()
         records.add_options(
-            Option(f"{'line ' + str(p['line']) if p['line'] else 'rec ' + str(p['record'])} · {p['n_tokens']} tok", id=str(i))
+            Option(f"{'line ' + str(p['line']) if p['line'] else 'rec ' + str(p['record'])} · {p['n_tokens']} tok",
+                   id=str(i))
             for i, p in enumerate(s["previews"])
         )
         if s["previews"]:
@@ -207,12 +222,6 @@ class DataScreen(ModeScreen):
         status = self.query_one("#data-status", Static)
         status.update(Content(text))
         status.set_class(error, "-error")
-
-
-def _scan(spec: dict[str, Any], ctx) -> dict[str, Any]:
-    from engine.data.job import scan_job
-
-    return scan_job(spec, ctx)
 
 
 def record_content(preview: dict[str, Any], max_seq_len: int | None) -> Content:

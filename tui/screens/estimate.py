@@ -17,6 +17,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Checkbox, DataTable, Input, Label, Select, Static
 
+from tui.messages import EstimateReady
 from tui.screens.base import ModeScreen
 
 MODES = (("inference", "infer"), ("full fine-tune", "full"), ("LoRA", "lora"), ("QLoRA", "qlora"))
@@ -25,7 +26,8 @@ OPTIMIZERS = (("AdamW", "adamw"), ("AdamW 8-bit", "adamw_8bit"), ("paged AdamW",
               ("paged AdamW 8-bit", "paged_adamw_8bit"), ("SGD", "sgd"))
 BACKENDS = (("transformers", "transformers"), ("llama.cpp", "llama.cpp"))
 KV_DTYPES = (("fp16", "fp16"), ("bf16", "bf16"), ("fp8", "fp8"), ("q8_0", "q8_0"), ("q4_0", "q4_0"), ("fp32", "fp32"))
-SHARDS = (("none", "none"), ("DDP", "ddp"), ("ZeRO-1", "zero1"), ("ZeRO-2", "zero2"), ("ZeRO-3", "zero3"), ("FSDP", "fsdp"))
+SHARDS = (("none", "none"), ("DDP", "ddp"), ("ZeRO-1", "zero1"), ("ZeRO-2", "zero2"), ("ZeRO-3", "zero3"),
+          ("FSDP", "fsdp"))
 INFER_ONLY = {"context", "backend", "weights", "kv_dtype"}
 TRAIN_ONLY = {"seq_len", "precision", "optimizer", "grad_ckpt", "shard"}
 LORA_ONLY = {"rank"}
@@ -36,38 +38,19 @@ DEFAULTS: dict[str, Any] = {"model": "llama-3-8b", "mode": "infer", "context": "
                             "kv_dtype": "fp16", "shard": "none", "grad_ckpt": False}
 
 
-@dataclass
-class EstimateReady(Message):
-    seq: int
-    report: Any = None  # engine.estimate.report.Report
-    error: str = ""
-    command: str = ""
-
-
-@dataclass
-class LocalGpus(Message):
-    found: tuple
-
-
 def _gib(b: float) -> str:
     return f"{b / 1024**3:.2f}"
 
 
 class EstimateScreen(ModeScreen):
+    CSS_PATH = "estimate.tcss"
     MODE_KEY = "estimate"
-    DEFAULT_CSS = """
-    EstimateScreen #est-body { height: 1fr; }
-    EstimateScreen #est-form { width: 32; height: 1fr; padding: 0 1; }
-    EstimateScreen .est-row { height: 1; }
-    EstimateScreen .est-row Label { width: 10; color: $text-muted; }
-    EstimateScreen .est-row Input, EstimateScreen .est-row Select { width: 1fr; }
-    EstimateScreen .est-row Checkbox { width: 1fr; }
-    EstimateScreen #est-out { width: 1fr; height: 1fr; }
-    EstimateScreen #est-summary { height: auto; padding: 0 1; }
-    EstimateScreen #est-table { height: 1fr; min-height: 5; }
-    EstimateScreen #est-verdicts { height: auto; max-height: 9; padding: 0 1; }
-    EstimateScreen #est-error { height: auto; padding: 0 1; color: $error; }
-    """
+
+    @dataclass
+    class GpusFound(Message):
+        """This machine's GPUs (NVML), for the local fit verdicts."""
+
+        found: tuple
     BINDINGS = [
         Binding("ctrl+t", "cycle_mode", "mode"),
         Binding("ctrl+g", "toggle_checkpointing", "grad ckpt"),
@@ -129,7 +112,7 @@ class EstimateScreen(ModeScreen):
 
     def _initial(self) -> dict[str, Any]:
         """Form values from `llmdeck estimate --mode lora --batch 2` (no model): app.options['estimate']."""
-        opts = dict(getattr(self.app, "options", {}).get("estimate") or {})
+        opts = dict(self.app.options.get("estimate") or {})
         out: dict[str, Any] = {}
         mapping = {"mode": "mode", "context": "context", "batch": "batch", "seq_len": "seq_len", "lora_rank": "rank",
                    "gpus": "gpus", "weight_dtype": "weights", "kv_dtype": "kv_dtype", "backend": "backend",
@@ -205,7 +188,7 @@ class EstimateScreen(ModeScreen):
             return
         self._estimate(self._seq, model, mode, knobs, cards)
 
-    @work(thread=True, exclusive=True, group="estimate", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="estimates", exit_on_error=False, description="memory estimate")
     def _estimate(self, seq: int, model: str, mode: str, knobs: dict[str, Any], cards: list[float] | None) -> None:
         from engine.estimate import EstimateError, resolve_model
         from engine.estimate.report import cli_command, estimate
@@ -221,20 +204,20 @@ class EstimateScreen(ModeScreen):
         except (EstimateError, ValueError, OSError) as exc:
             self.post_message(EstimateReady(seq, error=str(exc), command=command))
             return
-        self.post_message(EstimateReady(seq, report=report, command=command))
+        self.post_message(EstimateReady(seq, result=report, command=command))
 
-    @work(thread=True, exclusive=True, group="estimate-gpus", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="gpu-queries", exit_on_error=False, description="querying the GPUs")
     def _query_gpus(self) -> None:
         from engine.estimate import local_gpus
 
-        self.post_message(LocalGpus(local_gpus()))
+        self.post_message(self.GpusFound(local_gpus()))
 
-    def on_local_gpus(self, message: LocalGpus) -> None:
+    def on_estimate_screen_gpus_found(self, message: GpusFound) -> None:
         self._local = message.found
         self.recompute()
 
     def on_estimate_ready(self, message: EstimateReady) -> None:
-        if message.seq != self._seq:
+        if message.key != self._seq:
             return  # a newer edit is on its way
         self._last_command = message.command
         error = self.query_one("#est-error", Static)
@@ -242,7 +225,7 @@ class EstimateScreen(ModeScreen):
             error.update(message.error)
             return
         error.update("")
-        self.report = report = message.report
+        self.report = report = message.result
         est, spec = report.estimate, report.spec
         self.query_one("#est-summary", Static).update(
             f"[b]{spec.name}[/b] {spec.params / 1e9:.2f}B L{spec.n_layers} h{spec.hidden} "

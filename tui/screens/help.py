@@ -16,15 +16,7 @@ def describe_key(key: str) -> str:
 
 
 class HelpScreen(ModalScreen[None]):
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > Vertical {
-        width: 76; max-width: 98%; height: 90%;
-        border: thick $primary; background: $surface; padding: 0 1;
-    }
-    HelpScreen #help-title { text-style: bold; padding: 0 1 1 1; }
-    HelpScreen DataTable { height: 1fr; }
-    """
+    CSS_PATH = "modals.tcss"
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "close help")]
 
     def __init__(self, screen_name: str, keys: list[tuple[str, str, str]]) -> None:

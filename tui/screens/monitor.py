@@ -2,7 +2,7 @@
 
 Sampling happens in `engine.monitor.sampler_thread.SamplerThread` (a daemon thread that opens
 NVML itself, so a slow driver never delays the first frame). Each sample crosses to the UI as
-a `MonitorSampled` message that replaces any unhandled one (latest wins); history lives in the
+a `MonitorScreen.Sampled` message that replaces any unhandled one (latest wins); history lives in the
 engine's ring buffer, so switching modes loses nothing. While another mode is shown the screen
 keeps the newest sample and skips drawing; it draws once when it comes back.
 
@@ -33,45 +33,36 @@ from tui.widgets.monitor_host import HostPanel
 from tui.widgets.monitor_procs import ProcessTable
 
 
-class MonitorSampled(Message):
-    """A new sample from the sampler thread; an unhandled older one is dropped."""
-
-    def __init__(self, sample: MonitorSample) -> None:
-        super().__init__()
-        self.sample = sample
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, MonitorSampled)
-
-
-class MonitorFailed(Message):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-
 def describe_process(proc: ProcessSample) -> str:
     command = fmt.text(proc.command)
     if len(command) > 70:
         command = command[:67] + "…"
-    lines = [f"pid {proc.pid}: {command}", f"user {fmt.text(proc.user)} · {fmt.size(proc.gpu_memory)} on GPU {proc.gpu_index}"]
+    lines = [f"pid {proc.pid}: {command}",
+             f"user {fmt.text(proc.user)} · {fmt.size(proc.gpu_memory)} on GPU {proc.gpu_index}"]
     if proc.run is not None:
         lines.append(f"llmdeck run {proc.run.text}; `llmdeck runs cancel {proc.run.id}` stops it cleanly")
     return "\n".join(lines)
 
 
 class MonitorScreen(ModeScreen):
+    CSS_PATH = "monitor.tcss"
     MODE_KEY = "monitor"
+
+    class Sampled(Message):
+        """A new sample from the sampler thread; an unhandled older one is dropped."""
+
+        def __init__(self, sample: MonitorSample) -> None:
+            super().__init__()
+            self.sample = sample
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, MonitorScreen.Sampled)
+
+    class SamplingFailed(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
     AUTO_FOCUS = "#mon-procs"
-    DEFAULT_CSS = """
-    MonitorScreen #mon-status { height: auto; padding: 0 1; color: $text-muted; }
-    MonitorScreen #mon-status.-warn { color: $warning; }
-    MonitorScreen #mon-gpus { layout: grid; grid-size: 1; grid-gutter: 0 1; grid-rows: auto; height: auto; }
-    MonitorScreen #mon-gpus.-none { display: none; }
-    MonitorScreen #mon-procs-box { height: 1fr; min-height: 5; }
-    MonitorScreen #mon-filter { display: none; height: 1; border: none; padding: 0 1; }
-    MonitorScreen #mon-filter.-shown { display: block; }
-    """
     BINDINGS = [
         Binding("w", "cycle_window", "window", tooltip="cycle the chart window: 1m, 5m, 10m, 1h, 6h"),
         Binding("s", "cycle_sort", "sort", tooltip="sort processes by GPU memory, SM%, CPU%, RSS"),
@@ -114,7 +105,7 @@ class MonitorScreen(ModeScreen):
         from engine.monitor.sampler_thread import LiveSource, ReplaySource, SamplerThread
 
         cfg = self.app.settings.monitor
-        options = dict(getattr(self.app, "options", None) or {})
+        options = self.app.options
         self.history = History(fine_seconds=cfg.history_minutes * 60.0, interval=cfg.interval)
         replay = options.get("replay")
         self.replaying = str(replay or "")
@@ -136,11 +127,11 @@ class MonitorScreen(ModeScreen):
 
         self._thread = SamplerThread(
             make_source,
-            lambda sample: self.post_message(MonitorSampled(sample)),
+            lambda sample: self.post_message(self.Sampled(sample)),
             interval=cfg.interval,
             history=self.history,
             recorder=recorder,
-            on_error=lambda exc: self.post_message(MonitorFailed(str(exc) or type(exc).__name__)),
+            on_error=lambda exc: self.post_message(self.SamplingFailed(str(exc) or type(exc).__name__)),
         )
         # Start sampling once the first frame is on screen: NVML start-up and the first psutil
         # pass compete with the first paint for the GIL, and the user should see the app first.
@@ -181,14 +172,14 @@ class MonitorScreen(ModeScreen):
             self._draw_cards(self.latest)
 
     # -- samples -----------------------------------------------------------------------------
-    def on_monitor_sampled(self, message: MonitorSampled) -> None:
+    def on_monitor_screen_sampled(self, message: Sampled) -> None:
         self.latest = message.sample
         if not self.is_current:
             self._dirty = True
             return
         self._draw(message.sample)
 
-    def on_monitor_failed(self, message: MonitorFailed) -> None:
+    def on_monitor_screen_sampling_failed(self, message: SamplingFailed) -> None:
         what = f"replay of {self.replaying} failed" if self.replaying else "the monitor stopped"
         self.failure = f"{what}: {message.text}"
         status = self.query_one("#mon-status", Static)

@@ -1,47 +1,35 @@
 """Runs mode: every detached run on this box, live, whoever started it.
 
-The list is re-read from disk every second in a thread worker (runs are plain folders, so a run
-started by the CLI or by another llmdeck shows up here too). The lower pane follows the selected
-run; Enter attaches full-screen.
+The list comes from the app's run watcher (runs are plain folders, so a run started by the CLI
+or by another llmdeck shows up here too). The lower pane follows the selected run; Enter
+attaches full-screen.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from engine.events import Progress
 from engine.formatting import format_duration, progress_text
 from engine.runs import RunError, RunInfo
+from tui.messages import StopRun
+from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
 from tui.widgets.run_view import RunView
+from tui.widgets.tables import cursor_row_key, sync_rows
 
 COLUMNS = ("run", "kind", "status", "progress", "elapsed")
 
 
-@dataclass
-class RunsListed(Message):
-    runs: list[RunInfo]
-    progress: dict[str, Progress | None]
-    error: str = ""
-
-
 class RunsScreen(ModeScreen):
+    CSS_PATH = "runs.tcss"
     MODE_KEY = "runs"
-    DEFAULT_CSS = """
-    RunsScreen #runs-table { height: 40%; min-height: 5; }
-    RunsScreen #runs-empty { height: auto; padding: 0 1; color: $text-muted; }
-    RunsScreen #runs-detail { height: 1fr; }
-    """
     BINDINGS = [
         Binding("enter", "attach", "attach"),
         Binding("c", "cancel_run", "cancel run"),
@@ -54,6 +42,7 @@ class RunsScreen(ModeScreen):
     def __init__(self) -> None:
         super().__init__()
         self._runs: dict[str, RunInfo] = {}
+        self._cells: dict[str, tuple[str, ...]] = {}
 
     def compose_body(self) -> ComposeResult:
         table: DataTable[str] = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
@@ -63,52 +52,30 @@ class RunsScreen(ModeScreen):
         yield Static("", id="runs-empty")
         with Vertical(id="runs-detail", classes="panel") as detail:
             detail.border_title = "selected run"
-            yield RunView(self.app.store, id="runs-view")
+            yield RunView(self.app.run_watcher, id="runs-view")
 
     def on_mount(self) -> None:
-        self.set_interval(1.0, self.action_refresh)
-        self.action_refresh()
+        self.app.run_watcher.watch_runs(self)
 
-    # -- polling -----------------------------------------------------------------------------
+    # -- the run list ------------------------------------------------------------------------
     def action_refresh(self) -> None:
-        self._list_runs()
+        self.app.run_watcher.poke()
 
-    @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False)
-    def _list_runs(self) -> None:
-        store = self.app.store
-        try:
-            runs = store.list()
-            progress = {run.id: store.last_progress(run.id) for run in runs[:200]}
-            self.post_message(RunsListed(runs, progress))
-        except OSError as exc:
-            self.post_message(RunsListed([], {}, error=str(exc)))
-
-    def on_runs_listed(self, message: RunsListed) -> None:
+    def on_run_watcher_runs_changed(self, message: RunWatcher.RunsChanged) -> None:
+        snapshot = message.snapshot
         table = self.query_one("#runs-table", DataTable)
         empty = self.query_one("#runs-empty", Static)
-        if message.error:
-            empty.update(f"[b]cannot read runs:[/b] {message.error}")
-        elif not message.runs:
+        if snapshot.error:
+            empty.update(f"[b]cannot read runs:[/b] {snapshot.error}")
+        elif not snapshot.runs:
             empty.update(f"No runs yet in {self.app.store.root}. Press n to start a self-test run.")
         else:
             empty.update("")
         now = time.time()
-        wanted = {run.id: run for run in message.runs}
-        for key in [row.value for row in list(table.rows) if row.value not in wanted]:
-            table.remove_row(key)
-        for index, run in enumerate(message.runs):
-            cells = (
-                run.label,
-                run.kind,
-                run.status,
-                progress_text(message.progress.get(run.id)),
-                format_duration(run.elapsed(now)),
-            )
-            if run.id in table.rows:
-                for column, value in zip(COLUMNS, cells, strict=True):
-                    table.update_cell(run.id, column, value, update_width=True)
-            else:
-                table.add_row(*cells, key=run.id)
+        rows = ((run.id, (run.label, run.kind, run.status, progress_text(snapshot.progress.get(run.id)),
+                          format_duration(run.elapsed(now)))) for run in snapshot.runs)
+        sync_rows(table, COLUMNS, rows, self._cells)
+        wanted = {run.id: run for run in snapshot.runs}
         self._runs = wanted
         if table.row_count and self.query_one(RunView).run_id is None:
             self._select_current()
@@ -126,13 +93,7 @@ class RunsScreen(ModeScreen):
 
     @property
     def selected_run_id(self) -> str | None:
-        table = self.query_one("#runs-table", DataTable)
-        if not table.row_count:
-            return None
-        try:
-            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - cursor outside the (changing) table
-            return None
+        return cursor_row_key(self.query_one("#runs-table", DataTable))
 
     # -- actions -----------------------------------------------------------------------------
     def action_attach(self) -> None:
@@ -146,12 +107,8 @@ class RunsScreen(ModeScreen):
 
     def action_cancel_run(self) -> None:
         run = self._runs.get(self.selected_run_id or "")
-        if run is None:
-            return
-        if not run.active:
-            self.notify(f"{run.label} is {run.status}; only a running run can be cancelled", severity="warning")
-            return
-        confirm_cancel(self, run)
+        if run is not None:
+            self.post_message(StopRun(run))
 
     def action_delete_run(self) -> None:
         run = self._runs.get(self.selected_run_id or "")
@@ -174,7 +131,8 @@ class RunsScreen(ModeScreen):
             self.action_refresh()
 
         self.app.push_screen(
-            ConfirmModal("Delete run?", f"{run.label} ({run.kind}, {run.status})\n{run.dir}\n\nIts folder, log and outputs are removed.", "Delete"),
+            ConfirmModal("Delete run?", f"{run.label} ({run.kind}, {run.status})\n{run.dir}\n\n"
+                         "Its folder, log and outputs are removed.", "Delete"),
             answered,
         )
 
@@ -186,25 +144,6 @@ class RunsScreen(ModeScreen):
             return
         self.notify(f"started {info.id}")
         self.action_refresh()
-
-
-def confirm_cancel(screen: Screen, run: RunInfo) -> None:
-    """Ask, then send the cooperative cancel; shared by the list and the attach screen."""
-
-    def answered(yes: bool | None) -> None:
-        if not yes:
-            return
-        try:
-            screen.app.store.cancel(run.id)
-        except (RunError, OSError) as exc:
-            screen.notify(str(exc), severity="error")
-            return
-        screen.notify(f"cancel sent to {run.label}")
-
-    screen.app.push_screen(
-        ConfirmModal("Cancel run?", f"{run.label} ({run.kind}) will stop cooperatively and end `cancelled`.", "Cancel run"),
-        answered,
-    )
 
 
 class RunAttachScreen(Screen):
@@ -221,7 +160,7 @@ class RunAttachScreen(Screen):
         self.run_id = run_id
 
     def compose(self) -> ComposeResult:
-        view = RunView(self.app.store, id="attach-view")
+        view = RunView(self.app.run_watcher, id="attach-view")
         yield view
         yield Footer()
 
@@ -238,7 +177,4 @@ class RunAttachScreen(Screen):
         except RunError as exc:
             self.notify(str(exc), severity="error")
             return
-        if run.active:
-            confirm_cancel(self, run)
-        else:
-            self.notify(f"{run.label} is {run.status}", severity="warning")
+        self.post_message(StopRun(run))

@@ -1,9 +1,10 @@
 """Serve mode: the OpenAI-compatible servers running on this box, live; start and stop them.
 
 Servers are detached runs of kind `serve` (started here, by `llmdeck serve --detach`, or from
-another terminal), so they outlive the TUI. Every second a thread worker re-lists them and reads
-each live one's new events (engine.serve.stats folds them into requests/s, tokens/s, active
-requests and the request log); the screen only renders the snapshot it is sent.
+another terminal), so they outlive the TUI. The app's run watcher sends the run list and each
+listed server's new events (engine.serve.stats folds them into requests/s, tokens/s, active
+requests and the request log); a thread worker reads a starting server's out/server.json
+(its URL) until it is there.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from textual.widgets import Button, DataTable, Input, Label, Log, Select, Static
 from engine.runs import RunError, RunInfo
 from engine.serve.launch import ENGINES, SERVE_KIND, model_label, server_details, start_detached
 from engine.serve.stats import ServeSnapshot, ServeStats
+from tui.messages import StopRun
+from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
-from tui.screens.confirm import ConfirmModal
+from tui.widgets.tables import cursor_row_key, sync_rows
 
 COLUMNS = ("server", "status", "url", "req/s", "tok/s", "active")
 RECENT_ENDED_S = 3600.0
@@ -36,27 +39,10 @@ class ServerRow:
     snap: ServeSnapshot
 
 
-@dataclass
-class ServersListed(Message):
-    rows: list[ServerRow]
-    error: str = ""
-
-
 class StartServerModal(ModalScreen[dict | None]):
     """A small form: model, engine, port, API key, queue length. Dismisses with the spec + key."""
+    CSS_PATH = "modals.tcss"
 
-    DEFAULT_CSS = """
-    StartServerModal { align: center middle; }
-    StartServerModal > Vertical {
-        width: 72; max-width: 95%; height: auto; max-height: 95%;
-        border: thick $primary; background: $surface; padding: 1 2;
-    }
-    StartServerModal Label { margin: 0; color: $text-muted; }
-    StartServerModal #serve-form-title { text-style: bold; margin: 0; }
-    StartServerModal #serve-form-error { color: $error; height: auto; }
-    StartServerModal Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
-    StartServerModal Button { margin-left: 1; }
-    """
     BINDINGS = [Binding("escape", "cancel", "cancel")]
 
     def compose(self) -> ComposeResult:
@@ -110,20 +96,15 @@ class StartServerModal(ModalScreen[dict | None]):
         if engine == "vllm" and not model:
             error.update("vLLM needs a model: an HF folder or hub name")
             return
-        spec = {"model": str(Path(model).expanduser().resolve()) if model and Path(model).expanduser().exists() else model,
+        found = bool(model) and Path(model).expanduser().exists()
+        spec = {"model": str(Path(model).expanduser().resolve()) if found else model,
                 "engine": engine, "host": "127.0.0.1", "port": port, "max_queue": max_queue}
         self.dismiss({"spec": spec, "key": self.query_one("#serve-key", Input).value.strip() or None})
 
 
 class ServeScreen(ModeScreen):
+    CSS_PATH = "serve.tcss"
     MODE_KEY = "serve"
-    DEFAULT_CSS = """
-    ServeScreen #serve-table { height: 40%; min-height: 5; }
-    ServeScreen #serve-empty { height: auto; padding: 0 1; color: $text-muted; }
-    ServeScreen #serve-detail { height: 1fr; }
-    ServeScreen #serve-info { height: auto; padding: 0 1; }
-    ServeScreen #serve-log { height: 1fr; }
-    """
     BINDINGS = [
         Binding("n", "new_server", "start a server"),
         Binding("s", "stop_server", "stop server"),
@@ -131,10 +112,21 @@ class ServeScreen(ModeScreen):
         Binding("r", "refresh", "refresh", show=False),
     ]
 
+    class DetailsRead(Message):
+        """out/server.json of live servers (None: not written yet)."""
+
+        def __init__(self, details: dict[str, dict | None]) -> None:
+            super().__init__()
+            self.details = details
+
     def __init__(self) -> None:
         super().__init__()
-        self._stats: dict[str, ServeStats] = {}  # touched only by the (exclusive) polling worker
+        self._stats: dict[str, ServeStats] = {}
+        self._details: dict[str, dict | None] = {}
+        self._servers: list[RunInfo] = []
+        self._error = ""
         self._rows: dict[str, ServerRow] = {}
+        self._shown_cells: dict[str, tuple[str, ...]] = {}
         self._log_for: tuple[str, int] | None = None
 
     def compose_body(self) -> ComposeResult:
@@ -149,51 +141,62 @@ class ServeScreen(ModeScreen):
             yield Log(id="serve-log", max_lines=500)
 
     def on_mount(self) -> None:
-        self.set_interval(1.0, self.action_refresh)
-        self.action_refresh()
+        self.app.run_watcher.watch_runs(self)
 
-    # -- polling -----------------------------------------------------------------------------
+    # -- from the run watcher ------------------------------------------------------------------
     def action_refresh(self) -> None:
-        self._poll()
+        self.app.run_watcher.poke()
 
-    @work(thread=True, exclusive=True, group="serve-list", exit_on_error=False)
-    def _poll(self) -> None:
-        store = self.app.store
+    def on_run_watcher_runs_changed(self, message: RunWatcher.RunsChanged) -> None:
         now = time.time()
-        try:
-            runs = [r for r in store.list() if r.kind == SERVE_KIND
-                    and (r.active or (r.ended or r.created) > now - RECENT_ENDED_S)]
-        except OSError as exc:
-            self.post_message(ServersListed([], error=str(exc)))
-            return
-        rows = []
-        for run in runs[:50]:
-            stats = self._stats.setdefault(run.id, ServeStats())
-            events, stats.offset = store.read_events(run.id, stats.offset)
-            stats.feed(events)
-            rows.append(ServerRow(run, server_details(run) if run.active else None, stats.snapshot(now)))
-        self.post_message(ServersListed(rows))
+        servers = [r for r in message.snapshot.runs if r.kind == SERVE_KIND
+                   and (r.active or (r.ended or r.created) > now - RECENT_ENDED_S)][:50]
+        self._servers, self._error = servers, message.snapshot.error
+        watcher = self.app.run_watcher
+        listed = {run.id for run in servers}
+        for run_id in watcher.following(self) - listed:
+            watcher.unfollow(self, run_id)
+            self._stats.pop(run_id, None)
+        for run in servers:
+            if run.id not in self._stats:
+                self._stats[run.id] = ServeStats()
+                watcher.follow(self, run.id)
+            if not run.active:
+                self._details.pop(run.id, None)
+        waiting = [run for run in servers if run.active and not self._details.get(run.id)]
+        if waiting:
+            self._read_details(waiting)
+        self._render_rows()
 
-    def on_servers_listed(self, message: ServersListed) -> None:
+    def on_run_watcher_events_read(self, message: RunWatcher.EventsRead) -> None:
+        if message.first or message.run_id not in self._stats:
+            self._stats[message.run_id] = ServeStats()
+        self._stats[message.run_id].feed(message.events)
+        self._render_rows()
+
+    @work(thread=True, exclusive=True, group="serve-details", exit_on_error=False, description="reading server details")
+    def _read_details(self, runs: list[RunInfo]) -> None:
+        self.post_message(self.DetailsRead({run.id: server_details(run) for run in runs}))
+
+    def on_serve_screen_details_read(self, message: DetailsRead) -> None:
+        self._details.update(message.details)
+        self._render_rows()
+
+    def _render_rows(self) -> None:
+        now = time.time()
+        rows = [ServerRow(run, self._details.get(run.id) if run.active else None,
+                          self._stats.setdefault(run.id, ServeStats()).snapshot(now)) for run in self._servers]
         table = self.query_one("#serve-table", DataTable)
         empty = self.query_one("#serve-empty", Static)
-        if message.error:
-            empty.update(f"[b]cannot read runs:[/b] {message.error}")
-        elif not message.rows:
+        if self._error:
+            empty.update(f"[b]cannot read runs:[/b] {self._error}")
+        elif not rows:
             empty.update("No servers. Press n to start one, or run `llmdeck serve MODEL --detach`.")
         else:
             empty.update("")
-        empty.display = bool(message.error or not message.rows)
-        wanted = {row.info.id: row for row in message.rows}
-        for key in [row.value for row in list(table.rows) if row.value not in wanted]:
-            table.remove_row(key)
-        for row in message.rows:
-            cells = self._cells(row)
-            if row.info.id in table.rows:
-                for column, value in zip(COLUMNS, cells, strict=True):
-                    table.update_cell(row.info.id, column, value, update_width=True)
-            else:
-                table.add_row(*cells, key=row.info.id)
+        empty.display = bool(self._error or not rows)
+        sync_rows(table, COLUMNS, ((row.info.id, self._cells(row)) for row in rows), self._shown_cells)
+        wanted = {row.info.id: row for row in rows}
         self._rows = wanted
         self._show_selected()
 
@@ -220,14 +223,7 @@ class ServeScreen(ModeScreen):
 
     @property
     def selected(self) -> ServerRow | None:
-        table = self.query_one("#serve-table", DataTable)
-        if not table.row_count:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - cursor outside the (changing) table
-            return None
-        return self._rows.get(key or "")
+        return self._rows.get(cursor_row_key(self.query_one("#serve-table", DataTable)) or "")
 
     def _show_selected(self) -> None:
         row = self.selected
@@ -258,7 +254,8 @@ class ServeScreen(ModeScreen):
             return (
                 f"[b]{d['api']}[/b]  model [b]{d['model_id']}[/b] ({d['engine']}) · {auth}\n"
                 f"from your laptop: [b]{d['ssh']}[/b]\n"
-                f"{s.requests_per_s:.1f} req/s · {s.tokens_per_s:.1f} tok/s · {s.active} active · {s.waiting} queued · "
+                f"{s.requests_per_s:.1f} req/s · {s.tokens_per_s:.1f} tok/s · {s.active} active · "
+                f"{s.waiting} queued · "
                 f"{s.requests} requests ({s.errors} errors) · {s.completion_tokens} tokens generated"
             )
         reason = f" ({info.exit_reason})" if info.exit_reason else ""
@@ -281,29 +278,8 @@ class ServeScreen(ModeScreen):
 
     def action_stop_server(self) -> None:
         row = self.selected
-        if row is None:
-            return
-        if not row.info.active:
-            self.notify(f"{row.info.label} is {row.info.status}", severity="warning")
-            return
-        run = row.info
-        where = row.details["api"] if row.details else "(still starting)"
-
-        def answered(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                self.app.store.cancel(run.id)
-            except (RunError, OSError) as exc:
-                self.notify(str(exc), severity="error")
-                return
-            self.notify(f"stopping {run.label}")
-
-        self.app.push_screen(
-            ConfirmModal("Stop server?", f"{run.label} at {where}\n\nIn-flight requests get a few seconds to finish; "
-                         "clients then get connection errors.", "Stop server"),
-            answered,
-        )
+        if row is not None:
+            self.post_message(StopRun(row.info, where=row.details["api"] if row.details else ""))
 
     def action_copy_ssh(self) -> None:
         row = self.selected

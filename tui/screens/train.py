@@ -1,9 +1,10 @@
 """Train mode: start runs, watch them live, compare them, act on their checkpoints.
 
 Everything shown comes from the runs' folders (run.json, events.jsonl, checkpoint folders),
-read in thread workers every half second: a run started from the CLI, by another llmdeck, or
-before this TUI was opened shows its whole curve and then continues live. Nothing here holds
-the training: closing the TUI leaves the runs going.
+read by the app's run watcher (the list, and the events of the selected and compared runs) and
+a thread worker (checkpoints): a run started from the CLI, by another llmdeck, or before this
+TUI was opened shows its whole curve and then continues live. Nothing here holds the
+training: closing the TUI leaves the runs going.
 
 Left: training runs (space marks runs for the compare overlay) and the selected run's
 checkpoints. Right: the live dashboard (curve with EMA smoothing, stats, progress + ETA, log),
@@ -25,35 +26,31 @@ from textual.message import Message
 from textual.widgets import DataTable, Log, ProgressBar, Static, TabbedContent, TabPane
 
 from engine import paths
-from engine.events import Cancelled, Failed, Finished, JobEvent, Log as LogEvent, Metric, Progress
+from engine.events import Cancelled, Failed, Finished, JobEvent, Metric, Progress
+from engine.events import Log as LogEvent
+from engine.filenames import slugify
 from engine.formatting import format_duration
 from engine.runs import RunError, RunInfo
 from engine.train import launch
 from engine.train.checkpoints import Checkpoint, human_size
-from engine.filenames import slugify
 from engine.train.experiments import colours_for
 from engine.train.plots import RunCurves
+from engine.train.rank_status import NodeRow
+from tui.messages import OpenInChat, StopRun
+from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
+from tui.widgets.run_nodes import RunNodes
+from tui.widgets.tables import cursor_row_key
 from tui.widgets.train_curve import TrainCurve
-from tui.widgets.train_form import StartRun, TrainForm
+from tui.widgets.train_form import TrainForm
 from tui.widgets.train_stats import TrainStats
 
 SMOOTHING_STEPS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95)
 
 
 @dataclass
-class TrainPolled(Message):
-    runs: list[RunInfo]
-    events: dict[str, tuple[int, int, list[JobEvent]]]  # run id -> (from offset, new offset, events)
-    checkpoints: list[Checkpoint] = field(default_factory=list)
-    checkpoints_of: str | None = None
-    error: str = ""
-
-
-@dataclass
 class _RunState:
-    offset: int = 0
     curves: RunCurves | None = None
     latest: dict[str, float] = field(default_factory=dict)
     step: int = 0
@@ -63,18 +60,33 @@ class _RunState:
 
 
 class TrainScreen(ModeScreen):
+    CSS_PATH = "train.tcss"
     MODE_KEY = "train"
-    DEFAULT_CSS = """
-    TrainScreen #train-left { width: 34; }
-    TrainScreen #train-runs { height: 1fr; }
-    TrainScreen #train-ckpts { height: 9; }
-    TrainScreen #train-right { width: 1fr; }
-    TrainScreen #train-status { height: auto; padding: 0 1; }
-    TrainScreen #train-progress { height: 1; padding: 0 1; }
-    TrainScreen #train-log { height: 5; border: none; }
-    TrainScreen #compare-legend { height: auto; padding: 0 1; }
-    TrainScreen TabPane { padding: 0; }
-    """
+
+    class Exported(Message):
+        """A curve export was written to `path` (or not: `error`)."""
+
+        def __init__(self, path: Path, error: str) -> None:
+            super().__init__()
+            self.path = path
+            self.error = error
+
+    class CheckpointsListed(Message):
+        """The selected run's checkpoints, listed in a thread worker."""
+
+        def __init__(self, run_id: str, checkpoints: list[Checkpoint]) -> None:
+            super().__init__()
+            self.run_id = run_id
+            self.checkpoints = checkpoints
+
+    class NodesRead(Message):
+        """The selected run's nodes (a multi-process run's rank files), read in a thread worker."""
+
+        def __init__(self, run_id: str, rows: list[NodeRow]) -> None:
+            super().__init__()
+            self.run_id = run_id
+            self.rows = rows
+
     BINDINGS = [
         Binding("n", "new_run", "new run"),
         Binding("s", "stop_run", "stop"),
@@ -101,13 +113,15 @@ class TrainScreen(ModeScreen):
         self.compare: list[str] = []
         self.smoothing = 0.6
         self.checkpoints: list[Checkpoint] = []
-        self._ckpt_poll = 0.0
+        self._checkpoints_read = 0.0
+        self._nodes_of: str | None = None  # the run whose nodes were last read (an ended run: once)
 
     # -- layout --------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
         with Horizontal():
             with Vertical(id="train-left"):
-                runs: DataTable[str] = DataTable(id="train-runs", cursor_type="row", zebra_stripes=True, classes="panel")
+                runs: DataTable[str] = DataTable(id="train-runs", cursor_type="row", zebra_stripes=True,
+                                                 classes="panel")
                 runs.border_title = "training runs"
                 for col in ("", "run", "status", "step", "loss"):
                     runs.add_column(col, key=col or "mark")
@@ -119,10 +133,12 @@ class TrainScreen(ModeScreen):
                 yield ckpts
             with TabbedContent(id="train-right", initial="live"):
                 with TabPane("Live", id="live"):
-                    yield Static("no run selected: press n to start one, or run `llmdeck train --demo`", id="train-status")
+                    yield Static("no run selected: press n to start one, or run `llmdeck train --demo`",
+                                 id="train-status")
                     yield ProgressBar(total=None, show_eta=False, id="train-progress")
                     yield TrainCurve(id="train-curve")
                     yield TrainStats("", id="train-stats")
+                    yield RunNodes(id="train-nodes")
                     yield Log(max_lines=500, id="train-log", auto_scroll=True)
                 with TabPane("New run", id="new"):
                     yield TrainForm(self._initial_spec(), id="train-form")
@@ -133,7 +149,7 @@ class TrainScreen(ModeScreen):
     def _initial_spec(self):
         from engine.train.spec import TrainSpec
 
-        options = getattr(self.app, "options", {}) or {}
+        options = self.app.options
         spec = TrainSpec()
         if options.get("model"):
             spec.model = str(options["model"])
@@ -142,61 +158,84 @@ class TrainScreen(ModeScreen):
         return spec
 
     def on_mount(self) -> None:
-        self.set_interval(0.5, self.poll)
-        self.poll()
+        self.app.run_watcher.watch_runs(self)
 
-    # -- polling -------------------------------------------------------------------------------
-    def watched(self) -> list[str]:
-        ids = [self.selected] if self.selected else []
-        return ids + [r for r in self.compare if r not in ids]
+    def on_screen_resume(self) -> None:
+        self._read_checkpoints_soon()
 
-    def poll(self) -> None:
-        offsets = {rid: self.states.get(rid, _RunState()).offset for rid in self.watched()}
-        want_ckpts = self.selected if time.monotonic() - self._ckpt_poll > 2.0 else None
-        if want_ckpts:
-            self._ckpt_poll = time.monotonic()
-        self._read(offsets, want_ckpts)
-
-    @work(thread=True, exclusive=True, group="train-poll", exit_on_error=False)
-    def _read(self, offsets: dict[str, int], ckpts_of: str | None) -> None:
-        store = self.app.store
-        try:
-            runs = [r for r in store.list() if r.kind in launch.TRAINING_KINDS]
-            events = {}
-            for run_id, offset in offsets.items():
-                got, new_offset = store.read_events(run_id, offset)
-                events[run_id] = (offset, new_offset, got)
-            checkpoints = launch.checkpoints_of(store.get(ckpts_of)) if ckpts_of else []
-            self.post_message(TrainPolled(runs, events, checkpoints, ckpts_of))
-        except (RunError, OSError) as exc:
-            self.post_message(TrainPolled([], {}, error=str(exc)))
-
-    def on_train_polled(self, message: TrainPolled) -> None:
-        if message.error:
-            self.query_one("#train-status", Static).update(f"cannot read runs: {message.error}")
+    # -- from the run watcher --------------------------------------------------------------------
+    def on_run_watcher_runs_changed(self, message: RunWatcher.RunsChanged) -> None:
+        snapshot = message.snapshot
+        if snapshot.error:
+            self.query_one("#train-status", Static).update(f"cannot read runs: {snapshot.error}")
             return
-        self.runs = {r.id: r for r in message.runs}
-        changed = False
-        for run_id, (start, end, events) in message.events.items():
-            state = self.states.setdefault(run_id, _RunState())
-            if start != state.offset:
-                continue  # stale read (the run was reselected meanwhile)
-            state.offset = end
-            if state.curves is None:
-                info = self.runs.get(run_id)
-                state.curves = RunCurves(info.label if info else run_id)
-            for event in events:
-                self._apply(state, event)
-            changed = changed or bool(events)
+        self.runs = {r.id: r for r in snapshot.runs if r.kind in launch.TRAINING_KINDS}
         self._fill_runs_table()
         if self.selected is None and self.runs:
             self._select(next(iter(self.runs)))
-        if message.checkpoints_of and message.checkpoints_of == self.selected:
+        self._refresh_live(False)
+        self._read_checkpoints_soon()
+        self._read_nodes_soon()
+
+    def on_run_watcher_events_read(self, message: RunWatcher.EventsRead) -> None:
+        run_id = message.run_id
+        state = self.states.get(run_id)
+        if state is None or message.first:
+            info = self.runs.get(run_id)
+            state = self.states[run_id] = _RunState(curves=RunCurves(info.label if info else run_id))
+        for event in message.events:
+            self._apply(state, event)
+        self._fill_runs_table()
+        if run_id == self.selected:
+            self._refresh_live(True)
+        if run_id in self.compare:
+            self._refresh_compare()
+
+    def _follow_runs(self) -> None:
+        """Follow the selected and the compared runs. A run once followed stays followed (its
+        curve is kept, and continues from where it was), unless it left the run store."""
+        watcher = self.app.run_watcher
+        following = watcher.following(self)
+        for run_id in [self.selected, *self.compare]:
+            if run_id and run_id not in following:
+                watcher.follow(self, run_id)
+        for run_id in following - set(self.runs):
+            if run_id != self.selected and run_id not in self.compare:
+                watcher.unfollow(self, run_id)
+                self.states.pop(run_id, None)
+
+    def _read_checkpoints_soon(self) -> None:
+        """The selected run's checkpoints, at most every two seconds (they are folders to list)."""
+        run = self.runs.get(self.selected or "")
+        if run is not None and time.monotonic() - self._checkpoints_read > 2.0:
+            self._checkpoints_read = time.monotonic()
+            self._list_checkpoints(run)
+
+    @work(thread=True, exclusive=True, group="train-checkpoints", exit_on_error=False,
+          description="listing checkpoints")
+    def _list_checkpoints(self, run: RunInfo) -> None:
+        self.post_message(self.CheckpointsListed(run.id, launch.checkpoints_of(run)))
+
+    def on_train_screen_checkpoints_listed(self, message: CheckpointsListed) -> None:
+        if message.run_id == self.selected:
             self.checkpoints = message.checkpoints
             self._fill_checkpoints()
-        self._refresh_live(changed)
-        if changed and self.compare:
-            self._refresh_compare()
+
+    def _read_nodes_soon(self) -> None:
+        """The selected run's nodes: at every change while it is active, once when it has ended."""
+        run = self.runs.get(self.selected or "")
+        if run is not None and (run.active or self._nodes_of != run.id):
+            self._nodes_of = run.id
+            self._list_nodes(run)
+
+    @work(thread=True, exclusive=True, group="train-nodes", exit_on_error=False,
+          description="reading the run's nodes")
+    def _list_nodes(self, run: RunInfo) -> None:
+        self.post_message(self.NodesRead(run.id, launch.nodes_of(run)))
+
+    def on_train_screen_nodes_read(self, message: NodesRead) -> None:
+        if message.run_id == self.selected:
+            self.query_one("#train-nodes", RunNodes).show(message.rows)
 
     def _apply(self, state: _RunState, event: JobEvent) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
@@ -211,7 +250,8 @@ class TrainScreen(ModeScreen):
             if event.phase == "train" or state.progress is None or state.progress.phase != "train":
                 state.progress = event
         elif isinstance(event, LogEvent):
-            state.logs.append(f"{stamp} {event.text}" if event.level == "info" else f"{stamp} {event.level}: {event.text}")
+            level = "" if event.level == "info" else f" {event.level}:"
+            state.logs.append(f"{stamp}{level} {event.text}")
         elif isinstance(event, Finished):
             out = event.summary.get("output")
             state.final = str(out) if out else ""
@@ -247,7 +287,8 @@ class TrainScreen(ModeScreen):
         table = self.query_one("#train-ckpts", DataTable)
         table.clear()
         for c in self.checkpoints:
-            table.add_row(c.name.replace("checkpoint-", "ckpt "), f"{c.loss:.3f}" if c.loss is not None else "-", human_size(c.size), "✓" if c.complete else "✗", key=str(c.path))
+            table.add_row(c.name.replace("checkpoint-", "ckpt "), f"{c.loss:.3f}" if c.loss is not None else "-",
+                          human_size(c.size), "✓" if c.complete else "✗", key=str(c.path))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "train-runs" and event.row_key is not None and event.row_key.value != self.selected:
@@ -257,14 +298,18 @@ class TrainScreen(ModeScreen):
         self.selected = run_id
         self.checkpoints = []
         self._fill_checkpoints()
-        self._ckpt_poll = 0.0
+        self._checkpoints_read = 0.0
+        self._nodes_of = None
+        self.query_one("#train-nodes", RunNodes).show([])
         log = self.query_one("#train-log", Log)
         log.clear()
         state = self.states.get(run_id or "")
         if state:
             log.write_lines(state.logs[-100:])
         self._refresh_live(True)
-        self.poll()
+        self._follow_runs()
+        self._read_checkpoints_soon()
+        self._read_nodes_soon()
 
     # -- live pane -----------------------------------------------------------------------------
     def _refresh_live(self, redraw: bool) -> None:
@@ -273,7 +318,8 @@ class TrainScreen(ModeScreen):
         if run is None:
             return
         state = self.states.get(run.id, _RunState())
-        reason = f" — {run.exit_reason}" if run.exit_reason else ""
+        why = run.exit_reason or run.status_detail  # the end, or why a queued run waits
+        reason = f" — {why}" if why else ""
         status.update(
             f"[b]{run.label}[/b] · {run.status} · {format_duration(run.elapsed(time.time()))} · "
             f"smoothing {self.smoothing:.2f}{reason}"
@@ -293,7 +339,8 @@ class TrainScreen(ModeScreen):
         curves = [self.states[r].curves for r in self.compare if r in self.states and self.states[r].curves]
         self.query_one("#compare-curve", TrainCurve).show(curves, smoothing=self.smoothing)
         colours = colours_for(c.experiment for c in curves)
-        legend = "  ".join(f"[{colours[c.experiment]}]■[/] {c.name}" for c in curves) or "mark runs with space to overlay them"
+        legend = ("  ".join(f"[{colours[c.experiment]}]■[/] {c.name}" for c in curves)
+                  or "mark runs with space to overlay them")
         self.query_one("#compare-legend", Static).update(legend)
 
     # -- actions -------------------------------------------------------------------------------
@@ -317,7 +364,7 @@ class TrainScreen(ModeScreen):
         self.query_one(TrainForm).load(spec)
         self.action_show_tab("new")
 
-    def on_start_run(self, message: StartRun) -> None:
+    def on_train_form_submitted(self, message: TrainForm.Submitted) -> None:
         try:
             info = launch.start(message.spec, self.app.store)
         except (ValueError, RunError, OSError) as exc:
@@ -327,6 +374,7 @@ class TrainScreen(ModeScreen):
         self.runs[info.id] = info
         self._select(info.id)
         self.action_show_tab("live")
+        self.app.run_watcher.poke()
 
     def action_toggle_compare(self) -> None:
         run_id = self._highlighted_run()
@@ -338,16 +386,10 @@ class TrainScreen(ModeScreen):
             self.compare.append(run_id)
         self._fill_runs_table()
         self._refresh_compare()
-        self.poll()
+        self._follow_runs()
 
     def _highlighted_run(self) -> str | None:
-        table = self.query_one("#train-runs", DataTable)
-        if not table.row_count:
-            return None
-        try:
-            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - cursor outside a changing table
-            return None
+        return cursor_row_key(self.query_one("#train-runs", DataTable))
 
     def action_smooth(self, direction: int) -> None:
         steps = SMOOTHING_STEPS
@@ -358,21 +400,8 @@ class TrainScreen(ModeScreen):
 
     def action_stop_run(self) -> None:
         run = self.runs.get(self.selected or "")
-        if run is None:
-            return
-        if not run.active:
-            self.notify(f"{run.label} is {run.status}", severity="warning")
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                try:
-                    self.app.store.cancel(run.id)
-                    self.notify(f"stopping {run.label}: it saves a checkpoint, then ends")
-                except (RunError, OSError) as exc:
-                    self.notify(str(exc), severity="error")
-
-        self.app.push_screen(ConfirmModal("Stop run?", f"{run.label} saves a checkpoint and ends `cancelled`; r resumes it.", "Stop"), answered)
+        if run is not None:
+            self.post_message(StopRun(run))
 
     def action_resume_run(self) -> None:
         run = self.runs.get(self.selected or "")
@@ -399,7 +428,7 @@ class TrainScreen(ModeScreen):
         out = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.{kind}"
         self._write_export(curves, out, kind, self.smoothing)
 
-    @work(thread=True, group="train-export", exit_on_error=False)
+    @work(thread=True, group="train-exports", exit_on_error=False, description="exporting the curves")
     def _write_export(self, curves: list[RunCurves], out: Path, kind: str, smoothing: float) -> None:
         from engine.train import plots
 
@@ -409,20 +438,19 @@ class TrainScreen(ModeScreen):
             else:
                 plots.write_image(curves, out, plots.present_metrics(curves), smooth=smoothing)
         except (OSError, ValueError) as exc:
-            self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error")
+            self.post_message(self.Exported(out, f"export failed: {exc}"))
             return
-        self.app.call_from_thread(self.notify, f"wrote {out}")
-        self.last_export = out
+        self.post_message(self.Exported(out, ""))
+
+    def on_train_screen_exported(self, message: Exported) -> None:
+        if message.error:
+            self.notify(message.error, severity="error")
+        else:
+            self.notify(f"wrote {message.path}")
 
     # -- checkpoint actions ----------------------------------------------------------------------
     def _highlighted_checkpoint(self) -> Checkpoint | None:
-        table = self.query_one("#train-ckpts", DataTable)
-        if not table.row_count:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001
-            return None
+        key = cursor_row_key(self.query_one("#train-ckpts", DataTable))
         return next((c for c in self.checkpoints if str(c.path) == key), None)
 
     def _target(self) -> Path | None:
@@ -439,22 +467,11 @@ class TrainScreen(ModeScreen):
             self.notify("no checkpoint or output to use yet", severity="warning")
         return out
 
-    async def action_chat_checkpoint(self) -> None:
+    def action_chat_checkpoint(self) -> None:
         """Open Chat on the highlighted checkpoint (a LoRA adapter loads with its base)."""
         target = self._target()
-        if target is None:
-            return
-        self.app.options["model"] = str(target)
-        await self.app.switch_mode("chat")
-        screen = self.app.screen
-        current = getattr(getattr(screen, "spec", None), "model", None)
-        if hasattr(screen, "load_model") and current != str(target):
-            try:
-                from engine.chat.loader import BackendSpec
-
-                screen.load_model(BackendSpec(model=str(target)))
-            except Exception as exc:  # noqa: BLE001 - chat reports its own load errors
-                self.notify(f"chat: {exc}", severity="error")
+        if target is not None:
+            self.post_message(OpenInChat(str(target)))
 
     def _start_job(self, kind: str, spec: dict[str, Any], what: str) -> None:
         try:
@@ -479,7 +496,8 @@ class TrainScreen(ModeScreen):
         if target is None:
             return
         out = target.with_name(f"{target.name}-f16.gguf")
-        self._start_job("train.gguf", {"model": str(target), "output": str(out), "outtype": "f16"}, f"gguf {target.name}")
+        spec = {"model": str(target), "output": str(out), "outtype": "f16"}
+        self._start_job("train.gguf", spec, f"gguf {target.name}")
 
     def action_delete_checkpoint(self) -> None:
         ckpt = self._highlighted_checkpoint()
@@ -497,7 +515,8 @@ class TrainScreen(ModeScreen):
 
             delete(ckpt.path)
             self.notify(f"deleted {ckpt.name}")
-            self._ckpt_poll = 0.0
-            self.poll()
+            self._checkpoints_read = 0.0
+            self._read_checkpoints_soon()
 
-        self.app.push_screen(ConfirmModal("Delete checkpoint?", f"{ckpt.path}\n({human_size(ckpt.size)})", "Delete"), answered)
+        self.app.push_screen(ConfirmModal("Delete checkpoint?", f"{ckpt.path}\n({human_size(ckpt.size)})", "Delete"),
+                             answered)

@@ -24,7 +24,7 @@ class ChatInput(TextArea):
         text: str
 
     @dataclass
-    class EditLast(Message):
+    class EditLastRequested(Message):
         """Up was pressed in an empty input: the user wants their last message back."""
 
         chat_input: ChatInput
@@ -32,7 +32,8 @@ class ChatInput(TextArea):
     def __init__(self, *, newline_key: str = "shift+enter", id: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id, soft_wrap=True, tab_behavior="focus", show_line_numbers=False, compact=False)
         self.newline_keys = {"ctrl+j", newline_key}
-        self.border_title = "message · Enter send · " + ("Shift+Enter" if newline_key == "shift+enter" else newline_key) + "/Ctrl+J newline"
+        newline = "Shift+Enter" if newline_key == "shift+enter" else newline_key
+        self.border_title = f"message · Enter send · {newline}/Ctrl+J newline"
 
     async def _on_key(self, event: events.Key) -> None:
         if event.key in self.newline_keys:
@@ -49,6 +50,6 @@ class ChatInput(TextArea):
         if event.key == "up" and not self.text:
             event.stop()
             event.prevent_default()
-            self.post_message(self.EditLast(self))
+            self.post_message(self.EditLastRequested(self))
             return
         await super()._on_key(event)

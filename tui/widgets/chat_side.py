@@ -52,7 +52,8 @@ class ChatSidePanel(VerticalScroll):
         model: str
         template: str
 
-    def __init__(self, params: SamplingParams, *, model: str = "", template: str = "auto", id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, params: SamplingParams, *, model: str = "", template: str = "auto",
+                 id: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id)
         self.params = params
         self._model = model

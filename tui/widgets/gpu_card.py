@@ -81,7 +81,8 @@ class GpuCardText(Widget):
             f"{power}  fan {fmt.pct(gpu.fan_percent)}"
         )
         text.append("\n")
-        clocks = f"SM {fmt.unit(gpu.clock_sm_mhz, '')}/{fmt.unit(gpu.clock_sm_max_mhz, ' MHz')}  mem {fmt.unit(gpu.clock_mem_mhz, ' MHz')}"
+        clocks = (f"SM {fmt.unit(gpu.clock_sm_mhz, '')}/{fmt.unit(gpu.clock_sm_max_mhz, ' MHz')}  "
+                  f"mem {fmt.unit(gpu.clock_mem_mhz, ' MHz')}")
         pcie = f"PCIe {fmt.text(gpu.pcie_gen)}x{fmt.text(gpu.pcie_width)}"
         text.append(f"{clocks}  {pcie}  ", style=muted)
         throttle = fmt.throttle_text(gpu)

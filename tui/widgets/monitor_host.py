@@ -54,7 +54,8 @@ class HostPanel(Widget):
     def set_host(self, host: HostSample) -> None:
         if host == self.host:
             return  # nothing new to draw (idle CPU matters: this screen is open all day)
-        cores_before = len(self.host.per_core) if self.host is not None and isinstance(self.host.per_core, tuple) else -1
+        before = self.host
+        cores_before = len(before.per_core) if before is not None and isinstance(before.per_core, tuple) else -1
         self.host = host
         cores_now = len(host.per_core) if isinstance(host.per_core, tuple) else -1
         self.refresh(layout=self.expanded and cores_now != cores_before)

@@ -31,14 +31,16 @@ def matches(proc: ProcessSample, needle: str) -> bool:
         return True
     hay = " ".join(
         str(v)
-        for v in (proc.pid, proc.user, proc.name, proc.command, proc.run.text if proc.run else "", f"gpu{proc.gpu_index}")
+        for v in (proc.pid, proc.user, proc.name, proc.command, proc.run.text if proc.run else "",
+                  f"gpu{proc.gpu_index}")
     ).lower()
     return all(part in hay for part in needle.lower().split())
 
 
 def sort_procs(procs: tuple[ProcessSample, ...], key: str) -> list[ProcessSample]:
     """Largest first; n/a sorts last."""
-    return sorted(procs, key=lambda p: (num(getattr(p, key)) is None, -(num(getattr(p, key)) or 0.0), p.gpu_index, p.pid))
+    return sorted(procs, key=lambda p: (num(getattr(p, key)) is None, -(num(getattr(p, key)) or 0.0),
+                                        p.gpu_index, p.pid))
 
 
 def _cells(proc: ProcessSample) -> tuple[str, ...]:

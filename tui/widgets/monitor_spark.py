@@ -58,6 +58,7 @@ class MonitorSpark(Widget):
 
     def render(self) -> Text:
         text = Text(f"{self.label:<5} ", style=self.get_component_rich_style("monitor-spark--label"))
-        text.append(spark_text(self.values, self.top, self.chart_width), style=self.get_component_rich_style("monitor-spark--bars"))
+        text.append(spark_text(self.values, self.top, self.chart_width),
+                    style=self.get_component_rich_style("monitor-spark--bars"))
         text.append(f" {self.value_text:>8}")
         return text

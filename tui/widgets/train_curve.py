@@ -58,7 +58,8 @@ class TrainCurve(PlotextPlot):
             if self.metric == "loss":
                 e_steps, e_values = run.points("eval_loss")
                 if e_steps:
-                    plt.scatter(e_steps, e_values, color=colour if not single else "orange", marker="x", label=("eval" if single else f"{run.name} eval")[:30])
+                    label = ("eval" if single else f"{run.name} eval")[:30]
+                    plt.scatter(e_steps, e_values, color=colour if not single else "orange", marker="x", label=label)
         plt.xlabel("step")
         if not drawn:
             plt.title(f"no {self.metric} values yet")

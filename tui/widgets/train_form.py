@@ -3,7 +3,8 @@
 Every change rebuilds a `TrainSpec` and shows its problems (one line each, naming the field and
 the fix), the equivalent `llmdeck train ...` command, and, when the model folder is readable,
 the memory estimate from `engine.estimate` (computed in a thread worker: it reads the model's
-config and safetensors headers). Enter in any field, or the Start button, posts `StartRun`.
+config and safetensors headers). Enter in any field, or the Start button, posts
+`TrainForm.Submitted`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from engine.train.spec import ADAPTERS, METHODS, PRECISIONS, SCHEDULERS, SpecError, TrainSpec
+from tui.messages import EstimateReady
+from tui.workers import ReportsWorkerErrors
 
 # (field, label, kind) in the order shown; kind: text | number | select:<choices> | check
 FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -52,24 +55,19 @@ CHOICES: dict[str, tuple[str, ...]] = {"method": METHODS, "adapter": ADAPTERS, "
                                        "precision": PRECISIONS}
 
 
-@dataclass
-class StartRun(Message):
-    spec: TrainSpec
-
-
-@dataclass
-class EstimateReady(Message):
-    key: str
-    text: str
-
-
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
 
 
-class TrainForm(VerticalScroll):
+class TrainForm(ReportsWorkerErrors, VerticalScroll):
+    @dataclass
+    class Submitted(Message):
+        """Enter or the Start button, with a spec that passed every check."""
+
+        spec: TrainSpec
+
     DEFAULT_CSS = """
     TrainForm { height: 1fr; padding: 0 1; }
     TrainForm .form-row { height: 1; }
@@ -157,14 +155,14 @@ class TrainForm(VerticalScroll):
             self.query_one("#form-estimate", Static).update("")
         return problems
 
-    @work(thread=True, exclusive=True, group="train-estimate", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="estimates", exit_on_error=False, description="memory estimate")
     def _estimate(self, spec: TrainSpec, key: str) -> None:
         self.post_message(EstimateReady(key, estimate_text(spec)))
 
     def on_estimate_ready(self, message: EstimateReady) -> None:
         message.stop()
         if message.key == self._estimate_key:
-            self.query_one("#form-estimate", Static).update(message.text)
+            self.query_one("#form-estimate", Static).update(message.result)
 
     # -- events --------------------------------------------------------------------------------
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -192,7 +190,7 @@ class TrainForm(VerticalScroll):
         if self.validate_now() or self.spec is None:
             self.app.notify("fix the form first: " + "; ".join(self.problems[:2]), severity="warning")
             return
-        self.post_message(StartRun(self.spec))
+        self.post_message(self.Submitted(self.spec))
 
 
 def estimate_text(spec: TrainSpec) -> str:
@@ -205,7 +203,8 @@ def estimate_text(spec: TrainSpec) -> str:
     try:
         model = spec_from_hf_dir(Path(spec.model).expanduser())
         estimate = estimate_method(model, options_for_spec(spec))
-    except Exception as exc:  # noqa: BLE001 - the estimate is advice; never block the form
+    except (ValueError, OSError) as exc:  # EstimateError (a ValueError): not a model folder we can read
         return f"memory estimate unavailable: {str(exc)[:80]}"
     trainable = f", {estimate.trainable_params:,} trainable params" if estimate.trainable_params else ""
-    return f"estimated peak memory per GPU: {estimate.total_gib:.1f} GiB ({estimate.peak_phase or spec.method}{trainable})"
+    phase = estimate.peak_phase or spec.method
+    return f"estimated peak memory per GPU: {estimate.total_gib:.1f} GiB ({phase}{trainable})"

@@ -32,7 +32,8 @@ def stats_text(values: dict[str, float], step: int) -> str:
     mem = []
     gpus = sorted({k.split("_")[0] for k in values if k.startswith("gpu") and k.endswith("_alloc_gib")})
     for gpu in gpus:
-        mem.append(f"[b]{gpu}[/b] {values.get(gpu + '_alloc_gib', 0):.1f}/{values.get(gpu + '_reserved_gib', 0):.1f} GiB")
+        alloc, reserved = values.get(gpu + "_alloc_gib", 0), values.get(gpu + "_reserved_gib", 0)
+        mem.append(f"[b]{gpu}[/b] {alloc:.1f}/{reserved:.1f} GiB")
     if "host_rss_gib" in values:
         mem.append(f"[b]RAM[/b] {values['host_rss_gib']:.2f} GiB")
     return "\n".join("  ".join(part) for part in (line1, line2, mem) if part)

@@ -20,7 +20,9 @@ from markdown_it import MarkdownIt
 from textual.content import Content
 from textual.visual import visualize
 from textual.widgets import Markdown
-from textual.widgets._markdown import MarkdownParagraph  # not exported; pinned textual<9, tests/tui/test_transcript_markdown.py
+
+# not exported; pinned textual<9, tests/tui/test_transcript_markdown.py
+from textual.widgets._markdown import MarkdownParagraph
 from textual.widgets.markdown import MarkdownBlock
 
 _parsers = threading.local()

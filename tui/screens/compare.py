@@ -8,9 +8,6 @@ tokens/s shown are comparable. Esc stops the running answer, or closes the scree
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from textual import work
@@ -20,41 +17,40 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
+from textual.worker import Worker, WorkerState
 
 from engine.chat.base import BackendError, ChatBackend
 from engine.chat.loader import BackendSpec
 from engine.chat.params import SamplingParams
 from engine.chat.templates import TemplateError
 from tui.stream_pacer import StreamPacer
+from tui.widgets.answer_view import AnswerView
 from tui.widgets.chat_message import ChatMessageView
+from tui.workers import ReportsWorkerErrors
 
 
-@dataclass
-class _SideLoaded(Message):
-    backend: ChatBackend | None
-    error: str
-
-
-class CompareScreen(Screen[None]):
-    DEFAULT_CSS = """
-    CompareScreen #cmp-cols { height: 1fr; }
-    CompareScreen .cmp-col { width: 1fr; border: round $panel-lighten-2; }
-    CompareScreen .cmp-col VerticalScroll { height: 1fr; }
-    CompareScreen #cmp-help { height: 1; color: $text-muted; padding: 0 1; }
-    CompareScreen Input { margin: 0 0; }
-    """
+class CompareScreen(ReportsWorkerErrors, Screen[None]):
+    CSS_PATH = "chat.tcss"
     BINDINGS = [Binding("escape", "stop_or_close", "stop / close")]
+
+    class RightLoaded(Message):
+        """The right-hand model loaded (`backend`), or did not (`error`)."""
+
+        def __init__(self, backend: ChatBackend | None, error: str) -> None:
+            super().__init__()
+            self.backend = backend
+            self.error = error
 
     def __init__(self, left: ChatBackend, params: SamplingParams, right_spec: BackendSpec | None = None) -> None:
         super().__init__()
         self.backends: list[ChatBackend | None] = [left, None]
         self.params = params
         self.right_spec = right_spec or BackendSpec()
-        self.cancel = threading.Event()
         self.running: int | None = None
         self.views: list[ChatMessageView | None] = [None, None]
         self.prompt = ""
         self.results: list[dict] = [{}, {}]
+        self._load_worker: Worker | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="cmp-cols"):
@@ -78,7 +74,8 @@ class CompareScreen(Screen[None]):
             col.border_title = "right: no model yet"
         else:
             info = backend.info
-            col.border_title = f"{'left' if side == 0 else 'right'}: {Path(info.model).name} ({info.backend}, {info.template})"
+            where = "left" if side == 0 else "right"
+            col.border_title = f"{where}: {Path(info.model).name} ({info.backend}, {info.template})"
 
     # -- loading the right-hand model ---------------------------------------------------------
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -86,22 +83,24 @@ class CompareScreen(Screen[None]):
         if event.input.id == "cmp-model":
             spec = BackendSpec.from_dict(self.right_spec.to_dict() | {"model": event.value.strip(), "backend": "auto"})
             self.query_one("#cmp-help", Static).update(f"loading {event.value.strip() or 'the bundled Gemma'}…")
-            self._load(spec)
+            self._load_worker = self._load(spec)
         elif event.input.id == "cmp-prompt":
             self.start(event.value)
 
-    @work(thread=True, exclusive=True, group="compare-load", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="chat-loads", exit_on_error=False, description="loading the right model")
     def _load(self, spec: BackendSpec) -> None:
         from engine.chat.loader import load_backend
 
         try:
-            self.post_message(_SideLoaded(load_backend(spec), ""))
+            self.post_message(self.RightLoaded(load_backend(spec), ""))
         except (BackendError, TemplateError) as exc:
-            self.post_message(_SideLoaded(None, str(exc)))
-        except Exception as exc:  # noqa: BLE001 - never crash the screen on a load
-            self.post_message(_SideLoaded(None, f"{type(exc).__name__}: {exc}"))
+            self.post_message(self.RightLoaded(None, str(exc)))
 
-    def on__side_loaded(self, message: _SideLoaded) -> None:
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR and event.worker is self._load_worker:
+            self.query_one("#cmp-help", Static).update("not loaded (see the notification)")
+
+    def on_compare_screen_right_loaded(self, message: RightLoaded) -> None:
         help_line = self.query_one("#cmp-help", Static)
         if message.backend is None:
             help_line.update(f"not loaded: {message.error}")
@@ -113,7 +112,7 @@ class CompareScreen(Screen[None]):
         help_line.update("ready: type a prompt and press Enter")
         self.query_one("#cmp-prompt", Input).focus()
 
-    # -- running -----------------------------------------------------------------------------
+    # -- running: the left answer, then the right one (so neither takes the other's CPU) -------
     def start(self, prompt: str) -> bool:
         prompt = prompt.strip()
         if not prompt or self.running is not None:
@@ -123,54 +122,30 @@ class CompareScreen(Screen[None]):
             return False
         self.prompt = prompt
         self.results = [{}, {}]
-        self.cancel = threading.Event()
-        self.running = 0
-        self.run_worker(self._run_both(), exclusive=True, group="compare-run")
+        self.call_later(self._run_side, 0)
         return True
 
-    async def _run_both(self) -> None:
-        try:
-            for side in (0, 1):
-                if self.cancel.is_set():
-                    break
-                self.running = side
-                await self._run_side(side)
-        finally:
-            self.running = None
-        self._summary()
-
     async def _run_side(self, side: int) -> None:
+        self.running = side
+        backend = self.backends[side]
+        assert backend is not None
         scroll = self.query_one(f"#cmp-scroll-{side}", VerticalScroll)
         await scroll.remove_children()
-        view = ChatMessageView("assistant")
+        view = AnswerView(backend, StreamPacer.from_settings(self.app.settings.ui, backend.shares_cpu))
         self.views[side] = view
+        view.start([{"role": "user", "content": self.prompt}], self.params)
         await scroll.mount_all([ChatMessageView("user", self.prompt), view])
-        view.start_stream()
-        backend = self.backends[side]
-        buffer: list[str] = []
-        lock = threading.Lock()
-        outcome: dict = {"error": ""}
 
-        def generate() -> None:
-            try:
-                for delta in backend.stream([{"role": "user", "content": self.prompt}], self.params, self.cancel):
-                    with lock:
-                        buffer.append(delta.text)
-            except (BackendError, TemplateError) as exc:
-                outcome["error"] = str(exc)
-            except Exception as exc:  # noqa: BLE001 - shown in the column, never a crash
-                outcome["error"] = f"{type(exc).__name__}: {exc}"
-
-        thread = threading.Thread(target=generate, daemon=True, name=f"llmdeck-compare-{side}")
-        thread.start()
-        pacer = StreamPacer.from_settings(self.app.settings.ui, backend.shares_cpu)
-        while thread.is_alive():
-            await _drain(view, buffer, lock)
-            await asyncio.to_thread(thread.join, pacer.drew())
-        await _drain(view, buffer, lock)
-        stats = backend.last_stats.to_dict() if backend.last_stats else {}
-        self.results[side] = stats
-        await view.finish(stats, stopped=stats.get("finish_reason") == "cancelled", error=outcome["error"])
+    async def on_answer_view_finished(self, message: AnswerView.Finished) -> None:
+        side = self.running
+        if side is None or message.answer is not self.views[side]:
+            return
+        self.results[side] = message.stats
+        if side == 0 and not message.stopped:
+            await self._run_side(1)
+            return
+        self.running = None
+        self._summary()
 
     def _summary(self) -> None:
         a, b = self.results
@@ -184,21 +159,11 @@ class CompareScreen(Screen[None]):
 
     def action_stop_or_close(self) -> None:
         if self.running is not None:
-            self.cancel.set()
+            view = self.views[self.running]
+            if isinstance(view, AnswerView):
+                view.stop()
             return
         right = self.backends[1]
         if right is not None and right is not self.backends[0]:
             right.close()
         self.dismiss(None)
-
-
-async def _drain(view: ChatMessageView, buffer: list[str], lock: threading.Lock) -> None:
-    with lock:
-        text = "".join(buffer)
-        buffer.clear()
-    if text:
-        await view.append(text)
-
-
-
-

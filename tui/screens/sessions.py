@@ -16,10 +16,7 @@ from engine.chat.sessions import SessionError, SessionStore
 
 
 class RenameModal(ModalScreen[str | None]):
-    DEFAULT_CSS = """
-    RenameModal { align: center middle; }
-    RenameModal > Vertical { width: 60; max-width: 95%; height: auto; border: thick $primary; background: $surface; padding: 1 2; }
-    """
+    CSS_PATH = "modals.tcss"
     BINDINGS = [Binding("escape", "cancel", "cancel")]
 
     def __init__(self, title: str) -> None:
@@ -39,13 +36,7 @@ class RenameModal(ModalScreen[str | None]):
 
 
 class SessionsModal(ModalScreen[int | None]):
-    DEFAULT_CSS = """
-    SessionsModal { align: center middle; }
-    SessionsModal > Vertical { width: 90%; max-width: 110; height: 80%; border: thick $primary; background: $surface; padding: 0 1; }
-    SessionsModal #sessions-search { margin: 1 0 0 0; }
-    SessionsModal OptionList { height: 1fr; }
-    SessionsModal #sessions-help { color: $text-muted; height: 1; }
-    """
+    CSS_PATH = "modals.tcss"
     BINDINGS = [
         Binding("escape", "close", "close"),
         Binding("f2", "rename", "rename"),
@@ -140,4 +131,5 @@ class SessionsModal(ModalScreen[int | None]):
                 self.store.delete(session_id)
                 self.refresh_list()
 
-        self.app.push_screen(ConfirmModal("Delete session?", f"“{title}” and all its messages will be deleted.", "Delete"), answered)
+        self.app.push_screen(ConfirmModal("Delete session?", f"“{title}” and all its messages will be deleted.",
+                                          "Delete"), answered)
