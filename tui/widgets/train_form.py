@@ -23,13 +23,22 @@ from engine.train.spec import ADAPTERS, METHODS, PRECISIONS, SCHEDULERS, SpecErr
 from tui.messages import EstimateReady
 from tui.workers import ReportsWorkerErrors
 
-# (field, label, kind) in the order shown; kind: text | number | select:<choices> | check
+# (field, label, kind) in the order shown; kind: text | number | list (";"-separated) |
+# select:<choices> | check
 FIELDS: tuple[tuple[str, str, str], ...] = (
     ("model", "model folder", "text"),
     ("dataset", "dataset file", "text"),
     ("method", "method", "select:method"),
     ("adapter", "adapter", "select:adapter"),
     ("name", "run name", "text"),
+    ("experiment", "experiment (plots)", "text"),
+    ("beta", "beta (0 = default)", "number"),
+    ("sft_weight", "SFT weight (DPO)", "number"),
+    ("rewards", "rewards (a; b)", "list"),
+    ("reward_model", "reward model folder", "text"),
+    ("num_generations", "generations per prompt", "number"),
+    ("max_completion_len", "max completion tokens", "number"),
+    ("temperature", "sampling temperature", "number"),
     ("max_steps", "max steps (0 = epochs)", "number"),
     ("epochs", "epochs", "number"),
     ("learning_rate", "learning rate", "number"),
@@ -53,11 +62,23 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
 )
 CHOICES: dict[str, tuple[str, ...]] = {"method": METHODS, "adapter": ADAPTERS, "scheduler": SCHEDULERS,
                                        "precision": PRECISIONS}
+# Fields only some methods use: shown when the method is one of these.
+ONLY_FOR: dict[str, tuple[str, ...]] = {
+    "beta": ("dpo", "orpo", "kto", "grpo"),
+    "sft_weight": ("dpo",),
+    "rewards": ("grpo",),
+    "reward_model": ("grpo",),
+    "num_generations": ("grpo",),
+    "max_completion_len": ("grpo",),
+    "temperature": ("grpo",),
+}
 
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
     return str(value)
 
 
@@ -97,7 +118,7 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
             if kind == "check":
                 yield Checkbox(label, value=bool(value), id=f"f-{name}", compact=True)
                 continue
-            with Horizontal(classes="form-row"):
+            with Horizontal(classes="form-row", id=f"row-{name}"):
                 yield Label(label)
                 if kind.startswith("select:"):
                     options = [(c, c) for c in CHOICES[kind.split(":", 1)[1]]]
@@ -129,9 +150,15 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
             widget = self.query_one(f"#f-{name}")
             if isinstance(widget, (Checkbox, Select)):
                 data[name] = widget.value
+            elif _kind == "list":
+                data[name] = [part.strip() for part in widget.value.split(";") if part.strip()]
             elif isinstance(widget, Input):
                 data[name] = widget.value.strip()
         return data
+
+    def _show_method_fields(self, method: str) -> None:
+        for name, methods in ONLY_FOR.items():
+            self.query_one(f"#row-{name}").display = method in methods
 
     def validate_now(self) -> list[str]:
         try:
@@ -139,6 +166,7 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
             problems = spec.problems()
         except SpecError as exc:
             spec, problems = None, [str(exc)]
+        self._show_method_fields(spec.method if spec is not None else str(self.query_one("#f-method", Select).value))
         self.spec = spec if not problems else None
         self.problems = problems
         box = self.query_one("#form-problems", Static)
