@@ -28,6 +28,9 @@ from engine.jobs import JobError
 DEFAULT_BETA: dict[str, float] = {"dpo": 0.1, "orpo": 0.1, "kto": 0.1, "grpo": 0.0}
 NEEDS_REFERENCE: tuple[str, ...] = ("dpo", "kto")  # GRPO too when beta > 0; ORPO never
 SAMPLES_KEPT = 16  # completions of the latest step shown on the dashboard
+# Characters kept per sample (events.jsonl gets one Samples event per logged step): the end of
+# the prompt, which is where the question is, and the start of the completion.
+PROMPT_CHARS, COMPLETION_CHARS = 600, 2000
 
 
 def beta_of(spec: Any) -> float:
@@ -292,8 +295,8 @@ def latest_samples(logs: dict[str, Any], limit: int = SAMPLES_KEPT) -> list[dict
     rows = []
     for i in range(start, len(completions)):
         rows.append({
-            "prompt": _text(prompts[i]) if i < len(prompts) else "",
-            "completion": _text(completions[i]),
+            "prompt": _text(prompts[i])[-PROMPT_CHARS:] if i < len(prompts) else "",
+            "completion": _text(completions[i])[:COMPLETION_CHARS],
             "rewards": {name: _number(values[i]) for name, values in rewards.items() if i < len(values)},
             "advantage": _number(advantages[i]) if i < len(advantages) else None,
         })

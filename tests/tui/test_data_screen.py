@@ -145,6 +145,7 @@ async def test_a_preference_pair_shows_both_answers_side_by_side(tmp_path):
         assert "✂ 48" in static_text(screen, "#data-side-b")
         # the two answers sit side by side
         a, b = screen.query_one("#data-side-a"), screen.query_one("#data-side-b")
+        await wait_until(pilot, lambda: a.region.width > 0 and b.region.width > 0)  # laid out
         assert a.region.y == b.region.y and a.region.x < b.region.x
         await pilot.press("p")
         table = screen.query_one("#data-problems", DataTable)
