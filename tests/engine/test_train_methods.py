@@ -203,11 +203,13 @@ def greedy_answer(model_dir: Path, prompt: str) -> str:
 
 
 @pytest.mark.slow
-def test_dpo_resumes_exactly_after_sigkill(tmp_path):
+@pytest.mark.parametrize("method", ["dpo", "orpo", "kto"])
+def test_preference_runs_resume_exactly_after_sigkill(tmp_path, method):
     """Killed right after the step-6 checkpoint, resumed: steps 7-12 log the same losses and
     margins as an uninterrupted run with the same seed."""
     store = RunStore()
-    spec = rl_spec(pairs(tmp_path), "dpo", save_steps=6)
+    data, changes = (unpaired(tmp_path), {"batch_size": 8}) if method == "kto" else (pairs(tmp_path), {})
+    spec = rl_spec(data, method, save_steps=6, **changes)
     reference = launch.start(spec, store)
     killed = launch.start(TrainSpec(**{**spec.to_dict(), "debug": {"kill_at_step": 6}}), store)
     wait_for(lambda: ended(store, killed.id), timeout=240)
@@ -276,3 +278,22 @@ def test_failures_are_one_clear_line(tmp_path):
         failed = [e for e in events if isinstance(e, Failed)]
         assert failed and needle in failed[0].message, (needle, failed, store.log_tail(info.id, 20))
         assert "\n" not in failed[0].message and "Traceback" not in failed[0].message
+
+
+def test_a_detached_orpo_run_outlives_the_command_that_started_it(tmp_path):
+    """`llmdeck train --method orpo --detach` returns at once; the run trains on in its own
+    process to the end, which `runs follow` replays."""
+    from tests.engine.test_cli import llmdeck
+
+    out = llmdeck("train", "--model", str(cached_tiny_llama()), "--data", str(pairs(tmp_path)), "--method", "orpo",
+                  "--max-steps", "3", "--batch-size", "4", "--max-seq-len", "48", "--name", "orpo-detached",
+                  "--detach")
+    assert out.returncode == 0, out.stdout + out.stderr
+    store = RunStore()
+    run = next(r for r in store.list() if r.name == "orpo-detached")
+    assert run.id in out.stdout
+    wait_for(lambda: ended(store, run.id), timeout=240, what="detached orpo run to end")
+    assert store.get(run.id).status == "succeeded", "\n".join(store.log_tail(run.id, 40))
+    assert sorted(metric_curve(store, run.id, "rewards/margins")) == [1, 2, 3]
+    follow = llmdeck("runs", "follow", run.id)
+    assert follow.returncode == 0 and f"run {run.id}: succeeded" in follow.stdout, follow.stdout + follow.stderr
