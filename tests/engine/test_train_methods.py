@@ -265,9 +265,13 @@ def test_failures_are_one_clear_line(tmp_path):
     store = RunStore()
     sft_data = write_jsonl(tmp_path / "sft.jsonl", [{"prompt": "a", "completion": "b"}] * 3)
     broken = tmp_path / "broken_rewards.py"
-    broken.write_text("def score(completions, **kw):\n    return [1 / 0 for _ in completions]\n")
+    broken.write_text("def score(completions, **kw):\n    return [1 / 0 for _ in completions]\n"
+                      "def words(completions, **kw):\n    return 'good'\n")
     cases = [
         (rl_spec(sft_data, "dpo"), "dpo trains on preference pairs"),
+        (rl_spec(prompts(tmp_path), "kto"), "kto trains on"),
+        (rl_spec(prompts(tmp_path), "grpo", rewards=[f"{broken}:words"], max_steps=2, batch_size=4,
+                 num_generations=4, max_completion_len=1), "reward broken_rewards.py:words must return a list"),
         (rl_spec(prompts(tmp_path), "grpo", rewards=[f"{broken}:score"], max_steps=2, batch_size=4,
                  num_generations=4, max_completion_len=1), "reward broken_rewards.py:score raised ZeroDivisionError"),
     ]
