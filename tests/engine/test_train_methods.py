@@ -301,3 +301,22 @@ def test_a_detached_orpo_run_outlives_the_command_that_started_it(tmp_path):
     assert sorted(metric_curve(store, run.id, "rewards/margins")) == [1, 2, 3]
     follow = llmdeck("runs", "follow", run.id)
     assert follow.returncode == 0 and f"run {run.id}: succeeded" in follow.stdout, follow.stdout + follow.stderr
+
+
+def test_grpo_scores_with_a_local_reward_model(tmp_path):
+    """--reward-model FOLDER: TRL loads the folder as a sequence classifier and its score is a
+    reward curve of its own, next to no built-in reward at all."""
+    from transformers import AutoConfig, AutoTokenizer, LlamaForSequenceClassification
+
+    base = cached_tiny_llama()
+    config = AutoConfig.from_pretrained(str(base), num_labels=1)
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    scorer = tmp_path / "scorer"
+    LlamaForSequenceClassification(config).save_pretrained(str(scorer))
+    tokenizer.save_pretrained(str(scorer))
+    spec = rl_spec(prompts(tmp_path), "grpo", reward_model=str(scorer), max_steps=2, batch_size=4, num_generations=4,
+                   max_completion_len=2)
+    store, run_id = run_to_end(spec)
+    keys = {k for e in store.read_events(run_id)[0] if isinstance(e, Metric) for k in e.values}
+    assert "rewards/scorer/mean" in keys and sorted(metric_curve(store, run_id, "reward")) == [1, 2], sorted(keys)
