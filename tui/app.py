@@ -30,7 +30,6 @@ from tui.modes import BY_KEY
 from tui.modes import MODES as MODE_LIST
 from tui.run_watcher import FollowRead, RunWatcher
 from tui.screens.confirm import ConfirmModal
-from tui.screens.help import HelpScreen, collect_keys
 from tui.workers import failure_details, failure_line
 
 if TYPE_CHECKING:
@@ -62,6 +61,7 @@ class LLMDeckApp(App[None]):
         Binding("question_mark", "help", "help", id="app.help"),
         Binding("ctrl+t", "next_theme", "next theme", show=False, id="app.theme"),
         Binding("q", "quit_app", "quit", id="app.quit"),
+        Binding("f9", "doctor", "doctor: what works here", show=False, id="app.doctor"),
     ]
 
     def __init__(
@@ -89,6 +89,9 @@ class LLMDeckApp(App[None]):
             self.startup_problems.append(f"unknown mode {start_mode!r}; opening Monitor")
             start_mode = "monitor"
         self.start_mode = start_mode
+        # Open straight on the start mode: Textual then builds no placeholder default screen and
+        # restyles the app once less before the first frame (bench/startup.py).
+        self.DEFAULT_MODE = start_mode
         super().__init__()
         self.mode_screens: dict[str, Screen] = {}
         """The mode screens built so far (Textual builds one when its mode is first opened)."""
@@ -210,10 +213,18 @@ class LLMDeckApp(App[None]):
 
     # -- actions -----------------------------------------------------------------------------
     def action_help(self) -> None:
+        from tui.screens.help import HelpScreen, collect_keys  # on first use: it loads DataTable
+
         if isinstance(self.screen, HelpScreen):
             return
         name = getattr(self.screen, "MODE_KEY", "") or self.screen.__class__.__name__
         self.push_screen(HelpScreen(BY_KEY[name].name if name in BY_KEY else name, collect_keys(self)))
+
+    def action_doctor(self) -> None:
+        from tui.screens.doctor import DoctorScreen  # on first use: keeps start-up light
+
+        if not isinstance(self.screen, DoctorScreen):
+            self.push_screen(DoctorScreen())
 
     def action_next_theme(self) -> None:
         names = list(themes.BUILTIN_THEMES)
@@ -250,6 +261,8 @@ class LLMDeckApp(App[None]):
                 f"({number}) {mode.blurb}",
                 lambda key=mode.key: self.switch_mode(key),
             )
+        yield SystemCommand("Doctor", "(F9) what works on this machine, and the command that fixes the rest",
+                            self.action_doctor)
         for name in themes.BUILTIN_THEMES:
             yield SystemCommand(f"Theme: {name}", "switch and remember this theme",
                                 lambda n=name: setattr(self, "theme", n))

@@ -8,8 +8,10 @@ answer pairs) ships in this package. Twenty steps are enough to see the loss fal
 
 `--demo --method dpo` (or orpo, kto) trains on `demo_pairs.jsonl`: the same 48 questions, the
 chosen answer being the right one and the rejected one the base model's own habit of repeating the
-question; DPO's demo adds an SFT loss on the chosen answers (`sft_weight` 1) and takes 10 steps. `--demo --method grpo` samples answers to `demo_prompts.jsonl` (capitals and small sums,
-each with its `answer`) and rewards the exact answer and a short reply.
+question; DPO's demo adds an SFT loss on the chosen answers (`sft_weight` 1) and takes 10 steps.
+`--demo --method grpo` samples answers to `demo_prompts.jsonl` (capitals and small sums, each with
+its `answer`) and rewards the exact answer and a short reply; on the base model it never earns a
+reward (see the README), so it shows the mechanics only.
 """
 
 from __future__ import annotations

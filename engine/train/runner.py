@@ -372,7 +372,12 @@ def training_arguments(spec: TrainSpec, where: Placement, checkpoints_dir: Path,
 
 
 def argument_values(spec: TrainSpec, where: Placement, checkpoints_dir: Path, *, evaluating: bool) -> dict[str, Any]:
-    """Schedule, batch, precision, checkpoints, seeds and devices, as TrainingArguments keywords."""
+    """Schedule, batch, precision, checkpoints, seeds and devices, as TrainingArguments keywords
+    (TRL's configs subclass TrainingArguments, so its fields decide the checkpointing keywords)."""
+    from transformers import TrainingArguments
+
+    from engine.transformers_compat import checkpointing_arguments
+
     cuda, precision, distributed = where.cuda, where.precision, where.distributed
     eval_strategy = "no"
     if evaluating:
@@ -401,8 +406,7 @@ def argument_values(spec: TrainSpec, where: Placement, checkpoints_dir: Path, *,
         use_cpu=not cuda,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        activation_checkpointing=spec.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if spec.gradient_checkpointing else None,
+        **checkpointing_arguments(spec.gradient_checkpointing, TrainingArguments.__dataclass_fields__),
         report_to=[],
         disable_tqdm=True,
         remove_unused_columns=False,
