@@ -29,7 +29,10 @@ async def unreachable(pilot, root: Widget) -> list[str]:
     for widget in list(root.query("*")):
         if widget.focusable and shown(widget):
             widget.focus()
-            await pilot.pause(0.2)
-            if not fully_visible(widget):
+            for _ in range(20):  # scrolling into view takes a refresh or two; longer on a loaded box
+                await pilot.pause(0.1)
+                if fully_visible(widget):
+                    break
+            else:
                 cut.append(widget.id or repr(widget))
     return cut
