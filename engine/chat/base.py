@@ -191,7 +191,9 @@ class ChatBackend(ABC):
     # -- chat or completion ---------------------------------------------------------------------
     def _choose_prompt_mode(self, requested: str | None, *, has_template: bool, names: Sequence[Any]) -> None:
         """Called by a backend once loaded, with what decides auto: whether the model has a
-        template of its own, and its names (file, metadata) that may say it was tuned."""
+        template of its own, and its names (file, metadata) that may say it was tuned.
+        Backends built directly (the server, benches) default to chat; `load_backend` passes
+        the user's choice, auto unless they chose."""
         self._has_template, self._names = has_template, tuple(names)
         self.set_prompt_mode(requested or "auto")
 

@@ -59,7 +59,7 @@ class LlamaCppBackend(ChatBackend):
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
         template: str | None = None,
-        prompt_mode: str | None = None,
+        prompt_mode: str = "chat",
     ) -> None:
         super().__init__()
         path = Path(model_path).expanduser()

@@ -52,7 +52,7 @@ class TransformersBackend(ChatBackend):
         trust_remote_code: bool = False,
         template: str | None = None,
         static_cache: bool | None = None,
-        prompt_mode: str | None = None,
+        prompt_mode: str = "chat",
     ) -> None:
         super().__init__()
         import torch
