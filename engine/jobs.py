@@ -41,8 +41,10 @@ class JobContext:
         *,
         min_interval: float = 0.1,
         job_id: str = "",
+        on_scheduled: Callable[[dict[str, Any], str, str], object] | None = None,
     ) -> None:
         self._emit = emit
+        self._on_scheduled = on_scheduled
         self.cancel_event = cancel_event or threading.Event()
         self.min_interval = min_interval
         self.job_id = job_id
@@ -94,6 +96,14 @@ class JobContext:
 
     def metric(self, step: int, **values: float) -> None:
         self._emit(Metric(step=int(step), values={k: float(v) for k, v in values.items()}))
+
+    def scheduled(self, record: dict[str, Any], status: str, detail: str = "") -> None:
+        """The job's work runs in a batch scheduler (a SLURM job): the run records `record` (which
+        scheduler, the job id) so liveness and cancel ask the scheduler once this worker is gone,
+        and shows `status` ("pending" while queued, "running") with a one-line `detail`. Outside
+        a detached run (a thread, a test) nothing records it."""
+        if self._on_scheduled is not None:
+            self._on_scheduled(record, status, detail)
 
     # -- cancellation ------------------------------------------------------------------------
     @property

@@ -67,3 +67,9 @@ def ensure_writable(path: Path) -> Path:
             f"cannot write to {path} ({reason}); fix its permissions or set {HOME_ENV} to a writable folder"
         ) from None
     return path
+
+
+def engine_root() -> str:
+    """The folder holding the `engine` package: put first on PYTHONPATH, it makes a worker, a rank
+    or a node's process import this same llmdeck code."""
+    return str(Path(__file__).resolve().parent.parent)

@@ -13,6 +13,12 @@ second TUI) can list, follow and cancel runs by reading these files; there is no
 A worker that vanished without writing a final status (kill -9, OOM killer, reboot) is detected
 by its pid no longer being the process that started the run and is marked `lost`.
 
+A run whose job was handed to a batch scheduler (a SLURM job: `scheduler` in run.json, set by the
+job through `JobContext.scheduled`) is different: its training lives in the scheduler, not in
+the worker. While the worker lives it follows the job; once the worker is gone, liveness asks the
+scheduler (engine.cluster.scheduler) and the run keeps its status (`pending` while queued) until
+the scheduler says how the job ended. Cancel goes to the scheduler too (scancel).
+
 Temporary outputs (`.NAME.tmp-XXXX`, see engine.atomic) are listed in run.json before they are
 created. Whoever sees a run end without removing them (found `lost`, force-cancelled, deleted,
 or any later listing of an ended run that still lists some) removes them.
@@ -40,7 +46,7 @@ from engine import paths
 from engine.atomic import is_temp_name, remove_path, write_json
 from engine.events import JobEvent, Progress, checked_fields, event_from_dict, is_terminal, read_event_chunk
 
-ACTIVE = ("starting", "running")
+ACTIVE = ("starting", "pending", "running")  # pending: queued in a scheduler (status_detail says why)
 # `damaged`: run.json cannot be read (truncated, hand-edited); the run is still listed, with the
 # reason, so that it can be looked at and deleted.
 FINAL = ("succeeded", "failed", "cancelled", "lost", "damaged")
@@ -67,6 +73,8 @@ class RunInfo:
     ended: float | None = None
     exit_reason: str = ""
     cancel_requested: float | None = None
+    status_detail: str = ""  # one line about the current status (a queued job's reason)
+    scheduler: dict[str, Any] | None = None  # {"type": "slurm", "job_id": ...}: see engine.cluster.scheduler
     temps: list[str] = field(default_factory=list)
     """Temporary outputs the job has announced and not yet renamed into place or removed
     (engine.atomic's ledger): what a worker that died without cleaning up left behind."""
@@ -216,6 +224,8 @@ class RunStore:
             return self._sweep_temps(info) if info.temps and info.status in FINAL else info
         if worker_alive(info):
             return info
+        if info.scheduler:
+            return self._ask_scheduler(info)
         if info.status == "starting" and time.time() - info.created < _START_GRACE_S and info.pid is None:
             return info
         # The worker may have finished between our read and the liveness check: re-read first.
@@ -265,6 +275,25 @@ class RunStore:
             if str(path) in info.temps:
                 info.temps.remove(str(path))
                 write_json(info.dir / "run.json", info.to_json(), record=False)
+
+    def _ask_scheduler(self, info: RunInfo) -> RunInfo:
+        """The worker of a scheduled run is gone: its status is the scheduler's to tell."""
+        from engine.cluster import scheduler
+
+        try:
+            status, detail = scheduler.observe(info.scheduler or {})
+        except scheduler.SchedulerUnavailable as exc:
+            info.status_detail = f"cannot ask the scheduler: {exc}"
+            return info  # not lost: the job may be fine; say why the status is not fresh
+        fresh = self._read(info.dir)
+        if fresh.status not in ACTIVE:
+            return fresh
+        if status in ACTIVE:
+            if (status, detail) == (fresh.status, fresh.status_detail):
+                return fresh
+            return self.update(info.id, status=status, status_detail=detail)
+        ended = self.update(info.id, status=status, status_detail="", ended=time.time(), exit_reason=detail)
+        return self._sweep_temps(ended)
 
     # -- writing -----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -319,7 +348,7 @@ class RunStore:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own session: survives SIGHUP, the TUI and the terminal
                 cwd=str(info.dir),
-                env={**os.environ, "PYTHONPATH": _engine_root() + os.pathsep + os.environ.get("PYTHONPATH", "")},
+                env={**os.environ, "PYTHONPATH": paths.engine_root() + os.pathsep + os.environ.get("PYTHONPATH", "")},
                 close_fds=True,
             )
         finally:
@@ -339,11 +368,17 @@ class RunStore:
 
     def cancel(self, run_id: str, *, force: bool = False) -> RunInfo:
         """Ask a run to stop (SIGTERM: the job stops cooperatively and ends `cancelled`).
-        `force` kills the worker's whole process group at once (SIGKILL)."""
+        `force` kills the worker's whole process group at once (SIGKILL). A scheduled run whose
+        worker is gone, or a forced one, is cancelled in its scheduler (scancel)."""
         info = self.get(run_id)
         if not info.active:
             raise RunError(f"run {info.id} is {info.status}; only a running run can be cancelled")
-        if not worker_alive(info):
+        alive = worker_alive(info)
+        if info.scheduler and (force or not alive):
+            self._cancel_scheduled(info)
+            if not alive:
+                return self.update(info.id, cancel_requested=time.time())
+        if not alive:
             return self._check_alive(info)
         info = self.update(info.id, cancel_requested=time.time())
         try:
@@ -364,6 +399,14 @@ class RunStore:
             ended = self.update(info.id, status="cancelled", ended=time.time(), exit_reason="killed by request")
             return self._sweep_temps(ended)
         return info
+
+    def _cancel_scheduled(self, info: RunInfo) -> None:
+        from engine.cluster import scheduler
+
+        try:
+            scheduler.cancel(info.scheduler or {})
+        except scheduler.SchedulerUnavailable as exc:
+            raise RunError(f"cannot cancel run {info.id} in its scheduler: {exc}") from None
 
     def delete(self, run_id: str) -> None:
         """Remove a run that is not active (a `damaged` one too), with anything it left."""

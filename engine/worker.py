@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engine import atomic
 from engine.events import Cancelled, Failed, Finished, JobEvent, Log, is_terminal
@@ -79,11 +80,14 @@ def main(run_dir: str) -> int:
             status, reason = "cancelled", event.reason
         else:
             status, reason = "failed", getattr(event, "message", "")
-        store.update(info.id, status=status, ended=time.time(), exit_reason=reason)
+        store.update(info.id, status=status, ended=time.time(), exit_reason=reason, status_detail="")
         outcome.append(status)
 
+    def record_scheduled(record: dict[str, Any], status: str, detail: str) -> None:
+        store.update(info.id, scheduler=record, status=status, status_detail=detail)
+
     sink = EventSink(info.events_path, info.log_path, record_end)
-    ctx = JobContext(sink, cancel, job_id=info.id)
+    ctx = JobContext(sink, cancel, job_id=info.id, on_scheduled=record_scheduled)
     try:
         try:
             job = job_for(info.kind)

@@ -17,6 +17,8 @@ EXAMPLES = (
     "llmdeck estimate model.gguf --backend llama.cpp     a GGUF's real bits per weight, KV cache, verdict",
     "llmdeck estimate llama-3-8b --mode qlora --batch 4 --seq-len 2048 --card 24   will QLoRA fit a 4090?",
     "llmdeck estimate ./my-model --mode full --gpus 4 --shard fsdp --json          per-GPU split, as JSON",
+    "llmdeck estimate llama-3-8b --mode full --nodes 2 --gpus 8 --shard fsdp --interconnect ib-400   "
+    "per GPU + inter-node traffic and step time",
     "llmdeck estimate                                    open the interactive Estimate mode",
 )
 
@@ -75,7 +77,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--mfu", type=float, default=0.4, help="utilisation for the FLOPs time estimate (default 0.4)")
     t.add_argument("--tokens-per-s", type=float, dest="measured_tokens_per_s", help="measured tokens/s instead of FLOPs")
     h = p.add_argument_group("hardware")
-    h.add_argument("--gpus", type=int, help="GPUs (data parallel / sharded training, or split inference)")
+    h.add_argument("--gpus", type=int, help="GPUs (data parallel / sharded training, or split inference); "
+                   "per node with --nodes")
+    h.add_argument("--nodes", type=int, default=1, help="machines training together (default 1): adds the inter-node "
+                   "traffic per step and the step time it implies")
+    h.add_argument("--interconnect", help="the link between nodes, per node: 100Gbps, 25GB/s, 400GbE, ib-hdr, "
+                   "ib-400, 8x ib-400 (eight NICs); default 100Gbps")
     h.add_argument("--shard", choices=("ddp", "zero1", "zero2", "zero3", "fsdp"), help="multi-GPU training strategy")
     h.add_argument("--card", action="append", help="card size(s) in GB to check: 24, 40, 48, 80, 141 (repeat or comma list)")
     h.add_argument("--gpu-name", dest="gpu_name", help="GPU for speed estimates (e.g. H100, 4090); default: this machine's")
@@ -101,6 +108,10 @@ def cmd_estimate(args: argparse.Namespace):
             print(f"{name:16} {spec.params / 1e9:6.2f}B  L{spec.n_layers} h{spec.hidden} heads {spec.n_heads}/"
                   f"{spec.n_kv_heads} vocab {spec.vocab:,} ctx {spec.max_context:,}")
         return 0
+    if args.nodes < 1:
+        raise CommandError("--nodes must be 1 or more")
+    if args.interconnect and args.nodes == 1:
+        raise CommandError("--interconnect describes the link between nodes: give --nodes 2 or more")
     if not args.model:
         options = {"mode": args.mode} | {k: getattr(args, k) for k in KNOBS if getattr(args, k, None) is not None}
         return OpenTUI(mode="estimate", options={"estimate": options})
@@ -118,7 +129,7 @@ def cmd_estimate(args: argparse.Namespace):
     try:
         report = estimate(args.model, args.mode, cards=_cards(args.card), local=not args.no_local,
                           tokens=args.tokens, mfu=args.mfu, measured_tokens_per_s=args.measured_tokens_per_s,
-                          gpu_name=args.gpu_name, **knobs)
+                          gpu_name=args.gpu_name, nodes=args.nodes, interconnect=args.interconnect, **knobs)
     except EstimateError as exc:
         raise CommandError(str(exc)) from None
     if args.json:

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = runs_sub.add_parser("list", help="every run, newest first")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--active", action="store_true", help="only starting/running runs")
+    p.add_argument("--active", action="store_true", help="only starting, pending (queued) and running runs")
     p.set_defaults(func=cmd_list)
 
     p = runs_sub.add_parser("show", help="one run in detail")
@@ -76,6 +76,7 @@ def _row(store: RunStore, info: RunInfo) -> dict[str, Any]:
         "elapsed_s": round(info.elapsed(), 1),
         "created": info.created,
         "exit_reason": info.exit_reason,
+        "status_detail": info.status_detail,
     }
 
 
@@ -92,7 +93,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':34} {'KIND':14} {'STATUS':10} {'ELAPSED':>8}  PROGRESS")
     for row in rows:
-        shown = row["exit_reason"] if row["status"] == "damaged" else row["progress"]
+        shown = row["exit_reason"] if row["status"] == "damaged" else (row["progress"] or row["status_detail"])
         print(f"{row['id']:34} {row['kind']:14} {row['status']:10} {format_duration(row['elapsed_s']):>8}  {shown}")
     return 0
 
@@ -100,7 +101,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     store = RunStore()
     info = store.get(args.run)
-    row = _row(store, info) | {"spec": info.spec, "pid": info.pid, "dir": str(info.dir)}
+    from engine.train.launch import nodes_of
+
+    nodes = nodes_of(info)
+    row = _row(store, info) | {"spec": info.spec, "pid": info.pid, "dir": str(info.dir), "scheduler": info.scheduler,
+                               "nodes": [n.to_dict() for n in nodes]}
     if args.json:
         json.dump(row | {"log_tail": store.log_tail(info.id, args.log_lines)}, sys.stdout, indent=2, default=str)
         print()
@@ -108,8 +113,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     for key in ("id", "name", "kind", "status", "progress", "pid", "dir"):
         print(f"{key:>9}: {row[key]}")
     print(f"{'elapsed':>9}: {format_duration(row['elapsed_s'])}")
+    if info.status_detail:
+        print(f"{'now':>9}: {info.status_detail}")
+    if info.scheduler:
+        print(f"{'job':>9}: {info.scheduler.get('type')} {info.scheduler.get('job_id')} "
+              f"(script {info.scheduler.get('script', '-')})")
     if info.exit_reason:
         print(f"{'reason':>9}: {info.exit_reason}")
+    for number, node in enumerate(nodes):
+        print(f"{'nodes' if number == 0 else '':>9}: {node.describe()}")
     print(f"{'spec':>9}: {json.dumps(info.spec)}")
     tail = store.log_tail(info.id, args.log_lines)
     if tail:

@@ -22,9 +22,29 @@ EXAMPLES = (
     "llmdeck train --model ./m --data chat.jsonl --method lora --max-steps 200   start a run and follow it",
     "llmdeck train resume 20261128-0930  continue a stopped or killed run from its last checkpoint",
     "llmdeck train export-plot RUN1 RUN2 --out loss.png   plot runs' curves (PNG; --csv for CSV)",
+    "llmdeck train --model ./m --data d.jsonl --devices 0,1,2,3 --nodes gpu1,gpu2 --distributed fsdp   two machines "
+    "over SSH",
+    "llmdeck train --model ./m --data d.jsonl --slurm --nodes 2 --gpus-per-node 8 --partition gpu --time 4:00:00   "
+    "a SLURM job",
 )
 
-_HIDDEN = ("debug", "resume_from")
+_HIDDEN = ("debug", "resume_from", "cluster")
+_CLUSTER_HELP = {
+    "nodes": "over SSH: host1,host2[,...] in rank order (ssh names: hosts, ~/.ssh/config aliases); "
+             "with --slurm: how many nodes",
+    "hostfile": "over SSH: a DeepSpeed hostfile (`host slots=N` per line) instead of --nodes",
+    "ssh_config": "an ssh_config file for every ssh call (default: LLMDECK_SSH_CONFIG, else ~/.ssh/config)",
+    "sync": "copy the model, data and chat template to nodes that cannot read them (rsync, else scp)",
+    "main_ip": "the address the nodes reach rank 0 at (default: node 0's HostName, from `ssh -G`)",
+    "main_port": "the rendezvous port on node 0 (default: one that node 0 reports free)",
+    "remote_python": "the Python on the nodes (default: the same path as here)",
+    "slurm": "submit the run as a SLURM job (sbatch + srun) and follow it",
+    "partition": "SLURM partition",
+    "gpus_per_node": "SLURM: GPUs (= training processes) per node (default: from --devices)",
+    "time": "SLURM time limit, e.g. 4:00:00 or 1-00:00:00",
+    "account": "SLURM account to charge",
+    "sbatch": "an extra `#SBATCH` option, e.g. --sbatch=--qos=high (repeat it for more)",
+}
 
 
 def _flag(name: str) -> str:
@@ -53,6 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         else:
             conv = {"int": int, "float": float}.get(kind, str)
             p.add_argument(flag, dest=f.name, type=conv, default=None, choices=choices.get(f.name), metavar=None if f.name in choices else f.name.upper())
+    _add_cluster_flags(p)
     p.add_argument("--spec", type=Path, help="start from a saved spec (JSON); flags override it")
     p.add_argument("--demo", action="store_true", help="LoRA on the bundled Gemma 3 270M (CPU, a few minutes)")
     p.add_argument("--detach", action="store_true", help="start the run and return at once")
@@ -81,6 +102,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_export_plot)
 
 
+def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
+    """The multi-node options (engine.cluster.spec.ClusterSpec), stored under `cluster_<name>`."""
+    from engine.cluster.spec import CLI_FLAGS, ClusterSpec
+
+    group = p.add_argument_group("several machines (README: Training on several machines)")
+    for f in fields(ClusterSpec):
+        flag, dest, text = CLI_FLAGS[f.name], f"cluster_{f.name}", _CLUSTER_HELP[f.name]
+        if f.type == "bool":
+            group.add_argument(flag, dest=dest, action="store_true", default=None, help=text)
+        elif f.name == "sbatch":
+            group.add_argument(flag, dest=dest, action="append", default=None, metavar="OPTION", help=text)
+        else:
+            group.add_argument(flag, dest=dest, type=int if f.type == "int" else str, default=None,
+                               metavar=f.name.upper(), help=text)
+
+
+def _cluster_from_args(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]:
+    """The spec's `cluster` part: the saved spec's, with any multi-node flag given on top."""
+    from engine.cluster.spec import ClusterSpec
+
+    cluster = dict(base.get("cluster") or {})
+    for f in fields(ClusterSpec):
+        value = getattr(args, f"cluster_{f.name}", None)
+        if value is not None:
+            cluster[f.name] = value
+    return cluster
+
+
+def _cluster_given(args: argparse.Namespace) -> bool:
+    from engine.cluster.spec import ClusterSpec
+
+    return any(getattr(args, f"cluster_{f.name}", None) is not None for f in fields(ClusterSpec))
+
+
 def _spec_from_args(args: argparse.Namespace) -> Any:
     from engine.train.spec import SpecError, TrainSpec
 
@@ -96,6 +151,9 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
         value = getattr(args, f.name, None)
         if value is not None:
             base[f.name] = value
+    cluster = _cluster_from_args(args, base)
+    if cluster:
+        base["cluster"] = cluster
     try:
         return TrainSpec.from_dict(base)
     except SpecError as exc:
@@ -107,9 +165,11 @@ def cmd_train(args: argparse.Namespace) -> int | OpenTUI:
     from engine.train.spec import SpecError, TrainSpec
 
     given = any(getattr(args, f.name, None) is not None for f in fields(TrainSpec) if f.name not in _HIDDEN)
-    if not (given or args.demo or args.spec):
+    if not (given or args.demo or args.spec or _cluster_given(args)):
         return OpenTUI(mode="train", options={})
     store = RunStore()
+    if args.demo and _cluster_given(args):
+        raise CommandError("--demo trains on this machine; give --model and --data to train on several machines")
     if args.demo:
         from engine.train.demo import demo_spec
 

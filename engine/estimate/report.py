@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from engine.estimate.distributed import step_traffic
 from engine.estimate.fit import DEFAULT_CARDS, Target, Verdict, card_targets, fit_verdict, local_gpus
 from engine.estimate.inference import InferenceOptions, estimate_inference
 from engine.estimate.result import Estimate
@@ -28,13 +29,17 @@ class Report:
     verdicts: list[Verdict]
     gpu_note: str | None = None
     timing: dict[str, Any] = field(default_factory=dict)
+    distributed: dict[str, Any] = field(default_factory=dict)  # several nodes: engine.estimate.distributed
 
     def to_dict(self) -> dict[str, Any]:
-        return self.estimate.to_dict() | {
+        out = self.estimate.to_dict() | {
             "verdicts": [v.to_dict() for v in self.verdicts],
             "local_gpus": self.gpu_note or "queried",
             "time": self.timing,
         }
+        if self.distributed:
+            out["distributed"] = self.distributed
+        return out
 
 
 def _options(mode: str, knobs: dict[str, Any]) -> TrainingOptions | InferenceOptions:
@@ -49,8 +54,12 @@ def _options(mode: str, knobs: dict[str, Any]) -> TrainingOptions | InferenceOpt
 def estimate(model: str | ModelSpec, mode: str = "infer", *, cards: list[float] | None = None,
              local: bool = True, nvml: Any = None, local_gpus_found: tuple[list[Target], str | None] | None = None,
              tokens: float | None = None, mfu: float = DEFAULT_MFU,
-             measured_tokens_per_s: float | None = None, gpu_name: str | None = None, **knobs: Any) -> Report:
+             measured_tokens_per_s: float | None = None, gpu_name: str | None = None, nodes: int = 1,
+             interconnect: str | None = None, **knobs: Any) -> Report:
     """Estimate `model` in `mode` with option knobs (see InferenceOptions / TrainingOptions).
+
+    `nodes` > 1 (training only): `gpus` is per node, memory is per GPU of the whole job, and the
+    report adds the inter-node traffic and step time over `interconnect` (engine.estimate.distributed).
 
     Verdicts cover this machine's GPUs (free memory, NVML) when `local`, plus `cards`
     (default 24/40/48/80/141 GB when no local GPU is found and no card was chosen).
@@ -59,6 +68,10 @@ def estimate(model: str | ModelSpec, mode: str = "infer", *, cards: list[float] 
     if mode not in MODES:
         raise EstimateError(f"mode must be one of {', '.join(MODES)}")
     spec = model if isinstance(model, ModelSpec) else resolve_model(model)
+    if nodes > 1:
+        if mode == "infer":
+            raise EstimateError("--nodes is for training (--mode full, lora or qlora)")
+        knobs = knobs | {"gpus": nodes * int(knobs.get("gpus") or 1), "shard": knobs.get("shard") or "ddp"}
     try:
         opts = _options(mode, knobs)
         est = estimate_training(spec, opts) if isinstance(opts, TrainingOptions) else estimate_inference(spec, opts)
@@ -97,7 +110,15 @@ def estimate(model: str | ModelSpec, mode: str = "infer", *, cards: list[float] 
         rate, basis = decode_tokens_per_s(est.bytes_of("weights") * opts.gpus, est.bytes_of("kv_cache") * opts.gpus,
                                           gpu_name)
         timing = {"decode_tokens_per_s": round(rate * opts.batch, 1), "basis": basis + f", batch {opts.batch}"}
-    return Report(spec, opts, est, verdicts, note if local else "not queried", timing)
+    distributed: dict[str, Any] = {}
+    if nodes > 1 and isinstance(opts, TrainingOptions):
+        try:
+            traffic = step_traffic(spec, opts, nodes=nodes, trainable=est.trainable_params or spec.params,
+                                   interconnect=interconnect, gpu_name=gpu_name, mfu=mfu)
+        except ValueError as exc:
+            raise EstimateError(str(exc)) from exc
+        distributed = traffic.to_dict()
+    return Report(spec, opts, est, verdicts, note if local else "not queried", timing, distributed)
 
 
 def _gib(x: float) -> str:
@@ -139,6 +160,7 @@ def format_report(report: Report) -> str:
         if v.change:
             tail = f" -> {v.change_need_gib:.1f} GiB" if v.change_need_gib is not None else ""
             lines.append(f"    cheapest change: {v.change}{tail}")
+    lines += _distributed_lines(report.distributed)
     t = report.timing
     if t:
         lines.append("")
@@ -150,6 +172,21 @@ def format_report(report: Report) -> str:
             else:
                 lines.append(f"throughput ~{t['tokens_per_s']:,.0f} tokens/s ({t['basis']})")
     return "\n".join(lines)
+
+
+def _distributed_lines(d: dict[str, Any]) -> list[str]:
+    """The across-nodes section: traffic per step, its time, the compute time, the step."""
+    if not d:
+        return []
+    gib = d["inter_node_bytes_per_step"] / GIB
+    return [
+        "",
+        f"across {d['nodes']} nodes x {d['gpus_per_node']} GPUs ({d['strategy']}), {d['interconnect']}:",
+        f"  inter-node traffic per step: {gib:.2f} GiB sent by each node ({d['collectives']})",
+        f"  network {d['network_s']:.3f} s + compute {d['compute_s']:.3f} s per step: "
+        f"step {d['step_s_overlapped']:.3f} s overlapped, {d['step_s_serial']:.3f} s serial ({d['bound']}-bound)",
+        f"  ~{d['tokens_per_s']:,.0f} tokens/s overlapped, ~{d['tokens_per_s_serial']:,.0f} serial",
+    ]
 
 
 _FLAGS = {"context": "--context", "weight_dtype": "--weights", "kv_dtype": "--kv-dtype", "backend": "--backend",

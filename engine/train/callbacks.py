@@ -86,11 +86,13 @@ class RunCallback(TrainerCallback):
         throughput: Throughput | None = None,
         should_cancel: Callable[[], bool] | None = None,
         emit: bool = True,
+        on_step: Callable[[int], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.throughput = throughput or Throughput()
         self.should_cancel = should_cancel or (lambda: bool(getattr(ctx, "cancelled", False)))
         self.emit = emit  # False on non-zero ranks of a multi-process run
+        self.on_step = on_step  # every rank of a multi-process run reports its step (rank_status)
         self.nan_step: int | None = None
         self.stopped_by_cancel = False
         self.last_loss: float | None = None
@@ -115,6 +117,8 @@ class RunCallback(TrainerCallback):
         step = state.global_step
         if self.emit:
             self.ctx.progress(step, state.max_steps, "train", unit="step")
+        if self.on_step is not None:
+            self.on_step(step)
         if self.should_cancel() and not self.stopped_by_cancel:
             self.stopped_by_cancel = True
             control.should_save = True

@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.runs import RunError, RunInfo, RunStore
 from engine.train.checkpoints import Checkpoint, list_checkpoints
+from engine.train.rank_status import NodeRow, node_rows
 from engine.train.spec import SpecError, TrainSpec
 
 KIND = "train"
@@ -27,6 +28,11 @@ def start(spec: TrainSpec, store: RunStore | None = None) -> RunInfo:
     for key in ("model", "dataset", "chat_template", "output"):
         if data.get(key):
             data[key] = str(Path(data[key]).expanduser().resolve())
+    cluster = dict(data.get("cluster") or {})
+    for key in ("hostfile", "ssh_config"):  # the worker runs in the run folder: relative paths would break
+        if cluster.get(key):
+            cluster[key] = str(Path(cluster[key]).expanduser().resolve())
+    data["cluster"] = cluster
     return store.start(KIND, data, name=spec.label)
 
 
@@ -53,6 +59,14 @@ def resume(run_id: str, store: RunStore | None = None, *, max_steps: int | None 
         cancel_requested=None,
     )
     return store.launch(info)
+
+
+def nodes_of(info: RunInfo) -> list[NodeRow]:
+    """One row per node (or per machine) of a multi-process run: liveness, memory, step. Empty
+    for a run in one process. Read from the run folder alone (engine.train.rank_status)."""
+    if info.kind not in TRAINING_KINDS:
+        return []
+    return node_rows(info.out_dir, active=info.active)
 
 
 def checkpoints_of(info: RunInfo) -> list[Checkpoint]:

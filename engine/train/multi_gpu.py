@@ -6,9 +6,12 @@ per device running `python -m engine.train.multi_gpu WORK_DIR`, and relays. Ever
 same `runner.train`; the Trainer (through accelerate) wraps the model in DDP (or FSDP/DeepSpeed
 when `distributed` says so) and averages gradients. Only rank 0 reports: it appends its events
 to `WORK_DIR/ddp/events.jsonl`, which the worker tails into the run's own events, and writes
-`result.json` at the end. Stop: the worker touches `ddp/cancel`; every rank checks it at each
-step and the ranks agree by an all-reduce, so they all save and stop at the same step (a rank
-that stops alone would leave the others hanging in the next collective).
+`result.json` at the end. Every rank keeps its own status file (engine.train.rank_status: node,
+step, memory, heartbeat), which gives the run its per-node rows. Stop: the worker touches
+`ddp/cancel`; every rank checks it at each step and the ranks agree by an all-reduce, so they
+all save and stop at the same step (a rank that stops alone would leave the others hanging in
+the next collective). The same ranks run on every node of a multi-node run (engine.train.multi_node,
+engine.train.slurm_job).
 """
 
 from __future__ import annotations
@@ -26,74 +29,83 @@ from engine.atomic import write_json
 from engine.child_process import die_with_parent
 from engine.events import is_terminal, read_events
 from engine.jobs import JobContext, JobError
+from engine.paths import engine_root
 from engine.ports import free_port
+from engine.train import rank_status
+from engine.train.accelerate_launch import Machines, launch_args
+from engine.train.rank_status import RankReporter
 from engine.train.runner import train
 from engine.train.spec import TrainSpec
 
 
 def launch_command(spec: TrainSpec, work_dir: Path) -> list[str]:
-    n = spec.processes()
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n), "--num_machines", "1",
-           "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no"]
-    if spec.devices.strip().startswith("cpu") or spec.cpu:
-        # accelerate's --cpu means its single-process launcher; torchrun (--multi_gpu) with the
-        # Trainer's use_cpu gives N gloo processes
-        cmd.append("--multi_gpu")
-    elif spec.distributed == "fsdp":
-        cmd += ["--use_fsdp"]
-    elif spec.distributed == "deepspeed":
-        cmd += ["--use_deepspeed", "--zero_stage", "2"]
-    else:
-        cmd.append("--multi_gpu")
-    return cmd + ["-m", "engine.train.multi_gpu", str(work_dir)]
+    """`accelerate launch` for all of this run's processes on this machine."""
+    args = launch_args(spec, work_dir, per_machine=spec.processes(), machines=Machines(main_port=str(free_port())))
+    return [sys.executable, "-m", "accelerate.commands.launch", *args]
 
 
-def run_distributed(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[str, Any]:
-    """Run the training in `spec.processes()` processes and relay rank 0's events to `ctx`."""
+def prepare(spec: TrainSpec, work_dir: Path) -> Path:
+    """The `ddp/` folder every rank reads its spec from, emptied of an earlier launch's files."""
     ddp = work_dir / "ddp"
     ddp.mkdir(parents=True, exist_ok=True)
     for name in ("events.jsonl", "result.json", "cancel"):
         (ddp / name).unlink(missing_ok=True)
     (ddp / "events.jsonl").touch()
+    rank_status.clear(work_dir)
     write_json(ddp / "spec.json", spec.to_dict())
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return ddp
+
+
+def rank_environment(spec: TrainSpec) -> dict[str, str]:
+    """What every rank needs in its environment besides accelerate's own variables."""
+    env = {"PYTHONPATH": engine_root() + os.pathsep + os.environ.get("PYTHONPATH", "")}
     if spec.device_list():
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in spec.device_list())
+    return env
+
+
+def backend_name(spec: TrainSpec) -> str:
+    return "cpu/gloo" if spec.on_cpu() else spec.distributed
+
+
+def run_distributed(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[str, Any]:
+    """Run the training in `spec.processes()` processes and relay rank 0's events to `ctx`."""
+    ddp = prepare(spec, work_dir)
+    env = {**os.environ, **rank_environment(spec)}
     cmd = launch_command(spec, work_dir)
-    backend = "cpu/gloo" if spec.devices.strip().startswith("cpu") or spec.cpu else spec.distributed
-    ctx.log(f"launching {spec.processes()} training processes: accelerate launch ({backend})")
+    ctx.log(f"launching {spec.processes()} training processes: accelerate launch ({backend_name(spec)})")
     # the launcher dies with this worker (engine/child_process.py says why a preexec_fn is safe here)
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())  # noqa: PLW1509
     offset = 0
     try:
         while True:
-            offset = _relay(ddp / "events.jsonl", offset, ctx)
+            offset = relay(ddp / "events.jsonl", offset, ctx)
             if ctx.cancelled and not (ddp / "cancel").exists():
                 (ddp / "cancel").touch()
             if proc.poll() is not None:
-                _relay(ddp / "events.jsonl", offset, ctx)
+                relay(ddp / "events.jsonl", offset, ctx)
                 break
             time.sleep(0.2)
     except BaseException:
         proc.terminate()
         raise
-    try:
-        result = json.loads((ddp / "result.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise JobError(
-            f"the {spec.processes()} training processes ended (exit code {proc.returncode}) without a result; "
-            "see the run's log"
-        ) from None
-    if not result.get("ok"):
-        raise JobError(result.get("message") or "distributed training failed")
-    summary = dict(result.get("summary") or {})
+    summary = read_result(ddp, f"the {spec.processes()} training processes ended (exit code {proc.returncode})")
     summary["processes"] = spec.processes()
     return summary
 
 
-def _relay(path: Path, offset: int, ctx: JobContext) -> int:
+def read_result(ddp: Path, ended: str) -> dict[str, Any]:
+    """Rank 0's result: its summary, or its failure as a JobError (`ended` says what stopped)."""
+    try:
+        result = json.loads((ddp / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise JobError(f"{ended} without a result; see the run's log") from None
+    if not result.get("ok"):
+        raise JobError(result.get("message") or "distributed training failed")
+    return dict(result.get("summary") or {})
+
+
+def relay(path: Path, offset: int, ctx: JobContext) -> int:
     """Pass rank 0's new events on to this run (its end is the worker's to write, not rank 0's)."""
     events, offset = read_events(path, offset)
     for event in events:
@@ -120,6 +132,7 @@ def child_main(work_dir: str) -> int:
     spec = TrainSpec.from_dict(json.loads((ddp / "spec.json").read_text(encoding="utf-8")))
     ctx = JobContext(_FileSink(ddp / "events.jsonl" if rank == 0 else None))
     cancel_file = ddp / "cancel"
+    reporter = RankReporter(work).start()
 
     def should_cancel() -> bool:
         import torch
@@ -133,13 +146,16 @@ def child_main(work_dir: str) -> int:
         return bool(flag.item() > 0)
 
     try:
-        summary = train(spec, work, ctx, should_cancel=should_cancel, distributed=True)
+        # one process in all (a one-node SLURM job) trains as a plain process: no process group
+        several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        summary = train(spec, work, ctx, should_cancel=should_cancel, distributed=several, on_step=reporter.at_step)
         result: dict[str, Any] = {"ok": True, "summary": summary}
     except JobError as exc:
         result = {"ok": False, "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - reported through result.json, traceback to the log
         traceback.print_exc()
         result = {"ok": False, "message": f"{type(exc).__name__}: {exc}"}
+    reporter.finish("done" if result["ok"] else "error", result.get("message", ""))
     ctx.flush()
     if rank == 0:
         write_json(ddp / "result.json", result)

@@ -242,9 +242,11 @@ TrainerFactory = Callable[..., Any]
 
 
 def train(
-    spec: TrainSpec, work_dir: Path, ctx: Any, *, should_cancel: Any = None, distributed: bool = False
+    spec: TrainSpec, work_dir: Path, ctx: Any, *, should_cancel: Any = None, distributed: bool = False,
+    on_step: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Train in this process (one device, or one rank of an accelerate launch)."""
+    """Train in this process (one device, or one rank of an accelerate launch; `on_step` hears
+    each finished step, on every rank)."""
     _quiet_libraries()
     from engine.train.callbacks import RunCallback, Throughput
     from engine.train.faults import fault_callbacks
@@ -261,7 +263,8 @@ def train(
     resume = choose_resume(spec, checkpoints_dir, ctx if where.main_rank else _Silent())
     args = training_arguments(spec, where, checkpoints_dir, evaluating=bool(data.eval_rows))
     throughput = Throughput()
-    callback = RunCallback(ctx, throughput=throughput, should_cancel=should_cancel, emit=where.main_rank)
+    callback = RunCallback(ctx, throughput=throughput, should_cancel=should_cancel, emit=where.main_rank,
+                           on_step=on_step)
     factory = trainer_factory(spec.method)
     trainer = factory(spec, model, tokenizer, data, args, [callback, *fault_callbacks(spec.debug)], throughput)
     started = time.monotonic()

@@ -16,10 +16,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engine.cluster.spec import ClusterSpec
+
 METHODS: tuple[str, ...] = ("lora", "qlora", "full")
 SCHEDULERS: tuple[str, ...] = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32")
 LOSS_ON: tuple[str, ...] = ("assistant", "all")
+# How several processes share the work: DDP replicates the model; FSDP (version 2) and DeepSpeed
+# ZeRO-3 shard parameters, gradients and optimizer state; ZeRO-2 shards gradients and optimizer
+# state. "deepspeed" is ZeRO-2 (the name older specs used).
+DISTRIBUTED: tuple[str, ...] = ("ddp", "fsdp", "zero2", "zero3", "deepspeed")
 
 
 class SpecError(ValueError):
@@ -66,11 +72,12 @@ class TrainSpec:
     logging_steps: int = 1
     seed: int = 42
     devices: str = ""  # "" = all visible / CPU; "0,1" = those CUDA devices (data parallel when > 1)
-    distributed: str = "ddp"  # ddp | fsdp | deepspeed (only with more than one device)
+    distributed: str = "ddp"  # one of DISTRIBUTED (only with more than one process)
     cpu: bool = False  # force CPU even where CUDA exists
     output: str = ""  # where the final adapter/model goes ("" = the run's out/ folder)
     resume_from: str = ""  # a checkpoint folder (set by `llmdeck train resume`)
     debug: dict[str, Any] = field(default_factory=dict)  # tests: work_dir, and the faults of engine.train.faults
+    cluster: dict[str, Any] = field(default_factory=dict)  # several machines: engine.cluster.spec.ClusterSpec
 
     # -- conversions ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +113,7 @@ class TrainSpec:
         default = TrainSpec()
         parts = ["llmdeck", "train"]
         for f in fields(self):
-            if f.name in ("debug", "resume_from"):
+            if f.name in ("debug", "resume_from", "cluster"):
                 continue
             value = getattr(self, f.name)
             if value == getattr(default, f.name) and f.name not in ("model", "dataset"):
@@ -116,6 +123,7 @@ class TrainSpec:
                 parts.append(flag if value else "--no-" + flag[2:])
             else:
                 parts += [flag, _fmt(value)]
+        parts += self.cluster_spec().to_cli()
         return " ".join(shlex.quote(p) for p in parts)
 
     # -- checks ----------------------------------------------------------------------------------
@@ -173,8 +181,19 @@ class TrainSpec:
                 out.append(f"{name}: must be 0 or more")
         if self.eval_steps and not self.eval_split:
             out.append("eval_steps: set eval_split (for example 0.05) so there is something to evaluate on")
-        if self.distributed not in ("ddp", "fsdp", "deepspeed"):
-            out.append(f"distributed: {self.distributed!r} is not one of ddp, fsdp, deepspeed")
+        if self.distributed not in DISTRIBUTED:
+            out.append(f"distributed: {self.distributed!r} is not one of {', '.join(DISTRIBUTED)}")
+        elif self.distributed != "ddp" and self.on_cpu():
+            # accelerate 1.15 turns FSDP/DeepSpeed on only for GPU processes (AcceleratorState
+            # keeps MULTI_CPU): on CPU the run would silently be DDP. Say so instead.
+            out.append(f"distributed: {self.distributed} shards over GPUs only (accelerate runs CPU processes "
+                       "as DDP); use --distributed ddp on CPU")
+        try:
+            cluster = self.cluster_spec()
+        except (TypeError, ValueError) as exc:
+            out.append(f"cluster: {exc}")
+        else:
+            out += cluster.problems()
         if self.devices:
             try:
                 self.device_list()
@@ -208,6 +227,14 @@ class TrainSpec:
         if text.startswith("cpu:"):
             return max(1, int(text[4:]))
         return max(1, len(self.device_list()))
+
+    def on_cpu(self) -> bool:
+        """CPU processes by request (--cpu, --devices cpu or cpu:N)."""
+        return self.cpu or self.devices.replace(" ", "").startswith("cpu")
+
+    def cluster_spec(self) -> ClusterSpec:
+        """The multi-node part of the run (empty: this machine only)."""
+        return ClusterSpec.from_dict(self.cluster)
 
     def quantized_device_map(self) -> dict[str, int]:
         """`device_map` for loading this run's QLoRA model in this process: this rank's GPU

@@ -69,17 +69,17 @@ def test_rank0_relay_passes_on_all_but_the_end_and_keeps_a_torn_line(tmp_path):
 
     from engine.events import Finished, Log, Metric
     from engine.jobs import JobContext
-    from engine.train.multi_gpu import _relay
+    from engine.train.multi_gpu import relay
 
     path = tmp_path / "events.jsonl"
     lines = [Log(text="hello"), Metric(step=1, values={"loss": 2.0}), Finished(summary={})]
     body = "".join(json.dumps(e.to_dict()) + "\n" for e in lines)
     path.write_text(body + '{"type": "log", "te')
     got: list = []
-    offset = _relay(path, 0, JobContext(got.append))
+    offset = relay(path, 0, JobContext(got.append))
     assert got == lines[:2] and offset == len(body.encode())
     with open(path, "a") as handle:
         handle.write('xt": "late"}\n')
-    assert _relay(path, offset, JobContext(got.append)) == path.stat().st_size
+    assert relay(path, offset, JobContext(got.append)) == path.stat().st_size
     assert [e.text for e in got if isinstance(e, Log)] == ["hello", "late"]
-    assert _relay(tmp_path / "missing.jsonl", 7, JobContext(got.append)) == 7
+    assert relay(tmp_path / "missing.jsonl", 7, JobContext(got.append)) == 7

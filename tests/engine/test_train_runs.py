@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.events import Failed, Finished, Metric
-from engine.runs import RunStore
+from engine.events import Failed, Finished, Metric, is_terminal
+from engine.runs import RunStore, worker_alive
 from engine.train import launch
 from engine.train.checkpoints import MARKER, inspect, latest_complete, list_checkpoints
 from engine.train.spec import TrainSpec
@@ -51,7 +51,16 @@ def losses(store: RunStore, run_id: str) -> dict[int, float]:
 
 
 def ended(store: RunStore, run_id: str) -> bool:
-    return not store.get(run_id).active
+    """The run is over and its record complete: the worker writes the final status just before
+    the terminal event, so a reader waits for that line too (unless no worker is left to write it:
+    a lost run, or a SLURM run that ended while its worker was gone)."""
+    info = store.get(run_id)
+    if info.active:
+        return False
+    if info.status == "lost" or not worker_alive(info):
+        return True
+    events, _ = store.read_events(run_id)
+    return any(is_terminal(e) for e in events)
 
 
 def falling(curve: dict[int, float]) -> bool:

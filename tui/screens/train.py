@@ -34,10 +34,12 @@ from engine.runs import RunError, RunInfo
 from engine.train import launch
 from engine.train.checkpoints import Checkpoint, human_size
 from engine.train.plots import RunCurves, run_colour
+from engine.train.rank_status import NodeRow
 from tui.messages import OpenInChat, StopRun
 from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
+from tui.widgets.run_nodes import RunNodes
 from tui.widgets.tables import cursor_row_key
 from tui.widgets.train_curve import TrainCurve
 from tui.widgets.train_form import TrainForm
@@ -76,6 +78,14 @@ class TrainScreen(ModeScreen):
             self.run_id = run_id
             self.checkpoints = checkpoints
 
+    class NodesRead(Message):
+        """The selected run's nodes (a multi-process run's rank files), read in a thread worker."""
+
+        def __init__(self, run_id: str, rows: list[NodeRow]) -> None:
+            super().__init__()
+            self.run_id = run_id
+            self.rows = rows
+
     BINDINGS = [
         Binding("n", "new_run", "new run"),
         Binding("s", "stop_run", "stop"),
@@ -103,6 +113,7 @@ class TrainScreen(ModeScreen):
         self.smoothing = 0.6
         self.checkpoints: list[Checkpoint] = []
         self._checkpoints_read = 0.0
+        self._nodes_of: str | None = None  # the run whose nodes were last read (an ended run: once)
 
     # -- layout --------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
@@ -126,6 +137,7 @@ class TrainScreen(ModeScreen):
                     yield ProgressBar(total=None, show_eta=False, id="train-progress")
                     yield TrainCurve(id="train-curve")
                     yield TrainStats("", id="train-stats")
+                    yield RunNodes(id="train-nodes")
                     yield Log(max_lines=500, id="train-log", auto_scroll=True)
                 with TabPane("New run", id="new"):
                     yield TrainForm(self._initial_spec(), id="train-form")
@@ -162,6 +174,7 @@ class TrainScreen(ModeScreen):
             self._select(next(iter(self.runs)))
         self._refresh_live(False)
         self._read_checkpoints_soon()
+        self._read_nodes_soon()
 
     def on_run_watcher_events_read(self, message: RunWatcher.EventsRead) -> None:
         run_id = message.run_id
@@ -206,6 +219,22 @@ class TrainScreen(ModeScreen):
         if message.run_id == self.selected:
             self.checkpoints = message.checkpoints
             self._fill_checkpoints()
+
+    def _read_nodes_soon(self) -> None:
+        """The selected run's nodes: at every change while it is active, once when it has ended."""
+        run = self.runs.get(self.selected or "")
+        if run is not None and (run.active or self._nodes_of != run.id):
+            self._nodes_of = run.id
+            self._list_nodes(run)
+
+    @work(thread=True, exclusive=True, group="train-nodes", exit_on_error=False,
+          description="reading the run's nodes")
+    def _list_nodes(self, run: RunInfo) -> None:
+        self.post_message(self.NodesRead(run.id, launch.nodes_of(run)))
+
+    def on_train_screen_nodes_read(self, message: NodesRead) -> None:
+        if message.run_id == self.selected:
+            self.query_one("#train-nodes", RunNodes).show(message.rows)
 
     def _apply(self, state: _RunState, event: JobEvent) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
@@ -269,6 +298,8 @@ class TrainScreen(ModeScreen):
         self.checkpoints = []
         self._fill_checkpoints()
         self._checkpoints_read = 0.0
+        self._nodes_of = None
+        self.query_one("#train-nodes", RunNodes).show([])
         log = self.query_one("#train-log", Log)
         log.clear()
         state = self.states.get(run_id or "")
@@ -277,6 +308,7 @@ class TrainScreen(ModeScreen):
         self._refresh_live(True)
         self._follow_runs()
         self._read_checkpoints_soon()
+        self._read_nodes_soon()
 
     # -- live pane -----------------------------------------------------------------------------
     def _refresh_live(self, redraw: bool) -> None:
@@ -285,7 +317,8 @@ class TrainScreen(ModeScreen):
         if run is None:
             return
         state = self.states.get(run.id, _RunState())
-        reason = f" — {run.exit_reason}" if run.exit_reason else ""
+        why = run.exit_reason or run.status_detail  # the end, or why a queued run waits
+        reason = f" — {why}" if why else ""
         status.update(
             f"[b]{run.label}[/b] · {run.status} · {format_duration(run.elapsed(time.time()))} · "
             f"smoothing {self.smoothing:.2f}{reason}"

@@ -3,26 +3,33 @@
 It follows the run through the app's run watcher (`tui.run_watcher`): pointed at a run it gets
 the whole of `events.jsonl` first (so a reattaching TUI shows the whole history), then each
 new line; the status line comes from the watcher's run list. The log view (`show_log`) shows
-the tail of the run's log.txt instead of the events.
+the tail of the run's log.txt instead of the events. A training run on several processes or
+nodes also gets one row per node (RunNodes), read in a worker when the watcher's list changes.
 """
 
 from __future__ import annotations
 
 import time
 
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.markup import escape
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Log, ProgressBar, Static
 
 from engine.events import Metric, Progress
 from engine.formatting import describe_event, format_duration
 from engine.runs import RunInfo
+from engine.train.launch import nodes_of
+from engine.train.rank_status import NodeRow
 from tui.run_watcher import RunWatcher
+from tui.widgets.run_nodes import RunNodes
+from tui.workers import ReportsWorkerErrors
 
 
-class RunView(Vertical):
+class RunView(ReportsWorkerErrors, Vertical):
     DEFAULT_CSS = """
     RunView { height: 1fr; }
     RunView #run-status { height: auto; padding: 0 1; }
@@ -34,6 +41,14 @@ class RunView(Vertical):
     show_log: reactive[bool] = reactive(False)
     """False: the event stream; True: the run's log.txt (stdout, tracebacks)."""
 
+    class NodesRead(Message):
+        """The run's nodes (its rank files), read in a thread worker."""
+
+        def __init__(self, run_id: str, rows: list[NodeRow]) -> None:
+            super().__init__()
+            self.run_id = run_id
+            self.rows = rows
+
     def __init__(self, watcher: RunWatcher, *, id: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id)
         self.watcher = watcher
@@ -41,11 +56,13 @@ class RunView(Vertical):
         self._metrics: dict[str, float] = {}
         self._last_step = 0
         self._info: RunInfo | None = None
+        self._nodes_of: str | None = None  # the run whose nodes were last read (an ended run: once)
 
     def compose(self) -> ComposeResult:
         yield Static("no run selected", id="run-status")
         yield ProgressBar(total=None, show_eta=False, id="run-progress")
         yield Static("", id="run-metrics")
+        yield RunNodes(id="run-nodes")
         yield Log(max_lines=2000, id="run-tail", auto_scroll=True)
 
     def on_mount(self) -> None:
@@ -59,6 +76,8 @@ class RunView(Vertical):
             return
         self.run_id = run_id
         self._info = None
+        self._nodes_of = None
+        self.query_one(RunNodes).show([])
         self._restart()
         if run_id is None:
             self.query_one("#run-status", Static).update("no run selected")
@@ -123,12 +142,25 @@ class RunView(Vertical):
             status.update(f"[b]{escape(self.run_id or '')}[/b]: not found in the run store")
             return
         self._info = info
+        if info.active or self._nodes_of != info.id:
+            self._nodes_of = info.id
+            self._read_nodes(info)
         # label, kind and reason come from run.json (user text, or a damaged file's error): escaped
-        reason = f" — {escape(info.exit_reason)}" if info.exit_reason else ""
+        why = info.exit_reason or info.status_detail  # the end, or why a queued run waits
+        reason = f" — {escape(why)}" if why else ""
         style = _status_style(info.status)
         shown = f"[{style}]{info.status}[/]" if style else info.status  # `[]x[/]` is a markup error
         elapsed = format_duration(info.elapsed(time.time()))
         status.update(f"[b]{escape(info.label)}[/b] · {escape(info.kind)} · {shown} · {elapsed}{reason}")
+
+    @work(thread=True, exclusive=True, group="run-nodes", exit_on_error=False, description="reading the run's nodes")
+    def _read_nodes(self, info: RunInfo) -> None:
+        self.post_message(self.NodesRead(info.id, nodes_of(info)))
+
+    def on_run_view_nodes_read(self, message: NodesRead) -> None:
+        message.stop()
+        if message.run_id == self.run_id:
+            self.query_one(RunNodes).show(message.rows)
 
     @property
     def info(self) -> RunInfo | None:
@@ -139,6 +171,7 @@ def _status_style(status: str) -> str:
     return {
         "running": "bold $primary",
         "starting": "$primary",
+        "pending": "$secondary",
         "succeeded": "bold $success",
         "failed": "bold $error",
         "lost": "bold $error",
