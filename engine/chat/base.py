@@ -91,6 +91,21 @@ class GenerationStats:
             parts.append(self.finish_reason)
         return " · ".join(parts)
 
+    def brief(self) -> str:
+        """A shorter line for a narrow screen, how it ended first: 'cut: it repeated itself ·
+        TTFT 0.31 s · 52 tok/s · 64 tok'."""
+        parts = [ENDINGS[self.finish_reason]] if self.finish_reason in ENDINGS else []
+        if self.ttft_s is not None:
+            parts.append(f"TTFT {self.ttft_s:.2f} s")
+        if self.tokens_per_s is not None:
+            parts.append(f"{self.tokens_per_s:.0f} tok/s")
+        parts.append(f"{self.generated_tokens} tok")
+        return " · ".join(parts)
+
+
+ENDINGS = {"cancelled": "■ stopped", "length": "token limit", "repeat": "cut: it repeated itself", "error": "error"}
+"""How an answer ended, in words, for each finish reason other than 'stop'."""
+
 
 class StatsClock:
     """Measures TTFT and decode time around a stream, in one place for every backend."""

@@ -1,10 +1,20 @@
 """Base class for mode screens: the mode bar on top, the footer at the bottom.
 
 A mode screen subclasses `ModeScreen`, sets `MODE_KEY`, and yields its body from
-`compose_body()`. Its `BINDINGS` (with descriptions) are what the help screen lists.
+`compose_body()`. Its `BINDINGS` (with descriptions) are what the help screen lists; actions
+that need no key of their own can be offered in the command palette (`palette_commands`).
+
+Focus: a mode screen never puts the focus in a text field when it is shown. Number keys switch
+modes, and a focused text field takes them as text, so only a field the user chose (Tab, a
+click, a key that opens it, typing into it) may take them. `AUTO_FOCUS` picks the first list,
+table or choice on the screen; Esc leaves a text field.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,8 +26,19 @@ from tui.widgets.mode_bar import ModeBar
 from tui.workers import ReportsWorkerErrors
 
 
+@dataclass(frozen=True)
+class PaletteCommand:
+    """A command a mode screen offers in the command palette (ctrl+p) while it is shown."""
+
+    title: str
+    help: str
+    callback: Callable[[], Any]
+
+
 class ModeScreen(ReportsWorkerErrors, Screen):
     MODE_KEY: str = ""
+    AUTO_FOCUS = "DataTable, OptionList, Select, Checkbox"
+    """Never a text field: see the module docstring (tests/tui/test_focus.py holds every mode to it)."""
     _paused_timers: list[Timer] = []
     # Number keys switch modes, but a focused text field takes them as text: Esc leaves the
     # field first. Screens that give Esc another meaning override this binding.
@@ -46,6 +67,10 @@ class ModeScreen(ReportsWorkerErrors, Screen):
         self._paused_timers = []
         # Shown again: screens that show runs get the newest list now, not at the next tick.
         self.app.run_watcher.poke()
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        """Commands for the palette while this screen is shown (none by default)."""
+        return []
 
     def compose(self) -> ComposeResult:
         yield ModeBar(self.MODE_KEY)
