@@ -101,6 +101,11 @@ async def test_host_only_offers_no_process_keys_and_slash_eats_nothing() -> None
         await until(pilot, lambda: not screen.query_one("#mon-procs-box").display)
         shown = {key for key, active in screen.active_bindings.items() if active.binding.show and active.enabled}
         assert not shown & {"s", "slash", "t", "K"} and "w" in shown
+        await pilot.press("question_mark")
+        await pilot.pause()
+        await pilot.press("escape")  # back from the help: the hidden table does not get the focus
+        await pilot.pause()
+        assert app.screen is screen and app.focused is None
         await pilot.press("slash", "4")
         await pilot.pause()
         assert app.current_mode == "data" and screen.query_one("#mon-filter").value == ""

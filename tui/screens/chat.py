@@ -734,8 +734,8 @@ class ChatScreen(ModeScreen):
         self.toggle_class("-side")
         if self.has_class("-side"):
             self.side.query_one("#side-model").focus()
-        else:
-            self.chat_input.focus()
+        else:  # not the input: the user did not choose it, and digits switch modes
+            self.transcript.focus()
 
     def on_chat_side_panel_params_changed(self, message: ChatSidePanel.ParamsChanged) -> None:
         self.params = message.params  # for what the screen shows; sending reads the fields again

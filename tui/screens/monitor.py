@@ -204,7 +204,12 @@ class MonitorScreen(ModeScreen):
             gpus.set_class(not sample.gpus, "-none")
             # No GPU: the process table has nothing to list; the host panel takes the room.
             self.query_one("#mon-procs-box").display = bool(sample.gpus)
+            self.query_one("#mon-procs-box").disabled = not sample.gpus  # nothing in it takes the focus
             self.refresh_bindings()  # the footer offers the process keys only with a table
+            # A hidden table must not keep (or, coming back from a dialog, get) the focus.
+            self.AUTO_FOCUS = "#mon-procs" if sample.gpus else None
+            if not sample.gpus and self.focused is self.query_one(ProcessTable):
+                self.set_focus(None)
             self.query_one(HostPanel).set_expanded(not sample.gpus)
             if sample.gpus:
                 gpus.mount_all([GpuCard(g.index) for g in sample.gpus])
