@@ -60,7 +60,8 @@ _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 class ChatScreen(ModeScreen):
     CSS_PATH = "chat.tcss"
     MODE_KEY = "chat"
-    AUTO_FOCUS = "#chat-transcript"  # not the input: digits switch modes until the user starts typing
+    AUTO_FOCUS = ""  # nothing (not the input: digits switch modes until the user starts typing; the transcript,
+    # focused before its first layout, passed the focus on to the input)
     BINDINGS = [
         Binding("escape", "stop", "stop", id="chat.stop"),
         Binding("ctrl+r", "regenerate", "regenerate", id="chat.regenerate"),
