@@ -133,6 +133,9 @@ async def test_escape_stops_and_keeps_partial_marked_stopped():
         assert answer.stopped and answer.stats["finish_reason"] == "cancelled"
         assert 0 < len(answer.content.split()) < 500
         assert "stopped" in str(answer.query_one(".chat-title").render())
+        # issue 17 item 10: at 80 columns the context fill stays on the line, the figures give way
+        line = screen.status.render().plain
+        assert len(line) <= screen.status.size.width and "ctx" in line and "%" in line.split("ctx")[1]
         [rec] = [m for m in SessionStore().messages(screen.session_id) if m.role == "assistant"]
         assert rec.stopped and rec.content == answer.content
         # Esc when idle leaves the input, so number keys switch modes again

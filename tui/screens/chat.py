@@ -279,8 +279,8 @@ class ChatScreen(ModeScreen):
         assert self.backend is not None
         mode = self.backend.prompt_mode
         if mode.completion:
-            self._note(f"**Completion mode**: {mode.reason}. What you type is continued as written, without a chat "
-                       "template, and a repeated line ends the answer. **F6** switches to chat.")
+            self._note(f"**Completion mode**: {mode.reason}. No chat template is used, and a repeated line ends "
+                       "the answer. **F6** switches to chat.")
         else:
             self._note(f"**Chat mode**: {mode.reason}. **F6** switches to a plain completion.")
 
