@@ -8,11 +8,13 @@ PIP := $(PY) -m pip
 # torch first, pinned: on a CPU box this takes the CPU build, and it stops pip from pulling a
 # multi-GB CUDA build as a side effect of resolving transformers/peft.
 TORCH ?= torch==2.13.0
-# llama-cpp-python compiles llama.cpp (about 15 min on 2 cores the first time; pip caches the wheel).
-# With an NVIDIA toolkit present it is built with CUDA; override with LLAMA_CMAKE_ARGS=...
-LLAMA_CMAKE_ARGS ?= $(shell command -v nvcc >/dev/null 2>&1 && echo "-DGGML_CUDA=on")
+# llama-cpp-python compiles llama.cpp (about 15 min on 2 cores the first time). engine/llama_build.py
+# picks the build from the GPU that is there: CUDA only when an NVIDIA GPU is visible and nvcc exists,
+# else the CPU (a failed CUDA build falls back to the CPU and prints the command to retry).
+# LLAMA_CMAKE_ARGS (on the command line or in the environment, which make passes on) overrides the
+# choice: `make llama LLAMA_CMAKE_ARGS="-DGGML_CUDA=on"` rebuilds it with your own CMake arguments ("" = CPU).
 
-.PHONY: run test install dev bench clean
+.PHONY: run test install dev llama bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,17 +23,25 @@ $(VENV)/.torch: | $(PY)
 	$(PIP) install "$(TORCH)"
 	touch $@
 
-$(VENV)/.installed-run: pyproject.toml $(VENV)/.torch
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -e ".[demo]"
+$(VENV)/.llama: $(VENV)/.torch
+	$(PY) -m engine.llama_build
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -e ".[dev]"
+$(VENV)/.installed-run: pyproject.toml $(VENV)/.llama
+	$(PIP) install -e ".[demo]"
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.llama
+	$(PIP) install -e ".[dev]"
 	touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-run
 
 dev: $(VENV)/.installed-dev
+
+llama: $(VENV)/.torch
+	$(PY) -m engine.llama_build --force
+	touch $(VENV)/.llama
 
 run: $(VENV)/.installed-run
 	$(VENV)/bin/llmdeck $(ARGS)

@@ -54,7 +54,9 @@ print(time.perf_counter() - t, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode
 
 def measure(cmd: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of one child process."""
-    proc = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *cmd], env=env, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", LAUNCHER, *cmd], env=env, cwd=cwd, capture_output=True, text=True
+    )
     try:
         wall, rss, code = proc.stdout.split()
     except ValueError:
@@ -73,7 +75,10 @@ def llama_cpp_dir(args: argparse.Namespace, work: Path) -> Path:
     if args.sdist:
         with tarfile.open(args.sdist) as tar:
             members = [m for m in tar.getmembers() if "/vendor/llama.cpp/" in m.name and (
-                m.name.endswith("convert_hf_to_gguf.py") or "/vendor/llama.cpp/gguf-py/" in m.name or "/vendor/llama.cpp/conversion/" in m.name)]
+                m.name.endswith("convert_hf_to_gguf.py")
+                or "/vendor/llama.cpp/gguf-py/" in m.name
+                or "/vendor/llama.cpp/conversion/" in m.name
+            )]
             tar.extractall(work, members=members, filter="data")
         found = next(work.rglob("convert_hf_to_gguf.py"))
         return found.parent
@@ -123,7 +128,9 @@ def bench_meta(work: Path) -> None:
     )
     out = work / "meta-hf"
     out.mkdir()
-    wall, rss = measure([sys.executable, "-c", code, str(work / "meta"), str(out)], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall, rss = measure(
+        [sys.executable, "-c", code, str(work / "meta"), str(out)], env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     print(f"meta-to-hf (8 layers, dim 512, 2 shards): ours {wall:.2f}s, peak RSS {rss / 2**20:.0f} MB")
     if importlib.util.find_spec("transformers.models.llama.convert_llama_weights_to_hf") is None:
         print("  transformers' convert_llama_weights_to_hf.py: not present in this transformers; no comparison")
@@ -154,7 +161,8 @@ def main() -> None:
             ours_t.append(w)
             ours_m.append(m)
             w, m = measure(
-                [sys.executable, str(lcpp / "convert_hf_to_gguf.py"), str(model), "--outtype", args.outtype, "--outfile", str(out_ref)],
+                [sys.executable, str(lcpp / "convert_hf_to_gguf.py"), str(model),
+                 "--outtype", args.outtype, "--outfile", str(out_ref)],
                 env=env_lcpp,
                 cwd=str(lcpp),
             )
@@ -162,8 +170,10 @@ def main() -> None:
             ref_m.append(m)
         same, diffs = compare_tensors(out_ours, out_ref)
         print(f"{'':24}{'llmdeck':>12}{'llama.cpp':>12}{'ratio':>8}")
-        print(f"{'wall time (median)':24}{fmt(ours_t, 1, 's'):>12}{fmt(ref_t, 1, 's'):>12}{statistics.median(ours_t) / statistics.median(ref_t):>8.2f}")
-        print(f"{'peak RSS (median)':24}{fmt(ours_m, 2**20, ' MB'):>12}{fmt(ref_m, 2**20, ' MB'):>12}{statistics.median(ours_m) / statistics.median(ref_m):>8.2f}")
+        time_ratio = statistics.median(ours_t) / statistics.median(ref_t)
+        rss_ratio = statistics.median(ours_m) / statistics.median(ref_m)
+        print(f"{'wall time (median)':24}{fmt(ours_t, 1, 's'):>12}{fmt(ref_t, 1, 's'):>12}{time_ratio:>8.2f}")
+        print(f"{'peak RSS (median)':24}{fmt(ours_m, 2**20, ' MB'):>12}{fmt(ref_m, 2**20, ' MB'):>12}{rss_ratio:>8.2f}")
         print(f"{'output size':24}{out_ours.stat().st_size / 2**20:>10.1f}MB{out_ref.stat().st_size / 2**20:>10.1f}MB")
         verdict = "byte-identical" if not diffs else f"{len(diffs)} differ: {', '.join(diffs[:5])}"
         print(f"tensor data: {same} tensors identical; {verdict}")

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FIXTURE = ROOT.parent / "shared" / "fixtures" / "nvml_h200.json"
+DEFAULT_FIXTURE = ROOT / "tests" / "fixtures" / "nvml_h200.json"  # ships with the repository
 
 
 async def _measure(app, seconds: float, warmup: float) -> dict:
@@ -138,7 +138,7 @@ def main() -> int:
         result = poll_cost() if args.case == "poll" else run_case(args.case, args.seconds, args.warmup, args.fixture)
         print(json.dumps(result))
         return 0
-    cases = ["bare", "bare1hz", "monitor"] + (["busy", "replay"] if Path(args.fixture).exists() else [])
+    cases = ["bare", "bare1hz", "monitor", "busy", "replay"]
     results = {}
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "LLMDECK_HOME": home, "PYTHONPATH": str(ROOT)}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "nvml_h200.json"
+FIXTURE = ROOT / "tests" / "fixtures" / "nvml_h200.json"  # the real H200 reading that ships with the tests
 OUT = ROOT / "docs" / "screens"
 SIZE = (100, 30)
 
@@ -53,7 +53,7 @@ def prepare(work: Path) -> dict[str, dict]:
     ]
     wait_runs(store, runs)
     return {
-        "monitor": {"replay": str(FIXTURE)} if FIXTURE.exists() else {},
+        "monitor": {"replay": str(FIXTURE)},
         "data": {"file": str(data), "model": str(tok), "max_seq_len": 96},
         "estimate": {"estimate": {"model": "llama-3-8b", "mode": "lora", "batch": 4, "seq_len": 2048}},
         "chat": {"model": str(gemma), "chat_params": {"max_new_tokens": 64, "temperature": 0.0}},

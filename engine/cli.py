@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.commands.bench",
     "engine.commands.serve",
     "engine.commands.runs",
+    "engine.commands.doctor",
 )
 
 
@@ -37,8 +38,11 @@ def _load_command_modules() -> list[Any]:
     return [importlib.import_module(name) for name in COMMAND_MODULES]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    modules = _load_command_modules()
+def build_parser(commands: bool = True) -> argparse.ArgumentParser:
+    """The `llmdeck` parser. `commands=False` leaves out the subcommands (and the imports of their
+    modules): `tui.cli` parses a plain `llmdeck [--mode M] [--theme T]` with it, so opening the TUI
+    does not pay for building nine subcommand parsers."""
+    modules = _load_command_modules() if commands else []
     examples = "\n".join(f"  {line}" for module in modules for line in getattr(module, "EXAMPLES", ()))
     parser = argparse.ArgumentParser(
         prog="llmdeck",
@@ -51,9 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"llmdeck {engine.__version__}")
     parser.add_argument("--theme", help="theme for this session (llmdeck-dark, llmdeck-light, llmdeck-contrast)")
     parser.add_argument("--mode", default="monitor", help="mode the TUI opens in (default: monitor)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in modules:
-        module.register(sub)
+    if commands:
+        sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+        for module in modules:
+            module.register(sub)
     return parser
 
 

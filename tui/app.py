@@ -29,9 +29,7 @@ from tui.messages import OpenInChat, StopRun
 from tui.modes import BY_KEY
 from tui.modes import MODES as MODE_LIST
 from tui.run_watcher import FollowRead, RunWatcher
-from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
-from tui.screens.help import HelpScreen, collect_keys
 from tui.workers import failure_details, failure_line
 
 if TYPE_CHECKING:
@@ -64,6 +62,7 @@ class LLMDeckApp(App[None]):
         Binding("ctrl+t", "next_theme", "next theme", show=False, id="app.theme"),
         Binding("ctrl+l", "redraw", "redraw the screen", show=False, id="app.redraw"),
         Binding("q", "quit_app", "quit", id="app.quit"),
+        Binding("f9", "doctor", "doctor: what works here", show=False, id="app.doctor"),
     ]
 
     def __init__(
@@ -91,6 +90,9 @@ class LLMDeckApp(App[None]):
             self.startup_problems.append(f"unknown mode {start_mode!r}; opening Monitor")
             start_mode = "monitor"
         self.start_mode = start_mode
+        # Open straight on the start mode: Textual then builds no placeholder default screen and
+        # restyles the app once less before the first frame (bench/startup.py).
+        self.DEFAULT_MODE = start_mode
         super().__init__()
         self.mode_screens: dict[str, Screen] = {}
         """The mode screens built so far (Textual builds one when its mode is first opened)."""
@@ -212,6 +214,8 @@ class LLMDeckApp(App[None]):
 
     # -- actions -----------------------------------------------------------------------------
     def action_help(self) -> None:
+        from tui.screens.help import HelpScreen, collect_keys  # on first use: it loads DataTable
+
         if isinstance(self.screen, HelpScreen):
             return
         name = getattr(self.screen, "MODE_KEY", "") or self.screen.__class__.__name__
@@ -233,6 +237,12 @@ class LLMDeckApp(App[None]):
                         severity="error")
             return None
         return super().deliver_screenshot(filename, str(folder), time_format)
+
+    def action_doctor(self) -> None:
+        from tui.screens.doctor import DoctorScreen  # on first use: keeps start-up light
+
+        if not isinstance(self.screen, DoctorScreen):
+            self.push_screen(DoctorScreen())
 
     def action_next_theme(self) -> None:
         names = list(themes.BUILTIN_THEMES)
@@ -274,9 +284,12 @@ class LLMDeckApp(App[None]):
                 f"({number}) {mode.blurb}",
                 lambda key=mode.key: self.switch_mode(key),
             )
+        yield SystemCommand("Doctor", "(F9) what works on this machine, and the command that fixes the rest",
+                            self.action_doctor)
         for name in themes.BUILTIN_THEMES:
             yield SystemCommand(f"Theme: {name}", "switch and remember this theme",
                                 lambda n=name: setattr(self, "theme", n))
-        if isinstance(screen, ModeScreen):
-            for command in screen.palette_commands():
+        palette_commands = getattr(screen, "palette_commands", None)  # a mode screen's own commands
+        if palette_commands is not None:
+            for command in palette_commands():
                 yield SystemCommand(command.title, command.help, command.callback)

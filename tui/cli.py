@@ -12,16 +12,42 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from engine.cli import OpenTUI, OpenWeb, run_command
+    args = list(sys.argv[1:] if argv is None else argv)
+    request = plain_tui_request(args)
+    if request is None:
+        from engine.cli import OpenWeb, run_command
 
-    result = run_command(argv)
-    if isinstance(result, OpenWeb):
-        from tui.web import serve_web
+        result = run_command(args)
+        if isinstance(result, OpenWeb):
+            from tui.web import serve_web
 
-        return serve_web(result.host, result.port, result.mode)
-    if not isinstance(result, OpenTUI):
-        return result
-    return launch(result)
+            return serve_web(result.host, result.port, result.mode)
+        if isinstance(result, int):
+            return result
+        request = result
+    return launch(request)
+
+
+def plain_tui_request(argv: list[str]):  # -> engine.cli.OpenTUI | None
+    """The TUI request of a plain `llmdeck [--mode M] [--theme T]`, parsed without the subcommands;
+    None when argv holds anything else (a subcommand, --help, a mistake), which the full parser handles.
+
+    Why: the full parser imports every engine.commands module and builds their parsers, which took
+    about a third of the time to the first frame as typed (bench/startup.py). Same parser definition,
+    built without its subcommands; `--version` answers here too."""
+    if any(a == "-h" or (len(a) > 2 and "--help".startswith(a)) for a in argv):
+        return None
+    import argparse
+
+    from engine.cli import build_parser, dispatch
+
+    parser = build_parser(commands=False)
+    parser.exit_on_error = False
+    try:
+        args, rest = parser.parse_known_args(argv)
+    except argparse.ArgumentError:
+        return None
+    return None if rest else dispatch(args)
 
 
 def launch(request) -> int:  # request: engine.cli.OpenTUI

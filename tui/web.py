@@ -78,7 +78,7 @@ def build_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, mode: str = 
         from textual_serve.server import Server
     except ImportError:
         raise WebStartError(
-            "textual-serve is not installed: `pip install textual-serve` (or `pip install llmdeck[web]`)") from None
+            "textual-serve (a dependency of llmdeck) is not installed: `pip install 'textual-serve>=1.1.3'`") from None
     from engine.jobs import JobError
     from engine.serve.server import bind_socket
 
@@ -87,7 +87,7 @@ def build_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, mode: str = 
     except JobError as exc:
         raise WebStartError(str(exc)) from None
 
-    # Defined here, not at module level, so that textual-serve (an optional extra) is imported
+    # Defined here, not at module level, so that textual-serve (a dependency, but heavy) is imported
     # only when `llmdeck web` starts, and its absence is one line rather than an ImportError.
     class GuardedServer(Server):
         """textual-serve's Server behind a token, an Origin check and a Host check."""

@@ -174,6 +174,9 @@ def write_tokenizer(reader: Any, gguf_path: Path, folder: Path) -> dict[str, Any
     if template:
         tok.chat_template = template
     add_bos = field(reader, "tokenizer.ggml.add_bos_token")
+    from engine.transformers_compat import match_gguf_bos
+
+    match_gguf_bos(tok, None if add_bos is None else bool(add_bos))
     tok.save_pretrained(str(folder))
     if spm and not (folder / "tokenizer.model").exists():
         write_spm_model(reader, folder / "tokenizer.model")

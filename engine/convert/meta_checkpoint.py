@@ -103,7 +103,9 @@ def open_meta(path: Path, *, load: bool = True) -> MetaCheckpoint:
     """Check the layout (params.json keys, shard numbering) and mmap the shards."""
     path = Path(path)
     if not path.is_dir():
-        raise ConvertError(f"{path} is not a folder; a Meta checkpoint is a folder with params.json and consolidated.*.pth")
+        raise ConvertError(
+            f"{path} is not a folder; a Meta checkpoint is a folder with params.json and consolidated.*.pth"
+        )
     params = read_json(path / "params.json")
     missing = [k for k in REQUIRED_PARAMS if k not in params]
     if missing:
@@ -111,17 +113,23 @@ def open_meta(path: Path, *, load: bool = True) -> MetaCheckpoint:
     for key in ("dim", "n_layers", "n_heads"):
         if not isinstance(params[key], int) or params[key] <= 0:
             raise ConvertError(f"{path / 'params.json'}: {key} must be a positive integer, not {params[key]!r}")
-    files = sorted(path.glob("consolidated.*.pth"), key=lambda p: int(_SHARD.search(p.name).group(1)) if _SHARD.search(p.name) else -1)
+    files = sorted(
+        path.glob("consolidated.*.pth"),
+        key=lambda p: int(_SHARD.search(p.name).group(1)) if _SHARD.search(p.name) else -1,
+    )
     if not files:
         raise ConvertError(f"{path} has no consolidated.*.pth shards")
     numbers = [int(m.group(1)) for f in files if (m := _SHARD.search(f.name))]
     if numbers != list(range(len(files))):
-        raise ConvertError(f"{path}: shards are numbered {numbers}, expected 00..{len(files) - 1:02d}; a shard is missing")
+        raise ConvertError(
+            f"{path}: shards are numbered {numbers}, expected 00..{len(files) - 1:02d}; a shard is missing"
+        )
     ckpt = MetaCheckpoint(path=path, params=params, shard_files=files)
     n_kv = ckpt.n_kv_heads
     if ckpt.dim % ckpt.n_heads or ckpt.n_heads % ckpt.n_shards or n_kv % ckpt.n_shards or ckpt.n_heads % n_kv:
         raise ConvertError(
-            f"{path / 'params.json'}: dim {ckpt.dim}, {ckpt.n_heads} heads, {n_kv} KV heads do not split over {ckpt.n_shards} shards"
+            f"{path / 'params.json'}: dim {ckpt.dim}, {ckpt.n_heads} heads, {n_kv} KV heads"
+            f" do not split over {ckpt.n_shards} shards"
         )
     if load:
         ckpt.shards = [load_shard(f) for f in files]
@@ -145,8 +153,8 @@ def load_shard(path: Path) -> dict[str, Any]:
 def expected_keys(n_layers: int) -> list[str]:
     keys = ["tok_embeddings.weight", "norm.weight", "output.weight"]
     for i in range(n_layers):
-        for name in ("attention.wq", "attention.wk", "attention.wv", "attention.wo", "feed_forward.w1", "feed_forward.w2",
-                     "feed_forward.w3", "attention_norm", "ffn_norm"):
+        for name in ("attention.wq", "attention.wk", "attention.wv", "attention.wo",
+                     "feed_forward.w1", "feed_forward.w2", "feed_forward.w3", "attention_norm", "ffn_norm"):
             keys.append(f"layers.{i}.{name}.weight")
     return keys
 
@@ -161,7 +169,8 @@ def check_shards(ckpt: MetaCheckpoint) -> None:
                 raise ConvertError(f"{names[i]} lacks {key}; params.json says {ckpt.n_layers} layers")
             if tuple(shard[key].shape) != tuple(first[key].shape):
                 raise ConvertError(
-                    f"{names[i]}: {key} has shape {list(shard[key].shape)} but {names[0].name} has {list(first[key].shape)}; the shards disagree"
+                    f"{names[i]}: {key} has shape {list(shard[key].shape)} but {names[0].name}"
+                    f" has {list(first[key].shape)}; the shards disagree"
                 )
     n = ckpt.n_shards
     hd = ckpt.head_dim

@@ -75,13 +75,16 @@ def write_tokenizer(tokenizer_model: Path, folder: Path) -> dict[str, Any]:
         # from_pretrained on the folder: LlamaTokenizer(vocab_file=...) silently builds a 3-token vocab
         tok = LlamaTokenizer.from_pretrained(str(folder), add_bos_token=True, add_eos_token=False, legacy=True)
     except Exception as exc:  # noqa: BLE001
-        raise ConvertError(f"{tokenizer_model} is not a usable SentencePiece model ({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise ConvertError(
+            f"{tokenizer_model} is not a usable SentencePiece model ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
     from sentencepiece import SentencePieceProcessor
 
     expected = SentencePieceProcessor(model_file=str(tokenizer_model)).vocab_size()
     if len(tok) < expected:
         raise ConvertError(
-            f"transformers built a {len(tok)}-token tokenizer from {tokenizer_model} ({expected} pieces); install protobuf (`pip install protobuf`)"
+            f"transformers built a {len(tok)}-token tokenizer from {tokenizer_model} ({expected} pieces);"
+            " install protobuf (`pip install protobuf`)"
         )
     tok.save_pretrained(str(folder))
     return {"tokenizer_vocab": len(tok)}
@@ -205,7 +208,8 @@ def meta_reference_logits(path: Path, ids: list[list[int]]) -> list[Any]:
                 att = torch.einsum("hqk,khd->qhd", scores.softmax(-1), v).reshape(t, -1)
                 h = h + att @ w["attention.wo"].T
                 x = norm(h, w["ffn_norm"])
-                h = h + (torch.nn.functional.silu(x @ w["feed_forward.w1"].T) * (x @ w["feed_forward.w3"].T)) @ w["feed_forward.w2"].T
+                gated = torch.nn.functional.silu(x @ w["feed_forward.w1"].T) * (x @ w["feed_forward.w3"].T)
+                h = h + gated @ w["feed_forward.w2"].T
                 hs[j] = h
             del w
             ckpt.remap()

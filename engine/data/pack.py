@@ -13,9 +13,10 @@ Batching (`make_collator`): padding-free batches go through transformers'
 `DataCollatorWithFlattening` (fed one feature per original example, so positions restart per
 example even inside a pack). TRL's `DataCollatorForLanguageModeling(padding_free=True)` reads
 `TrainExample.as_dict()` rows (input_ids, labels, seq_lengths) as is and builds the same batch
-(tested), so an `SFTTrainer` on a pre-tokenized dataset of these rows works too. Padded batches use a small collator here, because the library
-one (`DataCollatorForSeq2Seq`) needs a tokenizer with a pad token, which many Llama tokenizers
-lack; the pad value does not matter under attention_mask 0 and label -100.
+(tested), so an `SFTTrainer` on a pre-tokenized dataset of these rows works too. Padded batches
+use a small collator here, because the library one (`DataCollatorForSeq2Seq`) needs a tokenizer
+with a pad token, which many Llama tokenizers lack; the pad value does not matter under
+attention_mask 0 and label -100.
 Forward packed batches with no `attention_mask` and `use_cache=False` (transformers only looks
 for packed sequences when there is neither a 2D mask nor a cache).
 """
@@ -146,7 +147,9 @@ def count_packs(lengths: Iterable[int], max_len: int, *, window: int = 1000) -> 
     return total
 
 
-def make_collator(*, padding_free: bool, pad_token_id: int = 0, flash_attn_kwargs: bool = False) -> Callable[[list[TrainExample]], dict[str, Any]]:
+def make_collator(
+    *, padding_free: bool, pad_token_id: int = 0, flash_attn_kwargs: bool = False
+) -> Callable[[list[TrainExample]], dict[str, Any]]:
     """A function turning a list of TrainExamples into a batch of torch tensors.
 
     padding_free=True: every original example of every row is flattened into one [1, N] row

@@ -44,9 +44,12 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
+        from engine.transformers_compat import gguf_add_bos, match_gguf_bos
+
         hf_logging.set_verbosity_error()
         if p.is_file():
             tok = AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name, local_files_only=True)
+            match_gguf_bos(tok, gguf_add_bos(p))
         else:
             tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means "this is not a usable tokenizer"

@@ -47,7 +47,8 @@ class Published:
         return self.predicted_bytes() / self.published_bytes - 1
 
 
-_PEFT = "huggingface/peft README (A100 80GB) + examples/conditional_generation/peft_lora_seq2seq_accelerate_ds_zero3_offload.py"
+_PEFT = ("huggingface/peft README (A100 80GB) + "
+         "examples/conditional_generation/peft_lora_seq2seq_accelerate_ds_zero3_offload.py")
 _TT = "pytorch/torchtune README memory table (RTX 4090, batch 2, packed seq 2048)"
 _LF = "hiyouga/LLaMA-Factory README hardware table (their own estimate)"
 _T0_SETTINGS = ("fp32 weights (accelerate, no mixed precision), torch.optim.AdamW for-loop (torch 1.13 "

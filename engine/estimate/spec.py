@@ -215,7 +215,11 @@ class ModelSpec:
         if dtype in ("nf4", "fp4", "int8"):
             bits = {"nf4": NF4_BITS, "fp4": NF4_BITS, "int8": INT8_BITS}[dtype]
             lin = min(self.decoder_linear_params, n)
-            extra = self.n_layers * (self.q_dim + 2 * self.kv_dim + self.hidden * 2 + self.intermediate * 2) * 4 if dtype == "int8" else 0
+            extra = (
+                self.n_layers * (self.q_dim + 2 * self.kv_dim + self.hidden * 2 + self.intermediate * 2) * 4
+                if dtype == "int8"
+                else 0
+            )
             return lin * bits / 8 + (n - lin) * 2 + extra
         if dtype in GGUF_FTYPE_BPW:
             return n * GGUF_FTYPE_BPW[dtype] / 8
@@ -225,7 +229,7 @@ class ModelSpec:
     def largest_linear_params(self) -> int:
         return max(a * b for a, b in self.linear_shapes().values())
 
-    def with_(self, **changes: Any) -> "ModelSpec":
+    def with_(self, **changes: Any) -> ModelSpec:
         return replace(self, **changes)
 
     def summary(self) -> dict[str, Any]:

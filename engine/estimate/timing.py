@@ -79,7 +79,9 @@ def training_time(params: int, tokens: float, method: str = "full", gpus: int = 
                                      f"({peak / 1e12:.0f} TFLOP/s bf16 dense)")
 
 
-def decode_tokens_per_s(weight_bytes: float, kv_bytes: float, gpu: str | None = None, efficiency: float = 0.7) -> tuple[float, str]:
+def decode_tokens_per_s(
+    weight_bytes: float, kv_bytes: float, gpu: str | None = None, efficiency: float = 0.7
+) -> tuple[float, str]:
     name, _, bw = gpu_specs(gpu)
     rate = efficiency * bw / max(weight_bytes + kv_bytes, 1.0)
     return rate, f"{efficiency:.0%} of {name} bandwidth {bw / 1e12:.2f} TB/s over weights + KV read per token"

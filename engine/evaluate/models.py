@@ -191,11 +191,13 @@ def _load_transformers_gguf(path: Path, *, dtype: str) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.chat.transformers_backend import _dtype
+    from engine.transformers_compat import gguf_add_bos, match_gguf_bos
 
     cuda = torch.cuda.is_available()
     try:
         torch_dtype = _dtype(dtype, cuda)
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        match_gguf_bos(tokenizer, gguf_add_bos(path))
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch_dtype)
     except Exception as exc:  # noqa: BLE001 - any load failure is reported in one line
         raise EvalError(f"transformers could not load {path.name} ({type(exc).__name__}: {exc})") from None

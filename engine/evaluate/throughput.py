@@ -189,7 +189,9 @@ def measure(
                 continue
             runs.append(rep)
             if job is not None:
-                job.metric(len(runs), prompt_tps=prompt_len / rep.prompt_s, gen_tps=gen_len / rep.gen_s, ttft_s=rep.ttft_s)
+                job.metric(
+                    len(runs), prompt_tps=prompt_len / rep.prompt_s, gen_tps=gen_len / rep.gen_s, ttft_s=rep.ttft_s
+                )
         if job is not None:
             job.progress(total, total, phase, unit="runs", force=True)
         details = dict(loaded.details)

@@ -42,7 +42,11 @@ class History:
     """Ring buffers keyed by metric, e.g. ("gpu", 0, "util")."""
 
     def __init__(
-        self, fine_seconds: float = 600.0, interval: float = 1.0, coarse_seconds: float = 6 * 3600.0, coarse_step: float = 30.0
+        self,
+        fine_seconds: float = 600.0,
+        interval: float = 1.0,
+        coarse_seconds: float = 6 * 3600.0,
+        coarse_step: float = 30.0,
     ) -> None:
         self.interval = interval
         self.fine_seconds = fine_seconds

@@ -89,7 +89,9 @@ class _Gpu:
 class NvmlSampler:
     """Reads every GPU through NVML. Use from one thread (NVML is serialising anyway)."""
 
-    def __init__(self, nvml: Any = None, *, slow_interval: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, nvml: Any = None, *, slow_interval: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._nv = nvml
         self._injected = nvml is not None
         self.slow_interval = slow_interval
@@ -131,7 +133,11 @@ class NvmlSampler:
             self.reason = f"No GPU panel: NVML started but could not count GPUs ({error_kind(exc)})."
             self._shutdown()
             return False
-        driver = self._call(-1, "driver", self._nv.nvmlSystemGetDriverVersion) if hasattr(self._nv, "nvmlSystemGetDriverVersion") else NA
+        driver = (
+            self._call(-1, "driver", self._nv.nvmlSystemGetDriverVersion)
+            if hasattr(self._nv, "nvmlSystemGetDriverVersion")
+            else NA
+        )
         self.driver = _text(driver)
         for index in range(count):
             handle = self._call(index, "handle", self._nv.nvmlDeviceGetHandleByIndex, index)
@@ -140,7 +146,9 @@ class NvmlSampler:
             gpu = _Gpu(index=index, handle=handle)
             gpu.name = _text(self._call(index, "name", self._fn("nvmlDeviceGetName"), handle))
             gpu.uuid = _text(self._call(index, "uuid", self._fn("nvmlDeviceGetUUID"), handle))
-            gpu.clock_sm_max = self._call(index, "clock_sm_max", self._fn("nvmlDeviceGetMaxClockInfo"), handle, CLOCK_SM)
+            gpu.clock_sm_max = self._call(
+                index, "clock_sm_max", self._fn("nvmlDeviceGetMaxClockInfo"), handle, CLOCK_SM
+            )
             self._gpus.append(gpu)
         if not self._gpus:
             self.reason = "No GPU panel: the NVIDIA driver is loaded but reports no GPU." if count == 0 else (
@@ -158,7 +166,7 @@ class NvmlSampler:
         self.available = False
 
     def _shutdown(self) -> None:
-        try:
+        try:  # noqa: SIM105 - any error, not only NVMLError: shutting down must never raise
             self._nv.nvmlShutdown()
         except Exception:  # noqa: BLE001 - shutting down must never raise
             pass
@@ -232,7 +240,10 @@ class NvmlSampler:
         util_mem = _int(getattr(util, "memory", NA)) if util is not NA else NA
         power = self._call(i, "power", self._fn("nvmlDeviceGetPowerUsage"), h)
         mask = self._first(
-            i, "throttle", ("nvmlDeviceGetCurrentClocksEventReasons", (h,)), ("nvmlDeviceGetCurrentClocksThrottleReasons", (h,))
+            i,
+            "throttle",
+            ("nvmlDeviceGetCurrentClocksEventReasons", (h,)),
+            ("nvmlDeviceGetCurrentClocksThrottleReasons", (h,)),
         )
         return GpuSample(
             index=i,
@@ -315,7 +326,9 @@ class NvmlSampler:
 
     def _process_util(self, gpu: _Gpu) -> dict[int, int]:
         """Per-process SM% since the last read; NotFound (nothing ran in the window) -> {}."""
-        samples = self._call(gpu.index, "process_util", self._fn("nvmlDeviceGetProcessUtilization"), gpu.handle, gpu.proc_util_ts)
+        samples = self._call(
+            gpu.index, "process_util", self._fn("nvmlDeviceGetProcessUtilization"), gpu.handle, gpu.proc_util_ts
+        )
         if samples is NA:
             return {}
         latest: dict[int, tuple[int, int]] = {}

@@ -2,7 +2,7 @@
 
 `--record FILE` appends one `MonitorSample.to_dict()` per line (flushed each tick, so a killed
 monitor leaves every complete line readable). `--replay FILE` reads them back; a torn last line
-is skipped. Replay also accepts the form of `fixtures/nvml_h200.json` (raw NVML call results
+is skipped. Replay also accepts the form of `tests/fixtures/nvml_h200.json` (raw NVML call results
 from a real GPU): each reading is fed through `NvmlSampler` via a stand-in pynvml module that
 returns the recorded values and raises the real pynvml error classes for the recorded errors,
 so the screen and tests see exactly what the live code path makes of a real H200.
@@ -160,6 +160,11 @@ class FixtureNvml:
 
     def nvmlSystemGetDriverVersion(self) -> str:
         return str(self._reading.get("driver", ""))
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        if "cuda" not in self._reading:
+            raise self._pynvml.NVMLError_NotSupported()
+        return int(self._reading["cuda"])
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
         return index

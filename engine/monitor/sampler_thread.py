@@ -164,7 +164,9 @@ class SamplerThread:
     def _run(self) -> None:
         try:
             # Opening NVML can take a moment on a cold driver: do it here, off the UI thread.
-            self.source = self._source_arg() if callable(self._source_arg) and not hasattr(self._source_arg, "sample") else self._source_arg  # type: ignore[assignment]
+            arg = self._source_arg
+            opens_source = callable(arg) and not hasattr(arg, "sample")
+            self.source = arg() if opens_source else arg  # type: ignore[assignment]
             while not self._stop.is_set():
                 began = time.perf_counter()
                 sample = self.source.sample()  # type: ignore[union-attr]
@@ -182,7 +184,7 @@ class SamplerThread:
                 self.on_error(exc)
         finally:
             if self.source is not None:
-                try:
+                try:  # noqa: SIM105 - any error of any source: the recorder below must still be closed
                     self.source.close()
                 except Exception:  # noqa: BLE001
                     pass

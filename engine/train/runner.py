@@ -339,6 +339,8 @@ def training_arguments(spec: TrainSpec, where: Placement, checkpoints_dir: Path,
     """The Trainer's arguments for this spec on this placement."""
     from transformers import TrainingArguments
 
+    from engine.transformers_compat import checkpointing_arguments
+
     cuda, precision, distributed = where.cuda, where.precision, where.distributed
     eval_strategy = "no"
     if evaluating:
@@ -367,8 +369,7 @@ def training_arguments(spec: TrainSpec, where: Placement, checkpoints_dir: Path,
         use_cpu=not cuda,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        activation_checkpointing=spec.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if spec.gradient_checkpointing else None,
+        **checkpointing_arguments(spec.gradient_checkpointing, TrainingArguments.__dataclass_fields__),
         report_to=[],
         disable_tqdm=True,
         remove_unused_columns=False,

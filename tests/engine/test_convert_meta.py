@@ -43,7 +43,7 @@ def export_meta(model, folder: Path, n_shards: int, *, rope_theta: float | None 
 
     def put(name: str, tensor, dim: int | None) -> None:
         parts = [tensor] * n_shards if dim is None else list(torch.chunk(tensor, n_shards, dim=dim))
-        for shard, part in zip(shards, parts):
+        for shard, part in zip(shards, parts, strict=True):
             shard[name] = part.clone()
 
     put("tok_embeddings.weight", sd["model.embed_tokens.weight"], 1)
@@ -89,7 +89,11 @@ def test_two_shards_gqa_exact(meta: dict, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "hf"
-    result = execute(jobs.meta_to_hf, {"input": str(meta["ckpt"]), "output": str(out), "shard_size": "150KB"}, JobContext(lambda e: None))
+    result = execute(
+        jobs.meta_to_hf,
+        {"input": str(meta["ckpt"]), "output": str(out), "shard_size": "150KB"},
+        JobContext(lambda e: None),
+    )
     assert isinstance(result, Finished), getattr(result, "message", result)
     s = result.summary
     assert s["shards_in"] == 2 and s["shards_out"] > 1 and s["gqa"] and s["context_length"] == 4096

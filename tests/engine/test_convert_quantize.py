@@ -11,8 +11,9 @@ from engine.convert import jobs, preflight
 from engine.events import Cancelled, Failed, Finished, Log, Progress
 from engine.jobs import JobContext, execute
 from tests.engine.test_convert_tiny import make_llama
+from tests.helpers.requirements import require_module
 
-pytest.importorskip("llama_cpp")
+require_module("llama_cpp")
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,20 @@ def test_inspect_reports_problems_with_lines_and_exits_1(model, capsys):
     assert code == 1
     assert "problems.jsonl: OpenAI messages, detected" in out
     assert "records 8 · valid 2 · problems 6" in out
-    for line, kind in [(2, "bad_json"), (3, "missing_field"), (4, "empty_turn"), (5, "unknown_role"), (7, "duplicate"), (8, "not_object")]:
-        assert any(row.strip().startswith(f"problems.jsonl:{line}") and kind in row for row in out.splitlines()), (line, kind)
+    problems = [
+        (2, "bad_json"), (3, "missing_field"), (4, "empty_turn"),
+        (5, "unknown_role"), (7, "duplicate"), (8, "not_object"),
+    ]
+    rows = out.splitlines()
+    for line, kind in problems:
+        assert any(row.strip().startswith(f"problems.jsonl:{line}") and kind in row for row in rows), (line, kind)
     assert "max_seq_len 24" in out and "histogram" in out
 
 
 def test_inspect_clean_file_exits_0_and_shows_marked_records(model, capsys):
-    code = run_command(["data", "inspect", str(FIXTURES / "openai.jsonl"), "--model", model, "--show", "1", "--max-seq-len", "40"])
+    code = run_command(
+        ["data", "inspect", str(FIXTURES / "openai.jsonl"), "--model", model, "--show", "1", "--max-seq-len", "40"]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "⟦Hi there.<|im_end|>⟧" in out and "⟦Paris.<|im_end|>⟧" in out
@@ -42,7 +49,8 @@ def test_inspect_clean_file_exits_0_and_shows_marked_records(model, capsys):
 
 def test_inspect_json_has_the_numbers(model, capsys):
     code = run_command(
-        ["data", "inspect", str(FIXTURES / "qa.csv"), "--model", model, "--map", "instruction=question", "--map", "output=answer",
+        ["data", "inspect", str(FIXTURES / "qa.csv"), "--model", model,
+         "--map", "instruction=question", "--map", "output=answer",
          "--max-seq-len", "32", "--policy", "drop", "--json"]
     )
     report = json.loads(capsys.readouterr().out)
@@ -58,7 +66,9 @@ def test_inspect_json_has_the_numbers(model, capsys):
 def test_strict_is_an_error_naming_the_line(model, capsys):
     code = run_command(["data", "inspect", str(FIXTURES / "problems.jsonl"), "--model", model, "--strict"])
     err = capsys.readouterr().err
-    assert code == 2 and err.strip() == "llmdeck: error: problems.jsonl:2: bad JSON: Expecting value (column 49) (--strict stops at the first problem)"
+    assert code == 2 and err.strip() == (
+        "llmdeck: error: problems.jsonl:2: bad JSON: Expecting value (column 49) (--strict stops at the first problem)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -97,6 +107,9 @@ def test_data_without_action_opens_the_tui(model):
 
 
 def test_help_lists_inspect_without_loading_torch():
-    code = "import sys\nfrom engine.cli import build_parser\nbuild_parser()\nprint('transformers' in sys.modules, 'torch' in sys.modules)"
+    code = (
+        "import sys\nfrom engine.cli import build_parser\nbuild_parser()\n"
+        "print('transformers' in sys.modules, 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.split() == ["False", "False"]

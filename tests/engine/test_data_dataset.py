@@ -13,6 +13,7 @@ from engine.data.job import scan_job
 from engine.data.problems import DataError
 from engine.events import Cancelled, Finished, Progress
 from engine.jobs import JobContext, execute
+from tests.helpers.requirements import require_module
 from tests.helpers.tiny_model import cached_tiny_tokenizer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures_data"
@@ -100,7 +101,7 @@ def test_scan_job_needs_a_file_and_a_model():
 
 
 def test_iterable_dataset_for_trainers(model):
-    pytest.importorskip("datasets")
+    require_module("datasets")
     data = prepare(DataSpec(str(FIXTURES / "openai.jsonl"), max_seq_len=64, policy="pack"), str(model))
     rows = list(data.to_iterable_dataset())
     assert [row["seq_lengths"] for row in rows] == [r.seq_lengths for r in data.examples()]

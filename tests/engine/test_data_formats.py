@@ -12,6 +12,7 @@ from engine.data.formats import FormatSpec, detect_format, parse_mapping
 from engine.data.loaders import open_source
 from engine.data.problems import DataError
 from engine.data.validate import Validator, choose_format
+from tests.helpers.requirements import require_module
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures_data"
 
@@ -85,8 +86,8 @@ def test_forced_format_beats_detection(tmp_path):
 
 
 def test_parquet_is_read_in_batches(tmp_path):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = require_module("pyarrow")
+    pq = require_module("pyarrow.parquet")
     path = tmp_path / "chat.parquet"
     messages = [[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}] for i in range(1200)]
     pq.write_table(pa.table({"messages": messages}), path)
@@ -169,7 +170,7 @@ def test_csv_with_no_usable_columns(tmp_path):
 
 
 def test_unreadable_parquet(tmp_path):
-    pytest.importorskip("pyarrow")
+    require_module("pyarrow")
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"PAR1 this is not really parquet PAR1")
     assert "cannot read Parquet" in _one_line_error(path)

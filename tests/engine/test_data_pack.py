@@ -11,6 +11,7 @@ from engine.data.dataset import DataSpec, prepare
 from engine.data.pack import best_fit, concat, count_packs, make_collator, pack_examples
 from engine.data.render import IGNORE_INDEX, Rendered
 from engine.data.tokenizer import load_tokenizer
+from tests.helpers.requirements import require_module
 from tests.helpers.tiny_model import cached_tiny_llama
 
 
@@ -63,7 +64,7 @@ def test_as_dict_rows_have_the_same_columns_and_no_attention_mask():
 
 
 def test_flattening_collator_matches_transformers_semantics():
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch")
     rows = [concat([(fake(3, 0), 1), (fake(4, 10), 2)]), concat([(fake(2, 20), 3)])]
     batch = make_collator(padding_free=True, flash_attn_kwargs=True)(rows)
     assert batch["input_ids"].shape == (1, 9)
@@ -81,7 +82,7 @@ def test_flattening_collator_matches_transformers_semantics():
 
 def test_packed_forward_equals_separate_forwards(tmp_path):
     """The real check: a tiny Llama (sdpa) sees each packed example exactly as if alone."""
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch")
     from transformers import AutoModelForCausalLM
 
     model_dir = cached_tiny_llama("chatml")
@@ -114,8 +115,8 @@ def test_packed_forward_equals_separate_forwards(tmp_path):
 
 def test_rows_batch_the_same_through_trl_collator():
     """TRL's padding-free collator reads our rows' columns (input_ids, labels, seq_lengths) as is."""
-    pytest.importorskip("torch")
-    trl_sft = pytest.importorskip("trl.trainer.sft_trainer")
+    require_module("torch")
+    trl_sft = require_module("trl.trainer.sft_trainer")
     rows = [concat([(fake(3, 0), 1), (fake(4, 10), 2)]), concat([(fake(2, 20), 3)])]
     theirs = trl_sft.DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)([r.as_dict() for r in rows])
     ours = make_collator(padding_free=True, flash_attn_kwargs=True)(rows)

@@ -27,7 +27,7 @@ EOT = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>"}
 def trained_runs(ids: list[int], labels: list[int]) -> list[list[int]]:
     runs: list[list[int]] = []
     previous = False
-    for tok, label in zip(ids, labels):
+    for tok, label in zip(ids, labels, strict=True):
         trained = label != IGNORE_INDEX
         if trained:
             assert label == tok
@@ -56,7 +56,9 @@ def test_ids_match_the_template_tokenization(tok):
 def test_exactly_assistant_tokens_and_end_of_turn_are_trained(tok, style):
     rendered = Renderer(tok).render(Example("chat", CHAT))
     eot = tok.convert_tokens_to_ids(EOT[style])
-    expected = [tok(m["content"], add_special_tokens=False)["input_ids"] + [eot] for m in CHAT if m["role"] == "assistant"]
+    expected = [
+        tok(m["content"], add_special_tokens=False)["input_ids"] + [eot] for m in CHAT if m["role"] == "assistant"
+    ]
     assert trained_runs(rendered.input_ids, rendered.labels) == expected
     # and nothing else: the count of trained tokens is exactly that
     assert rendered.n_trained == sum(len(run) for run in expected)
@@ -83,7 +85,10 @@ def test_prompt_completion_without_template_trains_the_completion(style, tmp_pat
     tok = load_tokenizer(cached_tiny_tokenizer(style))
     bare = tok.__class__.from_pretrained(str(cached_tiny_tokenizer(style)))
     bare.chat_template = None
-    ex = Example("completion", ({"role": "user", "content": "The capital of France is"}, {"role": "assistant", "content": " Paris."}))
+    ex = Example(
+        "completion",
+        ({"role": "user", "content": "The capital of France is"}, {"role": "assistant", "content": " Paris."}),
+    )
     rendered = Renderer(bare, keep_text=True).render(ex)
     assert [rendered.text[s:e] for s, e in rendered.trained_spans()] == [" Paris." + bare.eos_token]
     with pytest.raises(DataError, match="no chat template"):
@@ -95,7 +100,8 @@ def test_generation_tags_are_used_when_the_template_has_them():
     tagged = (
         "{%- for message in messages %}"
         "{%- if message['role'] == 'assistant' %}"
-        "{{- '<|im_start|>assistant\\n' }}{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}{{- '\\n' }}"
+        "{{- '<|im_start|>assistant\\n' }}{% generation %}"
+        "{{- message['content'] + '<|im_end|>' }}{% endgeneration %}{{- '\\n' }}"
         "{%- else %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endif %}"
         "{%- endfor %}"
         "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
@@ -108,14 +114,19 @@ def test_generation_tags_are_used_when_the_template_has_them():
 
 
 def test_template_errors_are_record_problems(tok):
-    refusing = "{%- if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}" + CHATML_TEMPLATE
+    refusing = (
+        "{%- if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+        + CHATML_TEMPLATE
+    )
     with pytest.raises(RecordProblem) as info:
         Renderer(tok, chat_template=refusing).render(Example("chat", CHAT))
     assert info.value.kind == "template" and "System role not supported" in info.value.reason
 
 
 def test_template_problems_carry_the_line(tmp_path, tok):
-    refusing = "{%- if messages[0]['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}" + CHATML_TEMPLATE
+    refusing = (
+        "{%- if messages[0]['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}" + CHATML_TEMPLATE
+    )
     path = tmp_path / "chat.jsonl"
     path.write_text(json.dumps({"messages": list(CHAT[1:3])}) + "\n" + json.dumps({"messages": list(CHAT)}) + "\n")
     data = prepare(DataSpec(str(path), chat_template=refusing), tok)
@@ -128,7 +139,8 @@ def test_unstable_template_is_reported_not_mismasked(tok):
     # Renders the last assistant turn with a marker only when it is last: prefixes do not line up.
     unstable = (
         "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] }}"
-        "{%- if loop.last and message['role'] == 'assistant' %}{{- ' (final)' }}{%- endif %}{{- '<|im_end|>\\n' }}{%- endfor %}"
+        "{%- if loop.last and message['role'] == 'assistant' %}{{- ' (final)' }}{%- endif %}"
+        "{{- '<|im_end|>\\n' }}{%- endfor %}"
         "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
     )
     with pytest.raises(RecordProblem, match="renders turn 3 differently"):
@@ -156,6 +168,10 @@ def test_no_assistant_turn_means_nothing_to_train(tmp_path, tok):
 
 
 def test_assistant_first_conversation_masks_the_header(tok, style):
-    chat = ({"role": "assistant", "content": "I start."}, {"role": "user", "content": "ok"}, {"role": "assistant", "content": "done"})
+    chat = (
+        {"role": "assistant", "content": "I start."},
+        {"role": "user", "content": "ok"},
+        {"role": "assistant", "content": "done"},
+    )
     rendered = Renderer(tok, keep_text=True).render(Example("chat", chat))
     assert [rendered.text[s:e] for s, e in rendered.trained_spans()] == [f"I start.{EOT[style]}", f"done{EOT[style]}"]

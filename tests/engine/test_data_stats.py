@@ -34,7 +34,7 @@ def test_histogram_matches_direct_counts(cut, seed):
     hist = histogram(lengths, bins=16, cut=cut)
     assert sum(hist.counts) == len(lengths)
     assert hist.edges[0] == 0 and hist.edges[-1] >= max(lengths)
-    assert all(a < b for a, b in zip(hist.edges, hist.edges[1:]))
+    assert all(a < b for a, b in zip(hist.edges, hist.edges[1:], strict=False))
     assert hist.counts == direct_counts(lengths, hist.edges)
     if cut:
         assert cut in hist.edges  # the cut is a bar boundary
@@ -77,13 +77,14 @@ def tok():
 @pytest.fixture
 def chat_file(tmp_path):
     rng = random.Random(7)
-    words = "the model learns to answer short questions with short answers".split()
+    words = ["the", "model", "learns", "to", "answer", "short", "questions", "with", "short", "answers"]
     path = tmp_path / "chat.jsonl"
     with open(path, "w") as f:
         for i in range(60):
             q = " ".join(rng.choices(words, k=rng.randint(1, 30)))
             a = " ".join(rng.choices(words, k=rng.randint(1, 40)))
-            f.write(json.dumps({"messages": [{"role": "user", "content": f"{i} {q}"}, {"role": "assistant", "content": a}]}) + "\n")
+            turns = [{"role": "user", "content": f"{i} {q}"}, {"role": "assistant", "content": a}]
+            f.write(json.dumps({"messages": turns}) + "\n")
     return path
 
 
@@ -117,7 +118,10 @@ def test_cut_counts_match_a_direct_computation(chat_file, tok, policy):
     assert s.kept_tokens == sum(len(row) for row in rows)
     # scan (the report) gives the same numbers without materializing rows
     report = prepare(DataSpec(str(chat_file), max_seq_len=limit, policy=policy), tok).scan().stats
-    for key in ("over", "truncated", "dropped_too_long", "dropped_after_cut", "tokens_cut", "kept", "kept_tokens", "packs"):
+    counters = (
+        "over", "truncated", "dropped_too_long", "dropped_after_cut", "tokens_cut", "kept", "kept_tokens", "packs"
+    )
+    for key in counters:
         assert getattr(report, key) == getattr(s, key), key
     hist = report.histogram()
     assert sum(hist.counts[hist.cut_index :]) == len(over)
@@ -126,7 +130,8 @@ def test_cut_counts_match_a_direct_computation(chat_file, tok, policy):
 def test_truncation_that_leaves_nothing_to_train_drops_the_example(tmp_path, tok):
     path = tmp_path / "long_prompt.jsonl"
     prompt = "the model learns " * 30
-    path.write_text(json.dumps({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": "ok"}]}) + "\n")
+    turns = [{"role": "user", "content": prompt}, {"role": "assistant", "content": "ok"}]
+    path.write_text(json.dumps({"messages": turns}) + "\n")
     data = prepare(DataSpec(str(path), max_seq_len=16), tok)
     assert list(data.examples()) == []
     assert data.stats.truncated == 1 and data.stats.dropped_after_cut == 1 and data.stats.dropped == 1

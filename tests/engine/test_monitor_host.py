@@ -59,7 +59,9 @@ def test_live_source_with_fake_gpus_labels_nothing_without_runs() -> None:
 def test_sampler_thread_feeds_history_and_stops_promptly() -> None:
     got = []
     history = History()
-    thread = SamplerThread(lambda: LiveSource(nvml=FakeNvml(count=1)), got.append, interval=0.05, history=history).start()
+    thread = SamplerThread(
+        lambda: LiveSource(nvml=FakeNvml(count=1)), got.append, interval=0.05, history=history
+    ).start()
     deadline = time.monotonic() + 5
     while len(got) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -50,7 +50,9 @@ def test_all_fields_when_nothing_fails() -> None:
     _, gpus, procs = _sample(FakeNvml())
     assert len(gpus) == 2
     g = gpus[1]
-    assert (g.name, g.uuid, g.memory_used, g.memory_total, g.memory_reserved) == ("NVIDIA H200", "GPU-1", 2 * GB, 150 * GB, GB // 2)
+    assert (g.name, g.uuid, g.memory_used, g.memory_total, g.memory_reserved) == (
+        "NVIDIA H200", "GPU-1", 2 * GB, 150 * GB, GB // 2
+    )
     assert (g.util_gpu, g.temperature, g.power_w, g.power_limit_w, g.energy_j) == (37, 43, 301.498, 700.0, 30175.767)
     assert (g.clock_sm_mhz, g.clock_mem_mhz, g.clock_sm_max_mhz, g.pstate) == (1980, 3201, 1980, 0)
     assert g.throttle == ("power cap", "hardware thermal")
@@ -73,8 +75,11 @@ def test_each_error_on_each_call_becomes_na(call: str, error: type) -> None:
 
 @pytest.mark.parametrize("error", ERRORS, ids=lambda e: e.__name__)
 def test_process_calls_failing(error: type) -> None:
-    fake = FakeNvml(fail={"nvmlDeviceGetComputeRunningProcesses": error, "nvmlDeviceGetComputeRunningProcesses_v2": error,
-                          "nvmlDeviceGetGraphicsRunningProcesses": error})
+    fake = FakeNvml(fail={
+        "nvmlDeviceGetComputeRunningProcesses": error,
+        "nvmlDeviceGetComputeRunningProcesses_v2": error,
+        "nvmlDeviceGetGraphicsRunningProcesses": error,
+    })
     _, gpus, procs = _sample(fake)
     assert procs == ()
     assert all(g.process_count is NA for g in gpus)

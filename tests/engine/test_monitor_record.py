@@ -19,11 +19,7 @@ from engine.monitor.sample import (
 )
 from engine.monitor.sampler_thread import ReplaySource
 from tests.engine.test_monitor_fakes import FakeNvml
-
-FIXTURE = Path("/work/shared/fixtures/nvml_h200.json")
-if not FIXTURE.exists():
-    FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "nvml_h200.json"
-needs_fixture = pytest.mark.skipif(not FIXTURE.exists(), reason="shared/fixtures/nvml_h200.json not present")
+from tests.helpers.fixtures import NVML_H200
 
 
 def _samples() -> list[MonitorSample]:
@@ -71,9 +67,8 @@ def test_torn_last_line_is_skipped_but_bad_middle_line_is_reported(tmp_path: Pat
         load_samples(tmp_path / "empty.jsonl")
 
 
-@needs_fixture
 def test_h200_fixture_through_the_nvml_code_path() -> None:
-    idle, busy = load_samples(FIXTURE)
+    idle, busy = load_samples(NVML_H200)
     g = busy.gpus[0]
     assert (g.name, g.uuid) == ("NVIDIA H200", "GPU-6deba50d-02ba-223d-da5e-005df5ea7760")
     assert (g.memory_used, g.memory_total, g.memory_reserved) == (52689698816, 150754820096, 644939776)
@@ -89,9 +84,8 @@ def test_h200_fixture_through_the_nvml_code_path() -> None:
     assert idle.processes == () and idle.gpus[0].process_count == 0
 
 
-@needs_fixture
 def test_fixture_replays_through_record_unchanged(tmp_path: Path) -> None:
-    samples = load_samples(FIXTURE)
+    samples = load_samples(NVML_H200)
     rec = Recorder(tmp_path / "h200.jsonl")
     for s in samples:
         rec.write(s)
@@ -99,12 +93,11 @@ def test_fixture_replays_through_record_unchanged(tmp_path: Path) -> None:
     assert load_samples(tmp_path / "h200.jsonl") == samples
 
 
-@needs_fixture
 def test_replay_source_loops_with_increasing_time() -> None:
-    src = ReplaySource(load_samples(FIXTURE))
+    src = ReplaySource(load_samples(NVML_H200))
     times = [src.sample().time for _ in range(5)]
     assert times == sorted(times) and len(set(times)) == 5
-    once = ReplaySource(load_samples(FIXTURE), loop=False)
+    once = ReplaySource(load_samples(NVML_H200), loop=False)
     once.sample(), once.sample(), once.sample()
     assert once.finished
 

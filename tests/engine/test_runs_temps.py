@@ -19,6 +19,7 @@ import pytest
 from engine import atomic
 from engine.runs import RunStore, RunTemps, worker_alive
 from tests.engine.test_cli import llmdeck
+from tests.helpers.requirements import require_module
 from tests.helpers.waiting import wait_for
 
 
@@ -122,7 +123,7 @@ def test_atomic_writes_inside_a_run_are_on_its_ledger(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def big_f16_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An f16 GGUF big enough that llama.cpp takes a few seconds to quantize it on one thread."""
-    pytest.importorskip("llama_cpp")
+    require_module("llama_cpp")
     from engine.convert import jobs
     from engine.events import Finished
     from engine.jobs import JobContext, execute

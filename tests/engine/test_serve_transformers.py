@@ -12,9 +12,10 @@ import pytest
 
 from engine.serve.auth import Limits
 from tests.engine.serve_helpers import LiveServer
+from tests.helpers.requirements import require_module
 from tests.helpers.waiting import wait_for
 
-pytest.importorskip("transformers")
+require_module("transformers")
 
 LONG = 3000  # tokens a 'long' request asks for: minutes on CPU, so only a cancel ends it early
 

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import selectors
-import shutil
 import subprocess
 import sys
 import threading
@@ -28,9 +27,9 @@ import pytest
 
 from engine.cli import run_command
 from engine.ports import free_port
+from tests.helpers.requirements import apt, require_module, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def test_web_refuses_other_hosts(capsys):
@@ -119,7 +118,7 @@ def test_web_needs_the_token_its_own_origin_and_a_loopback_host():
     the user's own tab gets."""
     import aiohttp
 
-    pytest.importorskip("textual_serve")
+    require_module("textual_serve")
 
     async def probe(port: int, url: str) -> None:
         token = url.split("token=", 1)[1]
@@ -230,13 +229,12 @@ async def frames_seen(devtools_port: int, url: str, needles: tuple[str, ...], ti
 
 @pytest.mark.timeout(150)
 def test_web_serves_the_tui_to_a_real_browser(tmp_path):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium); the browser test needs it")
-    pytest.importorskip("textual_serve")
+    chromium = require_tool("chromium", "chromium-browser", install=apt("chromium"))
+    require_module("textual_serve")
     profile = tmp_path / "chromium-profile"
     with llmdeck_web() as (_web, _port, url):
         browser = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--no-first-run", "--window-size=1280,800", f"--user-data-dir={profile}", "--remote-debugging-port=0",
              "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from engine.ports import free_port
-from tests.helpers.tools import require_tool, unavailable
+from tests.helpers.requirements import apt, require_tool, unavailable
 
 NODE = "llmdeck-node"
 
@@ -35,11 +35,11 @@ class LocalSlurm:
         return {"SLURM_CONF": str(self.conf)}
 
     def start(self) -> LocalSlurm:
-        munged = require_tool("munged", "munge")
-        slurmctld = require_tool("slurmctld", "slurm-wlm")
-        slurmd = require_tool("slurmd", "slurm-wlm")
+        munged = require_tool("munged", install=apt("munge"))
+        slurmctld = require_tool("slurmctld", install=apt("slurm-wlm"))
+        slurmd = require_tool("slurmd", install=apt("slurm-wlm"))
         for tool in ("sbatch", "squeue", "scontrol", "scancel", "srun"):
-            require_tool(tool, "slurm-wlm")
+            require_tool(tool, install=apt("slurm-wlm"))
         if os.geteuid() != 0:
             unavailable("the test SLURM cluster needs root (slurmd switches to each job's user)")
         d = self.folder

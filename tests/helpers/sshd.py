@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from engine.ports import free_port
-from tests.helpers.tools import require_tool, unavailable
+from tests.helpers.requirements import apt, require_tool, unavailable
 
 
 class LocalSshd:
@@ -23,9 +23,9 @@ class LocalSshd:
         self.config = self.folder / "ssh_config"
 
     def start(self) -> LocalSshd:
-        sshd = require_tool("/usr/sbin/sshd", "openssh-server")
-        keygen = require_tool("ssh-keygen", "openssh-client")
-        require_tool("ssh", "openssh-client")
+        sshd = require_tool("/usr/sbin/sshd", install=apt("openssh-server"))
+        keygen = require_tool("ssh-keygen", install=apt("openssh-client"))
+        require_tool("ssh", install=apt("openssh-client"))
         d = self.folder
         d.mkdir(parents=True, exist_ok=True)
         os.chmod(d, 0o700)

@@ -6,7 +6,9 @@ import time
 from collections.abc import Callable
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition", step: float = 0.05) -> None:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition", step: float = 0.05
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

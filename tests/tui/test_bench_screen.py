@@ -5,16 +5,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 from textual.widgets import DataTable, Input, Select
 
 from engine.evaluate import results
 from engine.runs import RunStore
 from tests.engine.evaluate_helpers import PROSE, tiny_gguf
+from tests.helpers.requirements import require_module
 from tests.tui.pilot_wait import wait_until
 from tui.app import LLMDeckApp
 
-pytest.importorskip("llama_cpp")
+require_module("llama_cpp")
 
 
 def kept_sweep(store: RunStore, gguf: Path) -> str:

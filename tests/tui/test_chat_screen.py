@@ -17,6 +17,7 @@ from textual.widgets import Input
 from engine.chat.base import BackendInfo, ChatBackend, Delta, StatsClock
 from engine.chat.params import SamplingParams
 from engine.chat.sessions import SessionStore
+from tests.helpers.requirements import require_module
 from tests.tui.pilot_wait import wait_until as wait_for
 from tui.app import LLMDeckApp
 from tui.screens.chat import ChatScreen
@@ -398,8 +399,8 @@ async def test_no_model_available_says_how_to_pick(monkeypatch):
         assert screen.turns() == []
 
 
-@pytest.mark.skipif(not __import__("importlib").util.find_spec("llama_cpp"), reason="llama-cpp-python not installed")
 async def test_real_bundled_gemma_answers_and_stops(tmp_path):
+    require_module("llama_cpp")
     from engine.chat.default_model import default_model_path
 
     path = default_model_path(tmp_path)

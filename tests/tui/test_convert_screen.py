@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from textual.widgets import DataTable, Input, Select, Static
 
 from tests.engine.test_convert_tiny import make_llama
+from tests.helpers.requirements import require_module
 from tests.tui.pilot_wait import wait_until
 from tui.app import LLMDeckApp
 from tui.screens.convert import ConvertScreen
@@ -36,7 +36,7 @@ async def test_verdict_follows_typing(tmp_path: Path) -> None:
 
 
 async def test_start_watch_and_finished_figures(tmp_path: Path) -> None:
-    pytest.importorskip("llama_cpp")
+    require_module("llama_cpp")
     make_llama(tmp_path / "m", tokenizer="bpe", n_kv_heads=2)
     out = tmp_path / "m.gguf"
     app = LLMDeckApp(start_mode="convert")

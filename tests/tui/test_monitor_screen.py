@@ -14,14 +14,12 @@ import pytest
 
 from engine.settings import Settings
 from tests.engine.test_monitor_fakes import GB, FakeNvml
+from tests.helpers.fixtures import NVML_H200
 from tui.app import LLMDeckApp
 from tui.screens.confirm import ConfirmModal
 from tui.widgets.gpu_card import GpuCard, GpuCardText
 from tui.widgets.monitor_host import HostPanel
 from tui.widgets.monitor_procs import ProcessTable
-
-FIXTURE = Path("/work/shared/fixtures/nvml_h200.json")
-needs_fixture = pytest.mark.skipif(not FIXTURE.exists(), reason="shared/fixtures/nvml_h200.json not present")
 
 
 def fast_settings() -> Settings:
@@ -52,9 +50,8 @@ def proc_pids(app) -> list[int]:
     return [p.pid for p in app.screen.query_one(ProcessTable).shown]
 
 
-@needs_fixture
 async def test_h200_replay_cards_processes_and_host_at_80x24() -> None:
-    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor", options={"replay": str(FIXTURE)})
+    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor", options={"replay": str(NVML_H200)})
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: bool(app.screen.query(GpuCard)) and "52.7/151 GB" in card_text(app))
         text = card_text(app)

