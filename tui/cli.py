@@ -6,6 +6,7 @@ headless subcommands directly, and imports the Textual app only when a TUI is wa
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -57,6 +58,7 @@ def launch(request) -> int:  # request: engine.cli.OpenTUI
         return 2
     from tui.app import LLMDeckApp
 
+    gc.freeze()
     options = {k: v for k, v in request.options.items() if v is not None}
     app = LLMDeckApp(start_mode=request.mode, options=options)
     app.run()
