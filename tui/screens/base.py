@@ -20,8 +20,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
+from tui.widgets.footer import KeyFooter
 from tui.widgets.mode_bar import ModeBar
 from tui.workers import ReportsWorkerErrors
 
@@ -77,7 +78,7 @@ class ModeScreen(ReportsWorkerErrors, Screen):
     def compose(self) -> ComposeResult:
         yield ModeBar(self.MODE_KEY)
         yield from self.compose_body()
-        yield Footer()
+        yield KeyFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
