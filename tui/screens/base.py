@@ -40,7 +40,7 @@ class ModeScreen(ReportsWorkerErrors, Screen):
     MODE_KEY: str = ""
     AUTO_FOCUS = "DataTable, OptionList, Select, Checkbox"
     """Never a text field: see the module docstring (tests/tui/test_app_shell.py::test_number_keys_switch_every_mode
-holds every mode to it)."""
+    holds every mode to it)."""
     _paused_timers: list[Timer] = []
     # Number keys switch modes, but a focused text field takes them as text: Esc leaves the
     # field first. Screens that give Esc another meaning override this binding.
