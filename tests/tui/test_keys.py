@@ -16,6 +16,11 @@ APP_PRIORITY = {"ctrl+p", "ctrl+q", "ctrl+c"}
 """Keys the app takes before any screen (the palette, quit, copy): a screen binding them is dead."""
 
 
+FIELD_OWN = {"escape", "enter"}
+"""Keys every field takes by design (leave it, submit it): a screen binds them for when no field
+has focus (Esc leaves a field, Enter goes to Chat's input)."""
+
+
 def own_bindings(screen) -> list:
     """The bindings llmdeck's classes give the screen (not Textual's own tab, copy...)."""
     from textual.binding import Binding
@@ -52,6 +57,6 @@ async def test_no_screen_key_is_taken_by_its_text_fields(mode: str, monkeypatch:
         for binding in own_bindings(screen):
             if binding.key in APP_PRIORITY:
                 problems.append(f"{binding.key} ({binding.description}): the app takes it first")
-            elif binding.key in taken and not binding.priority and binding.key != "escape":
+            elif binding.key in taken and not binding.priority and binding.key not in FIELD_OWN:
                 problems.append(f"{binding.key} ({binding.description}): {taken[binding.key]} takes it")
         assert problems == [], f"{type(screen).__name__}: {problems}"

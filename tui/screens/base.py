@@ -8,23 +8,47 @@ field does not take (tests/tui/test_keys.py checks every screen against the keys
 TextArea bind: ctrl+k, ctrl+u, ctrl+w, ctrl+a, ctrl+e, ctrl+d, home, end...). A plain letter is
 text while a field has focus; Textual then leaves it out of the footer (the field consumes it),
 so letters suit keys that act on lists, and Esc leaves the field.
+`compose_body()`. Its `BINDINGS` (with descriptions) are what the help screen lists; actions
+that need no key of their own can be offered in the command palette (`palette_commands`).
+
+Focus: a mode screen never puts the focus in a text field when it is shown. Number keys switch
+modes, and a focused text field takes them as text, so only a field the user chose (Tab, a
+click, a key that opens it, typing into it) may take them. `AUTO_FOCUS` picks the first list,
+table or choice on the screen; Esc leaves a text field.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
+from tui.widgets.footer import KeyFooter
 from tui.widgets.mode_bar import ModeBar
 from tui.workers import ReportsWorkerErrors
 
 
+@dataclass(frozen=True)
+class PaletteCommand:
+    """A command a mode screen offers in the command palette (ctrl+p) while it is shown."""
+
+    title: str
+    help: str
+    callback: Callable[[], Any]
+
+
 class ModeScreen(ReportsWorkerErrors, Screen):
     MODE_KEY: str = ""
+    AUTO_FOCUS = "DataTable, OptionList, Select, Checkbox"
+    """Never a text field: see the module docstring (tests/tui/test_app_shell.py::test_number_keys_switch_every_mode
+    holds every mode to it)."""
     _paused_timers: list[Timer] = []
     # Number keys switch modes, but a focused text field takes them as text: Esc leaves the
     # field first. Screens that give Esc another meaning override this binding.
@@ -65,10 +89,14 @@ class ModeScreen(ReportsWorkerErrors, Screen):
         # Shown again: screens that show runs get the newest list now, not at the next tick.
         self.app.run_watcher.poke()
 
+    def palette_commands(self) -> list[PaletteCommand]:
+        """Commands for the palette while this screen is shown (none by default)."""
+        return []
+
     def compose(self) -> ComposeResult:
         yield ModeBar(self.MODE_KEY)
         yield from self.compose_body()
-        yield Footer()
+        yield KeyFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()

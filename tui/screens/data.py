@@ -73,7 +73,8 @@ class DataScreen(ModeScreen):
                         id="data-file")
             yield Input(str(options.get("model") or ""), placeholder="model or tokenizer folder", id="data-model")
             yield Input(str(options.get("max_seq_len") or ""), placeholder="max len", id="data-maxlen", type="integer")
-        yield Static("Give a dataset and a model folder, then Enter (or ctrl+r) to scan.", id="data-status")
+        yield Static("Tab to the fields: a dataset and a model folder, then Enter (or ctrl+r) to scan.",
+                     id="data-status")
         with TabbedContent(id="data-tabs", initial="records"):
             with TabPane("Records", id="records"):
                 with Horizontal():
@@ -97,12 +98,11 @@ class DataScreen(ModeScreen):
                 yield table
 
     def on_mount(self) -> None:
+        # The record list has the focus (AUTO_FOCUS), never a path field: number keys still
+        # switch modes, and Tab (or a click) reaches the fields.
         options = self.app.options
         if options.get("file") and options.get("model"):
-            self.query_one("#data-records", OptionList).focus()  # keys browse; Tab reaches the inputs
             self.action_scan()
-        else:
-            self.query_one("#data-file" if not options.get("file") else "#data-model", Input).focus()
 
     # -- actions -----------------------------------------------------------------------------
     def on_input_submitted(self, event: Input.Submitted) -> None:
