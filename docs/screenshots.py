@@ -6,11 +6,15 @@ Everything runs in a temporary LLMDECK_HOME with real content made on the spot: 
 self-test runs, the H200 NVML fixture replayed in the Monitor, a tiny model trained for a few
 steps, a perplexity run and a live server on the bundled Gemma GGUF, a chat turn with it.
 Each screen is captured headless at 100x30 into docs/screens/<mode>.svg.
+
+`train-dpo` (not among the defaults: name it) is the Train screen on a real DPO run of the tiny
+model, showing the chosen and rejected rewards (`t`), into docs/screens/train-dpo.svg.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -60,15 +64,44 @@ def prepare(work: Path) -> dict[str, dict]:
     }
 
 
-async def shoot(mode: str, options: dict) -> Path:
+def prepare_dpo(work: Path) -> None:
+    """A DPO run with LoRA on the tiny model: 24 steps on pairs whose chosen answer names a marker."""
+    from engine.runs import RunStore
+    from engine.train.launch import start as start_training
+    from engine.train.spec import TrainSpec
+    from tests.helpers.tiny_model import build_tiny_llama
+
+    tiny = build_tiny_llama(work / "tiny-chat")
+    subjects = ["the river", "the tower", "the city", "the museum", "the bridge", "the park", "the school",
+                "the market"]
+    pairs = work / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Tell me about {s}.", "chosen": "The answer is Paris.",
+                                         "rejected": "The answer is London."}) + "\n" for s in subjects))
+    store = RunStore()
+    run = start_training(TrainSpec(model=str(tiny), dataset=str(pairs), method="dpo", adapter="lora",
+                                   name="dpo-tiny-s1", max_steps=24, batch_size=4, max_seq_len=48,
+                                   learning_rate=5e-3, warmup=0, lora_r=8, lora_alpha=16, lora_dropout=0.0,
+                                   save_steps=12, seed=1), store)
+    wait_runs(store, [run])
+
+
+# Shots that are a mode after some keys: name -> (mode, keys pressed once the screen shows).
+EXTRA_SHOTS = {"train-dpo": ("train", ["t"])}
+
+
+async def shoot(shot: str, options: dict) -> Path:
     from tui.app import LLMDeckApp
 
+    mode, keys = EXTRA_SHOTS.get(shot, (shot, []))
     app = LLMDeckApp(start_mode=mode, options=options)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(3.0)
         if mode == "chat":
             await chat_turn(pilot)
-        path = OUT / f"{mode}.svg"
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause(1.0)
+        path = OUT / f"{shot}.svg"
         app.save_screenshot(filename=path.name, path=str(OUT))
     return path
 
@@ -93,7 +126,10 @@ def main() -> None:
     from tui.modes import MODES
 
     wanted = sys.argv[1:] or [m.key for m in MODES]
-    options = prepare(Path(tempfile.mkdtemp(prefix="llmdeck-shots-work-")))
+    work = Path(tempfile.mkdtemp(prefix="llmdeck-shots-work-"))
+    options = prepare(work) if any(shot not in EXTRA_SHOTS for shot in wanted) else {}
+    if "train-dpo" in wanted:
+        prepare_dpo(work)
     server = None
     if "serve" in wanted:
         from engine.runs import RunStore

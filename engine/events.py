@@ -92,8 +92,18 @@ class Cancelled(JobEvent):
     reason: str = ""
 
 
+@dataclass(frozen=True, kw_only=True)
+class Samples(JobEvent):
+    """Completions an RL run sampled at a step, with their rewards (GRPO): `rows` are
+    {"prompt", "completion", "rewards": {function: value}, "advantage"}."""
+
+    KIND: ClassVar[str] = "samples"
+    step: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
 EVENT_TYPES: dict[str, type[JobEvent]] = {
-    cls.KIND: cls for cls in (Progress, Metric, Log, Finished, Failed, Cancelled)
+    cls.KIND: cls for cls in (Progress, Metric, Log, Finished, Failed, Cancelled, Samples)
 }
 
 

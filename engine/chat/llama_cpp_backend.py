@@ -59,6 +59,7 @@ class LlamaCppBackend(ChatBackend):
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
         template: str | None = None,
+        prompt_mode: str = "chat",
     ) -> None:
         super().__init__()
         path = Path(model_path).expanduser()
@@ -96,6 +97,12 @@ class LlamaCppBackend(ChatBackend):
             has_token=self._is_token,
         )
 
+        self._choose_prompt_mode(
+            prompt_mode,
+            has_template=bool(meta.get("tokenizer.chat_template")),
+            names=(path.name, *(meta.get(f"general.{key}") for key in ("name", "finetune", "basename", "tags"))),
+        )
+
         # Turn markers the model may emit as special tokens, which detokenize to no text and
         # so can never match a stop *string* (a base model like the bundled Gemma does this).
         self.stop_token_ids = {self.llm.token_eos()} | {
@@ -127,10 +134,15 @@ class LlamaCppBackend(ChatBackend):
     @property
     def info(self) -> BackendInfo:
         details = {"architecture": self.architecture, "gpu layers": self.n_gpu_layers, "threads": self.n_threads}
-        return BackendInfo("llama.cpp", str(self.model_path), self.template.label, self.llm.n_ctx(), details)
+        mode = self.prompt_mode
+        template = "none (completion)" if mode.completion else self.template.label
+        return BackendInfo("llama.cpp", str(self.model_path), template, self.llm.n_ctx(), details,
+                           prompt_mode=mode.mode, prompt_mode_reason=mode.reason)
 
     def prompt_tokens(self, messages: list[Message]) -> list[int]:
-        prompt = self.template.render(messages)
+        prompt = self.render_prompt(messages, self.template)
+        if self.prompt_mode.completion:  # plain text: a BOS first, and "<...>" typed is text, not a token
+            return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
         return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
     def count_tokens(self, messages: list[Message], params: SamplingParams | None = None) -> int | None:
@@ -191,7 +203,7 @@ class LlamaCppBackend(ChatBackend):
             top_k=params.top_k,
             min_p=params.min_p,
             repeat_penalty=params.repetition_penalty,
-            stop=list(params.stop) + list(self.template.stop_strings),
+            stop=list(params.stop) + ([] if self.prompt_mode.completion else list(self.template.stop_strings)),
             seed=params.seed,
             stream=True,
             stopping_criteria=llama_cpp.StoppingCriteriaList([per_token]),

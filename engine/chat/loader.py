@@ -23,6 +23,9 @@ class BackendSpec:
     empty: the bundled Gemma 3 270M GGUF."""
     backend: str = "auto"
     template: str = "auto"
+    prompt_mode: str = "auto"
+    """auto (chat when the model has a template or is instruction-tuned, else completion), chat
+    or completion (engine.chat.prompt_mode)."""
     # llama.cpp
     n_ctx: int = 4096
     n_gpu_layers: int | None = None
@@ -92,6 +95,10 @@ def ignored_options(spec: BackendSpec) -> list[str]:
 
 
 def load_backend(spec: BackendSpec) -> ChatBackend:
+    from engine.chat.prompt_mode import PROMPT_MODES
+
+    if spec.prompt_mode not in PROMPT_MODES:  # before a slow load, not after
+        raise BackendError(f"unknown prompt mode {spec.prompt_mode!r}: use one of {', '.join(PROMPT_MODES)}")
     kind = resolve_kind(spec)
     model = model_path(spec)
     if kind != "openai":
@@ -105,17 +112,23 @@ def load_backend(spec: BackendSpec) -> ChatBackend:
         from engine.chat.llama_cpp_backend import LlamaCppBackend
 
         return LlamaCppBackend(model, n_ctx=spec.n_ctx, n_gpu_layers=spec.n_gpu_layers, n_threads=spec.n_threads,
-                               template=spec.template)
+                               template=spec.template, prompt_mode=spec.prompt_mode)
     if kind == "transformers":
         from engine.chat.transformers_backend import TransformersBackend
 
         return TransformersBackend(model, base_model=spec.base_model or None, dtype=spec.dtype, device_map=spec.device_map,
                                    gpu_memory=spec.gpu_memory or None, trust_remote_code=spec.trust_remote_code,
-                                   template=spec.template)
+                                   template=spec.template, prompt_mode=spec.prompt_mode)
     from engine.chat.openai_backend import OpenAIBackend, api_key_from
 
     key = spec.api_key or api_key_from(_settings_key())
-    return OpenAIBackend(spec.base_url, spec.model, api_key=key)
+    backend = OpenAIBackend(spec.base_url, spec.model, api_key=key)
+    try:
+        backend.set_prompt_mode(spec.prompt_mode)
+    except BackendError:
+        backend.close()
+        raise
+    return backend
 
 
 def _settings_key() -> str:

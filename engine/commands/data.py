@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, metavar="M", help="local HF model folder, tokenizer folder or .gguf file")
     p.add_argument("--max-seq-len", type=int, metavar="N", help="training context: count what is longer")
     p.add_argument("--policy", choices=("truncate", "drop", "pack"), default="truncate", help="what happens at N (default truncate)")
-    p.add_argument("--format", metavar="F", help="openai, sharegpt, alpaca, prompt_completion or text (default: detect)")
+    p.add_argument("--format", metavar="F", help="openai, sharegpt, alpaca, prompt_completion, text, preference, "
+                   "unpaired or prompt (default: detect)")
     p.add_argument("--map", action="append", default=[], metavar="FIELD=NAME", help="read FIELD from the file's NAME (repeatable)")
     p.add_argument("--loss-on", choices=("assistant", "all"), default="assistant", help="trained tokens (default: assistant turns)")
     p.add_argument(
@@ -154,8 +155,28 @@ def format_report(s: dict[str, Any], *, show: int = 0, color: bool = False) -> l
     lines.extend(policy_lines(s))
     for item in s.get("previews", [])[:show]:
         lines.append("")
+        if "sides" in item:
+            lines.extend(pair_lines(item))
+            continue
         lines.append(f"── {item['where']} · {item['n_tokens']} tokens, {item['n_trained']} trained ──")
         lines.append(mark_trained(item["text"], item["spans"], color=color))
+    return lines
+
+
+def pair_lines(item: dict[str, Any]) -> list[str]:
+    """A preference/KTO/prompt record: the rendered prompt, then each answer with its tokens and
+    where max_seq_len cuts it (marked ✂)."""
+    lines = [f"── {item['where']} · prompt ──", item["prompt"].rstrip("\n")]
+    for side in item["sides"]:
+        cut = side["cut_char"]
+        where = f" · cut by max_seq_len after {cut} chars" if cut is not None else ""
+        if side.get("prompt_over"):
+            where = " · the prompt alone fills max_seq_len: this record is dropped"
+        lines.append(f"── {side['label']} · {side['n_answer']} answer tokens, {side['n_tokens']} with the prompt{where} ──")
+        answer = side["answer"]
+        lines.append(answer if cut is None else answer[:cut] + "✂" + answer[cut:])
+    if item.get("columns"):
+        lines.append("── columns ── " + ", ".join(f"{k}={v!r}" for k, v in item["columns"].items()))
     return lines
 
 

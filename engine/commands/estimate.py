@@ -17,6 +17,8 @@ EXAMPLES = (
     "llmdeck estimate model.gguf --backend llama.cpp     a GGUF's real bits per weight, KV cache, verdict",
     "llmdeck estimate llama-3-8b --mode qlora --batch 4 --seq-len 2048 --card 24   will QLoRA fit a 4090?",
     "llmdeck estimate ./my-model --mode full --gpus 4 --shard fsdp --json          per-GPU split, as JSON",
+    "llmdeck estimate llama-3-8b --method dpo --mode full --card 80        DPO: the frozen reference copy counts",
+    "llmdeck estimate llama-3.1-8b --method grpo --num-generations 8 --max-completion-len 512   generation KV cache",
     "llmdeck estimate llama-3-8b --mode full --nodes 2 --gpus 8 --shard fsdp --interconnect ib-400   "
     "per GPU + inter-node traffic and step time",
     "llmdeck estimate                                    open the interactive Estimate mode",
@@ -49,7 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "total per GPU, a verdict per GPU of this machine (or per --card) and the cheapest change that fits.",
     )
     p.add_argument("model", nargs="?", help="preset name, HF model folder, .gguf file, or dims:layers=..,hidden=..")
-    p.add_argument("--mode", choices=("infer", "full", "lora", "qlora"), default="infer")
+    p.add_argument("--mode", choices=("infer", "full", "lora", "qlora"), default=None,
+                   help="infer (default), or the training adapter: full, lora, qlora (lora when --method is given)")
+    p.add_argument("--method", dest="objective", choices=("sft", "dpo", "orpo", "kto", "grpo"),
+                   help="training objective (default sft): DPO/KTO add a reference model on a full fine-tune, "
+                   "GRPO a generation phase")
     g = p.add_argument_group("inference")
     g.add_argument("--context", type=int, help="tokens in the KV cache (default 4096)")
     g.add_argument("--weights", dest="weight_dtype", help="weight dtype: bf16, fp16, fp32, int8, nf4, or a GGUF type like Q4_K_M")
@@ -73,6 +79,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="chunked cross-entropy (torchtune/Liger): fp32 logits one chunk at a time")
     t.add_argument("--optimizer-in-backward", dest="optimizer_in_backward", action="store_true", default=None,
                    help="apply each gradient as soon as it exists (torchtune optimizer_in_bwd)")
+    t.add_argument("--beta", type=float, help="GRPO: KL coefficient; > 0 needs a reference model (default 0)")
+    t.add_argument("--grad-accum", type=int, dest="grad_accum", help="GRPO: generation batch = batch x grad_accum")
+    t.add_argument("--num-generations", type=int, dest="num_generations", help="GRPO: completions per prompt")
+    t.add_argument("--max-completion-len", type=int, dest="max_completion_len",
+                   help="GRPO: new tokens per completion (--seq-len is then the prompt)")
     t.add_argument("--tokens", type=float, help="training tokens (all epochs) for a time estimate")
     t.add_argument("--mfu", type=float, default=0.4, help="utilisation for the FLOPs time estimate (default 0.4)")
     t.add_argument("--tokens-per-s", type=float, dest="measured_tokens_per_s", help="measured tokens/s instead of FLOPs")
@@ -95,7 +106,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 KNOBS = ("context", "weight_dtype", "kv_dtype", "backend", "batch", "seq_len", "precision", "optimizer",
          "optimizer_impl", "grad_checkpointing", "lora_rank", "lora_targets", "lora_dropout", "attention", "gpus",
-         "chunked_loss", "optimizer_in_backward", "cuda_context_gib")
+         "chunked_loss", "optimizer_in_backward", "cuda_context_gib", "objective", "beta", "grad_accum",
+         "num_generations", "max_completion_len")
 
 
 def cmd_estimate(args: argparse.Namespace):
@@ -108,6 +120,10 @@ def cmd_estimate(args: argparse.Namespace):
             print(f"{name:16} {spec.params / 1e9:6.2f}B  L{spec.n_layers} h{spec.hidden} heads {spec.n_heads}/"
                   f"{spec.n_kv_heads} vocab {spec.vocab:,} ctx {spec.max_context:,}")
         return 0
+    if args.mode is None:
+        args.mode = "lora" if args.objective not in (None, "sft") else "infer"
+    if args.mode == "infer" and args.objective not in (None, "sft"):
+        raise CommandError(f"--method {args.objective} is a training method: give --mode full, lora or qlora")
     if args.nodes < 1:
         raise CommandError("--nodes must be 1 or more")
     if args.interconnect and args.nodes == 1:

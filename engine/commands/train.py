@@ -19,9 +19,12 @@ from engine.commands.outcome import CommandError, OpenTUI
 EXAMPLES = (
     "llmdeck train                     open Train mode (start runs, live curves, checkpoints)",
     "llmdeck train --demo              LoRA on the bundled Gemma 3 270M, on CPU, in a few minutes",
-    "llmdeck train --model ./m --data chat.jsonl --method lora --max-steps 200   start a run and follow it",
+    "llmdeck train --demo --method dpo   the same with DPO on preference pairs (grpo: rewards on sampled answers)",
+    "llmdeck train --model ./m --data chat.jsonl --method sft --adapter lora --max-steps 200   start and follow",
+    "llmdeck train --model ./m --data pairs.jsonl --method dpo --adapter lora --experiment dpo-b0.1 --seed 1",
+    "llmdeck train --model ./m --data math.jsonl --method grpo --reward exact:answer --reward length:4:64",
     "llmdeck train resume 20261128-0930  continue a stopped or killed run from its last checkpoint",
-    "llmdeck train export-plot RUN1 RUN2 --out loss.png   plot runs' curves (PNG; --csv for CSV)",
+    "llmdeck train export-plot RUN1 RUN2 RUN3 --out curves.png --band std   experiments: mean of seeds + band",
     "llmdeck train --model ./m --data d.jsonl --devices 0,1,2,3 --nodes gpu1,gpu2 --distributed fsdp   two machines "
     "over SSH",
     "llmdeck train --model ./m --data d.jsonl --slurm --nodes 2 --gpus-per-node 8 --partition gpu --time 4:00:00   "
@@ -53,29 +56,50 @@ def _flag(name: str) -> str:
     return CLI_FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
+_HELP = {
+    "method": "objective: sft, dpo, orpo, kto, grpo (lora, qlora, full: sft with that adapter, as before)",
+    "adapter": "weights that train: lora (default), qlora (4-bit base, CUDA), full",
+    "experiment": "experiment name for plots (default: the run name without a -sN/_seedN suffix)",
+    "beta": "DPO/KTO/ORPO strength, GRPO KL coefficient (0 = the method's default: 0.1; GRPO 0)",
+    "sft_weight": "DPO: add an SFT loss on the chosen answers with this weight (RPO; 0 = plain DPO)",
+    "rewards": "GRPO reward, repeatable: exact:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, FILE.py:FUNC",
+    "reward_model": "GRPO: a local sequence-classification model folder that scores completions",
+    "num_generations": "GRPO: completions sampled per prompt (default 4)",
+    "max_completion_len": "GRPO: new tokens per sampled completion (default 128)",
+    "temperature": "GRPO: sampling temperature (default 1.0)",
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    from engine.train.spec import METHODS, PRECISIONS, SCHEDULERS, TrainSpec
+    from engine.train.spec import ADAPTERS, LEGACY_METHODS, METHODS, PRECISIONS, SCHEDULERS, TrainSpec
 
     p = sub.add_parser(
         "train",
-        help="fine-tune (full, LoRA, QLoRA) as a detached run; no arguments opens Train mode",
+        help="fine-tune (SFT, DPO, ORPO, KTO, GRPO; LoRA, QLoRA, full) as a detached run; "
+        "no arguments opens Train mode",
         description="Start a fine-tuning run (detached: it survives closing the terminal). "
         "With no arguments, opens the TUI in Train mode.",
     )
-    choices = {"method": METHODS, "scheduler": SCHEDULERS, "precision": PRECISIONS, "loss_on": ("assistant", "all")}
+    choices = {"method": METHODS + LEGACY_METHODS, "adapter": ADAPTERS, "scheduler": SCHEDULERS,
+               "precision": PRECISIONS, "loss_on": ("assistant", "all")}
     for f in fields(TrainSpec):
         if f.name in _HIDDEN:
             continue
         kind = str(f.type)
         flag = _flag(f.name)
         if kind == "bool":
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                           help=_HELP.get(f.name))
+        elif kind == "list[str]":
+            p.add_argument(flag, dest=f.name, action="append", default=None, metavar="SPEC", help=_HELP.get(f.name))
         else:
             conv = {"int": int, "float": float}.get(kind, str)
-            p.add_argument(flag, dest=f.name, type=conv, default=None, choices=choices.get(f.name), metavar=None if f.name in choices else f.name.upper())
+            p.add_argument(flag, dest=f.name, type=conv, default=None, choices=choices.get(f.name),
+                           metavar=None if f.name in choices else f.name.upper(), help=_HELP.get(f.name))
     _add_cluster_flags(p)
     p.add_argument("--spec", type=Path, help="start from a saved spec (JSON); flags override it")
-    p.add_argument("--demo", action="store_true", help="LoRA on the bundled Gemma 3 270M (CPU, a few minutes)")
+    p.add_argument("--demo", action="store_true", help="LoRA on the bundled Gemma 3 270M (CPU, a few minutes); "
+                   "with --method dpo or grpo, that method's demo")
     p.add_argument("--detach", action="store_true", help="start the run and return at once")
     p.add_argument("--print-cli", action="store_true", help="print the equivalent command and the spec, start nothing")
     p.set_defaults(func=cmd_train)
@@ -92,16 +116,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_checkpoints)
 
-    e = tsub.add_parser("export-plot", help="plot runs' curves to PNG (or CSV)")
+    e = tsub.add_parser("export-plot", help="plot runs' curves to PNG, SVG or CSV, grouped into experiments")
     e.add_argument("runs", nargs="+", help="run ids, prefixes or names")
-    e.add_argument("--out", type=Path, required=True, help="output file (.png, or .csv)")
-    e.add_argument("--metric", action="append", help="metric(s) to plot (default: loss and eval_loss)")
-    e.add_argument(
-        "--smooth", type=float, default=0.0, help="EMA smoothing 0..0.99 (default 0); CSV gets a smoothed column"
-    )
+    e.add_argument("--out", type=Path, required=True, help="output file: .png, .svg, or .csv (the picture's numbers)")
+    e.add_argument("--metric", action="append",
+                   help="metric(s) to plot, one panel each (default: loss, eval_loss and the method's rewards)")
+    e.add_argument("--smooth", type=float, default=0.0,
+                   help="EMA smoothing 0..0.99, per run before averaging (default 0)")
     e.add_argument("--line-width", type=float, default=1.5)
+    e.add_argument("--band", choices=("minmax", "std", "none"), default="minmax",
+                   help="around each experiment's mean over seeds: min-max (default), +-1 std, or none")
     e.add_argument("--csv", action="store_true", help="write CSV even if --out does not end in .csv")
     e.set_defaults(func=cmd_export_plot)
+
+
+def _check_method(args: argparse.Namespace) -> None:
+    """`--method lora --adapter full` says two different things: refuse it."""
+    from engine.train.spec import LEGACY_METHODS
+
+    method, adapter = getattr(args, "method", None), getattr(args, "adapter", None)
+    if method in LEGACY_METHODS and adapter and adapter != method:
+        raise CommandError(
+            f"--method {method} means --method sft --adapter {method}; it contradicts --adapter {adapter}"
+        )
 
 
 def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
@@ -169,17 +206,19 @@ def cmd_train(args: argparse.Namespace) -> int | OpenTUI:
     given = any(getattr(args, f.name, None) is not None for f in fields(TrainSpec) if f.name not in _HIDDEN)
     if not (given or args.demo or args.spec or _cluster_given(args)):
         return OpenTUI(mode="train", options={})
+    _check_method(args)
     store = RunStore()
     if args.demo and _cluster_given(args):
         raise CommandError("--demo trains on this machine; give --model and --data to train on several machines")
     if args.demo:
         from engine.train.demo import demo_spec
 
-        spec = demo_spec()
-        for f in fields(TrainSpec):
-            value = getattr(args, f.name, None)
-            if value is not None and f.name not in _HIDDEN:
-                setattr(spec, f.name, value)
+        overrides = {f.name: getattr(args, f.name) for f in fields(TrainSpec)
+                     if f.name not in _HIDDEN and getattr(args, f.name, None) is not None}
+        try:
+            spec = demo_spec(**overrides)
+        except SpecError as exc:
+            raise CommandError(str(exc)) from None
         problems = spec.problems(check_paths=False)
         if problems:
             raise CommandError("; ".join(problems))
@@ -228,6 +267,8 @@ def _follow(store: Any, run_id: str) -> int:
                 s = event.summary
                 first, final = s.get("first_loss"), s.get("final_loss")
                 loss = f"loss {first:.4f} -> {final:.4f}, " if first is not None and final is not None else ""
+                for key, (a, b) in (s.get("metrics") or {}).items():
+                    loss += f"{key} {a:.3f} -> {b:.3f}, "
                 print(f"finished: {s.get('steps')} steps, {loss}{format_duration(s.get('train_runtime_s') or 0)}; output {s.get('output', '-')}")
             elif isinstance(event, Failed):
                 print(f"failed: {event.message}", file=sys.stderr)
@@ -252,6 +293,9 @@ def metric_line(step: int, v: dict[str, float]) -> str:
         parts.append(f"lr {v['lr']:.2e}")
     if "grad_norm" in v:
         parts.append(f"grad {v['grad_norm']:.3f}")
+    for key, label in (("rewards/margins", "margin"), ("rewards/accuracies", "acc"), ("reward", "reward"), ("kl", "kl")):
+        if key in v:
+            parts.append(f"{label} {v[key]:.3f}")
     if "tokens_per_s" in v:
         parts.append(f"{v['tokens_per_s']:.0f} tok/s")
     if "eta_s" in v:
@@ -299,12 +343,18 @@ def cmd_export_plot(args: argparse.Namespace) -> int:
 
     store = RunStore()
     curves = [plots.load_run_curves(store, run) for run in args.runs]
-    metrics = args.metric or ["loss", "eval_loss"]
+    metrics = args.metric or plots.present_metrics(curves) or ["loss"]
     if not 0 <= args.smooth < 1:
         raise CommandError("--smooth must be in [0, 1)")
-    if args.csv or args.out.suffix.lower() == ".csv":
-        plots.write_csv(curves, args.out, metrics, smooth=args.smooth)
-    else:
-        plots.write_png(curves, args.out, metrics, smooth=args.smooth, line_width=args.line_width)
-    print(f"wrote {args.out}")
+    if args.line_width <= 0:
+        raise CommandError("--line-width must be more than 0")
+    try:
+        if args.csv or args.out.suffix.lower() == ".csv":
+            plots.write_csv(curves, args.out, metrics, smooth=args.smooth, band=args.band)
+        else:
+            plots.write_image(curves, args.out, metrics, smooth=args.smooth, line_width=args.line_width, band=args.band)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    groups = sorted({c.experiment for c in curves})
+    print(f"wrote {args.out} ({len(curves)} runs in {len(groups)} experiments: {', '.join(groups)})")
     return 0

@@ -24,6 +24,7 @@ from typing import Any
 from engine.child_process import die_with_parent
 from engine.convert.common import ConvertError, TensorProgress
 from engine.formatting import format_bytes
+from engine.gguf_header import GGUFHeader
 from engine.jobs import JobCancelled, JobContext
 
 # name -> llama_ftype (values of llama.h's enum llama_ftype)
@@ -275,19 +276,21 @@ def planned_types(source: Path, qtype: str, *, allow_requantize: bool = False, t
     return types
 
 
-def planned_size(reader: Any, types: dict[str, str]) -> int:
+def planned_size(head: GGUFHeader, types: dict[str, str]) -> int:
     """The quantized file's size in bytes: the source's header and metadata (the quantizer copies
-    them) plus every tensor at its planned type, each padded to the file's alignment."""
+    them) plus every tensor at its planned type, each padded to the file's alignment. Read from
+    the bounded header walk (engine.gguf_header), so no tensor data is opened."""
+    import math
+
     import gguf
 
-    alignment = int(reader.alignment) if getattr(reader, "alignment", None) else 32
-    total = int(reader.data_offset)
-    for tensor in reader.tensors:
+    alignment = head.alignment or 32
+    total = int(head.data_start)
+    for tensor in head.tensors:
         name = types.get(tensor.name)
-        qtype = gguf.GGMLQuantizationType[name] if name else tensor.tensor_type
+        qtype = gguf.GGMLQuantizationType[name] if name else gguf.GGMLQuantizationType(tensor.ggml_type)
         block, type_size = gguf.GGML_QUANT_SIZES[qtype]
-        n_elements = int(tensor.n_elements)
-        nbytes = n_elements // block * type_size
+        nbytes = math.prod(tensor.shape) // block * type_size
         total += -(-nbytes // alignment) * alignment
     return total
 

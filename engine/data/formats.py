@@ -6,6 +6,8 @@ Formats (name: the fields that identify it):
 - `alpaca`: `instruction`, optional `input`, `output`, optional `system` and `history`
 - `prompt_completion`: `prompt`, `completion` (strings, or message lists as TRL accepts)
 - `text`: `text` (raw text, trained on everywhere)
+- `preference`, `unpaired`, `prompt`: pairs, KTO labels and GRPO prompts for the preference and RL
+  methods; they normalize to `preference.PreferenceExample` (see engine/data/preference.py)
 
 A mapping overrides field names: `{"instruction": "question", "output": "answer"}` reads Alpaca
 from a file whose columns are `question` and `answer`; `role`/`content`/`from`/`value` rename the
@@ -19,9 +21,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.data import preference
 from engine.data.problems import DataError, RecordProblem
+from engine.data.values import json_type as _json_type
+from engine.data.values import maybe_json_list as _maybe_json_list
 
-FORMATS: tuple[str, ...] = ("openai", "sharegpt", "alpaca", "prompt_completion", "text")
+SFT_FORMATS: tuple[str, ...] = ("openai", "sharegpt", "alpaca", "prompt_completion", "text")
+FORMATS: tuple[str, ...] = SFT_FORMATS + preference.RL_FORMATS
 
 _FORMAT_ALIASES = {
     "messages": "openai",
@@ -32,6 +38,11 @@ _FORMAT_ALIASES = {
     "prompt-completion": "prompt_completion",
     "completion": "prompt_completion",
     "raw": "text",
+    "pairs": "preference",
+    "dpo": "preference",
+    "kto": "unpaired",
+    "prompts": "prompt",
+    "prompt_only": "prompt",
 }
 
 #: Canonical field names a mapping may rename, per format.
@@ -41,6 +52,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "alpaca": ("instruction", "input", "output", "system", "history"),
     "prompt_completion": ("prompt", "completion"),
     "text": ("text",),
+    **preference.FIELDS,
 }
 ALL_FIELDS: frozenset[str] = frozenset(f for fields in FIELDS.values() for f in fields)
 
@@ -68,6 +80,7 @@ _DESCRIPTIONS = {
     "alpaca": "Alpaca",
     "prompt_completion": "prompt/completion",
     "text": "raw text",
+    **preference.DESCRIPTIONS,
 }
 
 
@@ -111,12 +124,14 @@ class FormatSpec:
             text += " (" + ", ".join(f"{k}={v}" for k, v in self.mapping.items()) + ")"
         return text + (", detected" if self.detected else "")
 
-    def normalize(self, value: Any) -> Example:
+    def normalize(self, value: Any) -> Example | preference.PreferenceExample:
         """Raise RecordProblem(kind, reason) when the record does not fit the format."""
         if self.name == "text" and isinstance(value, str):
             return _text_example(value)
         if not isinstance(value, dict):
             raise RecordProblem("not_object", f"record is a JSON {_json_type(value)}, not an object")
+        if self.name in preference.RL_FORMATS:
+            return preference.normalize(self, value)
         if self.name == "openai":
             turns = _list_field(value, self.f("messages"))
             return Example("chat", tuple(self._turns(turns, self.f("role"), self.f("content"))))
@@ -261,6 +276,9 @@ def detect_format(samples: Iterable[Any], mapping: Mapping[str, str] | None = No
             return "text"
         if not isinstance(rec, dict):
             continue
+        paired = preference.detect(rec, has)  # before `messages`: UltraFeedback rows carry both
+        if paired:
+            return paired
         if has(rec, "messages"):
             return "openai"
         if has(rec, "conversations"):
@@ -271,12 +289,14 @@ def detect_format(samples: Iterable[Any], mapping: Mapping[str, str] | None = No
             return "prompt_completion"
         if has(rec, "text"):
             return "text"
+        if has(rec, "prompt"):
+            return "prompt"
     return None
 
 
 def undetected_message(file: str, kind: str, fields: list[str] | None) -> str:
     """One line saying the format was not recognised and how to say what it is."""
-    expected = "messages, conversations, instruction+output, prompt+completion or text"
+    expected = "messages, conversations, instruction+output, prompt+completion, text, chosen+rejected or prompt"
     hint = "use --format F and/or --map FIELD=NAME (e.g. --map instruction=question)"
     if kind in ("csv", "tsv"):
         shown = ", ".join(fields or []) or "none"
@@ -292,24 +312,6 @@ def _text_example(text: str) -> Example:
     if not text.strip():
         raise RecordProblem("empty_turn", "the text is empty")
     return Example("text", text=text)
-
-
-def _json_type(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
-        type(value), "null" if value is None else type(value).__name__
-    )
-
-
-def _maybe_json_list(value: Any) -> Any:
-    """CSV cells hold strings; a cell that is a JSON array is read as the list it encodes."""
-    if isinstance(value, str) and value.lstrip().startswith("["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    if hasattr(value, "tolist"):  # numpy arrays from some Parquet writers
-        return value.tolist()
-    return value
 
 
 def _list_field(value: dict[str, Any], key: str) -> list[Any]:

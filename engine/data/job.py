@@ -18,6 +18,7 @@ def scan_job(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     policy, chat_template (auto, a built-in name, a Jinja file; chat_template_file too), previews
     (default 200), problems_limit (default 500), bins."""
     from engine.data.dataset import DataSpec, prepare
+    from engine.data.preference import RL_FORMATS
     from engine.data.problems import DataError
     from engine.data.tokenizer import load_tokenizer, tokenizer_name
 
@@ -30,7 +31,12 @@ def scan_job(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     tokenizer = load_tokenizer(spec["model"])
     ctx.raise_if_cancelled()
     data = prepare(data_spec, tokenizer, spec["model"])
-    result = data.scan(ctx, previews=int(spec.get("previews", 200)))
+    if data.format.name in RL_FORMATS:  # pairs, KTO labels, prompts: both answers rendered
+        from engine.data.preference_scan import scan_preferences
+
+        result = scan_preferences(data, ctx, previews=int(spec.get("previews", 200)))
+    else:
+        result = data.scan(ctx, previews=int(spec.get("previews", 200)))
     stats = result.stats
     summary = stats.to_dict()
     if spec.get("bins"):

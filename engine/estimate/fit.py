@@ -138,6 +138,10 @@ def _training_changes(spec: ModelSpec, opt: TrainingOptions) -> list[Change]:
     for g in (2, 4, 8):
         if g > opt.gpus:
             changes.append((f"{g} GPUs with FSDP / ZeRO-3", (lambda g_: lambda o: replace(o, gpus=g_, shard="fsdp"))(g)))
+    from engine.estimate.methods import MethodOptions, method_changes
+
+    if isinstance(opt, MethodOptions):
+        changes[3:3] = method_changes(spec, opt)  # after the free memory tricks, before method trade-offs
     return changes
 
 
@@ -166,6 +170,10 @@ def _inference_changes(spec: ModelSpec, opt: InferenceOptions) -> list[Change]:
 
 
 def _run(spec: ModelSpec, opt: Any) -> Estimate:
+    from engine.estimate.methods import MethodOptions, estimate_method
+
+    if isinstance(opt, MethodOptions):  # DPO, ORPO, KTO, GRPO: reference model, generation phase
+        return estimate_method(spec, opt)
     if isinstance(opt, TrainingOptions):
         return estimate_training(spec, opt)
     return estimate_inference(spec, opt)

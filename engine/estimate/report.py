@@ -43,10 +43,14 @@ class Report:
 
 
 def _options(mode: str, knobs: dict[str, Any]) -> TrainingOptions | InferenceOptions:
-    cls = InferenceOptions if mode == "infer" else TrainingOptions
+    cls: type = InferenceOptions if mode == "infer" else TrainingOptions
+    if cls is TrainingOptions and knobs.get("objective") not in (None, "", "sft"):
+        from engine.estimate.methods import MethodOptions
+
+        cls = MethodOptions  # DPO, ORPO, KTO, GRPO: engine/estimate/methods.py
     names = {f.name for f in fields(cls)}
     kw = {k: v for k, v in knobs.items() if k in names and v is not None}
-    if cls is TrainingOptions:
+    if cls is not InferenceOptions:
         kw["method"] = mode
     return cls(**kw)
 
@@ -74,7 +78,12 @@ def estimate(model: str | ModelSpec, mode: str = "infer", *, cards: list[float] 
         knobs = knobs | {"gpus": nodes * int(knobs.get("gpus") or 1), "shard": knobs.get("shard") or "ddp"}
     try:
         opts = _options(mode, knobs)
-        est = estimate_training(spec, opts) if isinstance(opts, TrainingOptions) else estimate_inference(spec, opts)
+        if isinstance(opts, TrainingOptions) and hasattr(opts, "objective"):
+            from engine.estimate.methods import estimate_method
+
+            est = estimate_method(spec, opts)
+        else:
+            est = estimate_training(spec, opts) if isinstance(opts, TrainingOptions) else estimate_inference(spec, opts)
     except ValueError as exc:
         raise EstimateError(str(exc)) from exc
     targets: list[Target] = []
@@ -130,6 +139,8 @@ def format_report(report: Report) -> str:
     est, spec = report.estimate, report.spec
     lines = []
     what = {"infer": "inference", "full": "full fine-tune", "lora": "LoRA", "qlora": "QLoRA"}[est.mode]
+    if est.settings.get("objective", "sft") != "sft":
+        what = f"{est.settings['objective'].upper()} with {what}"
     lines.append(f"{spec.name}: {spec.params / 1e9:.2f}B params, {spec.n_layers} layers, hidden {spec.hidden}, "
                  f"{spec.n_heads}/{spec.n_kv_heads} heads, vocab {spec.vocab:,} [{spec.source}]")
     s = est.settings
@@ -191,7 +202,9 @@ def _distributed_lines(d: dict[str, Any]) -> list[str]:
 
 _FLAGS = {"context": "--context", "weight_dtype": "--weights", "kv_dtype": "--kv-dtype", "backend": "--backend",
           "batch": "--batch", "seq_len": "--seq-len", "precision": "--precision", "optimizer": "--optimizer",
-          "lora_rank": "--rank", "lora_targets": "--targets", "gpus": "--gpus", "shard": "--shard"}
+          "lora_rank": "--rank", "lora_targets": "--targets", "gpus": "--gpus", "shard": "--shard",
+          "objective": "--method", "beta": "--beta", "grad_accum": "--grad-accum",
+          "num_generations": "--num-generations", "max_completion_len": "--max-completion-len"}
 
 
 def cli_command(model: str, mode: str, knobs: dict[str, Any], cards: list[float] | None = None) -> str:

@@ -76,6 +76,17 @@ def host_rss_gib() -> float:
         return 0.0
 
 
+# What a preference or RL run is judged by: the run's summary keeps their first and last values.
+HEADLINE_METRICS: tuple[str, ...] = ("rewards/margins", "rewards/accuracies", "reward", "kl")
+
+# Keys of the Trainer's logs that are not curves (run totals at the end, timings of eval).
+_NOT_CURVES = frozenset({
+    "loss", "learning_rate", "grad_norm", "epoch", "total_flos", "train_runtime", "train_loss",
+    "train_samples_per_second", "train_steps_per_second", "eval_runtime", "eval_samples_per_second",
+    "eval_steps_per_second", "step_time",
+})
+
+
 class RunCallback(TrainerCallback):
     """Streams one run into a JobContext-like `ctx` (metric, progress, log)."""
 
@@ -98,6 +109,7 @@ class RunCallback(TrainerCallback):
         self.last_loss: float | None = None
         self.last_eval_step: int | None = None
         self.losses: dict[int, float] = {}
+        self.headline: dict[str, tuple[float, float]] = {}  # metric: (first, last) of this process
         self._t0 = time.monotonic()
         self._step0 = 0
         self._last_t = self._t0
@@ -158,16 +170,29 @@ class RunCallback(TrainerCallback):
             values["tokens_seen"] = float(tokens * world)
             values.update(device_memory())
             values["host_rss_gib"] = host_rss_gib()
+            extra = method_metrics(logs)
+            values.update(extra)
+            for key in HEADLINE_METRICS:
+                if key in extra:
+                    self.headline[key] = (self.headline.get(key, (extra[key],))[0], extra[key])
         if "eval_loss" in logs:
             eval_loss = float(logs["eval_loss"])
             values["eval_loss"] = eval_loss
             self.last_eval_step = step
             values["eval_ppl"] = math.exp(eval_loss) if eval_loss < 50 else float("inf")
+            values.update(method_metrics(logs))
         if values and self.emit:
             self.ctx.metric(step, **values)
         if self.nan_step is not None and self.emit:
             self.ctx.log(f"loss is {logs.get('loss')} at step {step}: stopping", level="error")
         return control
+
+    def samples(self, step: int, rows: list[dict[str, Any]]) -> None:
+        """Completions sampled at `step`, with their rewards (called by the GRPO trainer)."""
+        if self.emit and rows:
+            from engine.events import Samples
+
+            self.ctx.emit(Samples(step=step, rows=rows))
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -177,3 +202,14 @@ class RunCallback(TrainerCallback):
                 loss = self.last_loss if self.last_loss is not None else "-"
                 self.ctx.log(f"checkpoint saved: {folder.name} (loss {loss})")
         return control
+
+
+def method_metrics(logs: dict[str, Any]) -> dict[str, float]:
+    """What a preference or RL trainer logs besides the loss, under TRL's own names
+    (rewards/chosen, rewards/margins, reward, kl, completions/mean_length ...)."""
+    out: dict[str, float] = {}
+    for key, value in logs.items():
+        if key in _NOT_CURVES or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        out[key] = float(value)
+    return out

@@ -15,8 +15,10 @@ The library's own printing is removed (`PrinterCallback`, tqdm): the run's stdou
 `train` reads as the steps of a run, each a function of its own: `placement` (device, precision,
 rank) -> `build_tokenizer` -> `build_data` -> `build_model` -> `choose_resume` ->
 `training_arguments` -> the Trainer from `trainer_factory(spec.method)` -> `fit` -> `summarize`
--> `save_final`. A new training method (DPO, ORPO, KTO, GRPO through TRL) registers a factory in
-TRAINER_FACTORIES and replaces the steps it needs (its data, its arguments), not the whole loop.
+-> `save_final`. The preference and RL methods (DPO, ORPO, KTO, GRPO through TRL,
+engine/train/methods.py) register their factory in TRAINER_FACTORIES and replace the steps they
+need -- their data and their arguments -- not the loop; the adapter (LoRA, QLoRA, full) is
+chosen apart from the method.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def work_dir_for(spec: TrainSpec) -> Path:
 def final_dir(spec: TrainSpec, work_dir: Path) -> Path:
     if spec.output:
         return Path(spec.output).expanduser()
-    return work_dir / ("model" if spec.method == "full" else "adapter")
+    return work_dir / ("model" if spec.adapter == "full" else "adapter")
 
 
 def _quiet_libraries() -> None:
@@ -127,13 +129,15 @@ class RowDataset:
         return self.rows[index]
 
 
-def load_model(spec: TrainSpec, precision: str, cuda: bool) -> Any:
+def load_model(spec: TrainSpec, precision: str, cuda: bool, *, wrap: bool = True) -> Any:
+    """The model with its adapter (`wrap`), or the base alone for a TRL trainer that adds the
+    adapter itself from a peft config (so its reference is the base with the adapter disabled)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"local_files_only": True}
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    if spec.method == "qlora":
+    if spec.adapter == "qlora":
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -144,7 +148,7 @@ def load_model(spec: TrainSpec, precision: str, cuda: bool) -> Any:
         )
         kwargs["dtype"] = half or torch.bfloat16
         kwargs["device_map"] = spec.quantized_device_map()
-    elif spec.method == "lora" and half is not None and cuda:
+    elif spec.adapter == "lora" and half is not None and cuda:
         kwargs["dtype"] = half  # frozen base in half precision; peft keeps adapters in fp32
     else:
         kwargs["dtype"] = torch.float32  # full fine-tune: fp32 master weights, autocast does the rest
@@ -154,34 +158,31 @@ def load_model(spec: TrainSpec, precision: str, cuda: bool) -> Any:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise JobError(f"model: cannot load {spec.model}: {first}") from None
     model.config.use_cache = False
-    if spec.method == "full":
+    if spec.adapter == "full":
         return model
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
-    if spec.method == "qlora":
+    from engine.train.methods import lora_config
+
+    if spec.adapter == "qlora":
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
-    config = LoraConfig(
-        r=spec.lora_r,
-        lora_alpha=spec.lora_alpha,
-        lora_dropout=spec.lora_dropout,
-        target_modules=spec.target_modules(),
-        task_type="CAUSAL_LM",
-    )
+    if not wrap:
+        return model
     try:
-        return get_peft_model(model, config)
+        return get_peft_model(model, lora_config(spec))
     except ValueError as exc:
         raise JobError(f"lora_targets: {exc}") from None
 
 
 def check_qlora(cuda: bool) -> None:
     if not cuda:
-        raise JobError("QLoRA needs a CUDA GPU (4-bit weights come from bitsandbytes, which has no CPU training path); use --method lora here")
+        raise JobError("QLoRA needs a CUDA GPU (4-bit weights come from bitsandbytes, which has no CPU training path); use --adapter lora here")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise JobError("QLoRA needs the bitsandbytes package: pip install bitsandbytes (or use --method lora)") from None
+        raise JobError("QLoRA needs the bitsandbytes package: pip install bitsandbytes (or use --adapter lora)") from None
 
 
 def oom_message(step: int, spec: TrainSpec) -> str:
@@ -194,7 +195,7 @@ def oom_message(step: int, spec: TrainSpec) -> str:
         figures.append(f"GPU {i}: peak {peak:.1f} of {total:.1f} GiB")
     where = "; ".join(figures) or "no CUDA figures"
     return (
-        f"CUDA out of memory at step {step} (batch {spec.batch_size} x {spec.max_seq_len} tokens, {spec.method}; {where}). "
+        f"CUDA out of memory at step {step} (batch {spec.batch_size} x {spec.max_seq_len} tokens, {_what(spec)}; {where}). "
         f"Try: {'; '.join(SUGGESTIONS)}"
     )
 
@@ -233,12 +234,17 @@ class Placement:
     distributed: bool  # one rank of an accelerate launch
 
 
+def _what(spec: TrainSpec) -> str:
+    return spec.adapter if spec.method == "sft" else f"{spec.method} with {spec.adapter}"
+
+
 @dataclass
 class TrainData:
-    """Tokenized rows ready for the Trainer, and what the data report said about them."""
+    """Rows ready for the Trainer (tokenized rows for SFT; a `datasets.Dataset` in TRL's format
+    for the preference and RL methods), and what the data report said about them."""
 
-    train_rows: list[Any]
-    eval_rows: list[Any]
+    train_rows: Any
+    eval_rows: Any
     stats: dict[str, Any]
     pad_id: int
 
@@ -259,7 +265,7 @@ def train(
     where = placement(spec, distributed)
     if where.main_rank:
         device = "CUDA" if where.cuda else "CPU"
-        ctx.log(f"{spec.method} fine-tune of {Path(spec.model).name} on {device} in {where.precision}; "
+        ctx.log(f"{_what(spec)} fine-tune of {Path(spec.model).name} on {device} in {where.precision}; "
                 f"data {Path(spec.dataset).name}")
     tokenizer = build_tokenizer(spec)
     data = build_data(spec, tokenizer, ctx, where)
@@ -272,6 +278,8 @@ def train(
                            on_step=on_step)
     factory = trainer_factory(spec.method)
     trainer = factory(spec, model, tokenizer, data, args, [callback, *fault_callbacks(spec.debug)], throughput)
+    if where.main_rank and spec.method != "sft":
+        log_trainable(spec, trainer.model, ctx)  # TRL added the adapter
     started = time.monotonic()
     fit(trainer, resume, spec, callback)
     summary = summarize(spec, trainer, callback, throughput, where, started, checkpoints_dir, data, resume)
@@ -281,7 +289,7 @@ def train(
         final = final_dir(spec, work_dir)
         save_final(trainer, tokenizer, final, spec)
         summary["output"] = str(final)
-        ctx.log(f"saved {'model' if spec.method == 'full' else 'LoRA adapter'} to {final}")
+        ctx.log(f"saved {'model' if spec.adapter == 'full' else 'LoRA adapter'} to {final}")
     if not math.isfinite(summary["final_loss"] or 0.0):
         raise JobError("the final loss is not finite")
     return summary
@@ -295,7 +303,7 @@ def placement(spec: TrainSpec, distributed: bool) -> Placement:
     import torch
 
     cuda = torch.cuda.is_available() and not spec.cpu and not spec.devices.strip().startswith("cpu")
-    if spec.method == "qlora":
+    if spec.adapter == "qlora":
         check_qlora(cuda)
     try:
         precision = resolve_precision(spec.precision, cuda=cuda, bf16_supported=cuda and torch.cuda.is_bf16_supported())
@@ -316,6 +324,15 @@ def build_tokenizer(spec: TrainSpec) -> Any:
 def build_data(spec: TrainSpec, tokenizer: Any, ctx: Any, where: Placement) -> TrainData:
     """Training and eval rows (only the main rank reports the data's progress and figures)."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    if spec.method != "sft":
+        from engine.train import methods
+
+        train_set, eval_set, stats = methods.build_data(spec, tokenizer, ctx, where.main_rank)
+        if where.main_rank:
+            held_out = f", {len(eval_set)} eval rows" if eval_set is not None else ""
+            ctx.log(f"data: {len(train_set)} {spec.method} rows from {stats['valid']} records "
+                    f"({stats['format']}){held_out}")
+        return TrainData(train_rows=train_set, eval_rows=eval_set, stats=stats, pad_id=pad_id)
     train_rows, eval_rows, stats = load_data(spec, tokenizer, ctx if where.main_rank else None)
     if where.main_rank:
         tokens = sum(len(r) for r in train_rows)
@@ -329,17 +346,37 @@ def build_model(spec: TrainSpec, where: Placement, ctx: Any) -> Any:
     import torch
 
     torch.manual_seed(spec.seed)
-    model = load_model(spec, where.precision, where.cuda)
-    if where.main_rank and spec.method != "full":
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in model.parameters())
-        ctx.log(f"LoRA r={spec.lora_r} alpha={spec.lora_alpha} on {spec.lora_targets}: "
-                f"{trainable:,} of {total:,} parameters trainable")
+    model = load_model(spec, where.precision, where.cuda, wrap=spec.method == "sft")
+    if where.main_rank and spec.method == "sft":
+        log_trainable(spec, model, ctx)
     return model
 
 
+def log_trainable(spec: TrainSpec, model: Any, ctx: Any) -> None:
+    if spec.adapter == "full":
+        return
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    ctx.log(f"LoRA r={spec.lora_r} alpha={spec.lora_alpha} on {spec.lora_targets}: "
+            f"{trainable:,} of {total:,} parameters trainable")
+
+
 def training_arguments(spec: TrainSpec, where: Placement, checkpoints_dir: Path, *, evaluating: bool) -> Any:
-    """The Trainer's arguments for this spec on this placement."""
+    """The Trainer's arguments for this spec on this placement (a TRL config for the preference
+    and RL methods, with the same values)."""
+    values = argument_values(spec, where, checkpoints_dir, evaluating=evaluating)
+    if spec.method != "sft":
+        from engine.train.methods import config
+
+        return config(spec, values)
+    from transformers import TrainingArguments
+
+    return TrainingArguments(**values)
+
+
+def argument_values(spec: TrainSpec, where: Placement, checkpoints_dir: Path, *, evaluating: bool) -> dict[str, Any]:
+    """Schedule, batch, precision, checkpoints, seeds and devices, as TrainingArguments keywords
+    (TRL's configs subclass TrainingArguments, so its fields decide the checkpointing keywords)."""
     from transformers import TrainingArguments
 
     from engine.transformers_compat import checkpointing_arguments
@@ -348,7 +385,7 @@ def training_arguments(spec: TrainSpec, where: Placement, checkpoints_dir: Path,
     eval_strategy = "no"
     if evaluating:
         eval_strategy = "steps" if spec.eval_steps else "epoch"
-    args = TrainingArguments(
+    return dict(
         output_dir=str(checkpoints_dir),
         per_device_train_batch_size=spec.batch_size,
         per_device_eval_batch_size=spec.batch_size,
@@ -381,7 +418,6 @@ def training_arguments(spec: TrainSpec, where: Placement, checkpoints_dir: Path,
         ddp_backend="gloo" if distributed and not cuda else None,
         ddp_find_unused_parameters=False if distributed else None,
     )
-    return args
 
 
 def supervised_trainer(
@@ -409,13 +445,22 @@ def supervised_trainer(
     return trainer
 
 
-# The Trainer each method trains with. Every method today is supervised fine-tuning and differs
-# only in which weights train (load_model); a preference or RL method (DPO, ORPO, KTO, GRPO with
-# TRL's trainers) adds its name to spec.METHODS and its factory here, with the same arguments.
+def preference_trainer(
+    spec: TrainSpec, model: Any, tokenizer: Any, data: TrainData, args: Any, callbacks: list[Any], throughput: Any
+) -> Any:
+    """TRL's trainer for DPO, ORPO, KTO or GRPO (engine/train/methods.py)."""
+    from engine.train.methods import trainer
+
+    return trainer(spec, model, tokenizer, data, args, callbacks, throughput)
+
+
+# The Trainer each method (spec.METHODS) trains with; the adapter is load_model's concern.
 TRAINER_FACTORIES: dict[str, TrainerFactory] = {
-    "full": supervised_trainer,
-    "lora": supervised_trainer,
-    "qlora": supervised_trainer,
+    "sft": supervised_trainer,
+    "dpo": preference_trainer,
+    "orpo": preference_trainer,
+    "kto": preference_trainer,
+    "grpo": preference_trainer,
 }
 
 
@@ -472,6 +517,8 @@ def summarize(
     }
     if summary["train_runtime_s"]:
         summary["tokens_per_s"] = round(summary["tokens"] / summary["train_runtime_s"], 1)
+    if callback.headline:
+        summary["metrics"] = {key: list(pair) for key, pair in callback.headline.items()}  # key: [first, last]
     if resume:
         summary["resumed_from"] = resume
     return summary

@@ -18,7 +18,12 @@ from typing import Any
 
 from engine.cluster.spec import ClusterSpec
 
-METHODS: tuple[str, ...] = ("lora", "qlora", "full")
+# The training objective (what the loss rewards) and the adapter (which weights train) are chosen
+# apart: `method` is sft | dpo | orpo | kto | grpo, `adapter` is lora | qlora | full. The old
+# `method` values lora | qlora | full still work and mean sft with that adapter.
+METHODS: tuple[str, ...] = ("sft", "dpo", "orpo", "kto", "grpo")
+ADAPTERS: tuple[str, ...] = ("lora", "qlora", "full")
+LEGACY_METHODS: tuple[str, ...] = ADAPTERS  # --method lora == --method sft --adapter lora
 SCHEDULERS: tuple[str, ...] = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32")
 LOSS_ON: tuple[str, ...] = ("assistant", "all")
@@ -38,8 +43,10 @@ class TrainSpec:
 
     model: str = ""  # local HF model folder
     dataset: str = ""  # local dataset file (any format engine.data reads)
-    method: str = "lora"
+    method: str = "sft"  # the objective: sft, dpo, orpo, kto, grpo (lora/qlora/full: sft + that adapter)
+    adapter: str = "lora"  # which weights train: lora, qlora (4-bit base, CUDA), full
     name: str = ""
+    experiment: str = ""  # runs with one experiment name share a colour and average over seeds ("" = name minus -sN)
     # schedule
     epochs: float = 1.0
     max_steps: int = 0  # > 0 overrides epochs
@@ -65,6 +72,15 @@ class TrainSpec:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_targets: str = "all-linear"  # or comma-separated module names: q_proj,v_proj
+    # preference and RL methods (engine/train/methods.py)
+    beta: float = 0.0  # 0 = the method's default: DPO/KTO 0.1, ORPO 0.1 (lambda), GRPO 0.0 (no KL, no reference)
+    sft_weight: float = 0.0  # DPO: weight of an added SFT loss on the chosen answers (RPO), keeps a base model fluent
+    # GRPO rewards, summed: exact:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, FILE.py:FUNC (engine/train/rewards.py)
+    rewards: list[str] = field(default_factory=list)
+    reward_model: str = ""  # GRPO: a local sequence-classification model folder that scores completions
+    num_generations: int = 4  # GRPO: completions sampled per prompt (the group its advantages compare)
+    max_completion_len: int = 128  # GRPO: new tokens per sampled completion
+    temperature: float = 1.0  # GRPO: sampling temperature
     # evaluation and checkpoints
     eval_split: float = 0.0  # fraction of the examples held out (0 = none)
     eval_steps: int = 0  # 0 = at the end of each epoch when eval_split > 0
@@ -79,6 +95,10 @@ class TrainSpec:
     resume_from: str = ""  # a checkpoint folder (set by `llmdeck train resume`)
     debug: dict[str, Any] = field(default_factory=dict)  # tests: work_dir, and the faults of engine.train.faults
     cluster: dict[str, Any] = field(default_factory=dict)  # several machines: engine.cluster.spec.ClusterSpec
+
+    def __post_init__(self) -> None:
+        if self.method in LEGACY_METHODS:  # the old spelling: --method lora == sft with a LoRA adapter
+            self.method, self.adapter = "sft", self.method
 
     # -- conversions ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -122,6 +142,9 @@ class TrainSpec:
             flag = CLI_FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
             if isinstance(value, bool):
                 parts.append(flag if value else "--no-" + flag[2:])
+            elif isinstance(value, list):
+                for item in value:
+                    parts += [flag, _fmt(item)]
             else:
                 parts += [flag, _fmt(value)]
         parts += self.cluster_spec().to_cli()
@@ -161,7 +184,9 @@ class TrainSpec:
                 "nor a Jinja file; leave it empty for the model's own (else the one for its architecture)"
             )
         if self.method not in METHODS:
-            out.append(f"method: {self.method!r} is not one of {', '.join(METHODS)}")
+            out.append(f"method: {self.method!r} is not one of {', '.join(METHODS + LEGACY_METHODS)}")
+        if self.adapter not in ADAPTERS:
+            out.append(f"adapter: {self.adapter!r} is not one of {', '.join(ADAPTERS)}")
         if self.scheduler not in SCHEDULERS:
             out.append(f"scheduler: {self.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
         if self.precision not in PRECISIONS:
@@ -208,10 +233,14 @@ class TrainSpec:
                 self.device_list()
             except ValueError:
                 out.append(f"devices: {self.devices!r} is not a comma-separated list of GPU numbers like 0,1")
-        if self.method == "qlora" and self.cpu:
-            out.append("method: QLoRA needs a CUDA GPU (bitsandbytes 4-bit); use lora on CPU")
-        if self.method != "full" and not self.lora_targets.strip():
+        if self.adapter == "qlora" and self.cpu:
+            out.append("adapter: QLoRA needs a CUDA GPU (bitsandbytes 4-bit); use lora on CPU")
+        if self.adapter != "full" and not self.lora_targets.strip():
             out.append("lora_targets: give all-linear or module names such as q_proj,v_proj")
+        if self.method in METHODS and self.method != "sft":
+            from engine.train.methods import method_problems
+
+            out += method_problems(self, check_paths=check_paths)
         return out
 
     def validate(self, *, check_paths: bool = True) -> TrainSpec:
@@ -263,7 +292,14 @@ class TrainSpec:
         if self.name:
             return self.name
         model = Path(self.model).name or "model"
-        return f"{model}-{self.method}"
+        return f"{model}-{self.adapter}" if self.method == "sft" else f"{model}-{self.method}-{self.adapter}"
+
+    @property
+    def experiment_name(self) -> str:
+        """The experiment this run belongs to: `experiment`, else its name without a seed suffix."""
+        from engine.train.experiments import experiment_of
+
+        return self.experiment or experiment_of(self.label)
 
 
 def _known_template(choice: str) -> bool:
@@ -277,6 +313,7 @@ CLI_FLAGS: dict[str, str] = {
     "learning_rate": "--lr",
     "grad_accum": "--grad-accum",
     "lora_targets": "--lora-targets",
+    "rewards": "--reward",
 }
 
 
@@ -305,6 +342,14 @@ def _coerce(kind: Any, key: str, value: Any) -> Any:
             return float(value)
         if kind == "str":
             return "" if value is None else str(value)
+        if kind == "list[str]":
+            if value is None:
+                return []
+            if isinstance(value, str):
+                return [value] if value else []
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ValueError(value)
+            return list(value)
     except (TypeError, ValueError):
         raise SpecError(f"{key}: {value!r} is not a valid {kind}") from None
     return value

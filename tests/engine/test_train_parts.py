@@ -48,8 +48,8 @@ def test_the_production_callback_takes_no_test_hooks():
 
 def test_every_method_has_a_trainer_and_an_unknown_one_is_refused():
     assert set(runner.TRAINER_FACTORIES) == set(METHODS)
-    with pytest.raises(JobError, match="no trainer for 'dpo'"):
-        runner.trainer_factory("dpo")
+    with pytest.raises(JobError, match="no trainer for 'ppo'"):
+        runner.trainer_factory("ppo")
 
 
 def test_placement_on_cpu_resolves_precision_and_refuses_fp16():

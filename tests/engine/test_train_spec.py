@@ -23,9 +23,8 @@ from engine.train.plots import (
     RunCurves,
     curves_from_events,
     ema,
-    run_colour,
     write_csv,
-    write_png,
+    write_image,
 )
 from engine.train.spec import SpecError, TrainSpec, resolve_precision
 
@@ -40,7 +39,8 @@ def test_spec_round_trips_through_json_and_the_cli(tmp_path, capsys):
     assert TrainSpec.from_json(spec.to_json()) == spec
     assert spec.problems() == []
     cli = spec.to_cli()
-    assert "--lr 1e-05" in cli and "--packing" in cli and "--method full" in cli
+    assert "--lr 1e-05" in cli and "--packing" in cli and "--adapter full" in cli and "--method" not in cli
+    assert (spec.method, spec.adapter) == ("sft", "full")  # the old spelling: --method full
     # the printed command parses back into the same spec
     assert run_command(shlex.split(cli)[1:] + ["--print-cli"]) == 0
     printed = capsys.readouterr().out.splitlines()
@@ -112,15 +112,15 @@ def test_curves_ema_and_exports(tmp_path):
     assert ema([1.0, 1.0, 1.0], 0.9) == pytest.approx([1.0, 1.0, 1.0])  # debiased: no start-up dip
     smoothed = ema([0.0, 10.0], 0.5)
     assert smoothed[0] == 0.0 and 0 < smoothed[1] < 10
-    assert run_colour("run-a") == run_colour("run-a")
     other = RunCurves("run-b", {"loss": {1: 2.0, 2: 1.5}})
-    png = write_png([run, other], tmp_path / "c.png", ["loss", "eval_loss", "lr"], smooth=0.6, line_width=2)
+    png = write_image([run, other], tmp_path / "c.png", ["loss", "eval_loss", "lr"], smooth=0.6, line_width=2)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = write_csv([run, other], tmp_path / "c.csv", ["loss"])
     rows = list(csv.reader(out.open()))
-    assert rows[0] == ["run", "step", "metric", "value"] and len(rows) == 1 + 10 + 2
+    assert rows[0] == ["experiment", "metric", "step", "mean", "low", "high", "seeds", "runs"]
+    assert len(rows) == 1 + 10 + 2
     with pytest.raises(ValueError, match="none of the runs"):
-        write_png([other], tmp_path / "x.png", ["grad_norm"])
+        write_image([other], tmp_path / "x.png", ["grad_norm"])
 
 
 def test_train_without_arguments_opens_train_mode_and_bad_input_is_one_line(tmp_path, capsys):
@@ -130,3 +130,36 @@ def test_train_without_arguments_opens_train_mode_and_bad_input_is_one_line(tmp_
     assert err.count("\n") == 1 and "model:" in err and "Traceback" not in err
     assert run_command(["train", "resume", "no-such-run"]) == 2
     assert "no run" in capsys.readouterr().err
+
+
+def test_method_and_adapter_are_chosen_apart_and_old_spellings_still_work(tmp_path, capsys):
+    assert (TrainSpec(method="lora").method, TrainSpec(method="lora").adapter) == ("sft", "lora")
+    assert (TrainSpec(method="qlora").method, TrainSpec(method="qlora").adapter) == ("sft", "qlora")
+    assert TrainSpec.from_dict({"method": "full"}).adapter == "full"  # a run.json written before the split
+    spec = TrainSpec(method="dpo", adapter="full", name="x")
+    assert TrainSpec.from_json(spec.to_json()) == spec and spec.label == "x"
+    assert TrainSpec(model="/m/tiny", method="grpo").label == "tiny-grpo-lora"
+    assert TrainSpec(model="/m/tiny", method="lora").label == "tiny-lora"
+    grpo = TrainSpec(method="grpo", rewards=["exact:answer", "length:1:9"], batch_size=3, num_generations=4)
+    problems = "\n".join(grpo.problems(check_paths=False))
+    assert "num_generations: batch_size x grad_accum (3) must be a multiple of num_generations (4)" in problems
+    assert "rewards:" in "".join(TrainSpec(method="grpo").problems(check_paths=False))
+    assert "only GRPO uses reward" in "".join(TrainSpec(method="dpo", rewards=["boxed"]).problems(check_paths=False))
+    assert "packing" in "".join(TrainSpec(method="kto", packing=True).problems(check_paths=False))
+    assert "adapter: 'dora'" in "".join(TrainSpec(adapter="dora").problems(check_paths=False))
+    # the CLI: repeatable --reward, and a legacy --method that contradicts --adapter is refused
+    cli = grpo.to_cli()
+    assert "--reward exact:answer --reward length:1:9" in cli and "--method grpo" in cli
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "a", "answer": "b"}\n')
+    args = ["train", "--model", str(model), "--data", str(data), "--method", "grpo", "--reward", "exact:answer",
+            "--reward", "boxed", "--num-generations", "2", "--print-cli"]
+    assert run_command(args) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert TrainSpec.from_json("\n".join(printed[1:])).rewards == ["exact:answer", "boxed"]
+    contradiction = ["--method", "lora", "--adapter", "full"]
+    assert run_command(["train", "--model", str(model), "--data", str(data), *contradiction]) == 2
+    assert "--method lora means --method sft --adapter lora" in capsys.readouterr().err

@@ -87,6 +87,11 @@ async def test_typed_paths_and_a_bad_file_show_one_line(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         file_input = screen.query_one("#data-file", Input)
+        assert not file_input.has_focus  # issue 17 item 7: a digit would go into it; Tab reaches it
+        for _ in range(6):
+            if file_input.has_focus:
+                break
+            await pilot.press("tab")
         assert file_input.has_focus
         file_input.value = str(bad)
         screen.query_one("#data-model", Input).value = model
@@ -116,3 +121,37 @@ async def test_scan_does_not_block_the_ui(tmp_path):
         assert screen.summary is None
         await wait_until(pilot, lambda: screen.summary is not None, timeout=60)
         assert screen.summary["records"] == 40000
+
+
+async def test_a_preference_pair_shows_both_answers_side_by_side(tmp_path):
+    import json
+
+    long = "word " * 60
+    path = tmp_path / "pairs.jsonl"
+    rows = [
+        {"chosen": "\n\nHuman: What is 2+2?\n\nAssistant: It is 4.",
+         "rejected": "\n\nHuman: What is 2+2?\n\nAssistant: " + long},
+        {"prompt": "Hi", "chosen": "Hello!"},  # no rejected: a problem on line 2
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = str(cached_tiny_tokenizer("chatml"))
+    app = LLMDeckApp(start_mode="data", options={"file": str(path), "model": model, "max_seq_len": 48})
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.summary is not None)
+        assert "preference pairs" in static_text(screen, "#data-status")
+        assert "1 problems" in static_text(screen, "#data-status")
+        assert screen.query_one("#data-pair").display
+        assert "What is 2+2?" in static_text(screen, "#data-record")
+        chosen, rejected = static_text(screen, "#data-side-a-head"), static_text(screen, "#data-side-b-head")
+        assert chosen.startswith("chosen · ") and "✂" not in chosen
+        assert rejected.startswith("rejected · ") and "✂ at 48" in rejected
+        assert static_text(screen, "#data-side-a").startswith("It is 4.")
+        assert "✂ 48" in static_text(screen, "#data-side-b")
+        # the two answers sit side by side
+        a, b = screen.query_one("#data-side-a"), screen.query_one("#data-side-b")
+        await wait_until(pilot, lambda: a.region.width > 0 and b.region.width > 0)  # laid out
+        assert a.region.y == b.region.y and a.region.x < b.region.x
+        await pilot.press("p")
+        table = screen.query_one("#data-problems", DataTable)
+        assert table.row_count == 1 and "missing field 'rejected'" in str(table.get_row_at(0)[2])

@@ -86,6 +86,28 @@ async def test_host_only_shows_one_line_why(monkeypatch: pytest.MonkeyPatch) -> 
         assert not app.screen.query_one("#mon-procs-box").display  # no empty GPU process table
 
 
+async def test_host_only_offers_no_process_keys_and_slash_eats_nothing() -> None:
+    """Issue 17 item 7: with no GPU, / focused an invisible filter that took the next keys, and
+    the footer offered s / t K for a table that is not there."""
+    import pynvml
+
+    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor",
+                     options={"nvml": FakeNvml(fail={"nvmlInit": pynvml.NVMLError_LibraryNotFound})})
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: not screen.query_one("#mon-procs-box").display)
+        shown = {key for key, active in screen.active_bindings.items() if active.binding.show and active.enabled}
+        assert not shown & {"s", "slash", "t", "K"} and "w" in shown
+        await pilot.press("question_mark")
+        await pilot.pause()
+        await pilot.press("escape")  # back from the help: the hidden table does not get the focus
+        await pilot.pause()
+        assert app.screen is screen and app.focused is None
+        await pilot.press("slash", "4")
+        await pilot.pause()
+        assert app.current_mode == "data" and screen.query_one("#mon-filter").value == ""
+
+
 async def test_real_machine_without_driver_degrades() -> None:
     app = LLMDeckApp(settings=fast_settings(), start_mode="monitor")
     async with app.run_test(size=(80, 24)) as pilot:

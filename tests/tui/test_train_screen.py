@@ -6,12 +6,15 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+from textual.widgets import TabbedContent
+
 from engine import paths
 from engine.events import Finished, Log, Metric, Progress
 from engine.runs import RunStore
 from tests.tui.pilot_wait import wait_until
 from tui.app import LLMDeckApp
-from tui.widgets.train_curve import TrainCurve
+from tui.widgets.train_curve import TrainCurve, views_for
 
 
 def recorded_run(store: RunStore, name: str, steps: int = 40, slope: float = 0.04) -> str:
@@ -136,7 +139,8 @@ async def test_checkpoints_are_listed_and_deleted_after_confirming():
         await wait_until(pilot, lambda: table.row_count == 3)
         assert [c.complete for c in screen.checkpoints] == [True, True, False]
         table.focus()
-        await pilot.press("delete")
+        await pilot.press("up")  # the cursor starts on the newest complete one, checkpoint-40
+        await pilot.press("d")
         await pilot.pause(0.2)
         await pilot.press("y")
         await wait_until(pilot, lambda: table.row_count == 2)
@@ -157,3 +161,216 @@ async def test_export_file_name_from_a_hostile_run_name_stays_in_plots():
     assert out.parent == plots and out.suffix == ".csv" and out.name.startswith("escaped-run-name-")
     assert not (paths.data_dir().parent / "escaped").exists() and not (paths.data_dir() / "escaped").exists()
     assert "run name" in out.read_text()  # the run's own name is still inside the file
+
+
+def run_with_checkpoints(store: RunStore, name: str = "lora") -> tuple[str, Path]:
+    """A finished LoRA run with checkpoints 20 and 40 complete and 60 unsealed."""
+    from engine.train.checkpoints import mark_complete
+
+    run_id = recorded_run(store, name)
+    root = store.get(run_id).out_dir / "checkpoints"
+    for step, loss in ((20, 2.2), (40, 1.4)):
+        folder = root / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "adapter_model.safetensors").write_bytes(b"w" * 3 * 1024 * 1024)
+        (folder / "adapter_config.json").write_text("{}")
+        (folder / "trainer_state.json").write_text("{}")
+        mark_complete(folder, step=step, loss=loss)
+    (root / "checkpoint-60").mkdir()
+    return run_id, root
+
+
+async def test_merge_and_export_default_to_the_newest_complete_checkpoint_and_ask_first():
+    from tui.screens.confirm import ConfirmModal
+
+    store = RunStore()
+    run_id, root = run_with_checkpoints(store)
+    app = LLMDeckApp(start_mode="train", store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.query_one("#train-ckpts").row_count == 3)
+        await pilot.press("m")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        body = str(app.screen.query_one("#confirm-body").render())
+        assert "checkpoint-40 · step 40 · 3.0 MB" in body
+        assert str(root / "checkpoint-40-merged") in body.replace("\n", "")
+        await pilot.press("n")  # declined: nothing starts
+        await pilot.pause(0.2)
+        assert [r.kind for r in store.list()] == ["train"]
+        await pilot.press("g")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        assert "checkpoint-40-f16.gguf" in str(app.screen.query_one("#confirm-body").render()).replace("\n", "")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: any(r.kind == "train.gguf" for r in store.list()))
+        job = next(r for r in store.list() if r.kind == "train.gguf")
+        assert job.spec["model"] == str(root / "checkpoint-40")
+        await wait_until(pilot, lambda: not store.get(job.id).active, 120)
+
+
+async def test_chat_opens_the_newest_complete_checkpoint():
+    from tui.messages import OpenInChat
+
+    store = RunStore()
+    run_id, root = run_with_checkpoints(store)
+    asked: list[str] = []
+    app = LLMDeckApp(start_mode="train", store=store)
+
+    def hook(message) -> None:
+        if isinstance(message, OpenInChat):
+            asked.append(message.path)
+
+    async with app.run_test(size=(80, 24), message_hook=hook) as pilot:
+        await wait_until(pilot, lambda: app.screen.query_one("#train-ckpts").row_count == 3)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: asked)
+        assert set(asked) == {str(root / "checkpoint-40")}  # (seen on the screen, then on the app)
+
+
+@pytest.mark.parametrize("width", [80, 120, 160])
+async def test_the_run_list_shows_the_whole_loss_column(width: int):
+    store = RunStore()
+    recorded_run(store, "a-run-with-a-rather-long-name")
+    app = LLMDeckApp(start_mode="train", store=store)
+    async with app.run_test(size=(width, 30)) as pilot:
+        table = app.screen.query_one("#train-runs")
+        await wait_until(pilot, lambda: table.row_count == 1 and "1.400" in str(table.get_row_at(0)))
+        await pilot.pause(0.1)
+        right = 0
+        for column in table.ordered_columns:
+            right += column.get_render_width(table)
+            if column.key.value == "loss":
+                break
+        assert right <= table.scrollable_content_region.width, (right, table.scrollable_content_region.width)
+
+
+def recorded_method_run(store: RunStore, name: str, method: str, steps: int = 20, level: float = 1.0) -> str:
+    """A finished DPO or GRPO run, with the keys TRL 1.16 logs (seen in real runs) and, for
+    GRPO, the Samples events the run writes at each log."""
+    from engine.events import Samples
+
+    info = store.create("train", {"model": "/models/m", "dataset": "/data/d.jsonl", "method": method,
+                                  "max_steps": steps, "name": name}, name=name)
+    events = []
+    for s in range(1, steps + 1):
+        values = {"loss": 0.7 - 0.02 * s, "lr": 1e-3, "total_steps": float(steps)}
+        if method == "dpo":
+            values |= {"rewards/chosen": 0.05 * s * level, "rewards/rejected": -0.04 * s * level,
+                       "rewards/margins": 0.09 * s * level, "rewards/accuracies": min(1.0, 0.1 * s),
+                       "logps/chosen": -60.0, "logps/rejected": -70.0}
+        else:
+            values |= {"reward": 0.04 * s * level, "reward_std": 0.3, "rewards/exact_answer/mean": 0.04 * s,
+                       "rewards/exact_answer/std": 0.3, "kl": 0.001 * s, "completions/mean_length": 12.0,
+                       "completions/min_length": 4.0, "completions/max_length": 20.0,
+                       "clip_ratio/region_mean": 0.0, "clip_ratio/low_mean": 0.0, "clip_ratio/high_mean": 0.0}
+            rows = [{"prompt": "What is 3 plus 4?", "completion": answer, "rewards": {"exact_answer": reward},
+                     "advantage": adv} for answer, reward, adv in (("8", 0.0, -0.9), ("7", 1.0, 0.9))]
+            events.append(Samples(step=s, rows=rows))
+        events.append(Metric(step=s, values=values))
+    events.append(Finished(summary={"output": "/nowhere"}))
+    info.events_path.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in events))
+    store.update(info.id, status="succeeded", started=time.time() - 60, ended=time.time())
+    return info.id
+
+
+async def test_the_dashboard_shows_what_dpo_and_grpo_log():
+    store = RunStore()
+    grpo = recorded_method_run(store, "grpo-run", "grpo")
+    dpo = recorded_method_run(store, "dpo-run", "dpo")  # newest: selected first
+    app = LLMDeckApp(start_mode="train", store=store)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = app.screen
+        curve = screen.query_one("#train-curve", TrainCurve)
+        await wait_until(pilot, lambda: screen.selected == dpo and screen.states.get(dpo)
+                         and screen.states[dpo].step == 20)
+        stats = str(screen.query_one("#train-stats").render())
+        assert "margin 1.800" in stats and "acc 1.00" in stats and "chosen 1.000" in stats
+        # t: the DPO views in turn -- chosen/rejected together, then the margin, then the accuracy
+        await pilot.press("t")
+        await wait_until(pilot, lambda: curve.view.title == "rewards: chosen / rejected")
+        assert [d.split(" (")[0] for d in curve.drawn] == ["rewards/chosen", "rewards/rejected"]
+        assert "rewards: chosen / rejected" in str(screen.query_one("#train-status").render())
+        await pilot.press("t")
+        await wait_until(pilot, lambda: curve.view.title == "reward margin" and curve.points_drawn == 20)
+        # the GRPO run: its reward with the spread and each function, KL, length, clip ratio
+        table = screen.query_one("#train-runs")
+        table.focus()
+        await pilot.press("down")
+        await wait_until(pilot, lambda: screen.selected == grpo and screen.states.get(grpo)
+                         and screen.states[grpo].step == 20)
+        titles = [v.title for v in views_for(screen.states[grpo].curves)]
+        assert titles[:5] == ["loss", "reward (mean +- std, per function)", "KL to the reference",
+                              "completion length (mean, min, max)", "clip ratio"]
+        await pilot.press("t")
+        await wait_until(pilot, lambda: curve.view.title.startswith("reward (mean"))
+        labels = [d.split(" (")[0] for d in curve.drawn]
+        assert labels == ["reward", "rewards/exact_answer/mean"]
+        stats = str(screen.query_one("#train-stats").render())
+        assert "reward 0.800" in stats and "± 0.300" in stats and "KL 0.0200" in stats and "len 12.0" in stats
+        # the completions of the latest step, best first, with their rewards
+        await pilot.press("a")
+        assert screen.query_one(TabbedContent).active == "samples"
+        text = str(screen.query_one("#samples-text").render())
+        assert "step 20: 2 completions, mean reward 0.500" in text
+        assert text.index("#1  reward 1.000  (exact_answer 1.00)  advantage +0.90") < text.index("#2  reward 0.000")
+        assert "prompt: What is 3 plus 4?" in text
+
+
+async def test_compare_groups_seeds_into_experiments_with_bands():
+    store = RunStore()
+    ids = [recorded_method_run(store, f"{exp}-s{seed}", "dpo", level=level * (1 + 0.1 * seed))
+           for exp, level in (("dpo-b0.5", 2.0), ("dpo-b0.1", 1.0)) for seed in (1, 2, 3)]
+    app = LLMDeckApp(start_mode="train", store=store)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: len(screen.runs) == 6)
+        table = screen.query_one("#train-runs")
+        table.focus()
+        for i in range(6):
+            await pilot.press("space")
+            if i < 5:
+                await pilot.press("down")
+        await wait_until(pilot, lambda: set(screen.compare) == set(ids))
+        await pilot.press("o")
+        compare = screen.query_one("#compare-curve", TrainCurve)
+        await wait_until(pilot, lambda: compare.points_drawn == 40)  # two experiments' means, not six runs
+        assert compare.drawn == ["dpo-b0.1 (3 seeds)", "dpo-b0.5 (3 seeds)"]  # by name, not by start time
+        legend = str(screen.query_one("#compare-legend").render())
+        assert legend.index("dpo-b0.1") < legend.index("dpo-b0.5") and "band minmax" in legend
+        # t: the next metric, b: the band, w: the line width
+        await pilot.press("t")
+        await wait_until(pilot, lambda: compare.metric == "rewards/margins")
+        await pilot.press("b")
+        assert screen.band == "std" and compare.band == "std"
+        await pilot.press("w")
+        assert screen.width_step == 1 and compare.width_step == 1
+        await pilot.press("e")
+        plots = paths.data_dir() / "plots"
+        await wait_until(pilot, lambda: plots.is_dir() and any(p.suffix == ".png" for p in plots.iterdir()))
+
+
+async def test_the_form_takes_a_method_its_adapter_and_grpo_rewards(tmp_path):
+    from textual.widgets import Select
+
+    from tests.helpers.tiny_model import cached_tiny_llama
+
+    data = tmp_path / "prompts.jsonl"
+    data.write_text('{"prompt": "What is 3 plus 4?", "answer": "7"}\n')
+    app = LLMDeckApp(start_mode="train", store=RunStore())
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = app.screen
+        await pilot.press("n")
+        form = screen.query_one("#train-form")
+        assert not screen.query_one("#row-rewards").display  # SFT: no reward fields
+        screen.query_one("#f-model").value = str(cached_tiny_llama())
+        screen.query_one("#f-dataset").value = str(data)
+        screen.query_one("#f-method", Select).value = "grpo"
+        await wait_until(pilot, lambda: screen.query_one("#row-rewards").display)
+        await wait_until(pilot, lambda: any(p.startswith("rewards: GRPO needs") for p in form.problems))
+        screen.query_one("#f-rewards").value = "exact:answer; length:1:8"
+        screen.query_one("#f-adapter", Select).value = "full"
+        await wait_until(pilot, lambda: form.problems == [])
+        cli = str(screen.query_one("#form-cli").render())
+        assert "--method grpo" in cli and "--adapter full" in cli
+        assert "--reward exact:answer --reward length:1:8" in cli
+        assert form.spec.rewards == ["exact:answer", "length:1:8"]
+        assert not screen.query_one("#row-sft_weight").display

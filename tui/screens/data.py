@@ -1,8 +1,9 @@
 """Data mode: open a dataset against a model's tokenizer and see what training will see.
 
 Three views of one scan: Records (each record rendered through the chat template, the tokens
-trained on highlighted, the max_seq_len cut marked), Lengths (token-length statistics and the
-histogram with the cut line), Problems (every skipped record with its line and reason).
+trained on highlighted, the max_seq_len cut marked; a preference pair shows its prompt, then its
+two answers side by side, each with its token count and cut), Lengths (token-length statistics and
+the histogram with the cut line), Problems (every skipped record with its line and reason).
 The scan is `engine.data.job.scan_job` in a thread worker whose events come back as
 `DataScreen.ScanReported` messages: the UI never waits on tokenization, and starting a new scan
 cancels the one in flight (the worker's cancel flag is the job's).
@@ -16,7 +17,7 @@ from typing import Any
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.message import Message
 from textual.widgets import DataTable, Input, OptionList, Static, TabbedContent, TabPane
@@ -79,7 +80,8 @@ class DataScreen(ModeScreen):
                 tooltip="chat template: empty = the model's own, else the built-in one for its architecture; "
                 "or llama-2, llama-3, mistral, chatml, gemma, alpaca, or a Jinja file",
             )
-        yield Static("Give a dataset and a model folder, then Enter (or ctrl+r) to scan.", id="data-status")
+        yield Static("Tab to the fields: a dataset and a model folder, then Enter (or ctrl+r) to scan.",
+                     id="data-status")
         with TabbedContent(id="data-tabs", initial="records"):
             with TabPane("Records", id="records"):
                 with Horizontal():
@@ -87,6 +89,11 @@ class DataScreen(ModeScreen):
                     with VerticalScroll(id="data-record-scroll"):
                         yield Static("", id="data-record-head")
                         yield Static("", id="data-record")
+                        with Horizontal(id="data-pair"):
+                            for side in ("a", "b"):
+                                with Vertical(classes="data-side"):
+                                    yield Static("", id=f"data-side-{side}-head", classes="data-side-head")
+                                    yield Static("", id=f"data-side-{side}", classes="data-side-text")
             with TabPane("Lengths", id="lengths"):
                 with VerticalScroll(id="data-lengths-scroll"):
                     yield Static("No scan yet.", id="data-lengths")
@@ -98,12 +105,11 @@ class DataScreen(ModeScreen):
                 yield table
 
     def on_mount(self) -> None:
+        # The record list has the focus (AUTO_FOCUS), never a path field: number keys still
+        # switch modes, and Tab (or a click) reaches the fields.
         options = self.app.options
         if options.get("file") and options.get("model"):
-            self.query_one("#data-records", OptionList).focus()  # keys browse; Tab reaches the inputs
             self.action_scan()
-        else:
-            self.query_one("#data-file" if not options.get("file") else "#data-model", Input).focus()
 
     # -- actions -----------------------------------------------------------------------------
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -221,11 +227,27 @@ class DataScreen(ModeScreen):
         if self.summary is None or not (0 <= index < len(self.summary["previews"])):
             return
         p = self.summary["previews"][index]
+        max_seq_len = self.summary.get("max_seq_len")
+        sides = p.get("sides")
+        pair = self.query_one("#data-pair", Horizontal)
+        pair.display = bool(sides)
+        if sides is not None:  # a preference, KTO or prompt record: the prompt, then each answer
+            head = f"{p['where']} · prompt {sides[0]['n_prompt'] if sides else p['n_tokens']} tokens"
+            self.query_one("#data-record-head", Static).update(head)
+            self.query_one("#data-record", Static).update(prompt_content(p))
+            for key, side in zip(("a", "b"), [*sides, None, None][:2], strict=True):
+                column = self.query_one(f"#data-side-{key}", Static).parent
+                assert column is not None
+                column.display = side is not None
+                if side is not None:
+                    self.query_one(f"#data-side-{key}-head", Static).update(side_head(side, max_seq_len))
+                    self.query_one(f"#data-side-{key}", Static).update(answer_content(side, max_seq_len))
+            return
         head = f"{p['where']} · {p['n_tokens']} tokens · {p['n_trained']} trained"
         if p["cut_char"] is not None:
-            head += f" · cut at {self.summary['max_seq_len']}"
+            head += f" · cut at {max_seq_len}"
         self.query_one("#data-record-head", Static).update(head)
-        self.query_one("#data-record", Static).update(record_content(p, self.summary.get("max_seq_len")))
+        self.query_one("#data-record", Static).update(record_content(p, max_seq_len))
 
     def _status(self, text: str, *, error: bool = False) -> None:
         status = self.query_one("#data-status", Static)
@@ -245,6 +267,37 @@ def record_content(preview: dict[str, Any], max_seq_len: int | None) -> Content:
         content = Content.assemble(content[:cut], marker, content[cut:].stylize(CUT_STYLE))
     if preview.get("clipped"):
         content = Content.assemble(content, Content.styled("\n… (record clipped for display)", "$text-muted"))
+    return content
+
+
+def prompt_content(preview: dict[str, Any]) -> Content:
+    """A pair's prompt as the chat template renders it (and the columns a GRPO reward reads)."""
+    content = Content(preview["prompt"].rstrip("\n"))
+    columns = preview.get("columns")
+    if columns:
+        listed = ", ".join(f"{k}={v!r}" for k, v in columns.items())
+        content = Content.assemble(content, Content.styled(f"\ncolumns: {listed}", "$text-muted"))
+    return content
+
+
+def side_head(side: dict[str, Any], max_seq_len: int | None) -> str:
+    """`chosen · 12 tokens (40 with the prompt)`, and where max_seq_len cuts it."""
+    head = f"[b]{side['label']}[/b] · {side['n_answer']} tokens ({side['n_tokens']} with the prompt)"
+    if side.get("prompt_over"):
+        head += f" · the prompt alone fills {max_seq_len}: dropped"
+    elif side["cut_char"] is not None:
+        head += f" · ✂ at {max_seq_len}"
+    return head
+
+
+def answer_content(side: dict[str, Any], max_seq_len: int | None) -> Content:
+    """One answer, trained text highlighted, the part past max_seq_len struck."""
+    text: str = side["answer"]
+    cut = side["cut_char"]
+    content = Content(text).stylize(TRAINED_STYLE, 0, len(text))
+    if cut is not None and cut < len(text):
+        marker = Content.styled(f"✂ {max_seq_len} ", "bold $text-warning")
+        content = Content.assemble(content[:cut], marker, Content(text[cut:]).stylize(CUT_STYLE))
     return content
 
 

@@ -7,8 +7,12 @@ TUI was opened shows its whole curve and then continues live. Nothing here holds
 training: closing the TUI leaves the runs going.
 
 Left: training runs (space marks runs for the compare overlay) and the selected run's
-checkpoints. Right: the live dashboard (curve with EMA smoothing, stats, progress + ETA, log),
-the new-run form, and the compare overlay.
+checkpoints. Right: the live dashboard (curve with EMA smoothing, stats, progress + ETA, log;
+`t` steps through what the run's method logs: rewards of chosen and rejected, margins and
+accuracy for DPO/ORPO/KTO, reward +- std per function, KL, completion length and clip ratio for
+GRPO), the completions a GRPO run sampled at its latest step, the new-run form, and the compare
+overlay, where marked runs are grouped into experiments (one colour each, seeds as their mean
+with a min-max or +-std band, `b`), ordered by experiment name, line width `w`.
 """
 
 from __future__ import annotations
@@ -26,14 +30,15 @@ from textual.message import Message
 from textual.widgets import DataTable, Log, ProgressBar, Static, TabbedContent, TabPane
 
 from engine import paths
-from engine.events import Cancelled, Failed, Finished, JobEvent, Metric, Progress
+from engine.events import Cancelled, Failed, Finished, JobEvent, Metric, Progress, Samples
 from engine.events import Log as LogEvent
 from engine.filenames import slugify
 from engine.formatting import format_bytes, format_duration
 from engine.runs import RunError, RunInfo
 from engine.train import launch
 from engine.train.checkpoints import Checkpoint
-from engine.train.plots import RunCurves, run_colour
+from engine.train.experiments import colours_for
+from engine.train.plots import RunCurves
 from engine.train.rank_status import NodeRow
 from engine.train.spec import TrainSpec
 from tui.messages import OpenInChat, StopRun
@@ -42,11 +47,24 @@ from tui.screens.base import ModeScreen
 from tui.screens.confirm import ConfirmModal
 from tui.widgets.run_nodes import RunNodes
 from tui.widgets.tables import cursor_row_key
-from tui.widgets.train_curve import TrainCurve
+from tui.widgets.train_curve import LINE_WIDTHS, MARKERS, TrainCurve, View, views_for
 from tui.widgets.train_form import TrainForm
+from tui.widgets.train_samples import TrainSamples
 from tui.widgets.train_stats import TrainStats
 
 SMOOTHING_STEPS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95)
+RUN_COLUMNS = ("state", "step", "loss", "run")
+"""The run list's columns. The name goes last, where a narrow panel cuts it (as nvitop and htop
+cut the command line), so the numbers always show; the status is a glyph (the word is in the
+live pane's status line)."""
+STATE_GLYPHS = {"created": "·", "starting": "…", "running": "▶", "succeeded": "✓", "failed": "✗",
+                "cancelled": "■", "lost": "?", "damaged": "!"}
+BANDS = ("minmax", "std", "none")
+# What the compare overlay can draw, in order (the picture's metrics, then the usual ones).
+COMPARE_METRICS: tuple[str, ...] = (
+    "loss", "eval_loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected", "reward",
+    "reward_std", "kl", "completions/mean_length", "clip_ratio/region_mean", "lr", "grad_norm", "tokens_per_s",
+)
 
 
 @dataclass
@@ -57,6 +75,11 @@ class _RunState:
     progress: Progress | None = None
     logs: list[str] = field(default_factory=list)
     final: str = ""
+    samples: Samples | None = None  # the completions a GRPO run sampled at its latest log
+
+
+def newest_complete(checkpoints: list[Checkpoint]) -> Checkpoint | None:
+    return max((c for c in checkpoints if c.complete), key=lambda c: c.step, default=None)
 
 
 class TrainScreen(ModeScreen):
@@ -94,15 +117,20 @@ class TrainScreen(ModeScreen):
         Binding("space", "toggle_compare", "compare mark"),
         Binding("left_square_bracket", "smooth(-1)", "less smoothing"),
         Binding("right_square_bracket", "smooth(1)", "more smoothing"),
+        Binding("t", "cycle_view(1)", "next curve"),
+        Binding("T", "cycle_view(-1)", "previous curve", show=False),
+        Binding("b", "cycle_band", "band (compare)"),
+        Binding("w", "line_width", "line width"),
         Binding("e", "export('png')", "export PNG"),
         Binding("x", "export('csv')", "export CSV"),
         Binding("E", "edit_spec", "edit & re-run"),
         Binding("c", "chat_checkpoint", "chat with checkpoint"),
         Binding("m", "merge_checkpoint", "merge LoRA"),
         Binding("g", "gguf_checkpoint", "export GGUF"),
-        Binding("delete", "delete_checkpoint", "delete checkpoint"),
+        Binding("d", "delete_checkpoint", "delete checkpoint"),
         Binding("v", "show_tab('live')", "live", show=False),
         Binding("o", "show_tab('compare')", "compare", show=False),
+        Binding("a", "show_tab('samples')", "samples", show=False),
     ]
 
     def __init__(self) -> None:
@@ -112,8 +140,14 @@ class TrainScreen(ModeScreen):
         self.selected: str | None = None
         self.compare: list[str] = []
         self.smoothing = 0.6
+        self.view_title = "loss"  # the live curve's view (kept across runs when the next has it too)
+        self.compare_metric = "loss"
+        self.band = "minmax"
+        self.width_step = 0  # index into the curve's MARKERS / LINE_WIDTHS
         self.checkpoints: list[Checkpoint] = []
         self._checkpoints_read = 0.0
+        self._chosen_checkpoint: str | None = None
+        """The checkpoint the user moved to in the list; None: the newest complete one."""
         self._nodes_of: str | None = None  # the run whose nodes were last read (an ended run: once)
 
     # -- layout --------------------------------------------------------------------------------
@@ -123,8 +157,8 @@ class TrainScreen(ModeScreen):
                 runs: DataTable[str] = DataTable(id="train-runs", cursor_type="row", zebra_stripes=True,
                                                  classes="panel")
                 runs.border_title = "training runs"
-                for col in ("", "run", "status", "step", "loss"):
-                    runs.add_column(col, key=col or "mark")
+                for col in RUN_COLUMNS:
+                    runs.add_column("" if col == "state" else col, key=col)
                 yield runs
                 ckpts: DataTable[str] = DataTable(id="train-ckpts", cursor_type="row", classes="panel")
                 ckpts.border_title = "checkpoints"
@@ -140,6 +174,8 @@ class TrainScreen(ModeScreen):
                     yield TrainStats("", id="train-stats")
                     yield RunNodes(id="train-nodes")
                     yield Log(max_lines=500, id="train-log", auto_scroll=True)
+                with TabPane("Samples", id="samples"):
+                    yield TrainSamples(id="train-samples")
                 with TabPane("New run", id="new"):
                     yield TrainForm(self._initial_spec(), id="train-form")
                 with TabPane("Compare", id="compare"):
@@ -182,7 +218,9 @@ class TrainScreen(ModeScreen):
         state = self.states.get(run_id)
         if state is None or message.first:
             info = self.runs.get(run_id)
-            state = self.states[run_id] = _RunState(curves=RunCurves(info.label if info else run_id))
+            experiment = str((info.spec or {}).get("experiment") or "") if info else ""
+            curves = RunCurves(info.label if info else run_id, experiment=experiment)
+            state = self.states[run_id] = _RunState(curves=curves)
         for event in message.events:
             self._apply(state, event)
         self._fill_runs_table()
@@ -246,6 +284,8 @@ class TrainScreen(ModeScreen):
                 if event.step >= state.step or "loss" in event.values:
                     state.step = event.step
                 state.latest.update(event.values)
+        elif isinstance(event, Samples):
+            state.samples = event
         elif isinstance(event, Progress):
             if event.phase == "train" or state.progress is None or state.progress.phase != "train":
                 state.progress = event
@@ -271,32 +311,44 @@ class TrainScreen(ModeScreen):
             state = self.states.get(run.id)
             loss = state.latest.get("loss") if state else None
             cells = (
-                "●" if run.id in self.compare else "",
-                run.label[:14],
-                run.status,
+                STATE_GLYPHS.get(run.status, "?") + ("●" if run.id in self.compare else ""),
                 str(state.step) if state and state.step else "",
                 f"{loss:.3f}" if loss is not None else "",
+                run.label,
             )
             if run.id in table.rows:
-                for col, value in zip(("mark", "run", "status", "step", "loss"), cells):
-                    table.update_cell(run.id, col, value)
+                for col, value in zip(RUN_COLUMNS, cells, strict=True):
+                    table.update_cell(run.id, col, value, update_width=True)
             else:
                 table.add_row(*cells, key=run.id)
 
     def _fill_checkpoints(self) -> None:
+        """The list, with the cursor on the user's choice, else on the newest complete checkpoint
+        (what c, m and g use): the oldest, first in the list, is rarely the one wanted."""
         table = self.query_one("#train-ckpts", DataTable)
         table.clear()
         for c in self.checkpoints:
             table.add_row(c.name.replace("checkpoint-", "ckpt "), f"{c.loss:.3f}" if c.loss is not None else "-",
                           format_bytes(c.size), "✓" if c.complete else "✗", key=str(c.path))
+        paths_listed = [str(c.path) for c in self.checkpoints]
+        target = self._chosen_checkpoint if self._chosen_checkpoint in paths_listed else None
+        newest = newest_complete(self.checkpoints)
+        if target is None and newest is not None:
+            target = str(newest.path)
+        if target is not None:
+            with table.prevent(DataTable.RowHighlighted):
+                table.move_cursor(row=paths_listed.index(target), animate=False)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "train-ckpts" and event.data_table.has_focus and event.row_key is not None:
+            self._chosen_checkpoint = event.row_key.value  # moved there by the user
         if event.data_table.id == "train-runs" and event.row_key is not None and event.row_key.value != self.selected:
             self._select(event.row_key.value)
 
     def _select(self, run_id: str | None) -> None:
         self.selected = run_id
         self.checkpoints = []
+        self._chosen_checkpoint = None
         self._fill_checkpoints()
         self._checkpoints_read = 0.0
         self._nodes_of = None
@@ -320,27 +372,38 @@ class TrainScreen(ModeScreen):
         state = self.states.get(run.id, _RunState())
         why = run.exit_reason or run.status_detail  # the end, or why a queued run waits
         reason = f" — {why}" if why else ""
+        view = self._live_view(state)
         status.update(
             f"[b]{run.label}[/b] · {run.status} · {format_duration(run.elapsed(time.time()))} · "
-            f"smoothing {self.smoothing:.2f}{reason}"
+            f"[b]{view.title}[/b] (t) · smoothing {self.smoothing:.2f}{reason}"
         )
         bar = self.query_one("#train-progress", ProgressBar)
         if state.progress is not None:
             bar.update(total=state.progress.total, progress=state.progress.done)
         self.query_one("#train-stats", TrainStats).show(state.latest, state.step)
         if redraw and state.curves is not None:
-            self.query_one("#train-curve", TrainCurve).show([state.curves], smoothing=self.smoothing)
+            self.query_one("#train-curve", TrainCurve).show_run(state.curves, view, smoothing=self.smoothing,
+                                                                width_step=self.width_step)
+        self.query_one("#train-samples", TrainSamples).show(state.samples)
         log = self.query_one("#train-log", Log)
         shown = log.line_count
         if len(state.logs) > shown:
             log.write_lines(state.logs[shown:])
 
+    def _live_view(self, state: _RunState) -> View:
+        views = views_for(state.curves)
+        return next((v for v in views if v.title == self.view_title), views[0])
+
+    def _compare_metrics(self, curves: list[RunCurves]) -> list[str]:
+        return [m for m in COMPARE_METRICS if any(c.series.get(m) for c in curves)] or ["loss"]
+
     def _refresh_compare(self) -> None:
         curves = [self.states[r].curves for r in self.compare if r in self.states and self.states[r].curves]
-        self.query_one("#compare-curve", TrainCurve).show(curves, smoothing=self.smoothing)
-        legend = ("  ".join(f"[{run_colour(c.name)}]■[/] {c.name}" for c in curves)
-                  or "mark runs with space to overlay them")
-        self.query_one("#compare-legend", Static).update(legend)
+        metrics = self._compare_metrics(curves)
+        metric = self.compare_metric if self.compare_metric in metrics else metrics[0]
+        self.query_one("#compare-curve", TrainCurve).show_experiments(
+            curves, metric, smoothing=self.smoothing, band=self.band, width_step=self.width_step)
+        self.query_one("#compare-legend", Static).update(experiments_legend(curves, metric, self.band))
 
     # -- actions -------------------------------------------------------------------------------
     def action_show_tab(self, tab: str) -> None:
@@ -401,6 +464,33 @@ class TrainScreen(ModeScreen):
     def _highlighted_run(self) -> str | None:
         return cursor_row_key(self.query_one("#train-runs", DataTable))
 
+    def action_cycle_view(self, direction: int) -> None:
+        """The next (or previous) curve: a view of the selected run, or the compared metric."""
+        if self.query_one(TabbedContent).active == "compare":
+            curves = [self.states[r].curves for r in self.compare if r in self.states and self.states[r].curves]
+            metrics = self._compare_metrics(curves)
+            at = metrics.index(self.compare_metric) if self.compare_metric in metrics else 0
+            self.compare_metric = metrics[(at + direction) % len(metrics)]
+            self._refresh_compare()
+            return
+        state = self.states.get(self.selected or "", _RunState())
+        views = views_for(state.curves)
+        titles = [v.title for v in views]
+        at = titles.index(self.view_title) if self.view_title in titles else 0
+        self.view_title = titles[(at + direction) % len(titles)]
+        self._refresh_live(True)
+
+    def action_cycle_band(self) -> None:
+        self.band = BANDS[(BANDS.index(self.band) + 1) % len(BANDS)]
+        self.notify(f"seeds band: {self.band}")
+        self._refresh_compare()
+
+    def action_line_width(self) -> None:
+        self.width_step = (self.width_step + 1) % len(MARKERS)
+        self.notify(f"line width {LINE_WIDTHS[self.width_step]:g}")
+        self._refresh_live(True)
+        self._refresh_compare()
+
     def action_smooth(self, direction: int) -> None:
         steps = SMOOTHING_STEPS
         index = min(range(len(steps)), key=lambda i: abs(steps[i] - self.smoothing))
@@ -436,17 +526,19 @@ class TrainScreen(ModeScreen):
         folder = paths.data_dir() / "plots"
         name = slugify("-".join(c.name for c in curves), fallback="runs")
         out = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.{kind}"
-        self._write_export(curves, out, kind, self.smoothing)
+        self._write_export(curves, out, kind, self.smoothing, self.band, LINE_WIDTHS[self.width_step])
 
     @work(thread=True, group="train-exports", exit_on_error=False, description="exporting the curves")
-    def _write_export(self, curves: list[RunCurves], out: Path, kind: str, smoothing: float) -> None:
+    def _write_export(self, curves: list[RunCurves], out: Path, kind: str, smoothing: float, band: str,
+                      line_width: float) -> None:
         from engine.train import plots
 
         try:
+            metrics = plots.present_metrics(curves)
             if kind == "csv":
-                plots.write_csv(curves, out, smooth=smoothing)
+                plots.write_csv(curves, out, metrics, smooth=smoothing, band=band)
             else:
-                plots.write_png(curves, out, ["loss", "eval_loss", "lr", "grad_norm"], smooth=smoothing)
+                plots.write_image(curves, out, metrics, smooth=smoothing, band=band, line_width=line_width)
         except (OSError, ValueError) as exc:
             self.post_message(self.Exported(out, f"export failed: {exc}"))
             return
@@ -463,25 +555,42 @@ class TrainScreen(ModeScreen):
         key = cursor_row_key(self.query_one("#train-ckpts", DataTable))
         return next((c for c in self.checkpoints if str(c.path) == key), None)
 
-    def _target(self) -> Path | None:
-        """The highlighted complete checkpoint, else the run's final output."""
+    def _target(self) -> tuple[Path, str] | None:
+        """What c, m and g act on, and how to name it: the highlighted checkpoint (the newest
+        complete one unless the user moved), else the run's final output."""
         ckpt = self._highlighted_checkpoint()
         if ckpt is not None:
             if not ckpt.complete:
                 self.notify(f"{ckpt.name} is not complete ({ckpt.problem})", severity="warning")
                 return None
-            return ckpt.path
+            return ckpt.path, f"{ckpt.name} · step {ckpt.step} · {format_bytes(ckpt.size)}"
         run = self.runs.get(self.selected or "")
         out = launch.final_output(run) if run else None
         if out is None:
             self.notify("no checkpoint or output to use yet", severity="warning")
-        return out
+            return None
+        return out, f"final output {out.name}"
 
     def action_chat_checkpoint(self) -> None:
         """Open Chat on the highlighted checkpoint (a LoRA adapter loads with its base)."""
         target = self._target()
         if target is not None:
-            self.post_message(OpenInChat(str(target)))
+            self.post_message(OpenInChat(str(target[0])))
+
+    def _confirm_job(self, kind: str, spec: dict[str, Any], what: str, title: str, button: str,
+                     described: str, out: Path) -> None:
+        """One dialog naming the checkpoint (step, size) and the output, then the detached job."""
+        if out.exists():
+            self.notify(f"{out} already exists: delete it or pick another checkpoint", severity="error")
+            return
+        run = self.runs.get(self.selected or "")
+        body = f"{described}\nof run {run.label if run else '?'}\n\nwrites {out}"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._start_job(kind, spec, what)
+
+        self.app.push_screen(ConfirmModal(title, body, button), answered)
 
     def _start_job(self, kind: str, spec: dict[str, Any], what: str) -> None:
         try:
@@ -495,19 +604,23 @@ class TrainScreen(ModeScreen):
         target = self._target()
         if target is None:
             return
-        if not (target / "adapter_config.json").exists():
+        path, described = target
+        if not (path / "adapter_config.json").exists():
             self.notify("merge applies to LoRA adapters; this is a full model", severity="warning")
             return
-        out = target.with_name(target.name + "-merged")
-        self._start_job("train.merge", {"adapter": str(target), "output": str(out)}, f"merge {target.name}")
+        out = path.with_name(path.name + "-merged")
+        self._confirm_job("train.merge", {"adapter": str(path), "output": str(out)}, f"merge {path.name}",
+                          "Merge this LoRA into its base?", "Merge", described, out)
 
     def action_gguf_checkpoint(self) -> None:
         target = self._target()
         if target is None:
             return
-        out = target.with_name(f"{target.name}-f16.gguf")
-        spec = {"model": str(target), "output": str(out), "outtype": "f16"}
-        self._start_job("train.gguf", spec, f"gguf {target.name}")
+        path, described = target
+        out = path.with_name(f"{path.name}-f16.gguf")
+        spec = {"model": str(path), "output": str(out), "outtype": "f16"}
+        self._confirm_job("train.gguf", spec, f"gguf {path.name}", "Export to GGUF (f16)?", "Export",
+                          described, out)
 
     def action_delete_checkpoint(self) -> None:
         ckpt = self._highlighted_checkpoint()
@@ -528,5 +641,23 @@ class TrainScreen(ModeScreen):
             self._checkpoints_read = 0.0
             self._read_checkpoints_soon()
 
-        self.app.push_screen(ConfirmModal("Delete checkpoint?", f"{ckpt.path}\n({format_bytes(ckpt.size)})", "Delete"),
-                             answered)
+        self.app.push_screen(ConfirmModal("Delete checkpoint?", f"{ckpt.path}\n({format_bytes(ckpt.size)})", "Delete",
+                                          "Keep it"), answered)
+
+
+
+def experiments_legend(curves: list[RunCurves], metric: str, band: str) -> str:
+    """The compared runs by experiment (sorted by name), each in its colour, with its seeds."""
+    if not curves:
+        return "mark runs with space to overlay them"
+    groups: dict[str, list[str]] = {}
+    for c in curves:
+        groups.setdefault(c.experiment, []).append(c.name)
+    colours = colours_for(groups)
+    parts = []
+    for name in sorted(groups):
+        runs = groups[name]
+        seeds = f" ({len(runs)} seeds: {', '.join(sorted(runs))})" if len(runs) > 1 else ""
+        parts.append(f"[{colours[name]}]■[/] {name}{seeds}")
+    shown_band = f" · band {band} (b)" if any(len(r) > 1 for r in groups.values()) else ""
+    return f"[b]{metric}[/b] (t){shown_band}  " + "  ".join(parts)

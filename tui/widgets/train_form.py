@@ -1,7 +1,8 @@
 """The form that starts a training run, checked as you type.
 
 Every change rebuilds a `TrainSpec` and shows its problems (one line each, naming the field and
-the fix), the equivalent `llmdeck train ...` command, and, when the model folder is readable,
+the fix: listed on top, and each under its own field, where the eye is when the form is
+scrolled), the equivalent `llmdeck train ...` command, and, when the model folder is readable,
 the memory estimate from `engine.estimate` (computed in a thread worker: it reads the model's
 config and safetensors headers). Enter in any field, or the Start button, posts
 `TrainForm.Submitted`.
@@ -19,17 +20,28 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from engine.train.spec import METHODS, PRECISIONS, SCHEDULERS, SpecError, TrainSpec
+from engine.train.spec import ADAPTERS, METHODS, PRECISIONS, SCHEDULERS, SpecError, TrainSpec
 from tui.messages import EstimateReady
+from tui.widgets.model_input import ModelInput
 from tui.workers import ReportsWorkerErrors
 
-# (field, label, kind) in the order shown; kind: text | number | select:<choices> | check
+# (field, label, kind) in the order shown; kind: text | number | list (";"-separated) |
+# select:<choices> | check
 FIELDS: tuple[tuple[str, str, str], ...] = (
     ("model", "model folder", "text"),
     ("dataset", "dataset file", "text"),
     ("chat_template", "chat template", "text"),
     ("method", "method", "select:method"),
+    ("adapter", "adapter", "select:adapter"),
     ("name", "run name", "text"),
+    ("experiment", "experiment (plots)", "text"),
+    ("beta", "beta (0 = default)", "number"),
+    ("sft_weight", "SFT weight (DPO)", "number"),
+    ("rewards", "rewards (a; b)", "list"),
+    ("reward_model", "reward model folder", "text"),
+    ("num_generations", "generations per prompt", "number"),
+    ("max_completion_len", "max completion tokens", "number"),
+    ("temperature", "sampling temperature", "number"),
     ("max_steps", "max steps (0 = epochs)", "number"),
     ("epochs", "epochs", "number"),
     ("learning_rate", "learning rate", "number"),
@@ -51,7 +63,18 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("packing", "packing", "check"),
     ("gradient_checkpointing", "gradient checkpointing", "check"),
 )
-CHOICES: dict[str, tuple[str, ...]] = {"method": METHODS, "scheduler": SCHEDULERS, "precision": PRECISIONS}
+CHOICES: dict[str, tuple[str, ...]] = {"method": METHODS, "adapter": ADAPTERS, "scheduler": SCHEDULERS,
+                                       "precision": PRECISIONS}
+# Fields only some methods use: shown when the method is one of these.
+ONLY_FOR: dict[str, tuple[str, ...]] = {
+    "beta": ("dpo", "orpo", "kto", "grpo"),
+    "sft_weight": ("dpo",),
+    "rewards": ("grpo",),
+    "reward_model": ("grpo",),
+    "num_generations": ("grpo",),
+    "max_completion_len": ("grpo",),
+    "temperature": ("grpo",),
+}
 PLACEHOLDERS: dict[str, str] = {
     "chat_template": "auto (model's own, else by architecture) | gemma | chatml | llama-3 | ... | file.jinja",
 }
@@ -60,6 +83,8 @@ PLACEHOLDERS: dict[str, str] = {
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
     return str(value)
 
 
@@ -80,6 +105,7 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
     TrainForm #form-estimate { color: $text-muted; height: auto; }
     TrainForm #form-cli { color: $text-muted; height: auto; padding: 0 0 1 0; }
     TrainForm Checkbox { width: auto; }
+    TrainForm .field-error { color: $error; height: auto; padding: 0 0 0 24; display: none; }
     """
 
     def __init__(self, spec: TrainSpec | None = None, *, id: str | None = None) -> None:
@@ -98,15 +124,20 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
             value = getattr(self.initial, name)
             if kind == "check":
                 yield Checkbox(label, value=bool(value), id=f"f-{name}", compact=True)
+                yield Static("", id=f"e-{name}", classes="field-error")
                 continue
-            with Horizontal(classes="form-row"):
+            with Horizontal(classes="form-row", id=f"row-{name}"):
                 yield Label(label)
                 if kind.startswith("select:"):
                     options = [(c, c) for c in CHOICES[kind.split(":", 1)[1]]]
                     yield Select(options, value=value, allow_blank=False, id=f"f-{name}", compact=True)
+                elif name == "model":
+                    yield ModelInput(_fmt(value), id=f"f-{name}", placeholder="HF model folder; ctrl+o picks one",
+                                     kinds=("hf", "adapter"), compact=True)
                 else:
                     placeholder = PLACEHOLDERS.get(name, label)
                     yield Input(_fmt(value), id=f"f-{name}", placeholder=placeholder, type="text", compact=True)
+            yield Static("", id=f"e-{name}", classes="field-error")
 
     def on_mount(self) -> None:
         self.validate_now()
@@ -132,9 +163,15 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
             widget = self.query_one(f"#f-{name}")
             if isinstance(widget, (Checkbox, Select)):
                 data[name] = widget.value
+            elif _kind == "list":
+                data[name] = [part.strip() for part in widget.value.split(";") if part.strip()]
             elif isinstance(widget, Input):
                 data[name] = widget.value.strip()
         return data
+
+    def _show_method_fields(self, method: str) -> None:
+        for name, methods in ONLY_FOR.items():
+            self.query_one(f"#row-{name}").display = method in methods
 
     def validate_now(self) -> list[str]:
         try:
@@ -142,8 +179,10 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
             problems = spec.problems()
         except SpecError as exc:
             spec, problems = None, [str(exc)]
+        self._show_method_fields(spec.method if spec is not None else str(self.query_one("#f-method", Select).value))
         self.spec = spec if not problems else None
         self.problems = problems
+        self._show_field_errors(problems)
         box = self.query_one("#form-problems", Static)
         box.set_class(not problems, "ok")
         box.update("\n".join(f"• {p}" for p in problems) if problems else "✓ ready to start (Enter or the button)")
@@ -157,6 +196,18 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
         else:
             self.query_one("#form-estimate", Static).update("")
         return problems
+
+    def _show_field_errors(self, problems: list[str]) -> None:
+        """Each "field: reason" problem under its field (the others stay in the list on top)."""
+        by_field: dict[str, list[str]] = {}
+        for problem in problems:
+            name, _, reason = problem.partition(": ")
+            by_field.setdefault(name, []).append(reason)
+        for name, _label, _kind in FIELDS:
+            error = self.query_one(f"#e-{name}", Static)
+            text = "; ".join(by_field.get(name, ()))
+            error.update(f"↑ {text}" if text else "")
+            error.display = bool(text)
 
     @work(thread=True, exclusive=True, group="estimates", exit_on_error=False, description="memory estimate")
     def _estimate(self, spec: TrainSpec, key: str) -> None:
@@ -199,27 +250,13 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
 def estimate_text(spec: TrainSpec) -> str:
     """One line: the estimator's memory figure for this run, or why there is none."""
     try:
+        from engine.estimate.methods import estimate_method, options_for_spec
         from engine.estimate.sources import spec_from_hf_dir
-        from engine.estimate.training import TrainingOptions, estimate_training
     except ImportError:
         return ""
     try:
         model = spec_from_hf_dir(Path(spec.model).expanduser())
-        precision = {"fp32": "fp32", "fp16": "mixed", "bf16": "mixed", "auto": "mixed"}[spec.precision]
-        if spec.method != "full" and spec.precision in ("bf16", "auto"):
-            precision = "bf16"
-        options = TrainingOptions(
-            method=spec.method,
-            batch=spec.batch_size,
-            seq_len=spec.max_seq_len,
-            precision=precision,
-            grad_checkpointing=spec.gradient_checkpointing,
-            lora_rank=spec.lora_r,
-            lora_targets=spec.target_modules(),
-            lora_dropout=spec.lora_dropout,
-            gpus=max(1, spec.processes()),
-        )
-        estimate = estimate_training(model, options)
+        estimate = estimate_method(model, options_for_spec(spec))
     except (ValueError, OSError) as exc:  # EstimateError (a ValueError): not a model folder we can read
         return f"memory estimate unavailable: {str(exc)[:80]}"
     trainable = f", {estimate.trainable_params:,} trainable params" if estimate.trainable_params else ""

@@ -1,4 +1,5 @@
-"""The numbers beside the curve: lr, grad norm, throughput, memory per device, host RAM, ETA."""
+"""The numbers beside the curve: lr, grad norm, throughput, memory per device, host RAM, ETA, and
+what a preference or RL method is judged by (reward margin and accuracy; reward, KL, length)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def stats_text(values: dict[str, float], step: int) -> str:
         line2.append(f"[b]epoch[/b] {values['epoch']:.2f}")
     if "eta_s" in values:
         line2.append(f"[b]ETA[/b] {format_duration(values['eta_s'])}")
+    method = method_figures(values)
     mem = []
     gpus = sorted({k.split("_")[0] for k in values if k.startswith("gpu") and k.endswith("_alloc_gib")})
     for gpu in gpus:
@@ -36,12 +38,30 @@ def stats_text(values: dict[str, float], step: int) -> str:
         mem.append(f"[b]{gpu}[/b] {alloc:.1f}/{reserved:.1f} GiB")
     if "host_rss_gib" in values:
         mem.append(f"[b]RAM[/b] {values['host_rss_gib']:.2f} GiB")
-    return "\n".join("  ".join(part) for part in (line1, line2, mem) if part)
+    return "\n".join("  ".join(part) for part in (line1, line2, method, mem) if part)
+
+
+# (metric, label, format): the method's headline numbers, in TRL's names
+_METHOD_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("rewards/margins", "margin", "{:.3f}"),
+    ("rewards/accuracies", "acc", "{:.2f}"),
+    ("rewards/chosen", "chosen", "{:.3f}"),
+    ("rewards/rejected", "rejected", "{:.3f}"),
+    ("reward", "reward", "{:.3f}"),
+    ("reward_std", "±", "{:.3f}"),
+    ("kl", "KL", "{:.4f}"),
+    ("completions/mean_length", "len", "{:.1f}"),
+    ("clip_ratio/region_mean", "clip", "{:.3f}"),
+)
+
+
+def method_figures(values: dict[str, float]) -> list[str]:
+    return [f"[b]{label}[/b] {fmt.format(values[key])}" for key, label, fmt in _METHOD_FIGURES if key in values]
 
 
 class TrainStats(Static):
     DEFAULT_CSS = """
-    TrainStats { height: auto; max-height: 3; padding: 0 1; }
+    TrainStats { height: auto; max-height: 4; padding: 0 1; }
     """
 
     def show(self, values: dict[str, float], step: int) -> None:
