@@ -37,27 +37,29 @@ def test_kv_cache_estimate_equals_what_llama_cpp_allocates(gemma: Path, caplog: 
 
 
 def test_generated_tokens_count_the_end_of_turn_once(gemma: Path) -> None:
-    """An answer that ends on Gemma's end-of-turn token: llama-cpp-python's own usage counts the
-    text tokens only; transformers counts them plus the end-of-turn token; llmdeck must say the
-    latter (it said one more)."""
+    """An answer that ends on an end-of-turn token counts its text tokens plus that token, as
+    transformers does (llmdeck said one more). The bundled model is a base model that never
+    samples Gemma's <end_of_turn> in chat, so the test makes the token greedy decoding reaches
+    third or later an end-of-turn token of this backend: the same path a real one takes."""
     from engine.chat.llama_cpp_backend import LlamaCppBackend
     from engine.chat.params import SamplingParams
 
     backend = LlamaCppBackend(gemma, n_ctx=512)
     try:
         messages = [{"role": "user", "content": "What is the capital of France? Answer in one short sentence."}]
-        params = SamplingParams(temperature=0.0, max_new_tokens=64)
-        text = backend.generate(messages, params)
+        backend.llm.reset()
+        raw = backend.llm.create_completion(backend.prompt_tokens(messages), max_tokens=6, temperature=0.0)
+        assert raw["usage"]["completion_tokens"] == 6
+        ids = backend.llm.tokenize(raw["choices"][0]["text"].encode(), add_bos=False, special=False)
+        k = next(i for i in range(2, len(ids)) if ids[i] not in ids[:i])  # first repeat-free position from 3rd on
+        backend.stop_token_ids = set(backend.stop_token_ids) | {ids[k]}
+        text = backend.generate(messages, SamplingParams(temperature=0.0, max_new_tokens=64))
         stats = backend.last_stats
         assert stats is not None and stats.finish_reason == "stop"
-        prompt = backend.prompt_tokens(messages)
-        backend.llm.reset()
-        raw = backend.llm.create_completion(prompt, max_tokens=64, temperature=0.0)
-        assert raw["choices"][0]["text"].strip() == text.strip()
-        assert raw["choices"][0]["finish_reason"] == "stop"
-        assert stats.generated_tokens == raw["usage"]["completion_tokens"] + 1  # + the end-of-turn token
+        assert text == backend.llm.detokenize(ids[: k + 1]).decode()
+        assert stats.generated_tokens == k + 1  # k text tokens + the end-of-turn token, once
         # a capped answer counts exactly the cap
-        capped = backend.generate(messages, SamplingParams(temperature=0.0, max_new_tokens=3))
-        assert capped and backend.last_stats.generated_tokens == 3 and backend.last_stats.finish_reason == "length"
+        capped = backend.generate(messages, SamplingParams(temperature=0.0, max_new_tokens=2))
+        assert capped and backend.last_stats.generated_tokens == 2 and backend.last_stats.finish_reason == "length"
     finally:
         backend.close()
