@@ -173,7 +173,8 @@ def main() -> int:
         f"(NVML open {poll['open_ms']:.1f} ms, {poll['gpus']} GPU(s)) {poll['gpu_status']}"
     )
     if poll["nvml_errors"]:
-        print("NVML errors met (field -> kind): " + ", ".join(f"{k} -> {v}" for k, v in sorted(poll["nvml_errors"].items())))
+        print("NVML errors met (field -> kind): "
+              + ", ".join(f"{k} -> {v}" for k, v in sorted(poll["nvml_errors"].items())))
     return 0
 
 

@@ -227,13 +227,15 @@ def main() -> int:
         print(json.dumps({"model": model, "clients": args.clients, "duration_s": args.duration,
                           "max_tokens": args.max_tokens, "threads": threads, "results": rows}, indent=2))
         return 0
-    print(f"model {Path(model).name} · /v1/{args.endpoint} · {args.clients} clients · {args.duration:g} s · max_tokens {args.max_tokens} · "
+    print(f"model {Path(model).name} · /v1/{args.endpoint} · {args.clients} clients · {args.duration:g} s · max_tokens "
+          f"{args.max_tokens} · "
           f"{threads} threads")
 
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
-    print(f"{'server':18} {'requests':>8} {'errors':>6} {'tok/s':>7} {'p50 lat':>8} {'p95 lat':>8} {'p50 TTFT':>9} {'p95 TTFT':>9}")
+    print(f"{'server':18} {'requests':>8} {'errors':>6} {'tok/s':>7} "
+          f"{'p50 lat':>8} {'p95 lat':>8} {'p50 TTFT':>9} {'p95 TTFT':>9}")
     for row in rows:
         if row["note"] and not row["requests"]:
             print(f"{row['server']:18} {row['note']}")

@@ -54,7 +54,8 @@ def build_model(folder: Path, hidden: int, layers: int) -> Path:
     tok = build_tiny_tokenizer(folder)
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 8 // 3 // 8 * 8, num_hidden_layers=layers,
-        num_attention_heads=max(1, hidden // 64), num_key_value_heads=max(1, hidden // 128), max_position_embeddings=2048,
+        num_attention_heads=max(1, hidden // 64), num_key_value_heads=max(1, hidden // 128),
+        max_position_embeddings=2048,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(0)
@@ -67,7 +68,8 @@ def ours(spec, work: Path) -> dict:
 
     ctx = ListCtx()
     summary = train(spec, work, ctx)
-    return {"tokens": summary["tokens"], "seconds": summary["train_runtime_s"], "loss": summary["final_loss"], "metrics": sum(1 for e in ctx.events if e.KIND == "metric")}
+    return {"tokens": summary["tokens"], "seconds": summary["train_runtime_s"], "loss": summary["final_loss"],
+            "metrics": sum(1 for e in ctx.events if e.KIND == "metric")}
 
 
 def plain(spec, work: Path) -> dict:
@@ -86,15 +88,21 @@ def plain(spec, work: Path) -> dict:
     cuda = torch.cuda.is_available() and not spec.cpu
     model = AutoModelForCausalLM.from_pretrained(spec.model, dtype=torch.bfloat16 if cuda else torch.float32)
     model.config.use_cache = False
-    model = get_peft_model(model, LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout, target_modules="all-linear", task_type="CAUSAL_LM"))
+    model = get_peft_model(model,
+                           LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
+                                      target_modules="all-linear", task_type="CAUSAL_LM"))
     args = TrainingArguments(
-        output_dir=str(work / "plain"), per_device_train_batch_size=spec.batch_size, gradient_accumulation_steps=spec.grad_accum,
-        max_steps=spec.max_steps, learning_rate=spec.learning_rate, lr_scheduler_type=spec.scheduler, warmup_steps=spec.warmup,
-        logging_steps=spec.logging_steps, save_strategy="no", seed=spec.seed, data_seed=spec.seed, use_cpu=not cuda, bf16=cuda,
+        output_dir=str(work / "plain"), per_device_train_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.grad_accum,
+        max_steps=spec.max_steps, learning_rate=spec.learning_rate, lr_scheduler_type=spec.scheduler,
+        warmup_steps=spec.warmup,
+        logging_steps=spec.logging_steps, save_strategy="no", seed=spec.seed, data_seed=spec.seed, use_cpu=not cuda,
+        bf16=cuda,
         report_to=[], disable_tqdm=True, remove_unused_columns=False, label_names=["labels"],
     )
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    trainer = Trainer(model=model, args=args, train_dataset=RowDataset(rows), data_collator=make_collator(padding_free=spec.packing, pad_token_id=pad))
+    trainer = Trainer(model=model, args=args, train_dataset=RowDataset(rows),
+                      data_collator=make_collator(padding_free=spec.packing, pad_token_id=pad))
     trainer.remove_callback(PrinterCallback)
     t0 = time.perf_counter()
     trainer.train()
@@ -130,8 +138,10 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="llmdeck-bench-train-"))
     model = opts.model or str(build_model(tmp / "model", opts.hidden, opts.layers))
-    base = TrainSpec(model=model, dataset=opts.data, method="lora", max_steps=opts.steps, batch_size=opts.batch, max_seq_len=opts.seq,
-                     learning_rate=1e-3, warmup=0, lora_r=16, lora_alpha=32, lora_dropout=0.0, seed=1, cpu=opts.device == "cpu", precision="auto")
+    base = TrainSpec(model=model, dataset=opts.data, method="lora", max_steps=opts.steps, batch_size=opts.batch,
+                     max_seq_len=opts.seq,
+                     learning_rate=1e-3, warmup=0, lora_r=16, lora_alpha=32, lora_dropout=0.0, seed=1,
+                     cpu=opts.device == "cpu", precision="auto")
     packed = TrainSpec(**{**base.to_dict(), "packing": True})
     results: dict[str, list[dict]] = {"ours": [], "plain": [], "ours_packed": []}
     variants = [("ours", ours, base), ("plain", plain, base), ("ours_packed", ours, packed)]
@@ -181,10 +191,12 @@ def main() -> int:
         "best_packed_tokens_per_s": round(best("ours_packed"), 1),
         "best_packing_gain": round(best("ours_packed") / best("ours"), 3),
         "same_final_loss": abs(results["ours"][0]["loss"] - results["plain"][0]["loss"]) < 1e-4,
-        "each": {k: [{kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in r.items()} for r in v] for k, v in results.items()},
+        "each": {k: [{kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in r.items()} for r in v]
+                 for k, v in results.items()},
     }
     if torch.cuda.is_available() and opts.device == "cuda":
-        params = sum(p.numel() for p in __import__("transformers").AutoModelForCausalLM.from_pretrained(model).parameters())
+        auto_model = __import__("transformers").AutoModelForCausalLM
+        params = sum(p.numel() for p in auto_model.from_pretrained(model).parameters())
         report["params"] = params
         report["peak_gib"] = round(max(r.get("peak_gib", 0) for r in results["ours"]), 2)
         report["mfu"] = round(4 * params * tps("ours") / (opts.peak_tflops * 1e12), 4)

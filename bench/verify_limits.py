@@ -122,8 +122,10 @@ def measure_broken(label: str, hf_dir: Path, work: Path, rows: list[dict]) -> No
 def _row(label: str, path: str, kind: str, result, seconds: float) -> dict:
     line = (
         f"{label:24} {path:22} {kind:12} top1 {result.top1_agreement:.3f}  corr {result.correlation:.5f}  "
-        f"kld {result.kld:.4g}  rel {result.rel_diff:.4g}  greedy= {_f(result.greedy_agreement)}  top{5} {_f(result.greedy_in_top)}  "
-        f"tok {result.tokenizer_match or '-'}  n {result.positions}  {seconds:.1f}s  -> {'ok' if result.ok else 'FAIL: ' + '; '.join(result.failures())}"
+        f"kld {result.kld:.4g}  rel {result.rel_diff:.4g}  greedy= {_f(result.greedy_agreement)}  top{5} "
+        f"{_f(result.greedy_in_top)}  "
+        f"tok {result.tokenizer_match or '-'}  n {result.positions}  {seconds:.1f}s  -> "
+        f"{'ok' if result.ok else 'FAIL: ' + '; '.join(result.failures())}"
     )
     return {
         "model": label,
@@ -202,7 +204,8 @@ def suggest_limits(rows: list[dict]) -> None:
         )
         limits = tuple(float(f"{x:.4g}") for x in limits)
         print(
-            f'    "{kind}": Limits{limits},  # worst of {len(good)}: rel {worst["rel"]:.3g}, top-1 {worst["top1"]:.3f}, '
+            f'    "{kind}": Limits{limits},  # worst of {len(good)}: rel {worst["rel"]:.3g}, top-1 '
+            f'{worst["top1"]:.3f}, '
             f"corr {worst['corr']:.4f}, KLD {worst['kld']:.3g}, greedy in top 5 {worst['greedy']:.2f}"
         )
 

@@ -27,7 +27,8 @@ def check_gguf(path: Path) -> None:
     if not path.exists():
         raise BackendError(f"model file not found: {path}")
     if path.is_dir():
-        raise BackendError(f"{path} is a folder; the llama.cpp backend needs a .gguf file (use the transformers backend for HF folders)")
+        raise BackendError(f"{path} is a folder; the llama.cpp backend needs a .gguf file (use the transformers "
+                           "backend for HF folders)")
     try:
         with path.open("rb") as fh:
             magic = fh.read(4)
@@ -42,7 +43,8 @@ def check_gguf(path: Path) -> None:
         free = psutil.virtual_memory().available
         if need > free * 1.1:
             raise BackendError(
-                f"out of memory: {path.name} needs about {need / 2**30:.1f} GiB and only {free / 2**30:.1f} GiB of RAM is free"
+                f"out of memory: {path.name} needs about {need / 2**30:.1f} GiB "
+                f"and only {free / 2**30:.1f} GiB of RAM is free"
             )
     except ImportError:
         pass

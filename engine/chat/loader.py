@@ -66,7 +66,8 @@ def resolve_kind(spec: BackendSpec) -> str:
         return "transformers"
     if path.suffix.lower() == ".gguf" or path.is_file():
         return "llama.cpp"
-    raise BackendError(f"model not found: {spec.model} (give a .gguf file, an HF model folder, or --base-url for a server)")
+    raise BackendError(f"model not found: {spec.model} "
+                       "(give a .gguf file, an HF model folder, or --base-url for a server)")
 
 
 def model_path(spec: BackendSpec) -> str:
@@ -116,7 +117,8 @@ def load_backend(spec: BackendSpec) -> ChatBackend:
     if kind == "transformers":
         from engine.chat.transformers_backend import TransformersBackend
 
-        return TransformersBackend(model, base_model=spec.base_model or None, dtype=spec.dtype, device_map=spec.device_map,
+        return TransformersBackend(model, base_model=spec.base_model or None, dtype=spec.dtype,
+                                   device_map=spec.device_map,
                                    gpu_memory=spec.gpu_memory or None, trust_remote_code=spec.trust_remote_code,
                                    template=spec.template, prompt_mode=spec.prompt_mode)
     from engine.chat.openai_backend import OpenAIBackend, api_key_from

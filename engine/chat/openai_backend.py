@@ -54,7 +54,8 @@ class OpenAIBackend(ChatBackend):
         # server accept them); hosted OpenAI rejects unknown fields, so send them elsewhere only.
         self.extra_sampling = extra_sampling if extra_sampling is not None else "api.openai.com" not in parsed.netloc
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0))
+        self._client = httpx.Client(base_url=self.base_url, headers=headers,
+                                    timeout=httpx.Timeout(timeout, connect=10.0))
         self.model = model or self._first_model()
         self._context_size = context_size
         self.set_prompt_mode("chat")
@@ -76,7 +77,8 @@ class OpenAIBackend(ChatBackend):
             resp.raise_for_status()
             data = resp.json().get("data") or []
         except (httpx.HTTPError, ValueError) as exc:
-            raise BackendError(f"cannot list models at {self.base_url}/models ({exc}); pass --openai-model NAME") from None
+            raise BackendError(f"cannot list models at {self.base_url}/models ({exc}); "
+                               "pass --openai-model NAME") from None
         if not data:
             raise BackendError(f"{self.base_url} lists no models; pass --openai-model NAME")
         return str(data[0].get("id", ""))

@@ -179,9 +179,11 @@ def resolve_template(
     choice = (override or "auto").strip()
     if choice in ("auto", "model"):
         if model_template:
-            return ChatTemplate("model", "model", model_template, bos_token, eos_token, _stops_for(model_template, eos_token))
+            return ChatTemplate("model", "model", model_template, bos_token, eos_token,
+                                _stops_for(model_template, eos_token))
         if choice == "model":
-            raise TemplateError("this model has no chat template of its own; pick a built-in one: " + ", ".join(BUILTIN_TEMPLATES))
+            raise TemplateError("this model has no chat template of its own; pick a built-in one: "
+                                + ", ".join(BUILTIN_TEMPLATES))
         name = builtin_for_architecture(architecture, has_token)
         return _builtin(name, bos_token, eos_token, chosen_for=architecture or "?")
     if choice in BUILTIN_TEMPLATES:

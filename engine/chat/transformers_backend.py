@@ -71,7 +71,8 @@ class TransformersBackend(ChatBackend):
             base = Path(base_model or _read_json(adapter_cfg).get("base_model_name_or_path") or "").expanduser()
             if not str(base) or not (base / "config.json").is_file():
                 raise BackendError(
-                    f"{path} is a LoRA adapter whose base model {str(base)!r} is not a local folder; pass --base-model DIR"
+                    f"{path} is a LoRA adapter whose base model {str(base)!r} is not a local folder; "
+                    "pass --base-model DIR"
                 )
             weights_dir = base
         elif not (path / "config.json").is_file():
@@ -96,7 +97,8 @@ class TransformersBackend(ChatBackend):
             if caps:
                 kwargs["max_memory"] = caps
         try:
-            tok_dir = self.adapter if self.adapter and (self.adapter / "tokenizer_config.json").is_file() else weights_dir
+            tok_dir = (self.adapter if self.adapter and (self.adapter / "tokenizer_config.json").is_file()
+                       else weights_dir)
             self.tokenizer = AutoTokenizer.from_pretrained(tok_dir, trust_remote_code=trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(weights_dir, **kwargs)
             if self.adapter is not None:
@@ -104,14 +106,16 @@ class TransformersBackend(ChatBackend):
 
                 model = PeftModel.from_pretrained(model, self.adapter)
         except torch.cuda.OutOfMemoryError:
-            raise BackendError("out of GPU memory loading the model; use a smaller dtype, cap --gpu-memory or use a GGUF") from None
+            raise BackendError("out of GPU memory loading the model; "
+                               "use a smaller dtype, cap --gpu-memory or use a GGUF") from None
         except MemoryError:
             raise BackendError("out of RAM loading the model; free memory or use a quantized GGUF") from None
         except OSError as exc:
             raise BackendError(f"cannot load {path}: {exc}") from None
         except ValueError as exc:
             if "trust_remote_code" in str(exc):
-                raise BackendError(f"{weights_dir} needs its own Python code; pass --trust-remote-code if you trust it") from None
+                raise BackendError(f"{weights_dir} needs its own Python code; "
+                                   "pass --trust-remote-code if you trust it") from None
             raise BackendError(f"cannot load {path}: {exc}") from None
         model.eval()
         self.model = model
@@ -199,7 +203,8 @@ class TransformersBackend(ChatBackend):
 
         class _Stop(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
-                return torch.full((input_ids.shape[0],), cancel.is_set() or stop_now.is_set(), dtype=torch.bool, device=input_ids.device)
+                return torch.full((input_ids.shape[0],), cancel.is_set() or stop_now.is_set(), dtype=torch.bool,
+                                  device=input_ids.device)
 
         class _CountingStreamer(TextIteratorStreamer):
             def put(self, value):  # noqa: ANN001
@@ -215,7 +220,8 @@ class TransformersBackend(ChatBackend):
             "streamer": streamer,
             "stopping_criteria": StoppingCriteriaList([_Stop()]),
             "eos_token_id": self._stop_ids or None,
-            "pad_token_id": self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (self._stop_ids or [0])[0],
+            "pad_token_id": (self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
+                             else (self._stop_ids or [0])[0]),
             "repetition_penalty": params.repetition_penalty,
         }
         if params.greedy:
@@ -259,7 +265,8 @@ class TransformersBackend(ChatBackend):
             thread.join()
         if errors:
             exc = errors[0]
-            if self.static_cache and clock.stats.generated_tokens == 0 and not isinstance(exc, torch.cuda.OutOfMemoryError):
+            if (self.static_cache and clock.stats.generated_tokens == 0
+                    and not isinstance(exc, torch.cuda.OutOfMemoryError)):
                 # compiled static-cache decoding is the fast path, not a requirement
                 self.static_cache = False
                 raise BackendError(f"compiled decoding failed ({type(exc).__name__}: {exc}); "

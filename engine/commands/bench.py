@@ -57,13 +57,15 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="default: llama.cpp for a .gguf, transformers for a folder")
     g.add_argument("--gpu-layers", type=int, default=None, dest="n_gpu_layers",
                    help="llama.cpp layers on the GPU (-1 all; default all when built with GPU support)")
-    g.add_argument("--threads", type=int, default=None, dest="n_threads", help="CPU threads (llama.cpp; torch for transformers)")
+    g.add_argument("--threads", type=int, default=None, dest="n_threads",
+                   help="CPU threads (llama.cpp; torch for transformers)")
     g.add_argument("--dtype", default=None, help="transformers dtype: auto, float32, bfloat16, float16")
     g.add_argument("--device-map", default=None, help="transformers device map: auto, cpu, cuda:0")
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--detach", action="store_true", help="start the run and return (follow it with `llmdeck runs follow ID`)")
+    p.add_argument("--detach", action="store_true",
+                   help="start the run and return (follow it with `llmdeck runs follow ID`)")
     p.add_argument("--json", action="store_true", help="print the result record as JSON")
     p.add_argument("--name", default="", help="a name for the run")
 
@@ -112,7 +114,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="HF model folder or f16/bf16/f32 GGUF (a quantized GGUF needs --allow-requantize)")
     p.add_argument("--types", required=True, help="comma-separated llama.cpp types, e.g. Q4_K_M,Q5_K_M,Q8_0")
     p.add_argument("--ppl-file", required=True, help="UTF-8 text file for perplexity")
-    p.add_argument("--allow-requantize", action="store_true", help="sweep from an F16 copy of an already quantized GGUF")
+    p.add_argument("--allow-requantize", action="store_true",
+                   help="sweep from an F16 copy of an already quantized GGUF")
     p.add_argument("--out", default=None, help="folder for the GGUF files (default: the run's out/ folder)")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     _ppl_options(p)
@@ -173,7 +176,8 @@ def cmd_ppl(args: argparse.Namespace) -> int:
 
 def cmd_speed(args: argparse.Namespace) -> int:
     _positive(prompt_len=args.prompt_len, gen=args.gen_len, reps=args.reps)
-    spec = {"model": _check_model(args.model), "prompt_len": args.prompt_len, "gen_len": args.gen_len, "reps": args.reps,
+    spec = {"model": _check_model(args.model), "prompt_len": args.prompt_len, "gen_len": args.gen_len,
+            "reps": args.reps,
             **_model_spec(args)}
     return _start("bench.speed", spec, args, name=args.name or f"speed {Path(args.model).name}")
 
@@ -182,13 +186,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from engine.evaluate.models import EvalError
     from engine.evaluate.sweep import parse_types
 
-    _positive(ctx=args.ctx, stride=args.stride, max_tokens=args.max_tokens, prompt_len=args.prompt_len, gen=args.gen_len, reps=args.reps)
+    _positive(ctx=args.ctx, stride=args.stride, max_tokens=args.max_tokens, prompt_len=args.prompt_len,
+              gen=args.gen_len, reps=args.reps)
     try:
         types = parse_types(args.types)
     except EvalError as exc:
         raise CommandError(str(exc)) from None
     spec: dict[str, Any] = {
-        "model": _check_model(args.model), "types": ",".join(types), "ppl_file": _check_file(args.ppl_file, "--ppl-file"),
+        "model": _check_model(args.model), "types": ",".join(types),
+        "ppl_file": _check_file(args.ppl_file, "--ppl-file"),
         "ctx": args.ctx, "stride": args.stride, "max_tokens": args.max_tokens, "prompt_len": args.prompt_len,
         "gen_len": args.gen_len, "reps": args.reps, "allow_requantize": args.allow_requantize,
     }
@@ -269,7 +275,8 @@ def print_record(record: dict[str, Any], *, as_json: bool = False, markdown: boo
     elif kind == "bench.sweep":
         r = record["result"]
         print(f"sweep of {record['model']} (baseline {r['baseline']}, from {r['baseline_from']}); "
-              f"PPL on {Path(r['ppl_file']).name}, window {r['ctx']}; speed pp{r['prompt_len']}/tg{r['gen_len']}, median of {r['reps']}")
+              f"PPL on {Path(r['ppl_file']).name}, window {r['ctx']}; speed pp{r['prompt_len']}/tg{r['gen_len']}, "
+              f"median of {r['reps']}")
         print(table(results.SWEEP_HEADERS, results.sweep_rows(record)))
         last = shlex.quote(r["rows"][-1]["path"])
         print(f"use one, e.g.: llmdeck chat {last}   or serve it: llmdeck serve {last}")

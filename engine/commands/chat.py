@@ -92,7 +92,8 @@ def build_spec(args: argparse.Namespace) -> Any:
     if backend == "openai" and not base_url:
         base_url = chat.openai_base_url
         if not base_url:
-            raise CommandError("the openai backend needs a server: pass --base-url http://host:port/v1 or set chat.openai_base_url")
+            raise CommandError("the openai backend needs a server: pass --base-url http://host:port/v1 or set "
+                               "chat.openai_base_url")
     model = args.model or (chat.openai_model if backend == "openai" else chat.model) or ""
     return BackendSpec(
         model=model, backend=backend, template=args.template or "auto", prompt_mode=args.prompt_mode, n_ctx=args.n_ctx,
@@ -136,7 +137,8 @@ def cmd_chat(args: argparse.Namespace) -> OpenTUI:
     spec = build_spec(args)
     params = build_params(args)
     _warn_ignored(spec)
-    return OpenTUI(mode="chat", options={"model": spec.model or None, "chat_spec": spec.to_dict(), "chat_params": params.to_dict()})
+    return OpenTUI(mode="chat",
+                   options={"model": spec.model or None, "chat_spec": spec.to_dict(), "chat_params": params.to_dict()})
 
 
 def _load(spec: Any) -> Any:

@@ -27,8 +27,10 @@ EXAMPLES = (
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", help="output path (default: next to the input)")
-    p.add_argument("--force", action="store_true", help="replace an existing output; go on despite low disk/RAM warnings")
-    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip comparing logits of output and source")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing output; go on despite low disk/RAM warnings")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip comparing logits of output and source")
     p.add_argument("--detach", action="store_true", help="start the run and return at once (`llmdeck runs follow ID`)")
     p.add_argument("--check", action="store_true", help="only print the pre-flight verdict")
     p.add_argument("--json", action="store_true", help="print the verdict/summary as JSON")
@@ -65,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = actions.add_parser("meta-to-hf", help="Meta Llama 1/2/Code Llama (consolidated.*.pth) -> HF folder")
     p.add_argument("input", help="folder with params.json and consolidated.NN.pth")
-    p.add_argument("--dtype", choices=("auto", "f32", "f16", "bf16"), default="auto", help="default: the checkpoint's own")
+    p.add_argument("--dtype", choices=("auto", "f32", "f16", "bf16"), default="auto",
+                   help="default: the checkpoint's own")
     p.add_argument("--shard-size", default="2GB")
     p.add_argument("--llama-version", type=int, choices=(1, 2), default=2, help="sets the context length (2048 / 4096)")
     p.add_argument("--context", type=int, default=0, help="override max_position_embeddings")
@@ -99,11 +102,13 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:
     if args.action == "hf-to-gguf":
         spec.update(outtype=args.outtype, name=args.model_name)
     elif args.action == "quantize":
-        spec.update(qtype=args.qtype.upper(), nthread=args.nthread, imatrix=args.imatrix, allow_requantize=args.allow_requantize)
+        spec.update(qtype=args.qtype.upper(), nthread=args.nthread, imatrix=args.imatrix,
+                    allow_requantize=args.allow_requantize)
     elif args.action == "gguf-to-hf":
         spec.update(dtype=args.dtype, shard_size=args.shard_size)
     elif args.action == "meta-to-hf":
-        spec.update(dtype=args.dtype, shard_size=args.shard_size, llama_version=args.llama_version, context=args.context, tokenizer=args.tokenizer)
+        spec.update(dtype=args.dtype, shard_size=args.shard_size, llama_version=args.llama_version,
+                    context=args.context, tokenizer=args.tokenizer)
     elif args.action == "merge-lora":
         spec.update(base=args.base, dtype=args.dtype, shard_size=args.shard_size)
     return spec
@@ -163,7 +168,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         return 0 if verdict.ok(args.force) else 1
     blocking = verdict.blocking(args.force)
     if blocking:
-        hint = " (pass --force to go on anyway)" if all(p.forceable for p in blocking) and "--force" not in blocking[0].text else ""
+        forceable = all(p.forceable for p in blocking) and "--force" not in blocking[0].text
+        hint = " (pass --force to go on anyway)" if forceable else ""
         raise CommandError(blocking[0].text + hint)
     if not args.json:
         for line in verdict.lines():
@@ -178,7 +184,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     name = args.name or f"{args.action} {Path(verdict.output).name}"
     info = store.start(kind, spec, name=name)
     if args.detach:
-        print(f"started run {info.id}; `llmdeck runs follow {info.id}` to watch it, `llmdeck runs cancel {info.id}` to stop it")
+        print(f"started run {info.id}; `llmdeck runs follow {info.id}` to watch it, "
+              f"`llmdeck runs cancel {info.id}` to stop it")
         return 0
     return follow(store, info.id, as_json=args.json)
 

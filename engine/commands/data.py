@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     data.add_argument("--file", help="dataset to open in Data mode")
     data.add_argument("--model", help="local model or tokenizer folder to render it with")
-    data.add_argument("--max-seq-len", dest="open_max_seq_len", type=int, metavar="N", help="training context to mark the cut at")
+    data.add_argument("--max-seq-len", dest="open_max_seq_len", type=int, metavar="N",
+                      help="training context to mark the cut at")
     data.set_defaults(func=cmd_open)
     actions = data.add_subparsers(dest="data_command", metavar="ACTION")
 
@@ -44,11 +45,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="dataset file (.jsonl, .json, .csv, .tsv, .parquet)")
     p.add_argument("--model", required=True, metavar="M", help="local HF model folder, tokenizer folder or .gguf file")
     p.add_argument("--max-seq-len", type=int, metavar="N", help="training context: count what is longer")
-    p.add_argument("--policy", choices=("truncate", "drop", "pack"), default="truncate", help="what happens at N (default truncate)")
+    p.add_argument("--policy", choices=("truncate", "drop", "pack"), default="truncate",
+                   help="what happens at N (default truncate)")
     p.add_argument("--format", metavar="F", help="openai, sharegpt, alpaca, prompt_completion, text, preference, "
                    "unpaired or prompt (default: detect)")
-    p.add_argument("--map", action="append", default=[], metavar="FIELD=NAME", help="read FIELD from the file's NAME (repeatable)")
-    p.add_argument("--loss-on", choices=("assistant", "all"), default="assistant", help="trained tokens (default: assistant turns)")
+    p.add_argument("--map", action="append", default=[], metavar="FIELD=NAME",
+                   help="read FIELD from the file's NAME (repeatable)")
+    p.add_argument("--loss-on", choices=("assistant", "all"), default="assistant",
+                   help="trained tokens (default: assistant turns)")
     p.add_argument(
         "--chat-template",
         metavar="NAME|FILE",
@@ -57,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--strict", action="store_true", help="stop at the first problem (exit 2)")
     p.add_argument("--keep-duplicates", action="store_true", help="do not skip exact duplicate records")
-    p.add_argument("--show", type=int, default=0, metavar="K", help="print the first K records rendered, trained text marked")
+    p.add_argument("--show", type=int, default=0, metavar="K",
+                   help="print the first K records rendered, trained text marked")
     p.add_argument("--problems", type=int, default=20, metavar="K", help="list at most K problems (default 20)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_inspect)
@@ -91,7 +96,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "previews": max(0, args.show),
         "problems_limit": max(0, args.problems),
     }
-    ctx = JobContext(_progress_printer() if sys.stderr.isatty() and not args.json else (lambda event: None), min_interval=0.2)
+    ctx = JobContext(_progress_printer() if sys.stderr.isatty() and not args.json else (lambda event: None),
+                     min_interval=0.2)
     try:
         summary = scan_job(spec, ctx)
     finally:
@@ -172,7 +178,8 @@ def pair_lines(item: dict[str, Any]) -> list[str]:
         where = f" · cut by max_seq_len after {cut} chars" if cut is not None else ""
         if side.get("prompt_over"):
             where = " · the prompt alone fills max_seq_len: this record is dropped"
-        lines.append(f"── {side['label']} · {side['n_answer']} answer tokens, {side['n_tokens']} with the prompt{where} ──")
+        lines.append(f"── {side['label']} · {side['n_answer']} answer tokens, {side['n_tokens']} with the "
+                     f"prompt{where} ──")
         answer = side["answer"]
         lines.append(answer if cut is None else answer[:cut] + "✂" + answer[cut:])
     if item.get("columns"):

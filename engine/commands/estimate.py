@@ -58,9 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "GRPO a generation phase")
     g = p.add_argument_group("inference")
     g.add_argument("--context", type=int, help="tokens in the KV cache (default 4096)")
-    g.add_argument("--weights", dest="weight_dtype", help="weight dtype: bf16, fp16, fp32, int8, nf4, or a GGUF type like Q4_K_M")
+    g.add_argument("--weights", dest="weight_dtype",
+                   help="weight dtype: bf16, fp16, fp32, int8, nf4, or a GGUF type like Q4_K_M")
     g.add_argument("--kv-dtype", dest="kv_dtype", help="KV cache dtype: fp16 (default), bf16, fp32, fp8, q8_0, q4_0")
-    g.add_argument("--backend", choices=("transformers", "llama.cpp"), help="default: transformers (llama.cpp for a .gguf)")
+    g.add_argument("--backend", choices=("transformers", "llama.cpp"),
+                   help="default: transformers (llama.cpp for a .gguf)")
     g.add_argument("--full-logits", action="store_true", help="keep logits for every position (perplexity runs)")
     t = p.add_argument_group("training")
     t.add_argument("--batch", type=int, help="micro-batch per GPU (default 1)")
@@ -72,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="torch AdamW implementation (default fused, transformers' default)")
     t.add_argument("--grad-checkpointing", "--gc", dest="grad_checkpointing", action="store_true", default=None)
     t.add_argument("--rank", type=int, dest="lora_rank", help="LoRA rank (default 16)")
-    t.add_argument("--targets", dest="lora_targets", help="LoRA targets: all-linear (default), qv, attn, mlp or q_proj,v_proj,...")
+    t.add_argument("--targets", dest="lora_targets",
+                   help="LoRA targets: all-linear (default), qv, attn, mlp or q_proj,v_proj,...")
     t.add_argument("--lora-dropout", type=float, dest="lora_dropout")
     t.add_argument("--attention", choices=("sdpa", "eager"))
     t.add_argument("--chunked-loss", dest="chunked_loss", action="store_true", default=None,
@@ -86,7 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="GRPO: new tokens per completion (--seq-len is then the prompt)")
     t.add_argument("--tokens", type=float, help="training tokens (all epochs) for a time estimate")
     t.add_argument("--mfu", type=float, default=0.4, help="utilisation for the FLOPs time estimate (default 0.4)")
-    t.add_argument("--tokens-per-s", type=float, dest="measured_tokens_per_s", help="measured tokens/s instead of FLOPs")
+    t.add_argument("--tokens-per-s", type=float, dest="measured_tokens_per_s",
+                   help="measured tokens/s instead of FLOPs")
     h = p.add_argument_group("hardware")
     h.add_argument("--gpus", type=int, help="GPUs (data parallel / sharded training, or split inference); "
                    "per node with --nodes")
@@ -95,10 +99,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--interconnect", help="the link between nodes, per node: 100Gbps, 25GB/s, 400GbE, ib-hdr, "
                    "ib-400, 8x ib-400 (eight NICs); default 100Gbps")
     h.add_argument("--shard", choices=("ddp", "zero1", "zero2", "zero3", "fsdp"), help="multi-GPU training strategy")
-    h.add_argument("--card", action="append", help="card size(s) in GB to check: 24, 40, 48, 80, 141 (repeat or comma list)")
-    h.add_argument("--gpu-name", dest="gpu_name", help="GPU for speed estimates (e.g. H100, 4090); default: this machine's")
+    h.add_argument("--card", action="append",
+                   help="card size(s) in GB to check: 24, 40, 48, 80, 141 (repeat or comma list)")
+    h.add_argument("--gpu-name", dest="gpu_name",
+                   help="GPU for speed estimates (e.g. H100, 4090); default: this machine's")
     h.add_argument("--no-local", action="store_true", help="do not query this machine's GPUs (NVML)")
-    h.add_argument("--cuda-context", type=float, dest="cuda_context_gib", help="GiB for CUDA context + libraries (default 0.5)")
+    h.add_argument("--cuda-context", type=float, dest="cuda_context_gib",
+                   help="GiB for CUDA context + libraries (default 0.5)")
     p.add_argument("--json", action="store_true", help="print the whole estimate as JSON")
     p.add_argument("--presets", action="store_true", help="list the built-in model presets and exit")
     p.set_defaults(func=cmd_estimate)

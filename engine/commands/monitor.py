@@ -27,10 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--once", action="store_true", help="print one sample and exit")
     p.add_argument("--json", action="store_true", help="with --once or --watch: print JSON (one object a line)")
     p.add_argument("--watch", action="store_true", help="print a compact line per GPU every interval until Ctrl-C")
-    p.add_argument("--interval", type=float, default=None, metavar="SECONDS", help="seconds between samples (default: settings, 1)")
+    p.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+                   help="seconds between samples (default: settings, 1)")
     p.add_argument("--count", type=int, default=0, metavar="N", help="with --watch: stop after N samples")
     p.add_argument("--record", metavar="FILE", help="append every sample to FILE as JSON lines")
-    p.add_argument("--replay", metavar="FILE", help="play samples from a recording (or an NVML fixture) instead of the hardware")
+    p.add_argument("--replay", metavar="FILE",
+                   help="play samples from a recording (or an NVML fixture) instead of the hardware")
     p.set_defaults(func=cmd_monitor)
 
 

@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="auto: .gguf -> llama.cpp, folder -> transformers; vllm starts vLLM's own server")
     p.add_argument("--port", type=int, default=None, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--api-port", type=int, default=None, dest="api_port", help="same as --port (text-generation-webui)")
-    p.add_argument("--api", action="store_true", help="accepted for text-generation-webui habits (the API is always on)")
+    p.add_argument("--api", action="store_true",
+                   help="accepted for text-generation-webui habits (the API is always on)")
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     p.add_argument("--listen", action="store_true", help="bind 0.0.0.0 (all interfaces); requires --api-key")
     p.add_argument("--listen-host", default=None, help="address to bind with --listen (default 0.0.0.0)")
@@ -118,7 +119,8 @@ def build_spec(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
         "model": model, "engine": args.engine, "host": host, "port": port,
         "max_queue": args.max_queue, "max_tokens": args.max_tokens, "max_body_bytes": args.max_body_kb * 1024,
         "cors_origins": list(args.cors_origin or []), "gpu_memory": list(args.gpu_memory or []),
-        "n_ctx": args.n_ctx, "n_gpu_layers": args.n_gpu_layers, "n_threads": args.n_threads, "template": args.template, "dtype": args.dtype,
+        "n_ctx": args.n_ctx, "n_gpu_layers": args.n_gpu_layers, "n_threads": args.n_threads, "template": args.template,
+        "dtype": args.dtype,
         "trust_remote_code": args.trust_remote_code, "tensor_parallel_size": args.tensor_parallel_size,
     }
     if args.served_model_name:
@@ -161,7 +163,8 @@ def _detach(spec: dict[str, Any], key: str | None) -> int:
         print(f"still starting; follow it with `llmdeck runs follow {info.id}`")
         return 0
     tail = store.log_tail(info.id, 5)
-    raise CommandError(f"the server did not start ({info.exit_reason or info.status})" + (f": {tail[-1]}" if tail else ""))
+    raise CommandError(f"the server did not start ({info.exit_reason or info.status})"
+                       + (f": {tail[-1]}" if tail else ""))
 
 
 def _foreground(spec: dict[str, Any], key: str | None) -> int:
@@ -194,7 +197,8 @@ def _foreground(spec: dict[str, Any], key: str | None) -> int:
         os.chdir(tmp)  # the job writes out/server.json relative to its run folder
         try:
             ctx = JobContext(emit, cancel)
-            runner = threading.Thread(target=lambda: setattr(ctx, "result", execute(job, {**spec, "api_key": key}, ctx)),
+            runner = threading.Thread(target=lambda: setattr(ctx, "result",
+                                                             execute(job, {**spec, "api_key": key}, ctx)),
                                       daemon=True)
             runner.start()
             try:

@@ -240,7 +240,8 @@ def cmd_train(args: argparse.Namespace) -> int | OpenTUI:
             info = launch.start(spec, store, check_data=False)
         except SpecError as exc:
             raise CommandError(str(exc)) from None
-    print(f"started run {info.id} ({info.name}); `llmdeck runs follow {info.id}` to watch, `llmdeck runs cancel {info.id}` to stop")
+    print(f"started run {info.id} ({info.name}); `llmdeck runs follow {info.id}` to watch, `llmdeck runs cancel "
+          f"{info.id}` to stop")
     if args.detach:
         return 0
     return _follow(store, info.id)
@@ -269,7 +270,8 @@ def _follow(store: Any, run_id: str) -> int:
                 loss = f"loss {first:.4f} -> {final:.4f}, " if first is not None and final is not None else ""
                 for key, (a, b) in (s.get("metrics") or {}).items():
                     loss += f"{key} {a:.3f} -> {b:.3f}, "
-                print(f"finished: {s.get('steps')} steps, {loss}{format_duration(s.get('train_runtime_s') or 0)}; output {s.get('output', '-')}")
+                print(f"finished: {s.get('steps')} steps, {loss}{format_duration(s.get('train_runtime_s') or 0)}; "
+                      f"output {s.get('output', '-')}")
             elif isinstance(event, Failed):
                 print(f"failed: {event.message}", file=sys.stderr)
             elif isinstance(event, Cancelled):
@@ -293,7 +295,8 @@ def metric_line(step: int, v: dict[str, float]) -> str:
         parts.append(f"lr {v['lr']:.2e}")
     if "grad_norm" in v:
         parts.append(f"grad {v['grad_norm']:.3f}")
-    for key, label in (("rewards/margins", "margin"), ("rewards/accuracies", "acc"), ("reward", "reward"), ("kl", "kl")):
+    for key, label in (("rewards/margins", "margin"), ("rewards/accuracies", "acc"), ("reward", "reward"),
+                       ("kl", "kl")):
         if key in v:
             parts.append(f"{label} {v[key]:.3f}")
     if "tokens_per_s" in v:
@@ -316,9 +319,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:
+    from engine.formatting import format_bytes
     from engine.runs import RunStore
     from engine.train import launch
-    from engine.formatting import format_bytes
 
     store = RunStore()
     info = store.get(args.run)

@@ -34,7 +34,8 @@ class TensorProgress:
     tensor, which keeps cancel latency under a second as long as one tensor takes less.
     """
 
-    def __init__(self, ctx: JobContext, phase: str, total_tensors: int, total_bytes: int, *, interval: float = 0.25) -> None:
+    def __init__(self, ctx: JobContext, phase: str, total_tensors: int, total_bytes: int, *,
+                 interval: float = 0.25) -> None:
         self.ctx = ctx
         self.phase = phase
         self.total_tensors = max(0, int(total_tensors))

@@ -172,7 +172,8 @@ def write_tokenizer(reader: Any, gguf_path: Path, folder: Path) -> dict[str, Any
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     except Exception as exc:  # noqa: BLE001 - transformers raises many types for unsupported vocabularies
-        raise ConvertError(f"{gguf_path.name}: transformers cannot rebuild its tokenizer ({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise ConvertError(f"{gguf_path.name}: transformers cannot rebuild its tokenizer ({type(exc).__name__}: "
+                           f"{str(exc)[:120]})") from None
     # The GGUF's own chat template, else the built-in one chat would pick for this architecture
     # (the bundled Gemma has none): written into the folder, so data preparation, training and
     # chat on the HF model all render turns the way chat on the GGUF does.
@@ -228,7 +229,8 @@ def _dequantize(tensor: Any, ctx: JobContext, gguf_path: Path) -> Any:
             out[start : start + step] = np.asarray(part, dtype=np.float32).reshape(-1, row_elements)
         return out.reshape(shape)
     except NotImplementedError:
-        raise ConvertError(f"{gguf_path.name}: tensor {tensor.name} has type {tensor.tensor_type.name}, which gguf-py cannot dequantize") from None
+        raise ConvertError(f"{gguf_path.name}: tensor {tensor.name} has type {tensor.tensor_type.name}, which gguf-py "
+                           "cannot dequantize") from None
 
 
 def convert(
@@ -288,17 +290,20 @@ def convert(
     config.save_pretrained(str(folder))
     from transformers import GenerationConfig
 
-    GenerationConfig(bos_token_id=hp["bos"], eos_token_id=hp["eos"], pad_token_id=hp["pad"]).save_pretrained(str(folder))
+    GenerationConfig(bos_token_id=hp["bos"], eos_token_id=hp["eos"],
+                     pad_token_id=hp["pad"]).save_pretrained(str(folder))
     ctx.log("rebuilding the tokenizer")
     tok_info = write_tokenizer(reader, Path(gguf_path), folder)
     ctx.log(f"chat template written to the HF folder: {tok_info['chat_template_why']}")
     if arch == "gemma3":
         _stop_at_end_of_turn(folder)
     (folder / "llmdeck-source.json").write_text(
-        json.dumps({"converted_from": str(gguf_path), "gguf_file_type": str(field(reader, "general.file_type"))}, indent=2) + "\n",
+        json.dumps({"converted_from": str(gguf_path), "gguf_file_type": str(field(reader, "general.file_type"))},
+                   indent=2) + "\n",
         encoding="utf-8",
     )
-    return {"architecture": SUPPORTED[arch], "dtype": dtype, "tensors": len(plan), "shards": len(files), "bytes": shards.total_bytes, **tok_info}
+    return {"architecture": SUPPORTED[arch], "dtype": dtype, "tensors": len(plan), "shards": len(files),
+            "bytes": shards.total_bytes, **tok_info}
 
 
 def _stop_at_end_of_turn(folder: Path) -> None:

@@ -62,7 +62,8 @@ def gguf_arch(model: HFModel) -> str:
     if arch is None:
         known = ", ".join(sorted(ARCHITECTURES))
         raise ConvertError(
-            f"{model.path / 'config.json'}: architecture {model.architecture or '(none)'} is not supported for GGUF export (supported: {known})"
+            f"{model.path / 'config.json'}: architecture {model.architecture or '(none)'} is not supported for GGUF "
+            f"export (supported: {known})"
         )
     return arch
 
@@ -143,7 +144,8 @@ def plan(model: HFModel, outtype: str) -> tuple[str, list[PlannedTensor]]:
     import gguf
 
     if outtype not in OUTTYPES:
-        raise ConvertError(f"output type {outtype!r} is not one of {', '.join(OUTTYPES)} (quantize further with `llmdeck convert quantize`)")
+        raise ConvertError(f"output type {outtype!r} is not one of {', '.join(OUTTYPES)} (quantize further with "
+                           "`llmdeck convert quantize`)")
     arch = gguf_arch(model)
     planned: list[PlannedTensor] = []
     for hf_name, ref in model.tensors.items():
@@ -215,7 +217,8 @@ def _write_metadata(writer: Any, arch: str, model: HFModel, outtype: str, n_voca
             writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
             writer.add_rope_scaling_factor(float(scaling["factor"]))
         else:
-            raise ConvertError(f"config.json uses rope scaling {kind!r}, which llmdeck's GGUF export does not support yet")
+            raise ConvertError(f"config.json uses rope scaling {kind!r}, "
+                               "which llmdeck's GGUF export does not support yet")
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 
@@ -224,7 +227,8 @@ def _permute(weights: Any, n_head: int, n_head_kv: int | None) -> Any:
     architecture expects (the inverse of what transformers' Meta converter does)."""
     if n_head_kv is not None and n_head != n_head_kv:
         n_head = n_head_kv
-    return weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+            .swapaxes(1, 2).reshape(weights.shape))
 
 
 def convert_tensor(data: Any, hf_name: str, arch: str, hp: dict[str, Any], qtype: Any) -> Any:
@@ -264,7 +268,8 @@ def convert(
     arch, planned = plan(model, outtype)
     from engine.convert.vocab import choose_vocab
 
-    n_vocab = int(model.tensors["model.embed_tokens.weight"].shape[0]) if "model.embed_tokens.weight" in model.tensors else int(model.config.get("vocab_size", 0))
+    n_vocab = (int(model.tensors["model.embed_tokens.weight"].shape[0]) if "model.embed_tokens.weight" in model.tensors
+               else int(model.config.get("vocab_size", 0)))
     gguf_name = name or model.path.name
 
     def write_probe(candidate: Any, path: Path) -> None:
@@ -302,7 +307,8 @@ def convert(
             data = convert_tensor(tensor, ref.name, arch, hp, p.qtype)
             del tensor
             if data.nbytes != p.nbytes:
-                raise ConvertError(f"{ref.file}: tensor {ref.name} converted to {data.nbytes} bytes, expected {p.nbytes}")
+                raise ConvertError(f"{ref.file}: tensor {ref.name} converted to {data.nbytes} bytes, "
+                                   f"expected {p.nbytes}")
             writer.write_tensor_data(data)
             del data
             tracker.advance(p.nbytes)

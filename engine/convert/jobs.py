@@ -36,7 +36,8 @@ def _prepare(spec: dict[str, Any], action: str, ctx: JobContext) -> tuple[Path, 
     force = bool(spec.get("force"))
     blocking = verdict.blocking(force)
     if blocking:
-        extra = " (--force overrides this)" if all(p.forceable for p in blocking) and "--force" not in blocking[0].text else ""
+        forceable = all(p.forceable for p in blocking) and "--force" not in blocking[0].text
+        extra = " (--force overrides this)" if forceable else ""
         raise ConvertError(blocking[0].text + extra)
     return Path(str(spec["input"])).expanduser(), Path(verdict.output), verdict
 
@@ -77,7 +78,8 @@ def hf_to_gguf(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     outtype = str(spec.get("outtype", "f16"))
     verify = _verify_wanted(spec, verdict, ctx)
     with staged(output, directory=False) as tmp:
-        summary = conv.convert(source, tmp, ctx, outtype=outtype, force=bool(spec.get("force")), name=str(spec.get("name") or ""))
+        summary = conv.convert(source, tmp, ctx, outtype=outtype, force=bool(spec.get("force")),
+                               name=str(spec.get("name") or ""))
         ctx.raise_if_cancelled()
         if verify:
             from engine.convert.verify import verify_gguf_against_hf
@@ -138,13 +140,15 @@ def gguf_to_hf(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     verify = _verify_wanted(spec, verdict, ctx)
     dtype = str(spec.get("dtype", "f32"))
     with staged(output, directory=True) as tmp:
-        summary = conv.convert(source, tmp, ctx, dtype=dtype, shard_bytes=parse_size(spec.get("shard_size") or DEFAULT_SHARD_BYTES))
+        summary = conv.convert(source, tmp, ctx, dtype=dtype,
+                               shard_bytes=parse_size(spec.get("shard_size") or DEFAULT_SHARD_BYTES))
         ctx.raise_if_cancelled()
         if verify:
             from engine.convert.verify import verify_hf_against_gguf
 
             with _verify_phase(ctx, "transformers on the output vs llama.cpp on the GGUF"):
-                kind = ("f16" if dtype == "f32" else dtype) if is_float_file(read_gguf_header(source)) else "dequantized"
+                kind = (("f16" if dtype == "f32" else dtype) if is_float_file(read_gguf_header(source))
+                        else "dequantized")
                 summary["verify"] = verify_hf_against_gguf(
                     source, tmp, kind, label=f"{output.name} vs {source.name}", check_=ctx.raise_if_cancelled
                 )

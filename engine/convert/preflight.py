@@ -225,7 +225,8 @@ def _check_output(spec: dict[str, Any], verdict: Verdict) -> None:
     )
     if verdict.output_bytes and need > verdict.free_disk:
         verdict.problems.append(
-            Problem(f"not enough disk at {anchor}: the output needs about {format_bytes(need)}, {format_bytes(verdict.free_disk)} is free", True)
+            Problem(f"not enough disk at {anchor}: the output needs about {format_bytes(need)}, "
+                    f"{format_bytes(verdict.free_disk)} is free", True)
         )
     verdict.available_ram = _available_ram()
     if verdict.available_ram:
@@ -236,13 +237,15 @@ def _check_output(spec: dict[str, Any], verdict: Verdict) -> None:
         if verdict.peak_ram + _RAM_MARGIN > verdict.available_ram:
             verdict.problems.append(
                 Problem(
-                    f"not enough RAM: converting needs about {format_bytes(verdict.peak_ram)}, {format_bytes(verdict.available_ram)} is available",
+                    f"not enough RAM: converting needs about {format_bytes(verdict.peak_ram)}, "
+                    f"{format_bytes(verdict.available_ram)} is available",
                     True,
                 )
             )
         elif spec.get("verify", True) and not verdict.verify_fits:
             verdict.warnings.append(
-                f"verification needs about {format_bytes(verdict.verify_ram)} of RAM, more than is available; it will be skipped"
+                f"verification needs about {format_bytes(verdict.verify_ram)} of RAM, more than is available; "
+                "it will be skipped"
             )
 
 
@@ -260,7 +263,8 @@ def _hf_to_gguf(spec: dict[str, Any], verdict: Verdict) -> None:
     n_params = sum(t.nbytes // max(1, _itemsize(t.dtype)) for t in model.tensors.values())
     verdict.peak_ram = _numel(largest.shape) * 4 * 3 + 300 * 1024**2
     verdict.verify_ram = n_params * 4 + verdict.output_bytes + 300 * 1024**2
-    verdict.facts["model"] = f"{model.architecture} -> GGUF {arch}, {len(planned)} tensors, {n_params / 1e6:.1f}M parameters, {outtype}"
+    verdict.facts["model"] = (f"{model.architecture} -> GGUF {arch}, {len(planned)} tensors, "
+                              f"{n_params / 1e6:.1f}M parameters, {outtype}")
     kind = tokenizer_kind(model.path)
     if not kind:
         verdict.problems.append(Problem(f"{model.path} has no tokenizer (tokenizer.model or tokenizer.json)"))
@@ -272,16 +276,19 @@ def _hf_to_gguf(spec: dict[str, Any], verdict: Verdict) -> None:
         mtype = (data.get("model") or {}).get("type")
         pre = bpe_pre_tokenizer(data)
         if mtype != "BPE":
-            verdict.problems.append(Problem(f"{model.path / 'tokenizer.json'} is a {mtype} tokenizer; GGUF export needs BPE or a tokenizer.model"))
+            verdict.problems.append(Problem(f"{model.path / 'tokenizer.json'} is a {mtype} tokenizer; GGUF export "
+                                            "needs BPE or a tokenizer.model"))
         elif pre is None and _sentencepiece_style(data):
             verdict.problems.append(Problem(
-                f"{model.path / 'tokenizer.json'} is a SentencePiece-style tokenizer but the folder has no tokenizer.model: "
+                f"{model.path / 'tokenizer.json'} is a SentencePiece-style tokenizer "
+                "but the folder has no tokenizer.model: "
                 "copy the base model's tokenizer.model into it (--force writes tokenizer.json as byte-level BPE, "
                 "which splits text differently, and verification will fail)", True,
             ))
         elif pre is None:
             verdict.problems.append(
-                Problem(f"{model.path / 'tokenizer.json'}: pre-tokenizer not known to llama.cpp; --force writes it as 'default'", True)
+                Problem(f"{model.path / 'tokenizer.json'}: pre-tokenizer not known to llama.cpp; "
+                        "--force writes it as 'default'", True)
             )
         else:
             verdict.facts["tokenizer"] = f"byte-level BPE, pre-tokenizer {pre}"
@@ -381,7 +388,8 @@ def _merge_lora(spec: dict[str, Any], verdict: Verdict) -> None:
     verdict.output_bytes = n_params * item
     verdict.peak_ram = n_params * item * 2 + 500 * 1024**2
     verdict.verify_ram = verdict.peak_ram + n_params * 4
-    verdict.facts["model"] = f"base {base} ({model.architecture}, {n_params / 1e6:.1f}M parameters) + adapter {adapter.name}"
+    verdict.facts["model"] = (f"base {base} ({model.architecture}, {n_params / 1e6:.1f}M parameters) "
+                              f"+ adapter {adapter.name}")
 
 
 def _sentencepiece_style(tokenizer_json: dict[str, Any]) -> bool:

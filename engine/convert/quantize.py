@@ -48,8 +48,10 @@ QUANT_TYPES: dict[str, int] = {
 }
 COMMON_TYPES: tuple[str, ...] = ("Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0")
 # bits per weight, roughly: only a fallback when llama.cpp's dry run cannot tell (see planned_size)
-BITS: dict[str, float] = {"Q4_0": 4.5, "Q4_1": 5.0, "Q8_0": 8.5, "Q5_0": 5.5, "Q5_1": 6.0, "Q2_K": 2.6, "Q3_K_S": 3.5, "Q3_K_M": 3.9,
-                          "Q3_K_L": 4.3, "Q4_K_S": 4.6, "Q4_K_M": 4.9, "Q5_K_S": 5.5, "Q5_K_M": 5.7, "Q6_K": 6.6, "F16": 16.0, "BF16": 16.0}
+BITS: dict[str, float] = {"Q4_0": 4.5, "Q4_1": 5.0, "Q8_0": 8.5, "Q5_0": 5.5, "Q5_1": 6.0, "Q2_K": 2.6, "Q3_K_S": 3.5,
+                          "Q3_K_M": 3.9,
+                          "Q3_K_L": 4.3, "Q4_K_S": 4.6, "Q4_K_M": 4.9, "Q5_K_S": 5.5, "Q5_K_M": 5.7, "Q6_K": 6.6,
+                          "F16": 16.0, "BF16": 16.0}
 
 _LINE = re.compile(r"^\[\s*(\d+)\s*/\s*(\d+)\]\s+(\S+)")
 
@@ -233,7 +235,8 @@ def quantize(
         _raise_if_disk_full(Path(output), tail)
         reason = next((line for line in reversed(tail) if "failed" in line or "error" in line.lower()), "")
         if "requantizing" in reason:
-            raise ConvertError(f"{source} is already quantized; pass --allow-requantize to quantize it again (quality suffers)")
+            raise ConvertError(f"{source} is already quantized; "
+                               "pass --allow-requantize to quantize it again (quality suffers)")
         raise ConvertError(f"llama.cpp could not quantize {source}: {reason or 'exit status ' + str(proc.returncode)}")
     while tracker.done_tensors < tracker.total_tensors:
         tracker.advance(per_tensor)

@@ -215,7 +215,8 @@ def load_vocab(model_dir: Path, n_vocab: int, *, force: bool = False) -> Vocab:
         return _spm_vocab(model_dir, n_vocab)
     if kind == "bpe":
         return _bpe_vocab(model_dir, n_vocab, force=force)
-    raise ConvertError(f"{model_dir} has no tokenizer (tokenizer.model or tokenizer.json); copy the base model's tokenizer files into it")
+    raise ConvertError(f"{model_dir} has no tokenizer (tokenizer.model or tokenizer.json); copy the base model's "
+                       "tokenizer files into it")
 
 
 def _added_tokens(model_dir: Path) -> dict[int, dict[str, Any]]:
@@ -248,7 +249,8 @@ def _spm_vocab(model_dir: Path, n_vocab: int) -> Vocab:
     for i in range(min(size, proc.vocab_size())):
         tokens[i] = proc.IdToPiece(i).encode("utf-8")
         scores[i] = proc.GetScore(i)
-        types[i] = UNKNOWN if proc.IsUnknown(i) else CONTROL if proc.IsControl(i) else UNUSED if proc.IsUnused(i) else BYTE if proc.IsByte(i) else NORMAL
+        types[i] = (UNKNOWN if proc.IsUnknown(i) else CONTROL if proc.IsControl(i) else UNUSED if proc.IsUnused(i)
+                    else BYTE if proc.IsByte(i) else NORMAL)
         if types[i] == NORMAL and proto.pieces[i].type == model_pb2.ModelProto.SentencePiece.USER_DEFINED:
             # matched as a whole in the raw text (Gemma's runs of spaces, tabs, HTML tags), with
             # real spaces, as llama.cpp's own converter writes the tokenizer's added tokens;

@@ -156,7 +156,8 @@ class PreparedData:
             stats.valid = validator.valid
             stats.problems = dict(validator.counts)
             if ctx is not None:
-                ctx.progress(self.source.total or self.source.done, self.source.total, "scan", unit=self.source.unit, force=True)
+                ctx.progress(self.source.total or self.source.done, self.source.total, "scan", unit=self.source.unit,
+                             force=True)
 
     def _cut(self, items: Iterator[tuple[Location, Rendered]]) -> Iterator[tuple[Location, Rendered]]:
         """Apply the length policy's per-example part (truncate or drop) and count it."""
@@ -209,7 +210,8 @@ class PreparedData:
         shown: list[dict[str, Any]] = []
         kept_lengths: list[int] = []
         limit = self.spec.max_seq_len
-        for where, rendered in self._cut(self._with_previews(self.rendered(ctx, keep_text=previews > 0), shown, previews)):
+        rendered_rows = self.rendered(ctx, keep_text=previews > 0)
+        for where, rendered in self._cut(self._with_previews(rendered_rows, shown, previews)):
             if self.spec.policy == "pack":
                 kept_lengths.append(rendered.n_tokens)
         if self.spec.policy == "pack" and limit:

@@ -203,7 +203,8 @@ class FormatSpec:
             if not isinstance(history, list) or not all(
                 isinstance(h, (list, tuple)) and len(h) == 2 and all(isinstance(x, str) for x in h) for h in history
             ):
-                raise RecordProblem("wrong_type", f"{self.f('history')!r} must be a list of [instruction, response] pairs")
+                raise RecordProblem("wrong_type",
+                                    f"{self.f('history')!r} must be a list of [instruction, response] pairs")
             for user, assistant in history:
                 messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         user = instruction if not (extra and extra.strip()) else f"{instruction}\n\n{extra}"
@@ -226,7 +227,8 @@ class FormatSpec:
                 raise RecordProblem("wrong_type", f"{key!r} is a JSON {_json_type(v)}, not a string")
             if not v.strip():
                 raise RecordProblem("empty_turn", f"{key!r} is empty")
-        return Example("completion", ({"role": "user", "content": prompt}, {"role": "assistant", "content": completion}))
+        return Example("completion",
+                       ({"role": "user", "content": prompt}, {"role": "assistant", "content": completion}))
 
 
 def resolve_format(name: str | None, mapping: Mapping[str, str] | None = None) -> str | None:

@@ -116,10 +116,12 @@ class Source:
             try:
                 doc, end = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{self.name}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+                raise DataError(f"{self.name}: not valid JSON at line {exc.lineno} column {exc.colno}: "
+                                f"{exc.msg}") from None
             if _skip_ws(text, end) != len(text):
                 line = text.count("\n", 0, end) + 1
-                raise DataError(f"{self.name}: not valid JSON: extra data after line {line} (is it JSONL? rename it .jsonl)")
+                raise DataError(f"{self.name}: not valid JSON: extra data after line {line} "
+                                "(is it JSONL? rename it .jsonl)")
             items = _wrapped_list(doc) or [doc]
             self.total, self.unit = len(items), "records"
             for i, item in enumerate(items, 1):
@@ -142,7 +144,8 @@ class Source:
             try:
                 value, end = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{self.name}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+                raise DataError(f"{self.name}: not valid JSON at line {exc.lineno} column {exc.colno}: "
+                                f"{exc.msg}") from None
             record += 1
             self.done = end
             yield RawRecord(record, line, value)
@@ -155,7 +158,8 @@ class Source:
                     raise DataError(f"{self.name}: not valid JSON: extra data after the array")
                 return
             bad_line = text.count("\n", 0, pos) + 1
-            raise DataError(f"{self.name}: not valid JSON at line {bad_line}: expected ',' or ']' after record {record}")
+            raise DataError(f"{self.name}: not valid JSON at line {bad_line}: "
+                            f"expected ',' or ']' after record {record}")
 
     # -- CSV / TSV --------------------------------------------------------------------------
     def _csv(self) -> Iterator[RawRecord]:
@@ -181,7 +185,8 @@ class Source:
                         continue
                     record += 1
                     if len(row) > len(self.columns):
-                        yield RawRecord(record, start, error=f"row has {len(row)} cells but the header has {len(self.columns)}")
+                        yield RawRecord(record, start,
+                                        error=f"row has {len(row)} cells but the header has {len(self.columns)}")
                     else:
                         yield RawRecord(record, start, {k: v for k, v in zip(self.columns, row) if k})
                     start = reader.line_num + 1
@@ -297,7 +302,8 @@ def _read_text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{path.name}: not UTF-8 text (line {line}); convert it first, e.g. `iconv -f latin1 -t utf-8`") from None
+        raise DataError(f"{path.name}: not UTF-8 text (line {line}); "
+                        "convert it first, e.g. `iconv -f latin1 -t utf-8`") from None
 
 
 def _open_parquet(path: Path):

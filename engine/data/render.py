@@ -129,7 +129,8 @@ class Renderer:
             )
         except Exception as exc:  # noqa: BLE001 - jinja raise_exception, TemplateError, KeyError...
             message = str(exc).strip().splitlines()
-            raise RecordProblem("template", f"chat template error: {message[0] if message else type(exc).__name__}") from None
+            raise RecordProblem("template",
+                                f"chat template error: {message[0] if message else type(exc).__name__}") from None
         return out if isinstance(out, str) else out[0]
 
     def _chat(self, messages: list[dict[str, Any]]) -> Rendered:
@@ -163,7 +164,8 @@ class Renderer:
         marker = "LLMDECKMARKER7f3a"
         text = self._apply([{"role": "assistant", "content": marker}], False)
         if marker not in text:
-            raise RecordProblem("template", "the chat template does not render an assistant turn that opens the conversation")
+            raise RecordProblem("template",
+                                "the chat template does not render an assistant turn that opens the conversation")
         return text[: text.index(marker)]
 
     def _chat_generation_tags(self, messages: list[dict[str, Any]], full: str) -> Rendered:
@@ -177,7 +179,8 @@ class Renderer:
             )
         except Exception as exc:  # noqa: BLE001
             message = str(exc).strip().splitlines()
-            raise RecordProblem("template", f"chat template error: {message[0] if message else type(exc).__name__}") from None
+            raise RecordProblem("template",
+                                f"chat template error: {message[0] if message else type(exc).__name__}") from None
         ids = list(out["input_ids"])
         mask = list(out["assistant_masks"])
         labels = [tok if m else IGNORE_INDEX for tok, m in zip(ids, mask)]
@@ -217,7 +220,8 @@ class Renderer:
                 n_prompt = len(tok(prompt, add_special_tokens=True)["input_ids"])
                 labels = [IGNORE_INDEX] * n_prompt + ids[n_prompt:]
             else:
-                labels = [t if end > start or (s == end and s >= start) else IGNORE_INDEX for t, (s, end) in zip(ids, offsets)]
+                labels = [t if end > start or (s == end and s >= start) else IGNORE_INDEX
+                          for t, (s, end) in zip(ids, offsets)]
         return self._result(text, ids, labels, offsets)
 
     # -- tokenization ------------------------------------------------------------------------

@@ -44,7 +44,8 @@ class Histogram:
         return cls(list(d["edges"]), list(d["counts"]), d.get("cut"))
 
 
-def histogram(lengths: Sequence[int], *, bins: int = 16, cut: int | None = None, max_bins: int | None = None) -> Histogram:
+def histogram(lengths: Sequence[int], *, bins: int = 16, cut: int | None = None,
+              max_bins: int | None = None) -> Histogram:
     """Bin `lengths`; with `cut`, about `bins` bars cover 0..cut and the same width goes on past it."""
     bins = max(1, bins)
     max_bins = max_bins or bins * 2
@@ -163,7 +164,8 @@ def format_histogram(hist: Histogram, *, width: int = 40, over_label: str = "") 
     """Plain-text bars (CLI; the TUI styles the same lines). The cut is a line between bars."""
     peak = max(hist.counts) if hist.counts else 0
     cut_at = hist.cut_index
-    label_w = max(len(f"{hist.edges[i] + (1 if i else 0)}-{hist.edges[i + 1]}") for i in range(len(hist.counts))) if hist.counts else 1
+    label_w = (max(len(f"{hist.edges[i] + (1 if i else 0)}-{hist.edges[i + 1]}") for i in range(len(hist.counts)))
+               if hist.counts else 1)
     count_w = len(str(peak))
     lines: list[str] = []
     for i, count in enumerate(hist.counts):

@@ -132,12 +132,14 @@ def _training_changes(spec: ModelSpec, opt: TrainingOptions) -> list[Change]:
         changes.append(set_("QLoRA (4-bit base weights)", method="qlora", precision="bf16"))
     for s in (opt.seq_len // 2, opt.seq_len // 4):
         if s >= 256:
-            changes.append((f"shorter sequences: --seq-len {s}", (lambda s_: lambda o: replace(o, seq_len=s_) if o.seq_len > s_ else None)(s)))
+            changes.append((f"shorter sequences: --seq-len {s}",
+                            (lambda s_: lambda o: replace(o, seq_len=s_) if o.seq_len > s_ else None)(s)))
     if opt.gpus > 1 and opt.shard not in ("zero3", "fsdp"):
         changes.append(set_(f"shard weights, gradients and states over {opt.gpus} GPUs (FSDP / ZeRO-3)", shard="fsdp"))
     for g in (2, 4, 8):
         if g > opt.gpus:
-            changes.append((f"{g} GPUs with FSDP / ZeRO-3", (lambda g_: lambda o: replace(o, gpus=g_, shard="fsdp"))(g)))
+            changes.append((f"{g} GPUs with FSDP / ZeRO-3",
+                            (lambda g_: lambda o: replace(o, gpus=g_, shard="fsdp"))(g)))
     from engine.estimate.methods import MethodOptions, method_changes
 
     if isinstance(opt, MethodOptions):

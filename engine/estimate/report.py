@@ -100,7 +100,7 @@ def estimate(model: str | ModelSpec, mode: str = "infer", *, cards: list[float] 
         if local_names:
             gpu_name = local_names[0]
         elif cards:
-            gpu_name = CARD_GPU_NAMES.get(int(cards[0]), None)
+            gpu_name = CARD_GPU_NAMES.get(int(cards[0]))
     timing: dict[str, Any] = {}
     if isinstance(opts, TrainingOptions):
         gpus = opts.gpus

@@ -122,7 +122,8 @@ def spec_from_hf_dir(folder: str | Path) -> ModelSpec:
         path=str(folder),
         exact_params=totals[0] if totals else None,
         file_bytes=totals[1] if totals else None,
-        file_dtype=(totals[2] if totals else None) or ({"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(str(dtype))),
+        file_dtype=(totals[2] if totals else None)
+        or ({"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(str(dtype))),
         **spec_kw,
     )
 
@@ -173,7 +174,8 @@ def spec_from_gguf(path: str | Path) -> ModelSpec:
     vocab = head.array_len.get("tokenizer.ggml.tokens") or (emb_shape[-1] if emb_shape else 0)
     file_type = head.kv.get("general.file_type")
     try:
-        ftype = gguf.LlamaFileType(int(file_type)).name.replace("MOSTLY_", "").replace("ALL_", "") if file_type is not None else None
+        ftype = (gguf.LlamaFileType(int(file_type)).name.replace("MOSTLY_", "").replace("ALL_", "")
+                 if file_type is not None else None)
     except ValueError:
         ftype = None
     window = key("attention.sliding_window")

@@ -268,7 +268,9 @@ def estimate_training(spec: ModelSpec, options: TrainingOptions | None = None, *
             temp = 2 * largest * per / 2
 
     if opt.optimizer_in_backward:
-        grads = (spec.largest_linear_params if not full else max(spec.largest_linear_params, spec.vocab * spec.hidden)) * gbytes
+        grad_params = (spec.largest_linear_params if not full
+                       else max(spec.largest_linear_params, spec.vocab * spec.hidden))
+        grads = grad_params * gbytes
         notes.append("optimizer in backward: each gradient is applied and freed as soon as it is computed")
     paged = opt.optimizer.startswith("paged")
 
@@ -321,7 +323,8 @@ def estimate_training(spec: ModelSpec, options: TrainingOptions | None = None, *
     recompute = layer_acts if opt.grad_checkpointing else 0.0
     phases = {
         "loss": base + live_casts + acts + logits,
-        "layer": base + live_casts + acts + recompute + transient + head_grad + (layer_cast if opt.grad_checkpointing else 0),
+        "layer": (base + live_casts + acts + recompute + transient + head_grad
+                  + (layer_cast if opt.grad_checkpointing else 0)),
         # the embedding's gradient comes last, after the first layer's activations are consumed
         "end": base + grads_gpu * (1 - embed_share) + buckets + end_extra + layer_cast,
         "step": 0.0 if opt.optimizer_in_backward else weights_gpu + optim_dev + grads_gpu + temp_gpu + buckets + gather,
@@ -345,7 +348,8 @@ def estimate_training(spec: ModelSpec, options: TrainingOptions | None = None, *
                   at_peak=not paged, allocator=not paged),
         Component("grads", f"gradients ({'fp32' if gbytes == 4 else 'bf16'})" + (f" / {d}" if shard_g else ""),
                   grads_at_peak if grads_at_peak else grads_gpu,
-                  f"{T:,} trainable x {gbytes} B" + (" (head only at this point)" if phase == "layer" and grads_at_peak else ""),
+                  f"{T:,} trainable x {gbytes} B"
+                  + (" (head only at this point)" if phase == "layer" and grads_at_peak else ""),
                   at_peak=bool(grads_at_peak)),
     ]
     if temp_gpu:

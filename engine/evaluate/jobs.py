@@ -54,7 +54,8 @@ def _require(spec: dict[str, Any], *keys: str) -> None:
         raise JobError(f"the run's spec lacks {', '.join(missing)}")
 
 
-def _finish(kind: str, result: dict[str, Any], spec: dict[str, Any], ctx: JobContext, *, model: str, backend: str) -> dict[str, Any]:
+def _finish(kind: str, result: dict[str, Any], spec: dict[str, Any], ctx: JobContext, *, model: str,
+            backend: str) -> dict[str, Any]:
     from engine.evaluate import results
 
     record = results.make_record(kind, result, model=model, backend=backend, settings=spec, run_id=ctx.job_id)
@@ -74,7 +75,8 @@ def ppl(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         spec["model"], spec["file"], backend=backend, ctx=int(spec.get("ctx") or DEFAULT_CTX),
         stride=spec.get("stride"), max_tokens=spec.get("max_tokens"), job=ctx, **_load_options(spec, backend),
     )
-    ctx.log(f"PPL {result.ppl:.4f} over {result.tokens_evaluated} tokens ({result.windows} windows, {result.seconds:.1f} s)")
+    ctx.log(f"PPL {result.ppl:.4f} over {result.tokens_evaluated} tokens ({result.windows} windows, "
+            f"{result.seconds:.1f} s)")
     return _finish("eval.ppl", result.to_dict(), spec, ctx, model=result.model, backend=backend)
 
 
@@ -85,7 +87,8 @@ def speed(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     _require(spec, "model")
     backend = resolve_backend(spec["model"], spec.get("backend") or "auto")
     result = measure(
-        spec["model"], backend=backend, prompt_len=int(spec.get("prompt_len") or 512), gen_len=int(spec.get("gen_len") or 128),
+        spec["model"], backend=backend, prompt_len=int(spec.get("prompt_len") or 512),
+        gen_len=int(spec.get("gen_len") or 128),
         reps=int(spec.get("reps") or 3), job=ctx, **_load_options(spec, backend),
     )
     ctx.log(result.line())
@@ -100,8 +103,10 @@ def sweep(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     result = run_sweep(
         spec["model"], spec["types"], spec["ppl_file"], out,
         ctx=int(spec.get("ctx") or 512), stride=spec.get("stride"), max_tokens=spec.get("max_tokens"),
-        prompt_len=int(spec.get("prompt_len") or 512), gen_len=int(spec.get("gen_len") or 128), reps=int(spec.get("reps") or 3),
-        allow_requantize=bool(spec.get("allow_requantize")), n_gpu_layers=spec.get("n_gpu_layers"), n_threads=spec.get("n_threads"),
+        prompt_len=int(spec.get("prompt_len") or 512), gen_len=int(spec.get("gen_len") or 128),
+        reps=int(spec.get("reps") or 3),
+        allow_requantize=bool(spec.get("allow_requantize")), n_gpu_layers=spec.get("n_gpu_layers"),
+        n_threads=spec.get("n_threads"),
         job=ctx,
     )
     return _finish("bench.sweep", result.to_dict(), spec, ctx, model=result.source, backend="llama.cpp")

@@ -114,10 +114,12 @@ def load_model(
         import torch
 
         torch.set_num_threads(int(n_threads))  # CPU threads for torch (process-wide)
-    return _load_transformers(path, dtype=dtype, device_map=device_map, base_model=base_model, trust_remote_code=trust_remote_code)
+    return _load_transformers(path, dtype=dtype, device_map=device_map, base_model=base_model,
+                              trust_remote_code=trust_remote_code)
 
 
-def _load_llama(path: Path, *, n_ctx: int, logits_all: bool, n_gpu_layers: int | None, n_threads: int | None) -> LoadedModel:
+def _load_llama(path: Path, *, n_ctx: int, logits_all: bool, n_gpu_layers: int | None,
+                n_threads: int | None) -> LoadedModel:
     from engine.chat.base import BackendError
     from engine.chat.llama_cpp_backend import _quiet_llama_logs, check_gguf, default_threads
 
@@ -144,7 +146,8 @@ def _load_llama(path: Path, *, n_ctx: int, logits_all: bool, n_gpu_layers: int |
             verbose=False,
         )
     except (ValueError, RuntimeError) as exc:
-        raise EvalError(f"llama.cpp could not load {path.name} ({exc}): truncated file, unknown architecture, or not enough memory") from None
+        raise EvalError(f"llama.cpp could not load {path.name} ({exc}): truncated file, unknown architecture, or not "
+                        "enough memory") from None
     meta = dict(llm.metadata or {})
     details = {
         "architecture": meta.get("general.architecture", ""),
@@ -160,7 +163,8 @@ def _load_llama(path: Path, *, n_ctx: int, logits_all: bool, n_gpu_layers: int |
     return LoadedModel("llama.cpp", path, llm, None, details)
 
 
-def _load_transformers(path: Path, *, dtype: str, device_map: str | None, base_model: str, trust_remote_code: bool) -> LoadedModel:
+def _load_transformers(path: Path, *, dtype: str, device_map: str | None, base_model: str,
+                       trust_remote_code: bool) -> LoadedModel:
     from engine.chat.base import BackendError
 
     if path.is_file() and path.suffix.lower() == ".gguf":

@@ -89,7 +89,8 @@ def read_text(path: str | Path) -> str:
         raise EvalError(f"text file not found: {path}")
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise EvalError(f"{path} is {size / 2**20:.0f} MB; perplexity reads at most {MAX_FILE_BYTES // 2**20} MB (pass --max-tokens on a shorter file)")
+        raise EvalError(f"{path} is {size / 2**20:.0f} MB; perplexity reads at most {MAX_FILE_BYTES // 2**20} MB (pass "
+                        "--max-tokens on a shorter file)")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -207,9 +208,11 @@ def perplexity(
         span = ctx - 1 if bos is not None else ctx
         stride = int(stride) if stride else max(1, span // 2)
         if job is not None:
-            job.log(f"{len(tokens)} tokens, window {ctx}, stride {stride}, {'BOS per window' if bos is not None else 'no BOS'}")
+            job.log(f"{len(tokens)} tokens, window {ctx}, stride {stride}, "
+                    f"{'BOS per window' if bos is not None else 'no BOS'}")
         started = time.perf_counter()
-        nll, scored, n_windows = perplexity_of_ids(loaded, tokens, ctx=ctx, stride=stride, bos=bos, job=job, phase=phase)
+        nll, scored, n_windows = perplexity_of_ids(loaded, tokens, ctx=ctx, stride=stride, bos=bos, job=job,
+                                                   phase=phase)
         seconds = time.perf_counter() - started
     finally:
         if owned:

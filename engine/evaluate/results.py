@@ -149,7 +149,8 @@ def speed_row(record: dict[str, Any]) -> tuple[str, ...]:
             text += f" ±{format(s['stdev'] * scale, fmt)}"
         return text
 
-    return (when_text(record.get("created", 0)), _short_model(record["model"]), record["backend"], device_text(r.get("details") or {}),
+    return (when_text(record.get("created", 0)), _short_model(record["model"]), record["backend"],
+            device_text(r.get("details") or {}),
             spread("prompt_tps"),
             spread("gen_tps"), spread("ttft_s", 1000.0, ".0f"), str(r.get("prompt_len")), str(r.get("gen_len")),
             str(r.get("reps")), record.get("run_id", ""))

@@ -309,7 +309,8 @@ def create_app(backend: ChatBackend, config: ServeConfig, queue: GenerationQueue
     if config.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST", "OPTIONS"],
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
+                           allow_methods=["GET", "POST", "OPTIONS"],
                            allow_headers=["authorization", "content-type", "x-api-key"])
     return app
 

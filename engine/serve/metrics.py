@@ -104,12 +104,15 @@ class ServerMetrics:
             lines += ["# HELP llmdeck_tokens_total Tokens processed, by kind.", "# TYPE llmdeck_tokens_total counter",
                       f'llmdeck_tokens_total{{kind="prompt"}} {self.prompt_tokens}',
                       f'llmdeck_tokens_total{{kind="completion"}} {self.completion_tokens}']
-            lines += self.latency.lines("llmdeck_request_latency_seconds", "Time from request to last token (successful requests).")
-            lines += self.ttft.lines("llmdeck_time_to_first_token_seconds", "Time from request to first token (successful requests).")
+            lines += self.latency.lines("llmdeck_request_latency_seconds",
+                                        "Time from request to last token (successful requests).")
+            lines += self.ttft.lines("llmdeck_time_to_first_token_seconds",
+                                     "Time from request to first token (successful requests).")
         lines += ["# HELP llmdeck_active_requests Requests generating now.", "# TYPE llmdeck_active_requests gauge",
                   f"llmdeck_active_requests {active}",
                   "# HELP llmdeck_queue_depth Requests waiting for a free slot.", "# TYPE llmdeck_queue_depth gauge",
                   f"llmdeck_queue_depth {waiting}",
-                  "# HELP llmdeck_uptime_seconds Seconds since the server started.", "# TYPE llmdeck_uptime_seconds gauge",
+                  "# HELP llmdeck_uptime_seconds Seconds since the server started.",
+                  "# TYPE llmdeck_uptime_seconds gauge",
                   f"llmdeck_uptime_seconds {time.time() - self.started:.1f}"]
         return "\n".join(lines) + "\n"

@@ -202,7 +202,8 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-def full_response(req: GenerationRequest, rid: str, model: str, text: str, finish: str, use: dict[str, int]) -> dict[str, Any]:
+def full_response(req: GenerationRequest, rid: str, model: str, text: str, finish: str,
+                  use: dict[str, int]) -> dict[str, Any]:
     created = int(time.time())
     if req.kind == "chat":
         return {"id": rid, "object": "chat.completion", "created": created, "model": model,

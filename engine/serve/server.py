@@ -59,7 +59,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             raise JobError(f"port {port} on {host} is already in use; pick another with --port") from None
         if exc.errno == errno.EACCES:
-            raise JobError(f"not allowed to listen on port {port}; ports under 1024 need root, pick one above") from None
+            raise JobError(f"not allowed to listen on port {port}; "
+                           "ports under 1024 need root, pick one above") from None
         raise JobError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.listen(128)
     sock.set_inheritable(True)
@@ -205,9 +206,11 @@ def run(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     except (BackendError, TemplateError) as exc:
         raise JobError(str(exc)) from None
     info = backend.info
-    ctx.log(f"loaded in {time.perf_counter() - t0:.1f} s: {info.backend}, template {info.template}, context {info.context_size}")
+    ctx.log(f"loaded in {time.perf_counter() - t0:.1f} s: {info.backend}, template {info.template}, context "
+            f"{info.context_size}")
     if spec.get("gpu_memory") and info.backend == "llama.cpp":
-        ctx.log("--gpu-memory caps apply to the transformers engine; llama.cpp places layers with --gpu-layers", "warning")
+        ctx.log("--gpu-memory caps apply to the transformers engine; llama.cpp places layers with --gpu-layers",
+                "warning")
     ctx.raise_if_cancelled()
 
     steps = itertools.count(1)

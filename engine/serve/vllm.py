@@ -126,7 +126,8 @@ def run(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0, len(PHASES), "starting vLLM", force=True)
     ctx.log("$ " + " ".join(cmd))
     if spec.get("gpu_memory"):
-        ctx.log("vLLM sizes its memory with --gpu-memory-utilization (a fraction per GPU); --gpu-memory is ignored", "warning")
+        ctx.log("vLLM sizes its memory with --gpu-memory-utilization (a fraction per GPU); --gpu-memory is ignored",
+                "warning")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             text=True, bufsize=1, env=env, start_new_session=True,
                             preexec_fn=die_with_parent())  # noqa: PLW1509 - lock-free, see engine/child_process.py
@@ -148,7 +149,8 @@ def run(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
                     ctx.progress(index, len(PHASES), phase, force=True)
             if '"POST /v1/' in line:
                 requests["n"] += 1
-                ctx.metric(requests["n"], request=1, status=float(m.group(1)) if (m := re.search(r'" (\d{3})', line)) else 0)
+                ctx.metric(requests["n"], request=1,
+                           status=float(m.group(1)) if (m := re.search(r'" (\d{3})', line)) else 0)
             ctx.log(line)
 
     reader = threading.Thread(target=pump, daemon=True, name="vllm-log")

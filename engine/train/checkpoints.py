@@ -38,7 +38,8 @@ class Checkpoint:
         return self.path.name
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "step": self.step, "loss": self.loss, "size": self.size, "complete": self.complete, "problem": self.problem}
+        return {"path": str(self.path), "step": self.step, "loss": self.loss, "size": self.size,
+                "complete": self.complete, "problem": self.problem}
 
 
 def _files(folder: Path) -> dict[str, int]:
@@ -92,7 +93,8 @@ def inspect(folder: Path) -> Checkpoint:
         if actual is None:
             return Checkpoint(folder, step, loss, size, False, f"corrupt: {rel} is missing")
         if actual != expected:
-            return Checkpoint(folder, step, loss, size, False, f"corrupt: {rel} has {actual} bytes, expected {expected}")
+            return Checkpoint(folder, step, loss, size, False,
+                              f"corrupt: {rel} has {actual} bytes, expected {expected}")
     if not (folder / "trainer_state.json").exists():
         return Checkpoint(folder, step, loss, size, False, "corrupt: trainer_state.json is missing")
     return Checkpoint(folder, int(data.get("step", step)), loss, size, True)

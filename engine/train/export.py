@@ -38,7 +38,8 @@ def merge(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         raise JobError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
     base_of(adapter)
     final = Path(spec.get("output") or adapter.with_name(adapter.name + "-merged")).expanduser()
-    job = {"input": str(adapter), "output": str(final), "force": bool(spec.get("force")), "verify": spec.get("verify", True)}
+    job = {"input": str(adapter), "output": str(final), "force": bool(spec.get("force")),
+           "verify": spec.get("verify", True)}
     summary = jobs.merge_lora(job, ctx)
     ctx.log(f"merged model written to {final}")
     return summary

@@ -102,7 +102,8 @@ def load_data(spec: TrainSpec, tokenizer: Any, ctx: Any) -> tuple[list[Any], lis
         raise JobError(f"dataset: {exc}") from None
     stats = prepared.stats.to_dict() if hasattr(prepared.stats, "to_dict") else {}
     if not rows:
-        raise JobError(f"dataset: {Path(spec.dataset).name} gave no trainable examples (every record was invalid, or had no assistant tokens to learn)")
+        raise JobError(f"dataset: {Path(spec.dataset).name} gave no trainable examples (every record was invalid, or "
+                       "had no assistant tokens to learn)")
     order = list(range(len(rows)))
     n_eval = int(round(len(rows) * spec.eval_split)) if spec.eval_split else 0
     if spec.eval_split and n_eval == 0 and len(rows) > 1:
@@ -178,11 +179,13 @@ def load_model(spec: TrainSpec, precision: str, cuda: bool, *, wrap: bool = True
 
 def check_qlora(cuda: bool) -> None:
     if not cuda:
-        raise JobError("QLoRA needs a CUDA GPU (4-bit weights come from bitsandbytes, which has no CPU training path); use --adapter lora here")
+        raise JobError("QLoRA needs a CUDA GPU (4-bit weights come from bitsandbytes, which has no CPU training path); "
+                       "use --adapter lora here")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise JobError("QLoRA needs the bitsandbytes package: pip install bitsandbytes (or use --adapter lora)") from None
+        raise JobError("QLoRA needs the bitsandbytes package: "
+                       "pip install bitsandbytes (or use --adapter lora)") from None
 
 
 def oom_message(step: int, spec: TrainSpec) -> str:
@@ -195,7 +198,8 @@ def oom_message(step: int, spec: TrainSpec) -> str:
         figures.append(f"GPU {i}: peak {peak:.1f} of {total:.1f} GiB")
     where = "; ".join(figures) or "no CUDA figures"
     return (
-        f"CUDA out of memory at step {step} (batch {spec.batch_size} x {spec.max_seq_len} tokens, {_what(spec)}; {where}). "
+        f"CUDA out of memory at step {step} "
+        f"(batch {spec.batch_size} x {spec.max_seq_len} tokens, {_what(spec)}; {where}). "
         f"Try: {'; '.join(SUGGESTIONS)}"
     )
 
@@ -212,7 +216,8 @@ def choose_resume(spec: TrainSpec, checkpoints_dir: Path, ctx: Any) -> str | Non
         wanted = inspect(Path(spec.resume_from))
         if wanted.complete:
             return str(wanted.path)
-        ctx.log(f"{wanted.name} cannot be resumed from ({wanted.problem}); looking for an older complete checkpoint", level="warning")
+        ctx.log(f"{wanted.name} cannot be resumed from ({wanted.problem}); looking for an older complete checkpoint",
+                level="warning")
         found = [c for c in list_checkpoints(wanted.path.parent) if c.step < wanted.step]
     for bad in [c for c in found if not c.complete]:
         ctx.log(f"skipping {bad.name}: {bad.problem}", level="warning")
@@ -337,7 +342,8 @@ def build_data(spec: TrainSpec, tokenizer: Any, ctx: Any, where: Placement) -> T
     if where.main_rank:
         tokens = sum(len(r) for r in train_rows)
         held_out = f", {len(eval_rows)} eval rows" if eval_rows else ""
-        ctx.log(f"data: {len(train_rows)} training rows ({tokens} tokens){held_out}{', packed' if spec.packing else ''}")
+        ctx.log(f"data: {len(train_rows)} training rows ({tokens} tokens)"
+                f"{held_out}{', packed' if spec.packing else ''}")
     return TrainData(train_rows=train_rows, eval_rows=eval_rows, stats=stats, pad_id=pad_id)
 
 

@@ -24,7 +24,8 @@ from engine.cluster.spec import ClusterSpec
 METHODS: tuple[str, ...] = ("sft", "dpo", "orpo", "kto", "grpo")
 ADAPTERS: tuple[str, ...] = ("lora", "qlora", "full")
 LEGACY_METHODS: tuple[str, ...] = ADAPTERS  # --method lora == --method sft --adapter lora
-SCHEDULERS: tuple[str, ...] = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
+SCHEDULERS: tuple[str, ...] = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts",
+                               "polynomial")
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32")
 LOSS_ON: tuple[str, ...] = ("assistant", "all")
 # How several processes share the work: DDP replicates the model; FSDP (version 2) and DeepSpeed
@@ -161,7 +162,8 @@ class TrainSpec:
             if not p.exists():
                 out.append(f"model: {p} does not exist")
             elif p.is_file():
-                out.append(f"model: {p.name} is a file; give the model folder (a .gguf must be converted to HF first: `llmdeck convert gguf-to-hf`)")
+                out.append(f"model: {p.name} is a file; give the model folder (a .gguf must be converted to HF first: "
+                           "`llmdeck convert gguf-to-hf`)")
             elif not (p / "config.json").exists():
                 out.append(f"model: {p} has no config.json; it is not an HF model folder")
             else:

@@ -62,7 +62,8 @@ class FakeOpenAIServer:
                         time.sleep(outer.delay)
                     done = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
                     usage = {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": len(outer.words)}}
-                    self.wfile.write(f"data: {json.dumps(done)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
+                    self.wfile.write(f"data: {json.dumps(done)}\n\ndata: {json.dumps(usage)}\n\n"
+                                     "data: [DONE]\n\n".encode())
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     outer.disconnected.set()
@@ -102,7 +103,8 @@ def test_streams_deltas_and_usage(server, monkeypatch) -> None:
     assert stats.ttft_s is not None and stats.ttft_s < 5
     req = server.requests[0]
     assert req["messages"][0] == {"role": "system", "content": "Be nice."}
-    assert (req["model"], req["stream"], req["max_tokens"], req["stop"], req["seed"]) == ("tiny-model", True, 20, ["###"], 7)
+    assert (req["model"], req["stream"], req["max_tokens"], req["stop"], req["seed"]) == (
+        "tiny-model", True, 20, ["###"], 7)
     assert req["top_k"] == 40  # a local server gets the extra sampling fields
     assert server.headers[0]["Authorization"] == "Bearer sk-test-123"
     backend.close()

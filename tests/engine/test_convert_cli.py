@@ -27,7 +27,8 @@ def test_no_action_opens_tui() -> None:
     assert isinstance(result, OpenTUI) and result.mode == "convert"
 
 
-def test_follow_prints_progress_and_verification(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_follow_prints_progress_and_verification(model: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "m.gguf"
     assert run_command(["convert", "hf-to-gguf", str(model), "-o", str(out), "--outtype", "f16"]) == 0
     text = capsys.readouterr().out

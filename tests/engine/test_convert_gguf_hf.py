@@ -24,7 +24,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ggufhf")
     make_llama(root / "m", tokenizer="spm", n_kv_heads=2)
     for outtype in ("f32", "q8_0"):
-        r = run(jobs.hf_to_gguf, {"input": str(root / "m"), "output": str(root / f"m-{outtype}.gguf"), "outtype": outtype, "verify": False})
+        r = run(jobs.hf_to_gguf,
+                {"input": str(root / "m"), "output": str(root / f"m-{outtype}.gguf"), "outtype": outtype,
+                 "verify": False})
         assert isinstance(r, Finished), r
     return {"hf": root / "m", "f32": root / "m-f32.gguf", "q8_0": root / "m-q8_0.gguf"}
 
@@ -45,7 +47,8 @@ def test_f32_round_trip_is_exact(tiny: dict[str, Path], tmp_path: Path) -> None:
 
 def test_q8_0_dequantized_verifies(tiny: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "deq"
-    result = run(jobs.gguf_to_hf, {"input": str(tiny["q8_0"]), "output": str(out), "dtype": "bf16", "shard_size": "100KB"})
+    result = run(jobs.gguf_to_hf,
+                 {"input": str(tiny["q8_0"]), "output": str(out), "dtype": "bf16", "shard_size": "100KB"})
     assert isinstance(result, Finished), getattr(result, "message", result)
     assert result.summary["shards"] > 1 and (out / "model.safetensors.index.json").is_file()
     assert result.summary["verify"]["correlation"] > 0.98
@@ -58,9 +61,11 @@ def test_vocab_round_trip(tiny: dict[str, Path], tmp_path: Path) -> None:
     hf = tmp_path / "hf"
     assert isinstance(run(jobs.gguf_to_hf, {"input": str(tiny["f32"]), "output": str(hf), "verify": False}), Finished)
     again = tmp_path / "again.gguf"
-    assert isinstance(run(jobs.hf_to_gguf, {"input": str(hf), "output": str(again), "outtype": "f32", "verify": False}), Finished)
+    assert isinstance(run(jobs.hf_to_gguf, {"input": str(hf), "output": str(again), "outtype": "f32", "verify": False}),
+                      Finished)
     a, b = gguf.GGUFReader(tiny["f32"]), gguf.GGUFReader(again)
-    for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.add_space_prefix"):
+    for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type",
+                "tokenizer.ggml.add_space_prefix"):
         assert a.fields[key].contents() == b.fields[key].contents(), key
     tensors_a = {t.name: bytes(t.data) for t in a.tensors}
     assert tensors_a == {t.name: bytes(t.data) for t in b.tensors}

@@ -37,7 +37,9 @@ def leftovers(folder: Path) -> list[str]:
     return [p.name for p in folder.iterdir() if p.name.startswith(".")]
 
 
-@pytest.mark.parametrize("model,outtype", [("bpe-gqa", "f16"), ("spm", "f16"), ("bpe-gqa", "f32"), ("spm", "bf16"), ("bpe-gqa", "q8_0"), ("tied", "f16")])
+@pytest.mark.parametrize("model,outtype",
+                         [("bpe-gqa", "f16"), ("spm", "f16"), ("bpe-gqa", "f32"), ("spm", "bf16"), ("bpe-gqa", "q8_0"),
+                          ("tied", "f16")])
 def test_hf_to_gguf_matches_transformers(models: dict[str, Path], tmp_path: Path, model: str, outtype: str) -> None:
     out = tmp_path / f"{model}-{outtype}.gguf"
     result, events = run(jobs.hf_to_gguf, {"input": str(models[model]), "output": str(out), "outtype": outtype})
@@ -54,7 +56,8 @@ def test_gguf_metadata(models: dict[str, Path], tmp_path: Path) -> None:
     import gguf
 
     out = tmp_path / "m.gguf"
-    result, _ = run(jobs.hf_to_gguf, {"input": str(models["bpe-gqa"]), "output": str(out), "outtype": "f16", "verify": False})
+    result, _ = run(jobs.hf_to_gguf,
+                    {"input": str(models["bpe-gqa"]), "output": str(out), "outtype": "f16", "verify": False})
     assert isinstance(result, Finished)
     reader = gguf.GGUFReader(out)
     fields = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.ggml.token")}
@@ -78,7 +81,8 @@ def test_cancel_leaves_nothing(models: dict[str, Path], tmp_path: Path) -> None:
         if isinstance(event, Progress) and event.phase == "write gguf" and event.done >= 1:
             cancel.set()
 
-    result = execute(jobs.hf_to_gguf, {"input": str(models["spm"]), "output": str(out)}, JobContext(emit, cancel, min_interval=0.0))
+    result = execute(jobs.hf_to_gguf, {"input": str(models["spm"]), "output": str(out)},
+                     JobContext(emit, cancel, min_interval=0.0))
     assert isinstance(result, Cancelled)
     assert not out.exists() and leftovers(tmp_path) == []
 
@@ -141,7 +145,8 @@ def test_missing_input_and_config(tmp_path: Path) -> None:
     assert "config.json is missing" in verdict.problems[0].text
 
 
-def test_verification_catches_a_wrong_permutation(models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verification_catches_a_wrong_permutation(models: dict[str, Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Skip the q/k rotary permutation: the GGUF still loads, but its logits are wrong, the run
     fails on verification and nothing is left at the output path."""
     from engine.convert import hf_to_gguf
@@ -154,7 +159,8 @@ def test_verification_catches_a_wrong_permutation(models: dict[str, Path], tmp_p
     assert not out.exists() and leftovers(tmp_path) == []
 
 
-def test_the_tokenizer_that_reproduces_transformers_is_chosen_and_named(models: dict[str, Path], tmp_path: Path) -> None:
+def test_the_tokenizer_that_reproduces_transformers_is_chosen_and_named(
+        models: dict[str, Path], tmp_path: Path) -> None:
     """A SentencePiece model's folder also holds a tokenizer.json: the GGUF gets the vocabulary
     llama.cpp splits exactly like transformers, and the summary says which."""
     assert (models["spm"] / "tokenizer.json").is_file() and (models["spm"] / "tokenizer.model").is_file()
@@ -165,7 +171,8 @@ def test_the_tokenizer_that_reproduces_transformers_is_chosen_and_named(models: 
     assert result.summary["tokenizer_check"] == "7/7" and result.summary["verify"]["tokenizer_match"] == "7/7"
 
 
-def test_a_wrong_tokenizer_is_refused_and_fails_verification_when_forced(models: dict[str, Path], tmp_path: Path) -> None:
+def test_a_wrong_tokenizer_is_refused_and_fails_verification_when_forced(
+        models: dict[str, Path], tmp_path: Path) -> None:
     """The issue-15 failure: a SentencePiece model without its tokenizer.model (what a merged
     fine-tune used to be). Its tokenizer.json exported as byte-level BPE splits text differently:
     refused up front; forced, the verification fails on the tokenizer and leaves nothing."""
@@ -176,7 +183,8 @@ def test_a_wrong_tokenizer_is_refused_and_fails_verification_when_forced(models:
     (src / "tokenizer.model").unlink()
     out = tmp_path / "broken.gguf"
     result, _ = run(jobs.hf_to_gguf, {"input": str(src), "output": str(out), "outtype": "f32"})
-    assert isinstance(result, Failed) and "SentencePiece-style tokenizer but the folder has no tokenizer.model" in result.message
+    assert isinstance(result, Failed)
+    assert "SentencePiece-style tokenizer but the folder has no tokenizer.model" in result.message
     result, _ = run(jobs.hf_to_gguf, {"input": str(src), "output": str(out), "outtype": "f32", "force": True})
     assert isinstance(result, Failed)
     assert result.message.startswith("verification failed for broken.gguf vs no-spm: tokenizer: llama.cpp splits")

@@ -35,7 +35,9 @@ def test_merge_matches_peft(adapter: dict[str, Path], tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "merged"
-    result = execute(jobs.merge_lora, {"input": str(adapter["adapter"]), "base": str(adapter["base"]), "output": str(out)}, JobContext(lambda e: None))
+    result = execute(jobs.merge_lora,
+                     {"input": str(adapter["adapter"]), "base": str(adapter["base"]), "output": str(out)},
+                     JobContext(lambda e: None))
     assert isinstance(result, Finished), getattr(result, "message", result)
     assert result.summary["verify"]["ok"] and result.summary["verify"]["max_abs_diff"] < 1e-4
     assert (out / "tokenizer.json").is_file() and not (out / "adapter_config.json").exists()
@@ -74,19 +76,23 @@ def test_merged_folder_carries_every_tokenizer_file_of_the_base(adapter: dict[st
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copyfile(adapter["base"] / name, trained / name)
     out = tmp_path / "merged"
-    result = execute(jobs.merge_lora, {"input": str(trained), "base": str(adapter["base"]), "output": str(out)}, JobContext(lambda e: None))
+    result = execute(jobs.merge_lora, {"input": str(trained), "base": str(adapter["base"]), "output": str(out)},
+                     JobContext(lambda e: None))
     assert isinstance(result, Finished), getattr(result, "message", result)
     assert (out / "tokenizer.model").read_bytes() == (adapter["base"] / "tokenizer.model").read_bytes()
     gguf = tmp_path / "merged.gguf"
-    result = execute(jobs.hf_to_gguf, {"input": str(out), "output": str(gguf), "outtype": "f32"}, JobContext(lambda e: None))
+    result = execute(jobs.hf_to_gguf, {"input": str(out), "output": str(gguf), "outtype": "f32"},
+                     JobContext(lambda e: None))
     assert isinstance(result, Finished), getattr(result, "message", result)
     assert result.summary["tokenizer_source"] == "tokenizer.model (SentencePiece)"
 
 
-def test_merge_progress_counts_steps_not_bytes(adapter: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_merge_progress_counts_steps_not_bytes(adapter: dict[str, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     from engine.cli import run_command
 
     out = tmp_path / "merged"
-    assert run_command(["convert", "merge-lora", str(adapter["adapter"]), "--base", str(adapter["base"]), "-o", str(out)]) == 0
+    assert run_command(["convert", "merge-lora", str(adapter["adapter"]), "--base", str(adapter["base"]), "-o",
+                        str(out)]) == 0
     text = capsys.readouterr().out
     assert "merge 4/4 steps" in text and " B/s" not in text and "4 B" not in text

@@ -21,7 +21,8 @@ def f16_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("quant")
     make_llama(root / "m", tokenizer="spm", n_kv_heads=2, hidden=256)
     out = root / "m-f16.gguf"
-    result = execute(jobs.hf_to_gguf, {"input": str(root / "m"), "output": str(out), "outtype": "f16", "verify": False}, JobContext(lambda e: None))
+    result = execute(jobs.hf_to_gguf, {"input": str(root / "m"), "output": str(out), "outtype": "f16", "verify": False},
+                     JobContext(lambda e: None))
     assert isinstance(result, Finished), result
     return out
 
@@ -75,7 +76,8 @@ def test_imatrix_passthrough(f16_gguf: Path, tmp_path: Path) -> None:
     plain = tmp_path / "plain.gguf"
     with_im = tmp_path / "im.gguf"
     r1, _ = run({"input": str(f16_gguf), "output": str(plain), "qtype": "Q4_0", "verify": False})
-    r2, events = run({"input": str(f16_gguf), "output": str(with_im), "qtype": "Q4_0", "imatrix": str(imatrix), "verify": False})
+    r2, events = run({"input": str(f16_gguf), "output": str(with_im), "qtype": "Q4_0", "imatrix": str(imatrix),
+                      "verify": False})
     assert isinstance(r1, Finished) and isinstance(r2, Finished), (r1, r2)
     assert r2.summary["imatrix"] == str(imatrix)
     assert any(isinstance(e, Log) and "imatrix: 14 entries" in e.text for e in events)
@@ -90,7 +92,8 @@ def test_requantize_refused(f16_gguf: Path, tmp_path: Path) -> None:
     assert not verdict.ok() and "already quantized" in verdict.problems[0].text
     r, _ = run({"input": str(q8), "output": str(tmp_path / "q4.gguf"), "qtype": "Q4_K_M", "verify": False})
     assert isinstance(r, Failed) and "--allow-requantize" in r.message
-    r, _ = run({"input": str(q8), "output": str(tmp_path / "q4.gguf"), "qtype": "Q4_K_M", "verify": False, "allow_requantize": True})
+    r, _ = run({"input": str(q8), "output": str(tmp_path / "q4.gguf"), "qtype": "Q4_K_M", "verify": False,
+                "allow_requantize": True})
     assert isinstance(r, Finished)
 
 

@@ -42,7 +42,8 @@ def test_spec_round_trips_and_checks_itself(tmp_path):
     template = tmp_path / "t.jinja"
     template.write_text("{{ messages[0]['content'] }}")
     spec = DataSpec.from_dict(
-        {"path": "x.csv", "map": ["instruction=q"], "max_seq_len": "64", "policy": "pack", "chat_template_file": str(template)}
+        {"path": "x.csv", "map": ["instruction=q"], "max_seq_len": "64", "policy": "pack",
+         "chat_template_file": str(template)}
     )
     # chat_template_file is another name for chat_template (a name, a file or Jinja text)
     assert spec.mapping == {"instruction": "q"} and spec.max_seq_len == 64 and spec.chat_template == str(template)
@@ -66,7 +67,9 @@ def test_prepare_fails_fast_on_an_unusable_file(tmp_path, model):
 def test_scan_job_reports_progress_and_previews(model):
     events = []
     ctx = JobContext(events.append, min_interval=0)
-    final = execute(scan_job, {"path": str(FIXTURES / "openai.jsonl"), "model": str(model), "max_seq_len": 40, "previews": 2}, ctx)
+    final = execute(scan_job,
+                    {"path": str(FIXTURES / "openai.jsonl"), "model": str(model), "max_seq_len": 40, "previews": 2},
+                    ctx)
     assert isinstance(final, Finished)
     summary = final.summary
     json.dumps(summary)

@@ -89,11 +89,12 @@ def test_packed_forward_equals_separate_forwards(tmp_path):
     tok = load_tokenizer(model_dir)
     path = tmp_path / "chat.jsonl"
     rng = random.Random(3)
-    words = "the model learns to answer short questions".split()
+    words = ["the", "model", "learns", "to", "answer", "short", "questions"]
     with open(path, "w") as f:
         for i in range(8):
             a = " ".join(rng.choices(words, k=rng.randint(2, 12)))
-            f.write(json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": a}]}) + "\n")
+            f.write(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
+                                             {"role": "assistant", "content": a}]}) + "\n")
     data = prepare(DataSpec(str(path), max_seq_len=96, policy="pack"), tok)
     rows = list(data.examples())
     assert any(row.packed for row in rows)
@@ -102,14 +103,16 @@ def test_packed_forward_equals_separate_forwards(tmp_path):
     with torch.no_grad():
         for row in rows:
             batch = collate([row])
-            packed_logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+            packed_logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                                  use_cache=False).logits[0]
             start = 0
             for ids, _ in row.segments():
                 alone = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0]
                 torch.testing.assert_close(packed_logits[start : start + len(ids)], alone, atol=1e-4, rtol=1e-4)
                 start += len(ids)
             # the loss on the packed row equals the token-weighted loss of the parts
-            loss = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], labels=batch["labels"], use_cache=False).loss
+            loss = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], labels=batch["labels"],
+                         use_cache=False).loss
             assert torch.isfinite(loss)
 
 

@@ -20,7 +20,8 @@ def test_tokenizer_reloads_with_template_and_special_tokens(tmp_path, style, eot
     assert text.endswith("assistant\n") or text.endswith("assistant<|end_header_id|>\n\n")
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.convert_tokens_to_ids(eot) in ids  # special tokens stay single tokens
-    assert tok.decode(tok("any text at all, even ünïcödé", add_special_tokens=False)["input_ids"]) == "any text at all, even ünïcödé"
+    assert tok.decode(tok("any text at all, even ünïcödé",
+                          add_special_tokens=False)["input_ids"]) == "any text at all, even ünïcödé"
 
 
 def test_tiny_llama_matches_its_tokenizer():
@@ -32,7 +33,8 @@ def test_tiny_llama_matches_its_tokenizer():
     model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
     assert model.config.hidden_size == 64 and model.config.num_hidden_layers == 2
     assert model.config.vocab_size == len(tok)
-    ids = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, return_tensors="pt",
+                                  return_dict=True)
     with torch.no_grad():
         logits = model(**ids).logits
     assert logits.shape[-1] == len(tok)

@@ -74,7 +74,8 @@ def test_json_array_problem_lines(tmp_path):
     path = tmp_path / "arr.json"
     path.write_text('[\n  {"text": "ok"},\n  {"text": ""},\n  {"txt": "x"},\n  {"text": "ok"}\n]\n')
     validator, good = validate(path, fmt="text")
-    assert [(p.where.line, p.kind) for p in validator.problems] == [(3, "empty_turn"), (4, "missing_field"), (5, "duplicate")]
+    assert [(p.where.line, p.kind) for p in validator.problems] == [
+        (3, "empty_turn"), (4, "missing_field"), (5, "duplicate")]
     assert str(validator.problems[2]) == "arr.json:5: duplicate of line 2"
 
 
@@ -92,7 +93,8 @@ def test_parquet_problems_name_records(tmp_path):
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table({"text": ["a", "", "b", "a"]}), path)
     validator, good = validate(path)
-    assert [str(p) for p in validator.problems] == ["t.parquet record 2: the text is empty", "t.parquet record 4: duplicate of record 1"]
+    assert [str(p) for p in validator.problems] == ["t.parquet record 2: the text is empty",
+                                                    "t.parquet record 4: duplicate of record 1"]
 
 
 def test_turn_level_problems(tmp_path):

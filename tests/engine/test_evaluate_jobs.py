@@ -29,8 +29,10 @@ def _wait(store: RunStore, run_id: str, timeout: float = 120.0):
 
 def test_detached_ppl_and_speed_runs_are_kept_and_comparable() -> None:
     store = RunStore()
-    ppl = store.start("eval.ppl", {"model": str(tiny_gguf()), "file": str(PROSE), "ctx": 32, "max_tokens": 60, "n_threads": 1})
-    speed = store.start("bench.speed", {"model": str(tiny_hf()), "prompt_len": 16, "gen_len": 4, "reps": 2, "n_threads": 1})
+    ppl = store.start("eval.ppl",
+                      {"model": str(tiny_gguf()), "file": str(PROSE), "ctx": 32, "max_tokens": 60, "n_threads": 1})
+    speed = store.start("bench.speed",
+                        {"model": str(tiny_hf()), "prompt_len": 16, "gen_len": 4, "reps": 2, "n_threads": 1})
     for run in (ppl, speed):
         info = _wait(store, run.id)
         assert info.status == "succeeded", store.log_tail(run.id)
@@ -63,7 +65,8 @@ def test_failed_run_has_one_line_reason(tmp_path: Path) -> None:
 
 
 def test_cli_eval_ppl_and_results(capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_command(["eval", "ppl", str(tiny_gguf()), str(PROSE), "--ctx", "32", "--max-tokens", "40", "--threads", "1", "--json"])
+    code = run_command(["eval", "ppl", str(tiny_gguf()), str(PROSE), "--ctx", "32", "--max-tokens", "40",
+                        "--threads", "1", "--json"])
     assert code == 0
     record = json.loads(capsys.readouterr().out)
     assert record["kind"] == "eval.ppl" and record["result"]["tokens_evaluated"] == 40
@@ -75,7 +78,8 @@ def test_cli_eval_ppl_and_results(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_bench_detach_and_tui(capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_command(["bench", str(tiny_gguf()), "--prompt-len", "8", "--gen", "2", "--reps", "1", "--threads", "1", "--detach"])
+    code = run_command(["bench", str(tiny_gguf()), "--prompt-len", "8", "--gen", "2", "--reps", "1",
+                        "--threads", "1", "--detach"])
     assert code == 0
     out = capsys.readouterr().out
     assert out.startswith("started run ")

@@ -16,7 +16,9 @@ from tests.engine.evaluate_helpers import PROSE, tiny_gguf, tiny_hf
 from tests.helpers.requirements import require_module
 
 
-@pytest.mark.parametrize("n,ctx,stride,bos", [(100, 16, 8, True), (100, 16, 15, True), (100, 16, 16, False), (37, 10, 3, False), (5, 64, 32, True)])
+@pytest.mark.parametrize("n,ctx,stride,bos",
+                         [(100, 16, 8, True), (100, 16, 15, True), (100, 16, 16, False), (37, 10, 3, False),
+                          (5, 64, 32, True)])
 def test_windows_score_every_token_once(n: int, ctx: int, stride: int, bos: bool) -> None:
     windows = plan_windows(n, ctx, stride, bos=bos)
     scored = [t for w in windows for t in range(w.score_from, w.end)]

@@ -33,7 +33,8 @@ def test_measure_real_model(which: str) -> None:
         require_module("llama_cpp")
     model = tiny_gguf() if which == "llama.cpp" else tiny_hf()
     events: list = []
-    result = measure(model, prompt_len=48, gen_len=8, reps=3, job=JobContext(events.append, min_interval=0), n_threads=1)
+    result = measure(model, prompt_len=48, gen_len=8, reps=3, job=JobContext(events.append, min_interval=0),
+                     n_threads=1)
     assert result.backend == which and result.reps == 3 and len(result.runs) == 3
     for spread in (result.prompt_tps, result.gen_tps, result.ttft_s):
         assert len(spread.values) == 3 and 0 < spread.min <= spread.median <= spread.max

@@ -39,7 +39,8 @@ def test_once_json_from_the_h200_fixture() -> None:
 
 def test_watch_lines_and_record_then_replay(tmp_path: Path) -> None:
     rec = tmp_path / "m.jsonl"
-    out = llmdeck("monitor", "--watch", "--count", "3", "--interval", "0.01", "--replay", str(NVML_H200), "--record", str(rec))
+    out = llmdeck("monitor", "--watch", "--count", "3", "--interval", "0.01", "--replay", str(NVML_H200), "--record",
+                  str(rec))
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stdout.splitlines() if "[0]" in line]
     assert len(lines) == 3 and "NVIDIA H200" in lines[1] and "48%" in lines[1] and "49.1 / 140 GiB" in lines[1]

@@ -19,7 +19,8 @@ GB = 1_000_000_000
 def _running_run(store: RunStore, name: str = "qwen-lora") -> str:
     """A run whose worker pid is this test process (alive, so the store keeps it running)."""
     info = store.create("train", {}, name=name)
-    store.update(info.id, status="running", pid=os.getpid(), pid_started=psutil.Process().create_time(), started=time.time())
+    store.update(info.id, status="running", pid=os.getpid(), pid_started=psutil.Process().create_time(),
+                 started=time.time())
     with open(info.events_path, "a") as fh:
         fh.write(json.dumps(Progress(phase="train", done=1200, total=3000, unit="steps").to_dict()) + "\n")
     return info.id

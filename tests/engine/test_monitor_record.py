@@ -30,12 +30,14 @@ def _samples() -> list[MonitorSample]:
         gpus, procs = sampler.sample()
         procs = procs[:1] + tuple(
             ProcessSample(pid=p.pid, gpu_index=p.gpu_index, gpu_memory=p.gpu_memory, sm_util=p.sm_util, user="ann",
-                          command="python train.py", cpu_percent=99.5, rss=123, run=RunLabel("r1", "lora", "train", "running", "step 3/10"))
+                          command="python train.py", cpu_percent=99.5, rss=123,
+                          run=RunLabel("r1", "lora", "train", "running", "step 3/10"))
             for p in procs[1:]
         )
         host = HostSample(cpu_percent=12.5, per_core=(10.0, 15.0), load_avg=(0.5, 0.4, 0.3), ram_used=1, ram_total=2,
                           swap_used=0, swap_total=0, disk_path="/d", disk_used=NA, disk_total=NA)
-        out.append(MonitorSample(time=1000.0 + t, gpus=gpus, processes=procs, host=host, driver="580", warnings=("w",) if t else ()))
+        out.append(MonitorSample(time=1000.0 + t, gpus=gpus, processes=procs, host=host, driver="580",
+                                 warnings=("w",) if t else ()))
     return out
 
 

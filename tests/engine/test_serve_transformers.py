@@ -81,7 +81,8 @@ def test_disconnect_mid_stream_cancels_and_frees_the_slot(server):
     wait_for(lambda: len(server.records) > before, 10, "request recorded")
     rec = server.records[-1]
     assert rec.status == 499 and rec.finish_reason == "cancelled" and rec.completion_tokens < LONG
-    reply = client(server).chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    reply = client(server).chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
+                                                   max_tokens=2)
     assert reply.choices[0].message.content is not None
 
 
@@ -90,7 +91,8 @@ def test_full_queue_answers_429_then_503_on_wait_timeout(server):
     try:
         assert occ.got_text.wait(60)
         with pytest.raises(openai.RateLimitError) as busy:  # max_queue=0: nobody may wait
-            client(server).chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+            client(server).chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
+                                                   max_tokens=2)
         assert "server busy" in busy.value.message and busy.value.response.headers["retry-after"] == "1"
         server.queue.max_queue, server.queue.max_wait_s = 1, 0.3
         with pytest.raises(openai.InternalServerError) as timed_out:  # may wait, but not forever: 503

@@ -211,7 +211,8 @@ async def frames_seen(devtools_port: int, url: str, needles: tuple[str, ...], ti
                 if data.get("method") == "Network.webSocketFrameReceived":
                     frame = data["params"]["response"]
                     payload = frame["payloadData"]
-                    seen += base64.b64decode(payload).decode("utf-8", "replace") if frame.get("opcode") == 2 else payload
+                    seen += (base64.b64decode(payload).decode("utf-8", "replace") if frame.get("opcode") == 2
+                             else payload)
                     if all(n in seen for n in needles):
                         break
             await asyncio.sleep(1.0)  # let the canvas paint the frame for the screenshot

@@ -14,7 +14,8 @@ def test_missing_file_gives_defaults(tmp_path):
 
 def test_bad_values_are_named_and_defaulted(tmp_path):
     path = tmp_path / "s.toml"
-    path.write_text('[ui]\ntheme = 3\n[monitor]\ninterval = "fast"\nstall_seconds = -1\nhistory_minutes = 5\nbogus = 1\n[nope]\n')
+    path.write_text('[ui]\ntheme = 3\n[monitor]\ninterval = "fast"\nstall_seconds = -1\n'
+                    'history_minutes = 5\nbogus = 1\n[nope]\n')
     loaded, problems = settings.load(path)
     text = "\n".join(problems)
     assert "ui.theme: expected a string, got 3" in text

@@ -45,7 +45,8 @@ def test_merge_matches_the_adapter_and_gguf_export_writes_a_file(trained_adapter
     assert torch.allclose(want, got, atol=1e-4)
     with pytest.raises(Exception, match="already exists"):
         merge({"adapter": str(trained_adapter), "output": str(merged)}, ctx)
-    gguf = Path(to_gguf({"model": str(trained_adapter), "output": str(tmp_path / "a.gguf"), "outtype": "f32"}, ctx)["output"])
+    gguf = Path(to_gguf({"model": str(trained_adapter), "output": str(tmp_path / "a.gguf"), "outtype": "f32"},
+                        ctx)["output"])
     assert gguf.read_bytes()[:4] == b"GGUF"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 

@@ -72,7 +72,8 @@ def falling(curve: dict[int, float]) -> bool:
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_run_succeeds_with_falling_loss_and_metrics(method):
     store = RunStore()
-    info = launch.start(tiny_spec(method=method, learning_rate=5e-3 if method == "lora" else 1e-3, eval_split=0.1, eval_steps=6), store)
+    info = launch.start(tiny_spec(method=method, learning_rate=5e-3 if method == "lora" else 1e-3, eval_split=0.1,
+                                  eval_steps=6), store)
     wait_for(lambda: ended(store, info.id))
     final = store.get(info.id)
     events, _ = store.read_events(info.id)

@@ -35,7 +35,8 @@ def test_spec_round_trips_through_json_and_the_cli(tmp_path, capsys):
     (model / "config.json").write_text("{}")
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "a", "completion": "b"}\n')
-    spec = TrainSpec(model=str(model), dataset=str(data), method="full", learning_rate=1e-5, packing=True, lora_targets="q_proj,v_proj", max_steps=50)
+    spec = TrainSpec(model=str(model), dataset=str(data), method="full", learning_rate=1e-5, packing=True,
+                     lora_targets="q_proj,v_proj", max_steps=50)
     assert TrainSpec.from_json(spec.to_json()) == spec
     assert spec.problems() == []
     cli = spec.to_cli()
@@ -51,9 +52,11 @@ def test_spec_round_trips_through_json_and_the_cli(tmp_path, capsys):
 
 
 def test_validation_names_each_field_with_the_fix(tmp_path):
-    spec = TrainSpec(model=str(tmp_path / "missing"), dataset="", method="dora", learning_rate=3, batch_size=0, eval_steps=5)
+    spec = TrainSpec(model=str(tmp_path / "missing"), dataset="", method="dora", learning_rate=3, batch_size=0,
+                     eval_steps=5)
     problems = "\n".join(spec.problems())
-    for needle in ("model:", "does not exist", "dataset:", "method: 'dora'", "learning_rate:", "batch_size:", "eval_steps: set eval_split"):
+    for needle in ("model:", "does not exist", "dataset:", "method: 'dora'", "learning_rate:", "batch_size:",
+                   "eval_steps: set eval_split"):
         assert needle in problems
     with pytest.raises(SpecError):
         spec.validate()

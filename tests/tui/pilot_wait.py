@@ -22,6 +22,7 @@ def screen_text(app) -> str:
     from rich.console import Console
 
     width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), record=True, legacy_windows=False, color_system=None)
+    console = Console(width=width, height=height, file=io.StringIO(), record=True, legacy_windows=False,
+                      color_system=None)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()

@@ -74,7 +74,8 @@ async def test_form_starts_a_real_run_and_checks_input() -> None:
         run = app.store.list()[0]
         assert run.kind == "eval.ppl" and run.spec["file"] == str(PROSE)
         listing = screen.query_one("#bench-list", DataTable)
-        await wait_until(pilot, lambda: run.id in listing.rows and str(listing.get_cell(run.id, "result")).startswith("PPL "),
+        await wait_until(pilot,
+                         lambda: run.id in listing.rows and str(listing.get_cell(run.id, "result")).startswith("PPL "),
                          timeout=90)
         assert str(listing.get_cell(run.id, "status")) == "succeeded"
 

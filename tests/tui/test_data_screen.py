@@ -31,7 +31,8 @@ def spans_with(screen, style: str) -> list[str]:
 
 async def test_records_histogram_and_problems():
     model = str(cached_tiny_tokenizer("chatml"))
-    app = LLMDeckApp(start_mode="data", options={"file": str(FIXTURES / "problems.jsonl"), "model": model, "max_seq_len": 64})
+    app = LLMDeckApp(start_mode="data",
+                     options={"file": str(FIXTURES / "problems.jsonl"), "model": model, "max_seq_len": 64})
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, DataScreen)
@@ -65,7 +66,8 @@ async def test_records_histogram_and_problems():
 
 async def test_cut_is_marked_and_loss_toggle_rescans():
     model = str(cached_tiny_tokenizer("chatml"))
-    app = LLMDeckApp(start_mode="data", options={"file": str(FIXTURES / "openai.jsonl"), "model": model, "max_seq_len": 40})
+    app = LLMDeckApp(start_mode="data",
+                     options={"file": str(FIXTURES / "openai.jsonl"), "model": model, "max_seq_len": 40})
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         await wait_until(pilot, lambda: screen.summary is not None)

@@ -34,7 +34,8 @@ async def test_runs_screen_shows_live_progress_of_another_process():
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.screen.query_one("#runs-table", DataTable)
         await wait_until(pilot, lambda: run_id in table.rows)
-        await wait_until(pilot, lambda: cell(table, run_id, "status") == "running" and "counting" in cell(table, run_id, "progress"))
+        await wait_until(pilot, lambda: cell(table, run_id, "status") == "running"
+                         and "counting" in cell(table, run_id, "progress"))
         first = cell(table, run_id, "progress")
         await wait_until(pilot, lambda: cell(table, run_id, "progress") != first)
         await wait_until(pilot, lambda: cell(table, run_id, "status") == "succeeded", timeout=30)

@@ -19,7 +19,8 @@ from tui.widgets.train_curve import TrainCurve, views_for
 
 def recorded_run(store: RunStore, name: str, steps: int = 40, slope: float = 0.04) -> str:
     """A finished training run written straight into a run folder, as a worker would."""
-    info = store.create("train", {"model": "/models/m", "dataset": "/data/d.jsonl", "max_steps": steps, "name": name}, name=name)
+    info = store.create("train", {"model": "/models/m", "dataset": "/data/d.jsonl", "max_steps": steps, "name": name},
+                        name=name)
     lines = []
     for s in range(1, steps + 1):
         values = {"loss": 3 - s * slope, "lr": 1e-3, "grad_norm": 0.5, "tokens_per_s": 900.0, "samples_per_s": 3.0,
@@ -42,11 +43,13 @@ async def test_recorded_run_replays_whole_history_and_exports():
     app = LLMDeckApp(start_mode="train", store=store)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
-        await wait_until(pilot, lambda: screen.selected == run_id and screen.states.get(run_id) and screen.states[run_id].step == 40)
+        await wait_until(pilot, lambda: screen.selected == run_id and screen.states.get(run_id)
+                         and screen.states[run_id].step == 40)
         curve = screen.query_one("#train-curve", TrainCurve)
         await wait_until(pilot, lambda: curve.points_drawn == 40)
         stats = str(screen.query_one("#train-stats").render())
-        for needle in ("step 40/40", "loss 1.4000", "eval 1.8000", "lr 1.00e-03", "tok/s 900", "gpu0 3.1/4.0 GiB", "RAM 1.25 GiB"):
+        for needle in ("step 40/40", "loss 1.4000", "eval 1.8000", "lr 1.00e-03", "tok/s 900", "gpu0 3.1/4.0 GiB",
+                       "RAM 1.25 GiB"):
             assert needle in stats, needle
         log = screen.query_one("#train-log")
         assert any("checkpoint saved" in line for line in log.lines)

@@ -83,20 +83,18 @@ class DataScreen(ModeScreen):
         yield Static("Tab to the fields: a dataset and a model folder, then Enter (or ctrl+r) to scan.",
                      id="data-status")
         with TabbedContent(id="data-tabs", initial="records"):
-            with TabPane("Records", id="records"):
-                with Horizontal():
-                    yield OptionList(id="data-records")
-                    with VerticalScroll(id="data-record-scroll"):
-                        yield Static("", id="data-record-head")
-                        yield Static("", id="data-record")
-                        with Horizontal(id="data-pair"):
-                            for side in ("a", "b"):
-                                with Vertical(classes="data-side"):
-                                    yield Static("", id=f"data-side-{side}-head", classes="data-side-head")
-                                    yield Static("", id=f"data-side-{side}", classes="data-side-text")
-            with TabPane("Lengths", id="lengths"):
-                with VerticalScroll(id="data-lengths-scroll"):
-                    yield Static("No scan yet.", id="data-lengths")
+            with TabPane("Records", id="records"), Horizontal():
+                yield OptionList(id="data-records")
+                with VerticalScroll(id="data-record-scroll"):
+                    yield Static("", id="data-record-head")
+                    yield Static("", id="data-record")
+                    with Horizontal(id="data-pair"):
+                        for side in ("a", "b"):
+                            with Vertical(classes="data-side"):
+                                yield Static("", id=f"data-side-{side}-head", classes="data-side-head")
+                                yield Static("", id=f"data-side-{side}", classes="data-side-text")
+            with TabPane("Lengths", id="lengths"), VerticalScroll(id="data-lengths-scroll"):
+                yield Static("No scan yet.", id="data-lengths")
             with TabPane("Problems", id="problems"):
                 table: DataTable[str] = DataTable(id="data-problems", cursor_type="row", zebra_stripes=True)
                 table.add_column("where", key="where")
