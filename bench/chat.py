@@ -109,7 +109,7 @@ async def speed(args) -> None:
                   f"in the worker: {b['backend_tps']:.1f} tok/s, TTFT {b['backend_ttft'] * 1000:.0f} ms)", flush=True)
     backend.close()
     med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
-    ratio = statistics.median(b["tps"] / a["tps"] for a, b in zip(rows_a, rows_b))
+    ratio = statistics.median(b["tps"] / a["tps"] for a, b in zip(rows_a, rows_b, strict=False))
     print(f"\nmodel {Path(model).name}, {args.threads} threads, {args.max_tokens} max tokens, "
           f"{args.runs} alternating runs")
     print(f"(a) bare llama-cpp loop : {med(rows_a, 'tps'):6.1f} tok/s  TTFT {med(rows_a, 'ttft') * 1000:6.1f} ms")

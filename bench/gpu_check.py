@@ -36,6 +36,7 @@ both reports; tests/test_gpu_check.py runs it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import importlib.util
 import json
@@ -362,10 +363,9 @@ def _kill_group(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             continue
         if sig == signal.SIGTERM:
-            try:  # the leader is gone; a child that ignored SIGTERM may remain
+            # the leader is gone; a child that ignored SIGTERM may remain
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
             return
 
 
@@ -379,10 +379,8 @@ def _stop_runs(root: Path) -> None:
     store = RunStore(root)
     for info in store.list():
         if info.active:
-            try:
+            with contextlib.suppress(RunError):
                 store.cancel(info.id, force=True)
-            except RunError:
-                pass
 
 
 def _tail(path: Path, lines: int) -> list[str]:
@@ -625,7 +623,7 @@ def nvml_direct(nv: Any) -> list[dict[str, Any]]:
 def compare_sample(ours: list[dict[str, Any]], direct: list[dict[str, Any]]) -> list[tuple[int, str, bool, str]]:
     """(GPU index, field, agrees, detail) for every field NVML gives, GPU by GPU."""
     rows = []
-    for index, (mine, theirs) in enumerate(zip(ours, direct)):
+    for index, (mine, theirs) in enumerate(zip(ours, direct, strict=False)):
         for name, value in theirs.items():
             ok, detail = compare_field(name, mine.get(name, "missing"), value)
             rows.append((index, name, ok, detail))
@@ -810,7 +808,7 @@ def part_chat(work: Path, out: Outcome) -> None:
         backend.close()
     ratio = speeds[True] / speeds[False] if speeds[False] else 0.0
     shorter = min(len(ids[False]), len(ids[True]))
-    same = next((i for i, (a, b) in enumerate(zip(ids[False], ids[True])) if a != b), shorter)
+    same = next((i for i, (a, b) in enumerate(zip(ids[False], ids[True], strict=False)) if a != b), shorter)
     out.figures.update(plain_tokens_per_s=round(speeds[False], 1), static_tokens_per_s=round(speeds[True], 1),
                        speedup=round(ratio, 2), compile_warmup_s=round(compile_s, 1),
                        greedy_tokens_compared=len(ids[False]), greedy_equal_prefix=same)

@@ -148,7 +148,8 @@ async def load(base: str, name: str, clients: int, duration: float, max_tokens: 
 
 
 def run_server(name: str, cmd: list[str], port: int, args: argparse.Namespace, env: dict | None = None) -> Result:
-    log = tempfile.NamedTemporaryFile("w+", prefix=f"bench-serve-{name.split()[0]}-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in the finally below, after the server stops
+        "w+", prefix=f"bench-serve-{name.split()[0]}-", suffix=".log", delete=False)
     env = env or {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT), env=env,
                             start_new_session=True)

@@ -157,7 +157,7 @@ def summarise(rows: list[dict]) -> None:
     for kind in kinds:
         good = [r for r in rows if r["kind"] == kind and not r["path"].startswith("BROKEN")]
 
-        def col(key: str, worst) -> str:
+        def col(key: str, worst, good: list[dict] = good) -> str:
             values = [r[key] for r in good if r[key] is not None]
             return f"{worst(values):.4g} ({statistics.median(values):.4g})" if values else "-"
 

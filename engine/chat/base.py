@@ -245,7 +245,7 @@ class ChatBackend(ABC):
         """Prompt tokens the conversation would take (None if the backend cannot tell)."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: a backend with nothing to free keeps this no-op
         """Free the model (memory, GPU)."""
 
     @property

@@ -224,7 +224,7 @@ def follow(store: Any, run_id: str, *, as_json: bool = False) -> int:
                 final = event
     except KeyboardInterrupt:
         print("cancelling...", file=sys.stderr, flush=True)
-        try:
+        try:  # noqa: SIM105 - kept as try/except so the deliberate broad catch carries its reason
             store.cancel(run_id)
         except Exception:  # noqa: BLE001 - it may have just ended
             pass

@@ -10,6 +10,7 @@ llama-imatrix) is loaded here and handed to llama.cpp through the binding's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -222,10 +223,8 @@ def quantize(
             finished = max(0, state["done"] - 1)
             while tracker.done_tensors < finished:
                 tracker.advance(per_tensor)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=0.1)
-            except subprocess.TimeoutExpired:
-                pass
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -297,7 +297,8 @@ def teacher_forced(
     seqs = [p + continuations[i] if i < len(continuations) else p for i, p in enumerate(ids)]
     rows = logits_of(seqs)
     logits = [r[: len(p)] for r, p in zip(rows, ids, strict=True)]
-    ranks = [_ranks(rows[i][len(p) - 1 : len(p) - 1 + len(c)], c) for i, (p, c) in enumerate(zip(ids, continuations))]
+    ranks = [_ranks(rows[i][len(p) - 1 : len(p) - 1 + len(c)], c)
+             for i, (p, c) in enumerate(zip(ids, continuations, strict=False))]
     return logits, ranks
 
 
@@ -409,7 +410,7 @@ def open_llama(path: Path, n_ctx: int = 512) -> Any:
     llama_runtime.quiet_logs()  # llama.cpp's own log lines (context warnings...) go to logging, not stderr
     try:
         return llama_runtime.load(path, n_ctx=n_ctx, logits_all=True, n_threads=_threads(), n_gpu_layers=0)
-    except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
+    except Exception as exc:  # noqa: BLE001 - llama.cpp reports load failures as ValueError/RuntimeError; any becomes one line
         raise ConvertError(f"llama.cpp cannot load {path} ({exc})") from None
 
 

@@ -163,7 +163,7 @@ def choose_vocab(model_dir: Path, n_vocab: int, write_probe: Any, *, force: bool
     except (OSError, ValueError) as exc:
         raise ConvertError(f"{model_dir}: transformers cannot load its tokenizer ({str(exc)[:160]})") from None
     live = _live_pre_tokenizer(hf_tok)
-    for label, vocab in list(usable):
+    for _label, vocab in list(usable):
         # transformers may load a folder with its model class's own pre-tokenizer instead of the
         # file's (a qwen2 model gets Qwen2's digit splitting): try that one too
         if vocab.model == "gpt2" and live and live != vocab.pre:
@@ -181,10 +181,10 @@ def choose_vocab(model_dir: Path, n_vocab: int, write_probe: Any, *, force: bool
             except ConvertError as exc:
                 tried.append((-1, label, vocab, str(exc)))
                 continue
-            same = sum(a == b for a, b in zip(want, got))
+            same = sum(a == b for a, b in zip(want, got, strict=False))
             example = next(
                 (f"{t[:30]!r} -> transformers {a[:10]}, llama.cpp {b[:10]}"
-                 for t, a, b in zip(TOKENIZER_SAMPLES, want, got) if a != b),
+                 for t, a, b in zip(TOKENIZER_SAMPLES, want, got, strict=False) if a != b),
                 "",
             )
             tried.append((same, label, vocab, example))

@@ -211,7 +211,7 @@ class PreparedData:
         kept_lengths: list[int] = []
         limit = self.spec.max_seq_len
         rendered_rows = self.rendered(ctx, keep_text=previews > 0)
-        for where, rendered in self._cut(self._with_previews(rendered_rows, shown, previews)):
+        for _where, rendered in self._cut(self._with_previews(rendered_rows, shown, previews)):
             if self.spec.policy == "pack":
                 kept_lengths.append(rendered.n_tokens)
         if self.spec.policy == "pack" and limit:

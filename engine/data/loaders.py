@@ -188,7 +188,7 @@ class Source:
                         yield RawRecord(record, start,
                                         error=f"row has {len(row)} cells but the header has {len(self.columns)}")
                     else:
-                        yield RawRecord(record, start, {k: v for k, v in zip(self.columns, row) if k})
+                        yield RawRecord(record, start, {k: v for k, v in zip(self.columns, row, strict=False) if k})
                     start = reader.line_num + 1
             except UnicodeDecodeError:
                 raise DataError(f"{self.name}: not UTF-8 text (near line {reader.line_num + 1}); "
@@ -236,9 +236,8 @@ def open_source(path: str | os.PathLike[str], kind: str | None = None) -> Source
         _open_parquet(p)  # fail now, with the file's name, if pyarrow cannot read it
         return source
     text = _check_text_head(p.name, head, complete=len(head) == size)
-    if not text.strip():
-        if len(head) == size:
-            raise DataError(f"{p.name}: the file is empty (only whitespace)")
+    if not text.strip() and len(head) == size:
+        raise DataError(f"{p.name}: the file is empty (only whitespace)")
     if kind in (None, "json", "jsonl"):
         kind = _sniff_json(p.name, text, kind)
     return Source(p, kind, size)

@@ -64,7 +64,7 @@ class Rendered:
         if self.offsets is None:
             return []
         spans: list[tuple[int, int]] = []
-        for (start, end), label in zip(self.offsets, self.labels):
+        for (start, end), label in zip(self.offsets, self.labels, strict=False):
             if label == IGNORE_INDEX or end <= start:
                 continue
             if spans and start <= spans[-1][1]:
@@ -155,7 +155,7 @@ class Renderer:
             end = len(upto.rstrip())
             spans.append((len(before), max(end, len(before))))
         ids, trained = self._tokenize(full, spans)
-        labels = [tok if keep else IGNORE_INDEX for tok, keep in zip(ids, trained)]
+        labels = [tok if keep else IGNORE_INDEX for tok, keep in zip(ids, trained, strict=False)]
         return self._result(full, ids, labels, self._last_offsets)
 
     def _assistant_header(self) -> str:
@@ -183,7 +183,7 @@ class Renderer:
                                 f"chat template error: {message[0] if message else type(exc).__name__}") from None
         ids = list(out["input_ids"])
         mask = list(out["assistant_masks"])
-        labels = [tok if m else IGNORE_INDEX for tok, m in zip(ids, mask)]
+        labels = [tok if m else IGNORE_INDEX for tok, m in zip(ids, mask, strict=False)]
         offsets = None
         if self.keep_text:
             check, _ = self._tokenize(full, [])
@@ -221,7 +221,7 @@ class Renderer:
                 labels = [IGNORE_INDEX] * n_prompt + ids[n_prompt:]
             else:
                 labels = [t if end > start or (s == end and s >= start) else IGNORE_INDEX
-                          for t, (s, end) in zip(ids, offsets)]
+                          for t, (s, end) in zip(ids, offsets, strict=False)]
         return self._result(text, ids, labels, offsets)
 
     # -- tokenization ------------------------------------------------------------------------

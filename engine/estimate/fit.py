@@ -71,9 +71,9 @@ def local_gpus(nvml: Any = None) -> tuple[list[Target], str | None]:
     except Exception as exc:  # noqa: BLE001
         return [], f"NVML query failed: {exc}"
     finally:
-        try:
+        try:  # noqa: SIM105 - kept as try/except so the deliberate broad catch carries its reason
             nvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a failed shutdown must not hide the query's result
             pass
 
 

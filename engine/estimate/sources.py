@@ -55,7 +55,7 @@ def safetensors_totals(folder: Path) -> tuple[int, int, str | None] | None:
     params = size = 0
     by_dtype: dict[str, int] = {}
     for f in files:
-        for name, info in read_safetensors_header(f).items():
+        for _name, info in read_safetensors_header(f).items():
             n = math.prod(info.get("shape", [])) if info.get("shape") else 1
             start, end = info.get("data_offsets", (0, 0))
             params += n

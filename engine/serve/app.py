@@ -164,7 +164,7 @@ def create_app(backend: ChatBackend, config: ServeConfig, queue: GenerationQueue
     def record(rec: RequestRecord) -> None:
         metrics.record(rec)
         if config.on_record:
-            try:
+            try:  # noqa: SIM105 - kept as try/except so the deliberate broad catch carries its reason
                 config.on_record(rec)
             except Exception:  # noqa: BLE001, S110 - logging must never break a request
                 pass

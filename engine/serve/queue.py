@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from dataclasses import dataclass
 
 
@@ -117,7 +118,6 @@ class GenerationQueue:
         loop = self._loop
         if loop is None or loop.is_closed():
             return  # no request ever waited on that loop
-        try:
+        # on these the loop is stopping on its own; `closing` already refuses new requests
+        with contextlib.suppress(concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
             asyncio.run_coroutine_threadsafe(self.close(), loop).result(timeout)
-        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
-            pass  # the loop is stopping on its own; `closing` already refuses new requests

@@ -10,6 +10,7 @@ deleted), is corrupt and skipped; resume takes the newest complete one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -119,10 +120,8 @@ def delete(checkpoint: Path) -> None:
     checkpoint = Path(checkpoint)
     if not _NAME.match(checkpoint.name):
         raise ValueError(f"{checkpoint} is not a checkpoint folder")
-    try:
+    with contextlib.suppress(FileNotFoundError):
         (checkpoint / MARKER).unlink()
-    except FileNotFoundError:
-        pass
     shutil.rmtree(checkpoint, ignore_errors=True)
 
 

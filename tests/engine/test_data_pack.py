@@ -44,7 +44,7 @@ def test_packed_rows_keep_every_example_whole_with_restarting_positions():
     for row in rows:
         assert len(row) <= 100 and sum(row.seq_lengths) == len(row)
         start = 0
-        for n, record in zip(row.seq_lengths, row.records):
+        for n, record in zip(row.seq_lengths, row.records, strict=False):
             src = originals[record]
             assert row.input_ids[start : start + n] == src.input_ids  # whole, in order
             assert row.position_ids[start : start + n] == list(range(n))  # restart per example

@@ -17,14 +17,14 @@ import pytest
 from engine.estimate import ModelSpec, estimate_training
 from engine.estimate.training import LOGIT_BYTES, TrainingOptions, activation_bytes
 
-H, I, NH, NKV, V, B, S = 256, 704, 4, 2, 1000, 2, 64
+H, INTER, NH, NKV, V, B, S = 256, 704, 4, 2, 1000, 2, 64
 
 
 def _model(precision: str, method: str, dropout: float, targets: str = "all-linear"):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(hidden_size=H, intermediate_size=I, num_hidden_layers=3, num_attention_heads=NH,
+    cfg = LlamaConfig(hidden_size=H, intermediate_size=INTER, num_hidden_layers=3, num_attention_heads=NH,
                       num_key_value_heads=NKV, vocab_size=V, max_position_embeddings=256)
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(0)
@@ -58,7 +58,7 @@ def _layer_saved(precision: str, method: str, dropout: float, device: str, targe
 
 
 def _formula(precision: str, method: str, dropout: float, device: str, targets: str = "all-linear") -> float:
-    spec = ModelSpec("m", 3, H, I, NH, NKV, V)
+    spec = ModelSpec("m", 3, H, INTER, NH, NKV, V)
     opt = TrainingOptions(method=method, precision=precision, batch=B, seq_len=S, lora_rank=8,
                           lora_targets=targets, lora_dropout=dropout, device=device)
     return activation_bytes(spec, opt)[1]
@@ -86,7 +86,7 @@ def test_a_frozen_base_keeps_less_than_the_full_fine_tune_coefficients_said():
     """What changed: LoRA used the full fine-tune's coefficients plus 5 B per adapter input element
     (CUDA), counting every Linear input twice; measured with CUDA's dropout it keeps ~18% less here"""
     lora = _layer_saved("bf16", "lora", 0.05, "cuda")
-    old_formula = B * S * (18 * H + 6 * H + 4 * NKV * (H // NH) + 8 * I + 4 * NH + 5 * (5 * H + H + I))
+    old_formula = B * S * (18 * H + 6 * H + 4 * NKV * (H // NH) + 8 * INTER + 4 * NH + 5 * (5 * H + H + INTER))
     assert lora < 0.85 * old_formula
     assert _formula("bf16", "lora", 0.05, "cuda") + RSQRT == pytest.approx(lora, rel=0.01)
 

@@ -145,7 +145,7 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
     # -- values --------------------------------------------------------------------------------
     def load(self, spec: TrainSpec) -> None:
         """Fill the form from a spec (edit and re-run a previous run)."""
-        for name, _label, kind in FIELDS:
+        for name, _label, _kind in FIELDS:
             widget = self.query_one(f"#f-{name}")
             value = getattr(spec, name)
             if isinstance(widget, Checkbox):
