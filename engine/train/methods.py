@@ -59,8 +59,8 @@ def method_problems(spec: Any, *, check_paths: bool = True) -> list[str]:
             out.append(f"rewards: only GRPO uses reward functions; {spec.method} learns from the dataset's labels")
         return out
     if not spec.rewards and not spec.reward_model:
-        out.append("rewards: GRPO needs at least one --reward (exact:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, "
-                   "FILE.py:FUNC) or --reward-model FOLDER")
+        out.append("rewards: GRPO needs at least one --reward (exact:COLUMN, firstline:COLUMN, regex:PATTERN, "
+                   "length:MIN:MAX, boxed, FILE.py:FUNC) or --reward-model FOLDER")
     out += rewards.check(spec.rewards) if check_paths else []
     if spec.reward_model and check_paths and not (Path(spec.reward_model).expanduser() / "config.json").is_file():
         out.append(f"reward_model: {spec.reward_model} is not a local HF model folder (no config.json)")

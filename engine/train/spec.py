@@ -74,7 +74,8 @@ class TrainSpec:
     # preference and RL methods (engine/train/methods.py)
     beta: float = 0.0  # 0 = the method's default: DPO/KTO 0.1, ORPO 0.1 (lambda), GRPO 0.0 (no KL, no reference)
     sft_weight: float = 0.0  # DPO: weight of an added SFT loss on the chosen answers (RPO), keeps a base model fluent
-    # GRPO rewards, summed: exact:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, FILE.py:FUNC (engine/train/rewards.py)
+    # GRPO rewards, summed: exact:COLUMN, firstline:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, FILE.py:FUNC
+    # (engine/train/rewards.py)
     rewards: list[str] = field(default_factory=list)
     reward_model: str = ""  # GRPO: a local sequence-classification model folder that scores completions
     num_generations: int = 4  # GRPO: completions sampled per prompt (the group its advantages compare)
