@@ -203,7 +203,8 @@ def parse(spec: str, index: int = 0, *, load: bool = True) -> RewardFunction | N
             raise RewardSpecError(f"reward {text}: {path} is not a file")
         return load_user_function(path, func) if load else None
     raise RewardSpecError(
-        f"reward {text!r}: use exact:COLUMN, firstline:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, or FILE.py:FUNCTION"
+        f"reward {text!r}: use exact:COLUMN, firstline:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, "
+        "or FILE.py:FUNCTION"
     )
 
 
