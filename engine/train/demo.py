@@ -10,8 +10,10 @@ answer pairs) ships in this package. Twenty steps are enough to see the loss fal
 chosen answer being the right one and the rejected one the base model's own habit of repeating the
 question; DPO's demo adds an SFT loss on the chosen answers (`sft_weight` 1) and takes 10 steps.
 `--demo --method grpo` samples answers to `demo_prompts.jsonl` (capitals and small sums, each with
-its `answer`) and rewards the exact answer and a short reply; on the base model it never earns a
-reward (see the README), so it shows the mechanics only.
+its `answer`), written as plain "Q: ...\nA:" text with no chat template: in a chat turn the base
+model only repeated the question, every sample scored 0 and GRPO had nothing to compare. As text it
+answers on the first line, sometimes right, sometimes in a sentence, sometimes wrong, and the
+`firstline` reward (1 / 0.5 / 0) tells those apart, so the group's advantages are not all zero.
 """
 
 from __future__ import annotations
