@@ -7,7 +7,9 @@ RUN is a run id (under llmdeck's runs folder) or a run folder. The rewards come 
 events.jsonl (TRL's `reward`, the mean over each step's sampled completions); the greedy answers
 are the base model's (the adapter switched off) and the trained adapter's, on the demo's plain
 "Q: ...\\nA:" text, 16 new tokens, shown up to the first line break, as the `firstline` reward
-reads them. The default prompts: two from the training data and two not in it.
+reads them. The default prompts: two from the training data and two not in it. Then the same
+greedy answers to every prompt of the demo's data, scored by the `firstline` reward, before and
+after, for the capitals and for the sums apart (a step's reward mixes whichever prompts it drew).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def rewards(folder: Path) -> list[tuple[int, float]]:
 
 
 def greedy(folder: Path, prompts: list[str]) -> list[tuple[str, str, str]]:
-    """(prompt, base model's first line, trained model's first line)."""
+    """(prompt, base model's first line, trained model's first line), in batches of 16 (left-padded)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -60,19 +62,40 @@ def greedy(folder: Path, prompts: list[str]) -> list[tuple[str, str, str]]:
     model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=torch.float32)
     model = PeftModel.from_pretrained(model, str(folder / "out" / "adapter")).eval()
 
-    def first_line(prompt: str) -> str:
-        ids = tokenizer(prompt, return_tensors="pt")
+    tokenizer.padding_side = "left"
+
+    def first_lines(batch: list[str]) -> list[str]:
+        ids = tokenizer(batch, return_tensors="pt", padding=True)
         with torch.no_grad():
             out = model.generate(**ids, max_new_tokens=16, do_sample=False)
-        text = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
-        return text.strip().split("\n", 1)[0].strip()
+        texts = tokenizer.batch_decode(out[:, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        return [text.strip().split("\n", 1)[0].strip() for text in texts]
 
     rows = []
-    for prompt in prompts:
+    for i in range(0, len(prompts), 16):
+        batch = prompts[i:i + 16]
         with model.disable_adapter():
-            before = first_line(prompt)
-        rows.append((prompt, before, first_line(prompt)))
+            before = first_lines(batch)
+        rows += zip(batch, before, first_lines(batch), strict=True)
     return rows
+
+
+def scored(folder: Path) -> None:
+    """Greedy `firstline` reward over the demo's prompts, before and after, capitals and sums apart."""
+    from engine.train.demo import DEMO_PROMPTS
+    from engine.train.rewards import parse
+
+    data = [json.loads(line) for line in DEMO_PROMPTS.read_text(encoding="utf-8").splitlines()]
+    answers = greedy(folder, [r["prompt"] for r in data])
+    reward = parse("firstline:answer")
+    assert reward is not None
+    for label, numeric in (("capitals", False), ("sums", True)):
+        picked = [(r, a) for r, a in zip(data, answers, strict=True) if r["answer"].isdigit() == numeric]
+        wanted = [r["answer"] for r, _ in picked]
+        before = reward(completions=[" " + a[1] for _, a in picked], answer=wanted)
+        after = reward(completions=[" " + a[2] for _, a in picked], answer=wanted)
+        print(f"greedy firstline reward, {len(picked)} {label} of the data: "
+              f"{statistics.mean(before):.3f} before, {statistics.mean(after):.3f} after", flush=True)
 
 
 def main() -> None:
@@ -94,6 +117,8 @@ def main() -> None:
     print("\n| prompt | base model | after the GRPO demo |\n|---|---|---|")
     for prompt, before, after in greedy(folder, args.prompt or list(PROMPTS)):
         print(f"| {prompt.replace(chr(10), ' ')} | {before!r} | {after!r} |", flush=True)
+    print()
+    scored(folder)
 
 
 if __name__ == "__main__":
