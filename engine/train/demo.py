@@ -88,7 +88,7 @@ METHOD_DEMOS: dict[str, dict[str, Any]] = {
     # The base model cannot follow a chat turn (it repeats the question and never stops, so every
     # sample scored 0 and GRPO had nothing to compare). Plain "Q: ...\nA:" text, no template, gets a
     # first line that sometimes holds the answer; `firstline` scores it 0 / 0.5 / 1 so samples differ.
-    "grpo": {"dataset": str(DEMO_PROMPTS), "chat_template": "", "learning_rate": 1e-3, "batch_size": 8,
+    "grpo": {"dataset": str(DEMO_PROMPTS), "chat_template": "", "learning_rate": 5e-4, "batch_size": 8,
              "num_generations": 4, "max_completion_len": 16, "temperature": 1.0, "rewards": ["firstline:answer"],
              "max_seq_len": 64},
 }
