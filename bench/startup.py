@@ -17,6 +17,7 @@ Target: llmdeck within 1.3x of the bare app.
 from __future__ import annotations
 
 import argparse
+import compileall
 import fcntl
 import os
 import pty
@@ -34,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 1.3
+PACKAGES = ("engine", "tui", "themes")  # pyproject.toml's wheel packages
 
 BARE = """
 from textual.app import App
@@ -71,6 +73,13 @@ def deck_marks(mode: str) -> tuple[str, str]:
 
     number, short = next((n, m.short) for n, m in enumerate(MODES, start=1) if m.key == mode)
     return f"{number}:{short}", FOOTER
+
+
+def compile_checkout() -> None:
+    """Bytecode for llmdeck's packages, as `pip install` writes it (the bare app's Textual has its)."""
+    for package in PACKAGES:
+        if not compileall.compile_dir(ROOT / package, quiet=1):
+            raise SystemExit(f"could not compile {ROOT / package} to bytecode")
 
 
 def time_to_frame(argv: list[str], marks: tuple[str, ...], env: dict[str, str], timeout: float = 60.0) -> float:
@@ -127,6 +136,7 @@ def main() -> int:
     deck = [llmdeck_command(), *(["--mode", args.mode] if args.mode else [])]
     bare = [sys.executable, str(bare_py)]
     marks = deck_marks(args.mode or "monitor")
+    compile_checkout()
     load_before = os.getloadavg()
     time_to_frame(bare, BARE_MARKS, env), time_to_frame(deck, marks, env)  # warm the OS file cache for both
     bare_t, deck_t, version_t, pass_t = [], [], [], []

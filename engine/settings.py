@@ -68,13 +68,39 @@ class ChatSettings:
 
 
 @dataclass
+class ModelsSettings:
+    folders: list[str] = field(default_factory=list)
+    """Folders the model picker searches for models (.gguf files, HF and adapter folders), besides
+    run outputs, chat history and the Hugging Face and llama.cpp caches: `folders = ["~/models"]`."""
+
+
+@dataclass
+class SamplerPreset:
+    """A named set of sampler values for Chat, saved by the user as `[presets.NAME]`; the
+    built-in ones (precise, balanced, creative) are `engine.chat.params.BUILTIN_PRESETS`."""
+
+    temperature: float = field(default=0.7, metadata=_range(0, 5))
+    top_p: float = field(default=0.95, metadata=_range(0.01, 1))
+    top_k: int = field(default=40, metadata=_range(0, 100_000))
+    min_p: float = field(default=0.05, metadata=_range(0, 0.99))
+    repetition_penalty: float = field(default=1.0, metadata=_range(0.5, 3))
+
+
+@dataclass
 class Settings:
     ui: UISettings = field(default_factory=UISettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
+    models: ModelsSettings = field(default_factory=ModelsSettings)
+    presets: dict[str, SamplerPreset] = field(default_factory=dict)
+    """The user's own sampler presets, by name ([presets.NAME] tables)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_TABLES = ("presets",)
+"""Settings fields that are a table of named tables, not one section of keys."""
 
 
 def _type_ok(default: Any, value: Any) -> bool:
@@ -84,6 +110,8 @@ def _type_ok(default: Any, value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, int):
         return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, list):
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
     return isinstance(value, type(default))
 
 
@@ -92,6 +120,8 @@ def _describe(default: Any) -> str:
         return "true or false"
     if isinstance(default, (int, float)):
         return "a number"
+    if isinstance(default, list):
+        return "a list of strings"
     return "a string"
 
 
@@ -116,25 +146,36 @@ def from_dict(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
         if name not in {f.name for f in fields(Settings)}:
             problems.append(f"{name}: unknown section, ignored")
     for section_field in fields(Settings):
-        section = getattr(settings, section_field.name)
         values = raw.get(section_field.name, {})
         if not isinstance(values, dict):
             problems.append(f"{section_field.name}: expected a [{section_field.name}] table; using defaults")
             continue
-        known = {f.name: f for f in fields(section)}
-        for key, value in values.items():
-            where = f"{section_field.name}.{key}"
-            spec = known.get(key)
-            if spec is None:
-                problems.append(f"{where}: unknown key, ignored")
-                continue
-            default = _default(spec, section)
-            rule, check = _rule(spec, default)
-            if not _type_ok(default, value) or (check is not None and not check(value)):
-                problems.append(f"{where}: expected {rule}, got {value!r}; using {default!r}")
-                continue
-            setattr(section, key, type(default)(value))
+        if section_field.name == "presets":
+            for name, preset in values.items():
+                if not isinstance(preset, dict):
+                    problems.append(f"presets.{name}: expected a [presets.{name}] table, ignored")
+                    continue
+                settings.presets[name] = SamplerPreset()
+                _read_section(settings.presets[name], preset, f"presets.{name}", problems)
+            continue
+        _read_section(getattr(settings, section_field.name), values, section_field.name, problems)
     return settings, problems
+
+
+def _read_section(section: Any, values: dict[str, Any], where: str, problems: list[str]) -> None:
+    """Set the section's fields from `values`, naming every key that is wrong in `problems`."""
+    known = {f.name: f for f in fields(section)}
+    for key, value in values.items():
+        spec = known.get(key)
+        if spec is None:
+            problems.append(f"{where}.{key}: unknown key, ignored")
+            continue
+        default = _default(spec, section)
+        rule, check = _rule(spec, default)
+        if not _type_ok(default, value) or (check is not None and not check(value)):
+            problems.append(f"{where}.{key}: expected {rule}, got {value!r}; using {default!r}")
+            continue
+        setattr(section, key, type(default)(value))
 
 
 def _set_aside(path: Path, suffix: str) -> Path:
@@ -205,6 +246,21 @@ def _document(path: Path) -> Any:
         return tomlkit.document()
 
 
+def _table(doc: Any, where: tuple[str, ...], tomlkit: Any) -> Any:
+    """The table at `where` ("chat", or "presets", "mine"), made when missing; a non-table value
+    in its place was rejected when loading anyway."""
+    node = doc
+    for part in where:
+        table = node.get(part)
+        if not isinstance(table, dict):
+            if table is not None:
+                del node[part]
+            table = tomlkit.table(is_super_table=len(where) > 1 and part == where[0])
+            node[part] = table
+        node = table
+    return node
+
+
 def save(settings: Settings, path: Path | None = None) -> Path:
     """Write the settings that differ from what the file gives now, and nothing else.
 
@@ -218,18 +274,17 @@ def save(settings: Settings, path: Path | None = None) -> Path:
     doc = _document(path)
     current, _problems = from_dict(doc.unwrap())
     changed = False
-    for section_field in fields(Settings):
-        name = section_field.name
-        for key, value in asdict(getattr(settings, name)).items():
-            if getattr(getattr(current, name), key) == value:
+    sections: list[tuple[tuple[str, ...], Any, Any]] = [
+        ((f.name,), getattr(settings, f.name), getattr(current, f.name)) for f in fields(Settings)
+        if f.name not in _TABLES
+    ]
+    sections += [(("presets", name), preset, current.presets.get(name, SamplerPreset()))
+                 for name, preset in settings.presets.items()]
+    for where, section, in_file in sections:
+        for key, value in asdict(section).items():
+            if getattr(in_file, key) == value and (len(where) == 1 or where[1] in current.presets):
                 continue
-            table = doc.get(name)
-            if not isinstance(table, dict):
-                if table is not None:
-                    del doc[name]  # a non-table value where the section belongs was rejected anyway
-                table = tomlkit.table()
-                doc[name] = table
-            table[key] = value
+            _table(doc, where, tomlkit)[key] = value
             changed = True
     if not changed and path.exists():
         return path

@@ -25,7 +25,7 @@ import themes
 from engine import paths
 from engine import settings as settings_mod
 from engine.runs import RunError, RunStore
-from tui.messages import OpenInChat, StopRun
+from tui.messages import OpenInChat, PickModel, StopRun
 from tui.modes import BY_KEY
 from tui.modes import MODES as MODE_LIST
 from tui.run_watcher import FollowRead, RunWatcher
@@ -60,6 +60,7 @@ class LLMDeckApp(App[None]):
         ),
         Binding("question_mark", "help", "help", id="app.help"),
         Binding("ctrl+t", "next_theme", "next theme", show=False, id="app.theme"),
+        Binding("ctrl+l", "redraw", "redraw the screen", show=False, id="app.redraw"),
         Binding("q", "quit_app", "quit", id="app.quit"),
         Binding("f9", "doctor", "doctor: what works here", show=False, id="app.doctor"),
     ]
@@ -148,6 +149,17 @@ class LLMDeckApp(App[None]):
         if chat is not None:
             cast("ChatScreen", chat).open_model(message.path)
 
+    def on_pick_model(self, message: PickModel) -> None:
+        """The one model picker, for every model field (and Chat): the chosen path goes to `done`."""
+        from tui.screens.model_picker import ModelPickerModal
+
+        def answered(path: str | None) -> None:
+            if path:
+                message.done(path)
+
+        picker = ModelPickerModal(message.kinds, message.current, tuple(self.settings.models.folders))
+        self.push_screen(picker, answered)
+
     def on_stop_run(self, message: StopRun) -> None:
         from tui.screens.stop_run import StopRunModal, stop_wording
 
@@ -220,6 +232,23 @@ class LLMDeckApp(App[None]):
         name = getattr(self.screen, "MODE_KEY", "") or self.screen.__class__.__name__
         self.push_screen(HelpScreen(BY_KEY[name].name if name in BY_KEY else name, collect_keys(self)))
 
+    def action_redraw(self) -> None:
+        """ctrl+l, as in a shell: draw the whole screen again (after another program wrote over it)."""
+        self.refresh(repaint=True, layout=True)
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """The palette's Screenshot: into <data>/screenshots (a headless box has no ~/Downloads,
+        where Textual would save it); the notification names the file."""
+        folder = Path(path) if path else paths.data_dir() / "screenshots"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.notify(f"cannot write screenshots into {folder}: {exc.strerror or exc}", title="Screenshot",
+                        severity="error")
+            return None
+        return super().deliver_screenshot(filename, str(folder), time_format)
+
     def action_doctor(self) -> None:
         from tui.screens.doctor import DoctorScreen  # on first use: keeps start-up light
 
@@ -231,6 +260,11 @@ class LLMDeckApp(App[None]):
         current = names.index(self.theme) if self.theme in names else -1
         self.theme = names[(current + 1) % len(names)]
         self.notify(f"theme: {self.theme}", timeout=2)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """'q' does not quit (and the footer does not offer it) on a screen where letters write
+        a message (Chat); ctrl+q still quits there."""
+        return not (action == "quit_app" and getattr(self.screen, "LETTERS_WRITE", False))
 
     def action_quit_app(self) -> None:
         try:
@@ -266,3 +300,7 @@ class LLMDeckApp(App[None]):
         for name in themes.BUILTIN_THEMES:
             yield SystemCommand(f"Theme: {name}", "switch and remember this theme",
                                 lambda n=name: setattr(self, "theme", n))
+        palette_commands = getattr(screen, "palette_commands", None)  # a mode screen's own commands
+        if palette_commands is not None:
+            for command in palette_commands():
+                yield SystemCommand(command.title, command.help, command.callback)

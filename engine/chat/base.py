@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, TypedDict
 
 from engine.chat.params import SamplingParams
+from engine.chat.prompt_mode import PromptMode, RepeatGuard, choose_prompt_mode, completion_text
 
 
 class Message(TypedDict):
@@ -35,7 +36,8 @@ class Delta:
 
 @dataclass
 class GenerationStats:
-    """Figures for one answer. `finish_reason`: stop, length, cancelled or error."""
+    """Figures for one answer. `finish_reason`: stop, length, repeat (a completion started to
+    repeat itself), cancelled or error."""
 
     prompt_tokens: int = 0
     generated_tokens: int = 0
@@ -88,6 +90,21 @@ class GenerationStats:
         if self.finish_reason != "stop":
             parts.append(self.finish_reason)
         return " · ".join(parts)
+
+    def brief(self) -> str:
+        """A shorter line for a narrow screen, how it ended first: 'cut: it repeated itself ·
+        TTFT 0.31 s · 52 tok/s · 64 tok'."""
+        parts = [ENDINGS[self.finish_reason]] if self.finish_reason in ENDINGS else []
+        if self.ttft_s is not None:
+            parts.append(f"TTFT {self.ttft_s:.2f} s")
+        if self.tokens_per_s is not None:
+            parts.append(f"{self.tokens_per_s:.0f} tok/s")
+        parts.append(f"{self.generated_tokens} tok")
+        return " · ".join(parts)
+
+
+ENDINGS = {"cancelled": "■ stopped", "length": "token limit", "repeat": "cut: it repeated itself", "error": "error"}
+"""How an answer ended, in words, for each finish reason other than 'stop'."""
 
 
 class StatsClock:
@@ -160,6 +177,9 @@ class BackendInfo:
     template: str = ""
     context_size: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    prompt_mode: str = "chat"
+    """chat (messages through the template) or completion (the text continued as written)."""
+    prompt_mode_reason: str = ""
 
 
 class ChatBackend(ABC):
@@ -179,6 +199,34 @@ class ChatBackend(ABC):
     def __init__(self) -> None:
         self.last_stats: GenerationStats | None = None
         self._lock = threading.Lock()
+        self.prompt_mode = PromptMode("chat", "")
+        self._has_template = True
+        self._names: tuple[Any, ...] = ()
+
+    # -- chat or completion ---------------------------------------------------------------------
+    def _choose_prompt_mode(self, requested: str | None, *, has_template: bool, names: Sequence[Any]) -> None:
+        """Called by a backend once loaded, with what decides auto: whether the model has a
+        template of its own, and its names (file, metadata) that may say it was tuned.
+        Backends built directly (the server, benches) default to chat; `load_backend` passes
+        the user's choice, auto unless they chose."""
+        self._has_template, self._names = has_template, tuple(names)
+        self.set_prompt_mode(requested or "auto")
+
+    def set_prompt_mode(self, requested: str) -> PromptMode:
+        """Chat, completion or auto (chosen from the model); takes effect on the next answer.
+        Raises BackendError for a mode this backend cannot run."""
+        try:
+            self.prompt_mode = choose_prompt_mode(requested, has_template=self._has_template, names=self._names)
+        except ValueError as exc:
+            raise BackendError(str(exc)) from None
+        return self.prompt_mode
+
+    def render_prompt(self, messages: list[Message], template: Any) -> str:
+        """The text the model continues: the template's rendering, or in completion mode the
+        conversation as one plain document."""
+        if self.prompt_mode.completion:
+            return completion_text(messages)
+        return template.render(messages)
 
     # -- to implement ---------------------------------------------------------------------
     @property
@@ -223,14 +271,22 @@ class ChatBackend(ABC):
         stats = GenerationStats(context_size=self.context_size)
         clock = StatsClock(stats)
         self.last_stats = stats
+        guard = RepeatGuard() if self.prompt_mode.completion else None
         with self._lock:
             inner = self._stream(msgs, params, cancel, clock)
             try:
                 for delta in inner:
+                    if guard is not None:
+                        delta = Delta(guard.feed(delta.text), delta.n_tokens)
                     if delta.text:
                         yield delta
+                    if guard is not None and guard.stopped:
+                        stats.finish_reason = "repeat"
+                        break
                     if cancel.is_set():
                         break
+                if guard is not None and (tail := guard.flush()) and not cancel.is_set():
+                    yield Delta(tail, 0)
             except BackendError as exc:
                 stats.error = str(exc)
                 clock.finish("error")
@@ -239,7 +295,7 @@ class ChatBackend(ABC):
                 inner.close()  # stops the library's own loop now, not at garbage collection
                 if cancel.is_set():
                     clock.finish("cancelled")
-                elif stats.finish_reason not in ("length", "error"):
+                elif stats.finish_reason not in ("length", "error", "repeat"):
                     clock.finish("stop")
                 else:
                     clock.finish(stats.finish_reason)

@@ -59,6 +59,7 @@ class LlamaCppBackend(ChatBackend):
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
         template: str | None = None,
+        prompt_mode: str = "chat",
     ) -> None:
         super().__init__()
         path = Path(model_path).expanduser()
@@ -96,6 +97,12 @@ class LlamaCppBackend(ChatBackend):
             has_token=self._is_token,
         )
 
+        self._choose_prompt_mode(
+            prompt_mode,
+            has_template=bool(meta.get("tokenizer.chat_template")),
+            names=(path.name, *(meta.get(f"general.{key}") for key in ("name", "finetune", "basename", "tags"))),
+        )
+
         # Turn markers the model may emit as special tokens, which detokenize to no text and
         # so can never match a stop *string* (a base model like the bundled Gemma does this).
         self.stop_token_ids = {self.llm.token_eos()} | {
@@ -127,10 +134,15 @@ class LlamaCppBackend(ChatBackend):
     @property
     def info(self) -> BackendInfo:
         details = {"architecture": self.architecture, "gpu layers": self.n_gpu_layers, "threads": self.n_threads}
-        return BackendInfo("llama.cpp", str(self.model_path), self.template.label, self.llm.n_ctx(), details)
+        mode = self.prompt_mode
+        template = "none (completion)" if mode.completion else self.template.label
+        return BackendInfo("llama.cpp", str(self.model_path), template, self.llm.n_ctx(), details,
+                           prompt_mode=mode.mode, prompt_mode_reason=mode.reason)
 
     def prompt_tokens(self, messages: list[Message]) -> list[int]:
-        prompt = self.template.render(messages)
+        prompt = self.render_prompt(messages, self.template)
+        if self.prompt_mode.completion:  # plain text: a BOS first, and "<...>" typed is text, not a token
+            return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
         return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
     def count_tokens(self, messages: list[Message], params: SamplingParams | None = None) -> int | None:
@@ -160,13 +172,24 @@ class LlamaCppBackend(ChatBackend):
             )
 
         hit_stop_token = False
+        counted = len(tokens)
 
         def per_token(ids: Any, _logits: Any) -> bool:
-            nonlocal hit_stop_token
-            clock.token(1)
-            if int(ids[-1]) in self.stop_token_ids:
+            """The one place llama.cpp's generated tokens are counted.
+
+            llama-cpp-python calls this after each sampled token with the ids *evaluated* so
+            far (the new token is not among them yet), and once more when the completion ends
+            with all ids again: so a call counts only when the ids grew. A sampled end-of-turn
+            token is counted (transformers counts it too); when the evaluated ids end with a
+            stop token, the token sampled after it is thrown away and not counted.
+            """
+            nonlocal hit_stop_token, counted
+            if len(ids) > len(tokens) and int(ids[-1]) in self.stop_token_ids:
                 hit_stop_token = True
                 return True
+            if len(ids) > counted or clock.stats.generated_tokens == 0:
+                counted = max(counted, len(ids))
+                clock.token(1)
             return cancel.is_set()
 
         # Start from an empty KV cache: llama-cpp-python's prefix reuse gives different tokens
@@ -180,7 +203,7 @@ class LlamaCppBackend(ChatBackend):
             top_k=params.top_k,
             min_p=params.min_p,
             repeat_penalty=params.repetition_penalty,
-            stop=list(params.stop) + list(self.template.stop_strings),
+            stop=list(params.stop) + ([] if self.prompt_mode.completion else list(self.template.stop_strings)),
             seed=params.seed,
             stream=True,
             stopping_criteria=llama_cpp.StoppingCriteriaList([per_token]),
@@ -201,28 +224,10 @@ class LlamaCppBackend(ChatBackend):
             stream.close()
 
 
-_LOG_CALLBACK: Any = None
-
-
 def _quiet_llama_logs() -> None:
-    """Route llama.cpp's own log lines to Python logging instead of the terminal's stderr,
-    where they would tear through the TUI (e.g. the 'using full-size SWA cache' warning)."""
-    global _LOG_CALLBACK
-    if _LOG_CALLBACK is not None:
-        return
-    import ctypes
-    import logging
+    from engine.llama_runtime import quiet_logs
 
-    import llama_cpp
-
-    log = logging.getLogger("llmdeck.llama_cpp")
-
-    @llama_cpp.llama_log_callback
-    def callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
-        log.debug(text.decode("utf-8", errors="replace").rstrip())
-
-    _LOG_CALLBACK = callback  # keep a reference: C holds only the pointer
-    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    quiet_logs()
 
 
 def default_threads() -> int | None:

@@ -23,6 +23,9 @@ class BackendSpec:
     empty: the bundled Gemma 3 270M GGUF."""
     backend: str = "auto"
     template: str = "auto"
+    prompt_mode: str = "auto"
+    """auto (chat when the model has a template or is instruction-tuned, else completion), chat
+    or completion (engine.chat.prompt_mode)."""
     # llama.cpp
     n_ctx: int = 4096
     n_gpu_layers: int | None = None
@@ -78,7 +81,24 @@ def model_path(spec: BackendSpec) -> str:
         raise BackendError(str(exc)) from None
 
 
+def ignored_options(spec: BackendSpec) -> list[str]:
+    """Options given that the chosen backend does not use, one sentence each (said, not
+    silently dropped)."""
+    kind = resolve_kind(spec)
+    out = []
+    if spec.gpu_memory and kind != "transformers":
+        out.append(
+            f"--gpu-memory caps apply to transformers models; {kind} ignores them"
+            + (" (llama.cpp places layers on the GPU with --gpu-layers N)" if kind == "llama.cpp" else "")
+        )
+    return out
+
+
 def load_backend(spec: BackendSpec) -> ChatBackend:
+    from engine.chat.prompt_mode import PROMPT_MODES
+
+    if spec.prompt_mode not in PROMPT_MODES:  # before a slow load, not after
+        raise BackendError(f"unknown prompt mode {spec.prompt_mode!r}: use one of {', '.join(PROMPT_MODES)}")
     kind = resolve_kind(spec)
     model = model_path(spec)
     if kind != "openai":
@@ -92,17 +112,23 @@ def load_backend(spec: BackendSpec) -> ChatBackend:
         from engine.chat.llama_cpp_backend import LlamaCppBackend
 
         return LlamaCppBackend(model, n_ctx=spec.n_ctx, n_gpu_layers=spec.n_gpu_layers, n_threads=spec.n_threads,
-                               template=spec.template)
+                               template=spec.template, prompt_mode=spec.prompt_mode)
     if kind == "transformers":
         from engine.chat.transformers_backend import TransformersBackend
 
         return TransformersBackend(model, base_model=spec.base_model or None, dtype=spec.dtype, device_map=spec.device_map,
                                    gpu_memory=spec.gpu_memory or None, trust_remote_code=spec.trust_remote_code,
-                                   template=spec.template)
+                                   template=spec.template, prompt_mode=spec.prompt_mode)
     from engine.chat.openai_backend import OpenAIBackend, api_key_from
 
     key = spec.api_key or api_key_from(_settings_key())
-    return OpenAIBackend(spec.base_url, spec.model, api_key=key)
+    backend = OpenAIBackend(spec.base_url, spec.model, api_key=key)
+    try:
+        backend.set_prompt_mode(spec.prompt_mode)
+    except BackendError:
+        backend.close()
+        raise
+    return backend
 
 
 def _settings_key() -> str:

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 from engine.chat.base import BackendError, BackendInfo, ChatBackend, Delta, Message, StatsClock
 from engine.chat.params import SamplingParams
+from engine.chat.prompt_mode import PromptMode
 
 
 def api_key_from(settings_key: str = "") -> str:
@@ -56,6 +57,15 @@ class OpenAIBackend(ChatBackend):
         self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0))
         self.model = model or self._first_model()
         self._context_size = context_size
+        self.set_prompt_mode("chat")
+
+    def set_prompt_mode(self, requested: str) -> PromptMode:
+        """A server applies its own chat template to /chat/completions: chat only."""
+        if (requested or "auto") not in ("auto", "chat"):
+            raise BackendError("completion mode needs a local model (.gguf or HF folder): an OpenAI-compatible "
+                               "server applies its own chat template")
+        self.prompt_mode = PromptMode("chat", "the server applies its chat template", requested or "auto")
+        return self.prompt_mode
 
     def _first_model(self) -> str:
         """The server's first model, for servers that host one (llama.cpp, `llmdeck serve`)."""
@@ -73,7 +83,8 @@ class OpenAIBackend(ChatBackend):
 
     @property
     def info(self) -> BackendInfo:
-        return BackendInfo("openai", f"{self.model} @ {self.base_url}", "server-side", self._context_size)
+        return BackendInfo("openai", f"{self.model} @ {self.base_url}", "server-side", self._context_size,
+                           prompt_mode="chat", prompt_mode_reason=self.prompt_mode.reason)
 
     def close(self) -> None:
         self._client.close()

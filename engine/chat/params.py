@@ -93,3 +93,24 @@ def parse_value(name: str, text: str) -> Any:
 
 
 DEFAULT_PARAMS = SamplingParams()
+
+PRESET_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+"""What a sampler preset sets; the token limit, seed, stops and system prompt stay as they are."""
+
+BUILTIN_PRESETS: dict[str, dict[str, Any]] = {
+    # near-deterministic: facts, code, extraction
+    "precise": {"temperature": 0.2, "top_p": 0.9, "top_k": 20, "min_p": 0.1, "repetition_penalty": 1.05},
+    # llmdeck's defaults
+    "balanced": {name: getattr(DEFAULT_PARAMS, name) for name in PRESET_FIELDS},
+    # varied wording: brainstorming, stories (min_p keeps the tail sane at a high temperature)
+    "creative": {"temperature": 1.1, "top_p": 0.98, "top_k": 100, "min_p": 0.02, "repetition_penalty": 1.0},
+}
+"""The sampler presets every user has; their own are added from the settings ([presets.NAME])."""
+
+
+def preset_name(params: SamplingParams, presets: dict[str, dict[str, Any]]) -> str:
+    """The preset whose values `params` has, or '' when they match none (edited by hand)."""
+    for name, values in presets.items():
+        if all(getattr(params, key) == values.get(key, getattr(DEFAULT_PARAMS, key)) for key in PRESET_FIELDS):
+            return name
+    return ""

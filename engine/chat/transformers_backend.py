@@ -52,6 +52,7 @@ class TransformersBackend(ChatBackend):
         trust_remote_code: bool = False,
         template: str | None = None,
         static_cache: bool | None = None,
+        prompt_mode: str = "chat",
     ) -> None:
         super().__init__()
         import torch
@@ -129,6 +130,11 @@ class TransformersBackend(ChatBackend):
             has_token=lambda t: t in vocab,
         )
         self._stop_ids = self._stop_token_ids(vocab)
+        self._choose_prompt_mode(
+            prompt_mode,
+            has_template=bool(getattr(self.tokenizer, "chat_template", None)),
+            names=(path.name, weights_dir.name, str(config.get("_name_or_path") or "")),
+        )
 
     def _stop_token_ids(self, vocab: dict[str, int]) -> list[int]:
         ids: list[int] = []
@@ -149,11 +155,15 @@ class TransformersBackend(ChatBackend):
         details = {"dtype": self.dtype, "device": self.device, "static cache": self.static_cache}
         if self.adapter:
             details["adapter"] = str(self.adapter)
-        return BackendInfo("transformers", str(self.model_dir), self.template.label, self._context, details)
+        mode = self.prompt_mode
+        template = "none (completion)" if mode.completion else self.template.label
+        return BackendInfo("transformers", str(self.model_dir), template, self._context, details,
+                           prompt_mode=mode.mode, prompt_mode_reason=mode.reason)
 
     def _prompt_ids(self, messages: list[Message]):
-        prompt = self.template.render(messages)
-        return self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        prompt = self.render_prompt(messages, self.template)
+        # plain text gets the tokenizer's BOS; a rendered template carries its own
+        return self.tokenizer(prompt, return_tensors="pt", add_special_tokens=self.prompt_mode.completion)
 
     def count_tokens(self, messages: list[Message], params: SamplingParams | None = None) -> int | None:
         from engine.chat.base import with_system_prompt
@@ -229,7 +239,8 @@ class TransformersBackend(ChatBackend):
 
         thread = threading.Thread(target=run, daemon=True, name="llmdeck-generate")
         thread.start()
-        stops = StopFilter(tuple(params.stop) + tuple(s for s in self.template.stop_strings if s not in self.tokenizer.get_vocab()))
+        template_stops = () if self.prompt_mode.completion else self.template.stop_strings
+        stops = StopFilter(tuple(params.stop) + tuple(s for s in template_stops if s not in self.tokenizer.get_vocab()))
         try:
             for piece in streamer:
                 text = stops.feed(piece)

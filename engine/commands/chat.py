@@ -21,6 +21,8 @@ EXAMPLES = (
     "llmdeck chat ./out/lora --base-model ./base   chat with a LoRA adapter on its base (transformers)",
     "llmdeck chat --base-url http://127.0.0.1:8000/v1   chat with an OpenAI-compatible server",
     "llmdeck generate model.gguf --prompt 'Hi' --json   one completion to stdout, with TTFT and tok/s",
+    "llmdeck generate --prompt 'The capital of France is'   the bundled base model continues the text",
+    "llmdeck chat base.gguf --prompt-mode chat   force a chat template on a model auto-run as completion",
 )
 
 
@@ -31,6 +33,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--template", default=None,
                    help="chat template: auto (model's own, else by architecture), model, llama-2, llama-3, "
                         "mistral, chatml, gemma, or a .jinja file")
+    g.add_argument("--prompt-mode", choices=("auto", "chat", "completion"), default="auto",
+                   help="chat: messages through the chat template; completion: the text is continued as written, "
+                        "no template (for base models). auto (default): chat when the model has a template of its "
+                        "own or its name/metadata says instruction-tuned, else completion")
     g.add_argument("--n-ctx", type=int, default=4096, help="llama.cpp context size (default 4096)")
     g.add_argument("--gpu-layers", type=int, default=None, dest="n_gpu_layers",
                    help="llama.cpp layers on the GPU (-1 all; default: all when built with GPU support)")
@@ -89,7 +95,7 @@ def build_spec(args: argparse.Namespace) -> Any:
             raise CommandError("the openai backend needs a server: pass --base-url http://host:port/v1 or set chat.openai_base_url")
     model = args.model or (chat.openai_model if backend == "openai" else chat.model) or ""
     return BackendSpec(
-        model=model, backend=backend, template=args.template or "auto", n_ctx=args.n_ctx,
+        model=model, backend=backend, template=args.template or "auto", prompt_mode=args.prompt_mode, n_ctx=args.n_ctx,
         n_gpu_layers=args.n_gpu_layers, n_threads=args.n_threads, dtype=args.dtype, device_map=args.device_map,
         gpu_memory=list(args.gpu_memory or []), base_model=args.base_model, trust_remote_code=args.trust_remote_code,
         base_url=base_url,
@@ -115,9 +121,21 @@ def build_params(args: argparse.Namespace) -> Any:
         raise CommandError(str(exc)) from None
 
 
+def _warn_ignored(spec: Any) -> None:
+    from engine.chat.base import BackendError
+    from engine.chat.loader import ignored_options
+
+    try:
+        for line in ignored_options(spec):
+            print(f"warning: {line}", file=sys.stderr)
+    except BackendError:
+        pass  # the model is missing: loading it says so
+
+
 def cmd_chat(args: argparse.Namespace) -> OpenTUI:
     spec = build_spec(args)
     params = build_params(args)
+    _warn_ignored(spec)
     return OpenTUI(mode="chat", options={"model": spec.model or None, "chat_spec": spec.to_dict(), "chat_params": params.to_dict()})
 
 
@@ -139,10 +157,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     spec = build_spec(args)
     params = build_params(args)
+    _warn_ignored(spec)
     backend = _load(spec)
     cancel = threading.Event()
     out = sys.stdout
     code = 0
+    mode = backend.prompt_mode
+    if not args.json:
+        switch = "chat" if mode.completion else "completion"
+        print(f"llmdeck: {mode.mode} mode: {mode.reason} (--prompt-mode {switch} switches)", file=sys.stderr)
     try:
         for delta in backend.stream([{"role": "user", "content": prompt}], params, cancel):
             if args.json:
@@ -161,7 +184,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if stats is not None and code == 130:
         stats.finish_reason = "cancelled"
     if args.json:
-        done = {"type": "done", "backend": backend.NAME, "model": spec.model or "bundled gemma-3-270m"}
+        done = {"type": "done", "backend": backend.NAME, "model": spec.model or "bundled gemma-3-270m",
+                "prompt_mode": mode.mode, "prompt_mode_reason": mode.reason}
         done |= stats.to_dict() if stats else {}
         out.write(json.dumps(done) + "\n")
     else:

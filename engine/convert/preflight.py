@@ -10,13 +10,18 @@ as you type, and every job runs it again first.
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import shutil
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from engine.convert import ACTIONS
-from engine.convert.common import ConvertError, human_bytes
+from engine.convert.common import ConvertError
+from engine.formatting import format_bytes
 
 _RAM_MARGIN = 512 * 1024**2
 
@@ -122,6 +127,9 @@ def _available_ram() -> int:
 
 
 def check(spec: dict[str, Any]) -> Verdict:
+    """The verdict for `spec`. What the input says about itself (its layout, size, architecture,
+    tokenizer) is kept per input and options, keyed by the files' sizes and times: editing the
+    output path, ticking force or verify re-checks only the output, the disk and the RAM."""
     action = str(spec.get("action", ""))
     verdict = Verdict(action=action)
     if action not in ACTIONS:
@@ -130,19 +138,64 @@ def check(spec: dict[str, Any]) -> Verdict:
     if not spec.get("input"):
         verdict.problems.append(Problem("no input path given"))
         return verdict
-    try:
-        {
-            "hf-to-gguf": _hf_to_gguf,
-            "quantize": _quantize,
-            "gguf-to-hf": _gguf_to_hf,
-            "meta-to-hf": _meta_to_hf,
-            "merge-lora": _merge_lora,
-        }[action](spec, verdict)
-    except ConvertError as exc:
-        verdict.problems.append(Problem(str(exc)))
-        return verdict
-    _check_output(spec, verdict)
+    verdict, readable = _input_verdict(spec)
+    if readable:  # else the input itself could not be read: nothing to say about the output
+        _check_output(spec, verdict)
     return verdict
+
+
+_OUTPUT_KEYS = ("output", "force", "verify")
+_INPUT_CACHE: dict[tuple, tuple[Verdict, bool]] = {}
+_INPUT_CACHE_LOCK = threading.Lock()
+_INPUT_CACHE_SIZE = 32
+
+
+def _identity(raw: Any) -> tuple:
+    """What changes when a path's content changes: size and time of the file, or of a folder's
+    entries (a model folder: config.json, the shards, the tokenizer)."""
+    if not raw:
+        return ()
+    path = Path(str(raw)).expanduser()
+    try:
+        st = path.stat()
+        if not path.is_dir():
+            return (str(path.absolute()), st.st_size, st.st_mtime_ns)
+        with os.scandir(path) as entries:
+            listed = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries)
+        return (str(path.absolute()), st.st_mtime_ns, tuple(listed))
+    except OSError:
+        return (str(path), None)
+
+
+def _input_verdict(spec: dict[str, Any]) -> tuple[Verdict, bool]:
+    """A copy of the verdict on the input alone (cached, see `check`), and whether the input
+    could be read at all."""
+    action = str(spec["action"])
+    options = tuple(sorted((k, str(v)) for k, v in spec.items() if k not in _OUTPUT_KEYS))
+    key = (options, *(_identity(spec.get(k)) for k in PATH_KEYS if k != "output"))
+    with _INPUT_CACHE_LOCK:
+        cached = _INPUT_CACHE.get(key)
+    if cached is None:
+        verdict, readable = Verdict(action=action), True
+        try:
+            {
+                "hf-to-gguf": _hf_to_gguf,
+                "quantize": _quantize,
+                "gguf-to-hf": _gguf_to_hf,
+                "meta-to-hf": _meta_to_hf,
+                "merge-lora": _merge_lora,
+            }[action](spec, verdict)
+        except ConvertError as exc:
+            verdict.problems.append(Problem(str(exc)))
+            readable = False
+        cached = (verdict, readable)
+        with _INPUT_CACHE_LOCK:
+            if len(_INPUT_CACHE) >= _INPUT_CACHE_SIZE:
+                _INPUT_CACHE.pop(next(iter(_INPUT_CACHE)))
+            _INPUT_CACHE[key] = cached
+    verdict, readable = cached
+    copy = replace(verdict, problems=list(verdict.problems), warnings=list(verdict.warnings), facts=dict(verdict.facts))
+    return copy, readable
 
 
 def _check_output(spec: dict[str, Any], verdict: Verdict) -> None:
@@ -162,34 +215,34 @@ def _check_output(spec: dict[str, Any], verdict: Verdict) -> None:
     if not anchor.is_dir():
         verdict.problems.append(Problem(f"output folder {out.parent} is under a file ({anchor})"))
         return
-    import os
-
     if not os.access(anchor, os.W_OK):
         verdict.problems.append(Problem(f"cannot write to {anchor}; choose an output path you can write"))
         return
     verdict.free_disk = shutil.disk_usage(anchor).free
     need = int(verdict.output_bytes * 1.05) + 16 * 1024**2
-    verdict.facts["output"] = f"{out} (about {human_bytes(verdict.output_bytes)}; {human_bytes(verdict.free_disk)} free)"
+    verdict.facts["output"] = (
+        f"{out} (about {format_bytes(verdict.output_bytes)}; {format_bytes(verdict.free_disk)} free)"
+    )
     if verdict.output_bytes and need > verdict.free_disk:
         verdict.problems.append(
-            Problem(f"not enough disk at {anchor}: the output needs about {human_bytes(need)}, {human_bytes(verdict.free_disk)} is free", True)
+            Problem(f"not enough disk at {anchor}: the output needs about {format_bytes(need)}, {format_bytes(verdict.free_disk)} is free", True)
         )
     verdict.available_ram = _available_ram()
     if verdict.available_ram:
         verdict.facts["memory"] = (
-            f"peak about {human_bytes(verdict.peak_ram)} to convert, {human_bytes(verdict.verify_ram)} to verify; "
-            f"{human_bytes(verdict.available_ram)} available"
+            f"peak about {format_bytes(verdict.peak_ram)} to convert, {format_bytes(verdict.verify_ram)} to verify; "
+            f"{format_bytes(verdict.available_ram)} available"
         )
         if verdict.peak_ram + _RAM_MARGIN > verdict.available_ram:
             verdict.problems.append(
                 Problem(
-                    f"not enough RAM: converting needs about {human_bytes(verdict.peak_ram)}, {human_bytes(verdict.available_ram)} is available",
+                    f"not enough RAM: converting needs about {format_bytes(verdict.peak_ram)}, {format_bytes(verdict.available_ram)} is available",
                     True,
                 )
             )
         elif spec.get("verify", True) and not verdict.verify_fits:
             verdict.warnings.append(
-                f"verification needs about {human_bytes(verdict.verify_ram)} of RAM, more than is available; it will be skipped"
+                f"verification needs about {format_bytes(verdict.verify_ram)} of RAM, more than is available; it will be skipped"
             )
 
 
@@ -212,8 +265,6 @@ def _hf_to_gguf(spec: dict[str, Any], verdict: Verdict) -> None:
     if not kind:
         verdict.problems.append(Problem(f"{model.path} has no tokenizer (tokenizer.model or tokenizer.json)"))
     elif kind == "bpe":
-        import json
-
         try:
             data = json.loads((model.path / "tokenizer.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -222,6 +273,12 @@ def _hf_to_gguf(spec: dict[str, Any], verdict: Verdict) -> None:
         pre = bpe_pre_tokenizer(data)
         if mtype != "BPE":
             verdict.problems.append(Problem(f"{model.path / 'tokenizer.json'} is a {mtype} tokenizer; GGUF export needs BPE or a tokenizer.model"))
+        elif pre is None and _sentencepiece_style(data):
+            verdict.problems.append(Problem(
+                f"{model.path / 'tokenizer.json'} is a SentencePiece-style tokenizer but the folder has no tokenizer.model: "
+                "copy the base model's tokenizer.model into it (--force writes tokenizer.json as byte-level BPE, "
+                "which splits text differently, and verification will fail)", True,
+            ))
         elif pre is None:
             verdict.problems.append(
                 Problem(f"{model.path / 'tokenizer.json'}: pre-tokenizer not known to llama.cpp; --force writes it as 'default'", True)
@@ -233,44 +290,54 @@ def _hf_to_gguf(spec: dict[str, Any], verdict: Verdict) -> None:
 
 
 def _quantize(spec: dict[str, Any], verdict: Verdict) -> None:
-    from engine.convert.gguf_source import architecture, file_type_name, is_float_file, open_gguf
-    from engine.convert.quantize import BITS, normalize_type
+    from engine.convert.gguf_source import architecture, file_type_name, is_float_file, read_gguf_header
+    from engine.convert.quantize import BITS, normalize_type, planned_size, planned_types
 
-    reader = open_gguf(Path(str(spec["input"])).expanduser())
+    source = Path(str(spec["input"])).expanduser()
+    head = read_gguf_header(source)
     qtype = normalize_type(str(spec.get("qtype", "Q4_K_M")))
-    n_params = sum(int(t.n_elements) for t in reader.tensors)
-    size = Path(str(spec["input"])).expanduser().stat().st_size
-    verdict.output_bytes = int(n_params * BITS[qtype] / 8)
-    largest = max(int(t.n_elements) for t in reader.tensors)
+    n_params = sum(math.prod(t.shape) for t in head.tensors)
+    try:
+        types = planned_types(source, qtype, allow_requantize=bool(spec.get("allow_requantize") or spec.get("force")))
+        verdict.output_bytes = planned_size(head, types)
+        verdict.facts["tensor types"] = "planned by llama.cpp's quantizer: " + ", ".join(
+            f"{n} {t}" for t, n in sorted(_count(types.values()).items(), key=lambda kv: -kv[1])
+        )
+    except ConvertError as exc:
+        verdict.output_bytes = int(n_params * BITS[qtype] / 8)
+        verdict.warnings.append(f"output size is a rough guess ({BITS[qtype]} bits per weight): {exc}")
+    largest = max(math.prod(t.shape) for t in head.tensors)
     verdict.peak_ram = largest * 4 * 3 + 300 * 1024**2
-    verdict.verify_ram = size + verdict.output_bytes + 300 * 1024**2
-    verdict.facts["model"] = f"GGUF {architecture(reader)} {file_type_name(reader)}, {len(reader.tensors)} tensors, {n_params / 1e6:.1f}M parameters -> {qtype}"
-    if not is_float_file(reader) and not spec.get("allow_requantize"):
+    verdict.verify_ram = head.file_size + verdict.output_bytes + 300 * 1024**2
+    verdict.facts["model"] = (f"GGUF {architecture(head)} {file_type_name(head)}, {len(head.tensors)} tensors, "
+                              f"{n_params / 1e6:.1f}M parameters -> {qtype}")
+    if not is_float_file(head) and not spec.get("allow_requantize"):
         verdict.problems.append(
-            Problem(f"{Path(str(spec['input'])).name} is already quantized ({file_type_name(reader)}); requantizing loses quality — pass --allow-requantize", True)
+            Problem(f"{Path(str(spec['input'])).name} is already quantized ({file_type_name(head)}); "
+                    "requantizing loses quality — pass --allow-requantize", True)
         )
     if spec.get("imatrix") and not Path(str(spec["imatrix"])).expanduser().is_file():
         verdict.problems.append(Problem(f"imatrix file {spec['imatrix']} does not exist"))
 
 
 def _gguf_to_hf(spec: dict[str, Any], verdict: Verdict) -> None:
-    from engine.convert.gguf_source import file_type_name, open_gguf
+    from engine.convert.gguf_source import file_type_name, read_gguf_header
     from engine.convert.gguf_to_hf import SUPPORTED, read_hparams
-
-    reader = open_gguf(Path(str(spec["input"])).expanduser())
-    hp = read_hparams(reader)
-    dtype = str(spec.get("dtype", "f32"))
-    item = {"f32": 4, "f16": 2, "bf16": 2}.get(dtype, 4)
-    n_params = sum(int(t.n_elements) for t in reader.tensors)
-    largest = max(int(t.n_elements) for t in reader.tensors)
     from engine.convert.shards import DEFAULT_SHARD_BYTES, parse_size
 
+    head = read_gguf_header(Path(str(spec["input"])).expanduser())
+    hp = read_hparams(head)
+    dtype = str(spec.get("dtype", "f32"))
+    item = {"f32": 4, "f16": 2, "bf16": 2}.get(dtype, 4)
+    n_params = sum(math.prod(t.shape) for t in head.tensors)
+    largest = max(math.prod(t.shape) for t in head.tensors)
     shard = min(parse_size(spec.get("shard_size") or DEFAULT_SHARD_BYTES), n_params * item)
     verdict.output_bytes = n_params * item
     verdict.peak_ram = shard + largest * 4 * 3 + 500 * 1024**2
-    verdict.verify_ram = n_params * 4 + Path(str(spec["input"])).expanduser().stat().st_size + 500 * 1024**2
+    verdict.verify_ram = n_params * 4 + head.file_size + 500 * 1024**2
     verdict.facts["model"] = (
-        f"GGUF {hp['arch']} {file_type_name(reader)} -> {SUPPORTED[hp['arch']]} {dtype}, {hp['n_layer']} layers, {n_params / 1e6:.1f}M parameters"
+        f"GGUF {hp['arch']} {file_type_name(head)} -> {SUPPORTED[hp['arch']]} {dtype}, {hp['n_layer']} layers, "
+        f"{n_params / 1e6:.1f}M parameters"
     )
 
 
@@ -315,6 +382,21 @@ def _merge_lora(spec: dict[str, Any], verdict: Verdict) -> None:
     verdict.peak_ram = n_params * item * 2 + 500 * 1024**2
     verdict.verify_ram = verdict.peak_ram + n_params * 4
     verdict.facts["model"] = f"base {base} ({model.architecture}, {n_params / 1e6:.1f}M parameters) + adapter {adapter.name}"
+
+
+def _sentencepiece_style(tokenizer_json: dict[str, Any]) -> bool:
+    """A tokenizer.json converted from a SentencePiece model: "▁" for spaces (Metaspace, or a
+    normalizer replacing " " with it), byte fallback."""
+    parts = {k: tokenizer_json.get(k) for k in ("normalizer", "pre_tokenizer", "decoder")}
+    text = json.dumps(parts, ensure_ascii=False)
+    return "\u2581" in text or "Metaspace" in text or bool((tokenizer_json.get("model") or {}).get("byte_fallback"))
+
+
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
 
 
 def _itemsize(dtype: str) -> int:

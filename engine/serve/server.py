@@ -141,6 +141,9 @@ def _backend_spec(spec: dict[str, Any]):
         model=spec.get("model") or "",
         backend="auto" if engine in ("auto", "") else engine,
         template=spec.get("template") or "auto",
+        # /v1/chat/completions is chat by definition (a base model gets its built-in template);
+        # /v1/completions feeds the prompt as is (generation.prompt_template)
+        prompt_mode="chat",
         n_ctx=int(spec.get("n_ctx") or 4096),
         n_gpu_layers=spec.get("n_gpu_layers"),
         n_threads=spec.get("n_threads"),

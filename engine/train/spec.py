@@ -65,7 +65,8 @@ class TrainSpec:
     # data
     data_format: str = ""  # "" = detect
     loss_on: str = "assistant"
-    chat_template: str = ""  # path of a Jinja file overriding the tokenizer's template
+    # "" = auto (the model's own, else the built-in for its architecture), a built-in name or a Jinja file
+    chat_template: str = ""
     # LoRA / QLoRA
     lora_r: int = 16
     lora_alpha: int = 32
@@ -175,6 +176,17 @@ class TrainSpec:
             out.append("dataset: give a local dataset file (jsonl, json, csv, parquet, txt)")
         elif check_paths and not Path(self.dataset).expanduser().is_file():
             out.append(f"dataset: {Path(self.dataset).expanduser()} is not a file")
+        template = self.chat_template.strip()
+        if template == "none" and self.method == "sft":  # engine.chat.templates.NO_TEMPLATE
+            out.append("chat_template: none (prompts as written) is for dpo/orpo/kto/grpo; SFT renders chat data "
+                       "through a template (leave it empty for the model's own)")
+        if template and check_paths and not is_template_name(template) and not Path(template).expanduser().is_file():
+            from engine.chat.templates import BUILTIN_TEMPLATES
+
+            out.append(
+                f"chat_template: {template!r} is neither a built-in template ({', '.join(BUILTIN_TEMPLATES)}) "
+                "nor a Jinja file; leave it empty for the model's own (else the one for its architecture)"
+            )
         if self.method not in METHODS:
             out.append(f"method: {self.method!r} is not one of {', '.join(METHODS + LEGACY_METHODS)}")
         if self.adapter not in ADAPTERS:
@@ -292,6 +304,13 @@ class TrainSpec:
         from engine.train.experiments import experiment_of
 
         return self.experiment or experiment_of(self.label)
+
+
+def is_template_name(choice: str) -> bool:
+    """A chat_template value that names a template (or none), as opposed to a Jinja file path."""
+    from engine.chat.templates import BUILTIN_TEMPLATES, NO_TEMPLATE
+
+    return choice in BUILTIN_TEMPLATES or choice in ("auto", "model", NO_TEMPLATE)
 
 
 CLI_FLAGS: dict[str, str] = {

@@ -25,6 +25,17 @@ def test_generate_streams_text_then_timing(gemma, capsys) -> None:
     out, err = capsys.readouterr()
     assert code == 0 and out.strip()
     assert "TTFT" in err and "tok/s" in err and "generated tokens" in err
+    # the bundled Gemma is a base model: continued as a plain completion, and stderr says why
+    assert "completion mode: a base model" in err and "--prompt-mode chat switches" in err
+
+
+def test_generate_prompt_mode_forces_either(gemma, capsys) -> None:
+    pytest.importorskip("llama_cpp")
+    for mode in ("chat", "completion"):
+        code = run_command(["generate", gemma, "-p", "Hi", "--max-new-tokens", "2", "--temperature", "0", "--json",
+                            "--prompt-mode", mode])
+        done = json.loads(capsys.readouterr().out.splitlines()[-1])
+        assert code == 0 and done["prompt_mode"] == mode and "chosen" in done["prompt_mode_reason"]
 
 
 def test_generate_json_lines(gemma, capsys) -> None:
@@ -55,6 +66,9 @@ def test_chat_opens_the_tui_with_the_model(gemma) -> None:
     assert result.options["chat_spec"]["n_ctx"] == 2048 and "api_key" not in result.options["chat_spec"]
     assert result.options["chat_params"]["temperature"] == 0.2
     assert result.options["chat_params"]["system_prompt"] == "Be brief."
+    assert result.options["chat_spec"]["prompt_mode"] == "auto"
+    forced = run_command(["chat", gemma, "--prompt-mode", "completion"])
+    assert forced.options["chat_spec"]["prompt_mode"] == "completion"
     default = run_command(["chat"])
     assert isinstance(default, OpenTUI) and default.options["model"] is None  # bundled Gemma at load time
 

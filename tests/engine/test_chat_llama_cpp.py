@@ -28,7 +28,7 @@ def gemma_path(tmp_path_factory) -> Path:
 def gemma(gemma_path):
     from engine.chat.llama_cpp_backend import LlamaCppBackend
 
-    backend = LlamaCppBackend(gemma_path, n_ctx=1024)
+    backend = LlamaCppBackend(gemma_path, n_ctx=1024, prompt_mode="chat")  # these tests are about its template
     yield backend
     backend.close()
 
@@ -42,6 +42,26 @@ def test_bundled_gemma_uses_gemma_turns(gemma) -> None:
     assert text == "<bos><start_of_turn>user\nBe brief.\n\nName three colours.<end_of_turn>\n<start_of_turn>model\n"
     # <start_of_turn> is one special token, not text the model has to spell out
     assert ids[:2] == [gemma.llm.token_bos(), gemma.llm.tokenize(b"<start_of_turn>", add_bos=False, special=True)[0]]
+
+
+def test_the_bundled_base_model_runs_as_a_completion_and_stops_on_a_repeat(gemma) -> None:
+    gemma.set_prompt_mode("auto")
+    try:
+        mode = gemma.prompt_mode
+        assert mode.mode == "completion" and "base model" in mode.reason
+        assert (gemma.info.prompt_mode, gemma.info.template) == ("completion", "none (completion)")
+        prompt = [{"role": "user", "content": "The capital of France is"}]
+        ids = gemma.prompt_tokens(prompt)
+        assert gemma.llm.detokenize(ids, special=True).decode() == "<bos>The capital of France is"  # no template
+        text = gemma.generate(prompt, SamplingParams(temperature=0, max_new_tokens=200))
+        stats = gemma.last_stats
+        # it loops ("It is the largest city in France." again and again): the first repeat ends it
+        assert stats.finish_reason == "repeat" and stats.generated_tokens < 200
+        sentences = [s.strip() for s in text.replace("\n", ". ").split(". ") if len(s.strip()) >= 12]
+        assert sentences and len(sentences) == len(set(sentences))
+    finally:
+        gemma.set_prompt_mode("chat")
+    assert gemma.prompt_mode.mode == "chat" and gemma.info.template == "gemma (built-in)"
 
 
 def test_shares_the_cpu_unless_every_layer_is_offloaded(gemma) -> None:
@@ -123,5 +143,8 @@ def test_loader_picks_backend_and_defaults_to_bundled_gemma(gemma_path, tmp_path
     backend = load_backend(BackendSpec(n_ctx=512))  # no model: the bundled Gemma
     try:
         assert backend.info.model.endswith("gemma-3-270m-q4_k_m.gguf") and backend.template.name == "gemma"
+        assert backend.prompt_mode.mode == "completion"  # a base model, chosen automatically
     finally:
         backend.close()
+    with pytest.raises(BackendError, match="unknown prompt mode 'novel'"):
+        load_backend(BackendSpec(prompt_mode="novel"))

@@ -108,6 +108,19 @@ def test_streams_deltas_and_usage(server, monkeypatch) -> None:
     backend.close()
 
 
+def test_a_server_chats_only(server) -> None:
+    from engine.chat.base import BackendError
+    from engine.chat.loader import BackendSpec, load_backend
+
+    backend = OpenAIBackend(server.url, "m")
+    assert backend.info.prompt_mode == "chat" and "server applies its chat template" in backend.info.prompt_mode_reason
+    with pytest.raises(BackendError, match="completion mode needs a local model"):
+        backend.set_prompt_mode("completion")
+    backend.close()
+    with pytest.raises(BackendError, match="completion mode needs a local model"):
+        load_backend(BackendSpec(base_url=server.url, model="m", backend="openai", prompt_mode="completion"))
+
+
 def test_settings_key_used_without_env_and_hosted_api_gets_no_extras(server, monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     backend = OpenAIBackend(server.url, "m", api_key="from-settings", extra_sampling=False)

@@ -123,8 +123,9 @@ def test_every_numeric_setting_declares_a_finite_range():
     import dataclasses
     import math
 
-    for section in dataclasses.fields(settings.Settings):
-        for spec in dataclasses.fields(section.default_factory()):
+    sections = [s.default_factory() for s in dataclasses.fields(settings.Settings) if s.name != "presets"]
+    for section in [*sections, settings.SamplerPreset()]:
+        for spec in dataclasses.fields(section):
             if spec.type in ("float", "int", float, int):
                 low, high = spec.metadata["range"]
                 assert math.isfinite(low) and math.isfinite(high) and low <= spec.default <= high, spec.name
@@ -147,3 +148,46 @@ def test_cli_reports_bad_settings_on_stderr_one_line_each(llmdeck_home):
     out = llmdeck("monitor", "--once")
     assert out.returncode == 0, out.stderr
     assert "not valid TOML" in out.stderr and "kept as settings.toml.corrupt-" in out.stderr
+
+
+def test_model_folders_are_a_list_of_strings_and_round_trip(tmp_path):
+    path = tmp_path / "settings.toml"
+    path.write_text('[models]\nfolders = ["~/models", 3]\n')
+    loaded, problems = settings.load(path)
+    assert loaded.models.folders == []
+    assert problems == ["models.folders: expected a list of strings, got ['~/models', 3]; using []"]
+    loaded.models.folders = ["~/models", "/srv/llm"]
+    settings.save(loaded, path)
+    again, problems = settings.load(path)
+    assert again.models.folders == ["~/models", "/srv/llm"] and problems == []
+
+
+# -- the user's own sampler presets (issue 17, item 14) ---------------------------------------------
+def test_presets_are_saved_as_tables_and_read_back(tmp_path):
+    path = tmp_path / "settings.toml"
+    path.write_text("# mine\n[chat]\nsystem_prompt = \"hi\"\n\n[presets.terse]\ntemperature = 0.1  # cold\n")
+    loaded, problems = settings.load(path)
+    assert problems == [] and loaded.presets == {"terse": settings.SamplerPreset(temperature=0.1)}
+    loaded.presets["story"] = settings.SamplerPreset(temperature=1.2, top_p=0.98, top_k=0, min_p=0.0,
+                                                     repetition_penalty=1.1)
+    settings.save(loaded, path)
+    text = path.read_text()
+    assert text.startswith("# mine\n[chat]\nsystem_prompt = \"hi\"\n\n[presets.terse]\ntemperature = 0.1  # cold\n")
+    assert "[presets.story]" in text and "top_k = 0" in text
+    again, problems = settings.load(path)
+    assert problems == [] and again.presets == loaded.presets
+    # changing one value of an existing preset rewrites that value only
+    again.presets["terse"].top_p = 0.5
+    settings.save(again, path)
+    assert "temperature = 0.1  # cold\ntop_p = 0.5\n" in path.read_text()
+    assert settings.load(path)[0].presets["terse"] == settings.SamplerPreset(temperature=0.1, top_p=0.5)
+
+
+def test_bad_preset_values_are_named_and_defaulted(tmp_path):
+    path = tmp_path / "settings.toml"
+    path.write_text("[presets.hot]\ntemperature = 9\nflavour = 1\n[presets]\nlone = 3\n")
+    loaded, problems = settings.load(path)
+    assert loaded.presets == {"hot": settings.SamplerPreset()}
+    assert "presets.hot.temperature: expected a number from 0 to 5, got 9; using 0.7" in problems
+    assert "presets.hot.flavour: unknown key, ignored" in problems
+    assert "presets.lone: expected a [presets.lone] table, ignored" in problems

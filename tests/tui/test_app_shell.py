@@ -6,6 +6,7 @@ from textual.widgets import Input, TextArea
 
 from engine import paths
 from engine import settings as settings_mod
+from tests.tui.pilot_wait import wait_until
 from tui.app import LLMDeckApp
 from tui.modes import MODES
 from tui.screens.confirm import ConfirmModal
@@ -21,9 +22,9 @@ async def test_number_keys_switch_every_mode():
             await pilot.pause()
             assert app.current_mode == mode.key
             assert app.screen.query_one(ModeBar).current == mode.key
-            if isinstance(app.focused, (Input, TextArea)):
-                await pilot.press("escape")  # leave the text field, so digits switch modes again
-                assert not isinstance(app.focused, (Input, TextArea))
+            # Issue 17 item 7: no mode puts the focus in a text field the user did not choose
+            # (it would take the next digit as text).
+            assert not isinstance(app.focused, (Input, TextArea)), f"{mode.key}: {app.focused}"
 
 
 async def test_command_palette_switches_mode():
@@ -46,7 +47,7 @@ async def test_help_lists_the_keys_of_the_current_screen():
         assert isinstance(app.screen, HelpScreen)
         keys = app.screen.keys
         actions = {key: action for key, action, _ in keys}
-        assert actions["c"] == "cancel run" and actions["d"] == "delete run"
+        assert actions["c"] == "stop run" and actions["d"] == "delete run"
         assert actions["q"] == "quit" and actions["?"] == "help"
         assert keys[0][2] == "screen"  # the screen's own keys come first
         await pilot.press("escape")
@@ -124,9 +125,10 @@ def running_timers(screen) -> list[str]:
 
 
 async def test_hidden_modes_pause_their_timers_until_shown_again():
-    app = LLMDeckApp(start_mode="data")  # the dataset field has focus: its cursor blinks
+    app = LLMDeckApp(start_mode="data")
     async with app.run_test(size=(80, 24)) as pilot:
         data = app.screen
+        data.query_one("#data-file").focus()  # the user chose the dataset field: its cursor blinks
         await pilot.pause()
         blinking = running_timers(data)
         assert blinking
@@ -140,3 +142,49 @@ async def test_hidden_modes_pause_their_timers_until_shown_again():
         await app.switch_mode("data")
         await pilot.pause()
         assert running_timers(data) == blinking
+
+
+async def test_a_mode_shown_again_has_the_theme_chosen_while_it_was_hidden():
+    """A mode screen shown again skips Textual's second restyle (tui/screens/base.py), so a
+    theme chosen while it was hidden must still reach it."""
+    app = LLMDeckApp(start_mode="monitor")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        monitor = app.screen
+        await app.switch_mode("runs")
+        await pilot.pause(0.3)
+        dark = monitor.styles.background
+        app.theme = "llmdeck-light"
+        await pilot.pause(0.3)
+        await app.switch_mode("monitor")
+        await pilot.pause(0.3)
+        assert monitor.styles.background != dark
+        await app.switch_mode("runs")
+        await pilot.pause(0.3)
+        assert app.screen.styles.background == monitor.styles.background  # the one seen when switched: too
+async def test_palette_screenshot_goes_into_the_data_folder_and_says_where(tmp_path, monkeypatch):
+    """Issue 17 item 8: on a headless box (no ~/Downloads) the palette's Screenshot failed."""
+    monkeypatch.setenv("HOME", str(tmp_path / "bare-home"))  # no Downloads folder there
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Screenshot")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        folder = paths.data_dir() / "screenshots"
+        await wait_until(pilot, lambda: list(folder.glob("*.svg")), timeout=20, what="the screenshot file")
+        [shot] = folder.glob("*.svg")
+        await wait_until(pilot, lambda: any(str(folder) in n.message for n in app._notifications), timeout=10,
+                         what="a notice naming the folder")
+        assert "<svg" in shot.read_text()
+
+
+async def test_help_names_keys_as_the_footer_does():
+    """Issue 17 item 8: help showed `Left_square_bracket` for `[`."""
+    app = LLMDeckApp(start_mode="train")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        keys = [key for key, _, _ in app.screen.keys]
+        assert "[" in keys and "]" in keys and not [k for k in keys if "square" in k.lower()]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
 from engine.chat.base import BackendInfo, ChatBackend, Delta, StatsClock
 from engine.chat.params import SamplingParams
@@ -20,6 +21,7 @@ from tests.helpers.requirements import require_module
 from tests.tui.pilot_wait import wait_until as wait_for
 from tui.app import LLMDeckApp
 from tui.screens.chat import ChatScreen
+from tui.screens.confirm import ConfirmModal
 from tui.widgets.answer_view import AnswerView
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.chat_message import ChatMessageView
@@ -35,6 +37,7 @@ class ScriptedBackend(ChatBackend):
         self.words = words or ["Hello", " there", "!"]
         self.delay = delay
         self.calls: list[list[dict]] = []
+        self.params: list[SamplingParams] = []
         self.closed = False
 
     @property
@@ -43,6 +46,7 @@ class ScriptedBackend(ChatBackend):
 
     def _stream(self, messages, params: SamplingParams, cancel: threading.Event, clock: StatsClock) -> Iterator[Delta]:
         self.calls.append([dict(m) for m in messages])
+        self.params.append(params)
         clock.stats.prompt_tokens = sum(len(m["content"].split()) for m in messages)
         for word in self.words:
             if self.delay and cancel.wait(self.delay):
@@ -79,8 +83,10 @@ async def test_enter_sends_and_answer_streams_with_stats():
     answers = Answers()
     async with app.run_test(size=(80, 24), message_hook=answers) as pilot:
         screen = app.screen
-        assert isinstance(screen, ChatScreen) and isinstance(app.focused, ChatInput)
+        # Not the input: number keys switch modes until the user starts typing, which writes.
+        assert isinstance(screen, ChatScreen) and not isinstance(app.focused, ChatInput)
         await pilot.press(*"hi there")
+        assert isinstance(app.focused, ChatInput)
         await pilot.press("enter")
         await wait_for(pilot, lambda: answers and not screen.generating)
         [done] = answers
@@ -128,6 +134,9 @@ async def test_escape_stops_and_keeps_partial_marked_stopped():
         assert answer.stopped and answer.stats["finish_reason"] == "cancelled"
         assert 0 < len(answer.content.split()) < 500
         assert "stopped" in str(answer.query_one(".chat-title").render())
+        # issue 17 item 10: at 80 columns the context fill stays on the line, the figures give way
+        line = screen.status.render().plain
+        assert len(line) <= screen.status.size.width and "ctx" in line and "%" in line.split("ctx")[1]
         [rec] = [m for m in SessionStore().messages(screen.session_id) if m.role == "assistant"]
         assert rec.stopped and rec.content == answer.content
         # Esc when idle leaves the input, so number keys switch modes again
@@ -163,7 +172,11 @@ async def test_a_model_on_this_cpu_gets_paced_draws_and_no_blinking_cursor(backe
         assert answers[-1].timings.draws >= 2
 
 
-async def test_regenerate_and_edit_last_message():
+def stored(screen: ChatScreen) -> list[tuple[str, str]]:
+    return [(m.role, m.content) for m in SessionStore().all_messages(screen.session_id)]
+
+
+async def test_regenerate_keeps_the_earlier_answer_to_flip_back_to():
     backend = ScriptedBackend(["one"])
     app = chat_app(backend)
     answers = Answers()
@@ -176,15 +189,68 @@ async def test_regenerate_and_edit_last_message():
         await wait_for(pilot, lambda: len(answers) == 2 and not screen.generating)
         assert views(screen) == [("user", "first"), ("assistant", "two")]
         assert backend.calls[1] == [{"role": "user", "content": "first"}]
-        # edit: the last user message comes back into the input, and it and its answer go
+        assert stored(screen) == [("user", "first"), ("assistant", "one"), ("assistant", "two")]
+        assert "◀ 2/2 ▶" in str(screen.turns()[-1].query_one(".chat-title").render())
+        await pilot.press("escape", "alt+left")  # out of the input, then the earlier answer
+        await wait_for(pilot, lambda: views(screen) == [("user", "first"), ("assistant", "one")])
+        assert "◀ 1/2 ▶" in str(screen.turns()[-1].query_one(".chat-title").render())
+        await pilot.press("alt+right")
+        await wait_for(pilot, lambda: views(screen) == [("user", "first"), ("assistant", "two")])
+
+
+async def test_up_and_ctrl_g_edit_without_deleting_and_esc_restores():
+    """Issue 17 item 2: Up in an empty input (and ctrl+g) deleted the last question and answer
+    from the screen and chat.sqlite3; ctrl+l cleared a session without asking."""
+    backend = ScriptedBackend(["one"])
+    app = chat_app(backend)
+    answers = Answers()
+    async with app.run_test(size=(80, 24), message_hook=answers) as pilot:
+        screen = app.screen
+        await pilot.press(*"first", "enter")
+        await wait_for(pilot, lambda: len(answers) == 1 and not screen.generating)
+        before = [("user", "first"), ("assistant", "one")]
+        await pilot.press("up")  # empty input
+        await pilot.pause()
+        assert screen.chat_input.text == "first" and views(screen) == before and stored(screen) == before
+        await pilot.press("escape")
+        await pilot.pause()
+        assert screen.chat_input.text == "" and views(screen) == before and stored(screen) == before
         await pilot.press("ctrl+g")
         await pilot.pause()
-        assert screen.chat_input.text == "first" and views(screen) == []
-        await pilot.press("backspace", "backspace", "backspace", "backspace", "backspace", *"second", "enter")
-        await wait_for(pilot, lambda: len(answers) == 3 and not screen.generating)
+        assert screen.chat_input.text == "first" and stored(screen) == before
+        await pilot.press(*["backspace"] * 5, *"second")
+        await pilot.press("escape")  # Esc again: nothing changed, the draft is back
+        await pilot.pause()
+        assert screen.chat_input.text == "" and views(screen) == before and stored(screen) == before
+        # ctrl+l redraws the screen (as in a shell), it does not clear the session
+        await pilot.press("escape", "ctrl+l")
+        await pilot.pause()
+        assert views(screen) == before and stored(screen) == before
+        # an edit sent becomes a new version of the question; the old one stays, to flip back to
+        backend.words = ["two"]
+        await pilot.press("ctrl+g", *["backspace"] * 5, *"second", "enter")
+        await wait_for(pilot, lambda: len(answers) == 2 and not screen.generating)
         assert views(screen) == [("user", "second"), ("assistant", "two")]
-        stored = [(m.role, m.content) for m in SessionStore().messages(screen.session_id)]
-        assert stored == [("user", "second"), ("assistant", "two")]
+        assert stored(screen) == [*before, ("user", "second"), ("assistant", "two")]
+        assert "◀ 2/2 ▶" in str(screen.turns()[0].query_one(".chat-title").render())
+        await pilot.press("escape", "alt+up")
+        await wait_for(pilot, lambda: views(screen) == before)
+
+
+async def test_digits_switch_modes_from_chat_until_the_user_writes():
+    """Issue 17 item 7: number keys typed into a field the user never chose."""
+    app = chat_app(ScriptedBackend())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        assert app.current_mode == "data" and not isinstance(app.focused, (ChatInput, Input))
+        await pilot.press("2")
+        await pilot.pause()
+        screen = app.screen
+        assert app.current_mode == "chat"
+        await pilot.press(*"q2")  # a letter (even q) starts a message; then digits are text
+        await pilot.pause()
+        assert app.current_mode == "chat" and screen.chat_input.text == "q2"
 
 
 async def test_sessions_switch_new_clear_and_export():
@@ -218,9 +284,18 @@ async def test_sessions_switch_new_clear_and_export():
         [note] = [n for n in app._notifications if n.title == "exported"]
         md, js = (Path(line) for line in note.message.splitlines())
         assert "alpha question" in md.read_text() and json.loads(js.read_text())["messages"][1]["content"] == "ok"
-        # clear empties the session
-        await pilot.press("ctrl+l")
-        await pilot.pause()
+        # clear (the palette) asks first; n keeps everything, y deletes
+        for answer in ("n", "y"):
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*"Chat: clear")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), what="the question")
+            await pilot.press(answer)
+            await pilot.pause()
+            if answer == "n":
+                assert views(screen) and SessionStore().messages(first)
         assert views(screen) == [] and SessionStore().messages(first) == []
 
 
@@ -284,7 +359,10 @@ async def test_side_panel_changes_sampling_and_bad_model_keeps_previous():
         assert screen.params.temperature == 0.1
         temp.value = "hot"
         await pilot.pause()
-        assert screen.params.temperature == 0.1 and temp.has_class("-invalid")
+        # the text stays, and the reason is on the line under it (item 9), not in a tooltip
+        assert screen.params.temperature == 0.1 and temp.has_class("-invalid") and temp.value == "hot"
+        error = temp.parent.query_one(".field-error")
+        assert error.display and "temperature" in str(error.render())
         model = screen.query_one("#side-model")
         model.value = "/nowhere/model.gguf"
         model.focus()
@@ -293,9 +371,17 @@ async def test_side_panel_changes_sampling_and_bad_model_keeps_previous():
         assert screen.backend is backend  # the previous model stays usable
         assert not backend.closed
         await pilot.press("f2")
-        await pilot.press(*"still works", "enter")
+        await pilot.press(*"refused", "enter")  # a value that does not parse: not sent, says why
+        await pilot.pause()
+        assert backend.calls == [] and screen.chat_input.text == "refused"
+        assert any(n.title == "not sent" for n in app._notifications)
+        # the value is read from the field when sent, not from an Input.Changed still on its way
+        with temp.prevent(Input.Changed):
+            temp.value = "0.2"
+        screen.chat_input.text = "still works"
+        await pilot.press("enter")
         await wait_for(pilot, lambda: answers and not screen.generating)
-        assert screen.turns()[-1].content == "Hello there!"
+        assert screen.turns()[-1].content == "Hello there!" and backend.params[-1].temperature == 0.2
 
 
 async def test_no_model_available_says_how_to_pick(monkeypatch):

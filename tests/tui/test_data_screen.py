@@ -87,6 +87,11 @@ async def test_typed_paths_and_a_bad_file_show_one_line(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         file_input = screen.query_one("#data-file", Input)
+        assert not file_input.has_focus  # issue 17 item 7: a digit would go into it; Tab reaches it
+        for _ in range(6):
+            if file_input.has_focus:
+                break
+            await pilot.press("tab")
         assert file_input.has_focus
         file_input.value = str(bad)
         screen.query_one("#data-model", Input).value = model

@@ -2,22 +2,53 @@
 
 A mode screen subclasses `ModeScreen`, sets `MODE_KEY`, and yields its body from
 `compose_body()`. Its `BINDINGS` (with descriptions) are what the help screen lists.
+
+Keys and text fields: a screen's action must work from any field, so its key is one a text
+field does not take (tests/tui/test_keys.py checks every screen against the keys Input and
+TextArea bind: ctrl+k, ctrl+u, ctrl+w, ctrl+a, ctrl+e, ctrl+d, home, end...). A plain letter is
+text while a field has focus; Textual then leaves it out of the footer (the field consumes it),
+so letters suit keys that act on lists, and Esc leaves the field.
+`compose_body()`. Its `BINDINGS` (with descriptions) are what the help screen lists; actions
+that need no key of their own can be offered in the command palette (`palette_commands`).
+
+Focus: a mode screen never puts the focus in a text field when it is shown. Number keys switch
+modes, and a focused text field takes them as text, so only a field the user chose (Tab, a
+click, a key that opens it, typing into it) may take them. `AUTO_FOCUS` picks the first list,
+table or choice on the screen; Esc leaves a text field.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
+from tui.widgets.footer import KeyFooter
 from tui.widgets.mode_bar import ModeBar
 from tui.workers import ReportsWorkerErrors
 
 
+@dataclass(frozen=True)
+class PaletteCommand:
+    """A command a mode screen offers in the command palette (ctrl+p) while it is shown."""
+
+    title: str
+    help: str
+    callback: Callable[[], Any]
+
+
 class ModeScreen(ReportsWorkerErrors, Screen):
     MODE_KEY: str = ""
+    AUTO_FOCUS = "DataTable, OptionList, Select, Checkbox"
+    """Never a text field: see the module docstring (tests/tui/test_app_shell.py::test_number_keys_switch_every_mode
+    holds every mode to it)."""
     _paused_timers: list[Timer] = []
     # Number keys switch modes, but a focused text field takes them as text: Esc leaves the
     # field first. Screens that give Esc another meaning override this binding.
@@ -42,17 +73,30 @@ class ModeScreen(ReportsWorkerErrors, Screen):
         for timer in self._paused_timers:
             timer.pause()
 
-    def on_screen_resume(self) -> None:
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Textual restyles every node of a screen each time it is shown again: 30-60% of a mode
+        # switch on a loaded 2-core box (bench/latency.py switch; cProfile: stylesheet.apply and
+        # the footer's keys). Its switch_mode already refreshes the CSS of a screen that missed a
+        # change (a theme switched while it was hidden: the app's `_css_update_count` moved on),
+        # and a node whose classes change while hidden is restyled then; so a screen styled at
+        # the app's current CSS generation skips the second pass. This handler runs before
+        # Screen's own (_on_screen_resume), which reads the flag. Private names, Textual 0.x-8.x.
+        if self._css_update_count == self.app._css_update_count:  # noqa: SLF001
+            event.refresh_styles = False
         for timer in self._paused_timers:
             timer.resume()
         self._paused_timers = []
         # Shown again: screens that show runs get the newest list now, not at the next tick.
         self.app.run_watcher.poke()
 
+    def palette_commands(self) -> list[PaletteCommand]:
+        """Commands for the palette while this screen is shown (none by default)."""
+        return []
+
     def compose(self) -> ComposeResult:
         yield ModeBar(self.MODE_KEY)
         yield from self.compose_body()
-        yield Footer()
+        yield KeyFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()

@@ -19,16 +19,7 @@ STATUS_COLOUR = {"ok": "success", "warning": "warning", "missing": "error"}  # t
 
 
 class DoctorScreen(ModalScreen[None]):
-    DEFAULT_CSS = """
-    DoctorScreen { align: center middle; }
-    DoctorScreen > Vertical {
-        width: 110; max-width: 98%; height: 95%;
-        border: thick $primary; background: $surface; padding: 0 1;
-    }
-    DoctorScreen #doctor-title { text-style: bold; height: auto; }
-    DoctorScreen DataTable { height: 1fr; min-height: 5; }
-    DoctorScreen #doctor-detail { height: auto; max-height: 9; padding: 1 0 0 0; }
-    """
+    CSS_PATH = "modals.tcss"
     BINDINGS = [
         Binding("escape,q,f9", "dismiss", "close"),
         Binding("r", "recheck", "check again"),

@@ -9,12 +9,6 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 
-def describe_key(key: str) -> str:
-    names = {"question_mark": "?", "escape": "Esc", "enter": "Enter", "slash": "/", "space": "Space"}
-    parts = key.split("+")
-    return "+".join(names.get(p, p.capitalize() if len(p) > 1 else p) for p in parts)
-
-
 class HelpScreen(ModalScreen[None]):
     CSS_PATH = "modals.tcss"
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "close help")]
@@ -37,7 +31,8 @@ class HelpScreen(ModalScreen[None]):
 def collect_keys(app) -> list[tuple[str, str, str]]:  # app: textual App
     """Every binding active on the current screen, each key once, with its description
     (hidden ones included): the screen's own keys first, then the app's, then those of the
-    focused widget (cursor movement and the like)."""
+    focused widget (cursor movement and the like). Keys are named as Textual's footer names
+    them (`app.get_key_display`: "[", "^r", "alt+←"), so the help and the footer agree."""
     from textual.app import App
     from textual.screen import Screen
 
@@ -48,10 +43,11 @@ def collect_keys(app) -> list[tuple[str, str, str]]:  # app: textual App
         if key in seen or not binding.description:
             continue
         seen.add(key)
+        shown = app.get_key_display(binding)
         if isinstance(active.node, Screen):
-            groups[0].append((describe_key(key), binding.description, "screen"))
+            groups[0].append((shown, binding.description, "screen"))
         elif isinstance(active.node, App):
-            groups[1].append((describe_key(key), binding.description, "app"))
+            groups[1].append((shown, binding.description, "app"))
         else:
-            groups[2].append((describe_key(key), binding.description, type(active.node).__name__))
+            groups[2].append((shown, binding.description, type(active.node).__name__))
     return [row for group in groups for row in group]

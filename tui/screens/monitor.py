@@ -97,6 +97,13 @@ class MonitorScreen(ModeScreen):
             yield ProcessTable(id="mon-procs")
         yield HostPanel(id="mon-host")
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The process keys (sort, filter, signals) only while there is a process table: with
+        no GPU it is hidden, and an invisible filter field would eat the keys typed after /."""
+        if action in ("cycle_sort", "filter", "clear_filter", "signal"):
+            return bool(self.query("#mon-procs-box")) and bool(self.query_one("#mon-procs-box").display)
+        return True
+
     @property
     def window_s(self) -> float:
         return WINDOWS_S[self.window_index]
@@ -197,6 +204,12 @@ class MonitorScreen(ModeScreen):
             gpus.set_class(not sample.gpus, "-none")
             # No GPU: the process table has nothing to list; the host panel takes the room.
             self.query_one("#mon-procs-box").display = bool(sample.gpus)
+            self.query_one("#mon-procs-box").disabled = not sample.gpus  # nothing in it takes the focus
+            self.refresh_bindings()  # the footer offers the process keys only with a table
+            # A hidden table must not keep (or, coming back from a dialog, get) the focus.
+            self.AUTO_FOCUS = "#mon-procs" if sample.gpus else None
+            if not sample.gpus and self.focused is self.query_one(ProcessTable):
+                self.set_focus(None)
             self.query_one(HostPanel).set_expanded(not sample.gpus)
             if sample.gpus:
                 gpus.mount_all([GpuCard(g.index) for g in sample.gpus])

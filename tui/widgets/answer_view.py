@@ -87,6 +87,8 @@ class AnswerView(ReportsWorkerErrors, ChatMessageView):
         self._buffer: list[str] = []
         self._lock = threading.Lock()
         self._timer: Timer | None = None
+        self.prompt_view: ChatMessageView | None = None
+        """The question this answers (its saved id is the answer's parent in the session)."""
 
     def start(self, messages: list[dict[str, str]], params: SamplingParams) -> None:
         self._produce(messages, params)

@@ -1,4 +1,7 @@
-"""The status line under the transcript: model state, last answer's figures, context gauge."""
+"""The status line under the transcript: model state, last answer's figures, context gauge.
+
+At 80 columns it does not all fit: the context gauge on the right is drawn first (shorter
+when narrow), the state and figures get what is left and end in "…" rather than push it off."""
 
 from __future__ import annotations
 
@@ -22,20 +25,29 @@ class ChatStatus(Widget):
     context_used: reactive[int] = reactive(0)
     context_size: reactive[int] = reactive(0)
 
-    def render(self) -> Text:
-        text = Text(self.state, style="bold")
-        if self.figures:
-            text.append("  " + self.figures)
+    def _gauge_text(self, width: int) -> tuple[str, str]:
         if self.context_size:
             frac = min(1.0, self.context_used / self.context_size)
-            style = "bold red" if frac > 0.9 else ("yellow" if frac > 0.7 else "")
-            ctx = f"ctx {gauge(frac)} {frac:.0%} {self.context_used}/{self.context_size}"
-        elif self.context_used:
-            ctx, style = f"ctx {self.context_used} tokens", ""
-        else:
-            ctx, style = "", ""
+            colours = self.app.theme_variables
+            style = f"bold {colours['text-error']}" if frac > 0.9 else (colours["text-warning"] if frac > 0.7 else "")
+            if width >= 100:
+                return f"ctx {gauge(frac)} {frac:.0%} {self.context_used}/{self.context_size}", style
+            return f"ctx {gauge(frac, 5)} {frac:.0%}", style
+        if self.context_used:
+            return f"ctx {self.context_used} tok", ""
+        return "", ""
+
+    def render(self) -> Text:
+        width = self.content_size.width or self.size.width
+        ctx, style = self._gauge_text(width)
+        room = max(0, width - (len(ctx) + 2 if ctx else 0))
+        left = Text(self.state, style="bold")
+        if self.figures:
+            left.append("  " + self.figures)
+        if left.cell_len > room:
+            left.truncate(max(0, room - 1))
+            left.append("…")
         if ctx:
-            pad = max(2, self.size.width - len(text.plain) - len(ctx) - 2)
-            text.append(" " * pad)
-            text.append(ctx, style=style)
-        return text
+            left.append(" " * max(2, width - left.cell_len - len(ctx)))
+            left.append(ctx, style=style)
+        return left
