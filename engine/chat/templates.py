@@ -161,6 +161,11 @@ def _builtin(name: str, bos_token: str, eos_token: str, chosen_for: str = "") ->
     return ChatTemplate(name, "built-in", BUILTIN_TEMPLATES[name], bos_token, eos_token, stops, chosen_for)
 
 
+NO_TEMPLATE = "none"
+"""A training run's chat_template for prompts used as written, with no template (the preference
+and RL methods on plain text: a base model that cannot follow a chat turn, as the GRPO demo's)."""
+
+
 def resolve_template(
     *,
     override: str | None = None,

@@ -62,7 +62,8 @@ _HELP = {
     "experiment": "experiment name for plots (default: the run name without a -sN/_seedN suffix)",
     "beta": "DPO/KTO/ORPO strength, GRPO KL coefficient (0 = the method's default: 0.1; GRPO 0)",
     "sft_weight": "DPO: add an SFT loss on the chosen answers with this weight (RPO; 0 = plain DPO)",
-    "rewards": "GRPO reward, repeatable: exact:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, FILE.py:FUNC",
+    "rewards": "GRPO reward, repeatable: exact:COLUMN, firstline:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, "
+               "FILE.py:FUNC",
     "reward_model": "GRPO: a local sequence-classification model folder that scores completions",
     "num_generations": "GRPO: completions sampled per prompt (default 4)",
     "max_completion_len": "GRPO: new tokens per sampled completion (default 128)",

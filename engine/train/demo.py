@@ -11,8 +11,10 @@ answer pairs) ships in this package. Twenty steps are enough to see the loss fal
 chosen answer being the right one and the rejected one the base model's own habit of repeating the
 question; DPO's demo adds an SFT loss on the chosen answers (`sft_weight` 1) and takes 10 steps.
 `--demo --method grpo` samples answers to `demo_prompts.jsonl` (capitals and small sums, each with
-its `answer`) and rewards the exact answer and a short reply; on the base model it never earns a
-reward (see the README), so it shows the mechanics only.
+its `answer`), written as plain "Q: ...\nA:" text with no chat template: in a chat turn the base
+model only repeated the question, every sample scored 0 and GRPO had nothing to compare. As text it
+answers on the first line, sometimes right, sometimes in a sentence, sometimes wrong, and the
+`firstline` reward (1 / 0.5 / 0) tells those apart, so the group's advantages are not all zero.
 """
 
 from __future__ import annotations
@@ -65,8 +67,12 @@ METHOD_DEMOS: dict[str, dict[str, Any]] = {
     "dpo": {"dataset": str(DEMO_PAIRS), "learning_rate": 5e-4, "beta": 0.1, "sft_weight": 1.0, "max_steps": 10},
     "orpo": {"dataset": str(DEMO_PAIRS), "learning_rate": 1e-3},
     "kto": {"dataset": str(DEMO_PAIRS), "learning_rate": 5e-4, "batch_size": 8},
-    "grpo": {"dataset": str(DEMO_PROMPTS), "learning_rate": 5e-4, "batch_size": 8, "num_generations": 4,
-             "max_completion_len": 8, "rewards": ["exact:answer", "length:1:4"], "max_seq_len": 64},
+    # The base model cannot follow a chat turn (it repeats the question and never stops, so every
+    # sample scored 0 and GRPO had nothing to compare). Plain "Q: ...\nA:" text, no template, gets a
+    # first line that sometimes holds the answer; `firstline` scores it 0 / 0.5 / 1 so samples differ.
+    "grpo": {"dataset": str(DEMO_PROMPTS), "chat_template": "none", "learning_rate": 5e-4, "batch_size": 8,
+             "num_generations": 4, "max_completion_len": 16, "temperature": 1.0, "rewards": ["firstline:answer"],
+             "max_seq_len": 64},
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from engine.runs import RunError, RunInfo, RunStore
 from engine.train.checkpoints import Checkpoint, list_checkpoints
 from engine.train.rank_status import NodeRow, node_rows
-from engine.train.spec import SpecError, TrainSpec
+from engine.train.spec import SpecError, TrainSpec, is_template_name
 
 KIND = "train"
 TRAINING_KINDS = (KIND, "train.demo")  # the runs that train (and resume): what Train mode lists
@@ -28,7 +28,7 @@ def start(spec: TrainSpec, store: RunStore | None = None, *, check_data: bool = 
     store = store or RunStore()
     data = spec.to_dict()
     for key in ("model", "dataset", "chat_template", "output"):
-        if data.get(key) and not (key == "chat_template" and _is_template_name(data[key])):
+        if data.get(key) and not (key == "chat_template" and is_template_name(data[key])):
             data[key] = str(Path(data[key]).expanduser().resolve())
     cluster = dict(data.get("cluster") or {})
     for key in ("hostfile", "ssh_config"):  # the worker runs in the run folder: relative paths would break
@@ -52,7 +52,8 @@ def data_check(spec: TrainSpec) -> str:
         path=spec.dataset,
         format=spec.data_format or None,
         loss_on=spec.loss_on,
-        chat_template=spec.chat_template or None,
+        # "none": the prompts as written (methods.build_data); nothing to resolve here
+        chat_template=None if spec.chat_template in ("", "none") else spec.chat_template,
         max_seq_len=spec.max_seq_len,
     )
     try:
@@ -71,12 +72,6 @@ def data_check(spec: TrainSpec) -> str:
         name = Path(spec.dataset).name
         raise SpecError(f"dataset: no record of {name} can be trained on; the first problem: {reason}")
     return prepared.template_text
-
-
-def _is_template_name(value: str) -> bool:
-    from engine.chat.templates import BUILTIN_TEMPLATES
-
-    return value in BUILTIN_TEMPLATES or value in ("auto", "model")
 
 
 def resume(run_id: str, store: RunStore | None = None, *, max_steps: int | None = None) -> RunInfo:

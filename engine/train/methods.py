@@ -23,6 +23,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from engine.chat.templates import NO_TEMPLATE
 from engine.jobs import JobError
 
 DEFAULT_BETA: dict[str, float] = {"dpo": 0.1, "orpo": 0.1, "kto": 0.1, "grpo": 0.0}
@@ -59,8 +60,8 @@ def method_problems(spec: Any, *, check_paths: bool = True) -> list[str]:
             out.append(f"rewards: only GRPO uses reward functions; {spec.method} learns from the dataset's labels")
         return out
     if not spec.rewards and not spec.reward_model:
-        out.append("rewards: GRPO needs at least one --reward (exact:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, "
-                   "FILE.py:FUNC) or --reward-model FOLDER")
+        out.append("rewards: GRPO needs at least one --reward (exact:COLUMN, firstline:COLUMN, regex:PATTERN, "
+                   "length:MIN:MAX, boxed, FILE.py:FUNC) or --reward-model FOLDER")
     out += rewards.check(spec.rewards) if check_paths else []
     if spec.reward_model and check_paths and not (Path(spec.reward_model).expanduser() / "config.json").is_file():
         out.append(f"reward_model: {spec.reward_model} is not a local HF model folder (no config.json)")
@@ -102,7 +103,10 @@ def build_data(spec: Any, tokenizer: Any, ctx: Any, main_rank: bool) -> tuple[An
             f"dataset: {name} is {data.format.describe()}; {spec.method} trains on "
             + " or ".join(_FORMAT_NEEDS[f] for f in wanted)
         )
-    templated = bool(spec.chat_template or getattr(tokenizer, "chat_template", None))
+    if spec.chat_template == NO_TEMPLATE:  # the prompts as written, whatever template the tokenizer has
+        templated = False
+    else:
+        templated = bool(spec.chat_template or getattr(tokenizer, "chat_template", None))
     rows: list[dict[str, Any]] = []
     try:
         for n, (_where, example) in enumerate(data.validator):
@@ -112,8 +116,8 @@ def build_data(spec: Any, tokenizer: Any, ctx: Any, main_rank: bool) -> tuple[An
             if templated:
                 example = example.as_conversation()
             elif example.conversational:
-                raise JobError(f"dataset: {name} holds conversations but the tokenizer has no chat template; "
-                               "give one with --chat-template FILE")
+                raise JobError(f"dataset: {name} holds conversations but there is no chat template "
+                               f"(--chat-template {spec.chat_template or 'auto'}); give a name or a Jinja file")
             rows += trl_row(example, spec.method)
     except DataError as exc:
         raise JobError(f"dataset: {exc}") from None

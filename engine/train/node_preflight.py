@@ -26,7 +26,7 @@ from engine.cluster.remote import python_line
 from engine.cluster.spec import ClusterSpec
 from engine.paths import engine_root
 from engine.train.rank_status import record_node
-from engine.train.spec import TrainSpec
+from engine.train.spec import TrainSpec, is_template_name
 
 PROBE_SOURCE = Path(probe.__file__).read_text(encoding="utf-8")
 PROBE_TIMEOUT_S = 90.0
@@ -78,7 +78,7 @@ def python_of(cluster: ClusterSpec) -> str:
 
 def run_paths(spec: TrainSpec) -> dict[str, str]:
     paths = {"model": spec.model, "dataset": spec.dataset}
-    if spec.chat_template:
+    if spec.chat_template and not is_template_name(spec.chat_template):  # a name travels as it is
         paths["chat_template"] = spec.chat_template
     return {k: str(Path(v).expanduser().resolve()) for k, v in paths.items()}
 

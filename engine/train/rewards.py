@@ -5,6 +5,9 @@ A reward is named by a short spec (`--reward SPEC`, repeatable; the rewards are 
     exact:COLUMN      1 when the completion's answer equals the dataset column's value, else 0.
                       The answer is the content of the last \\boxed{...} when there is one, else
                       the completion stripped of spaces and a final period.
+    firstline:COLUMN  1 when the completion's first line (spaces and a final period aside) is the column's
+                      value, 0.5 when that line holds it as a word among others, else 0 (case aside): it
+                      scores a base model that answers on one line and then goes on writing.
     regex:PATTERN     1 when PATTERN (Python `re`) is found in the completion, else 0.
     length:MIN:MAX    1 when the completion has MIN..MAX tokens, falling linearly to 0 at half
                       the window's width (at least 1 token) outside it.
@@ -31,7 +34,7 @@ from typing import Any
 from engine.jobs import JobError
 
 RewardFunction = Callable[..., list[float | None]]
-BUILTINS: tuple[str, ...] = ("exact", "regex", "length", "boxed")
+BUILTINS: tuple[str, ...] = ("exact", "firstline", "regex", "length", "boxed")
 
 _BOXED = re.compile(r"\\boxed\{")
 
@@ -87,14 +90,41 @@ class ExactAnswer:
 
     def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
         if self.column not in kwargs:
-            columns = ", ".join(k for k in kwargs if k not in ("prompts", "completion_ids", "trainer_state",
-                                                             "log_extra", "log_metric")) or "none"
-            raise JobError(
-                f"reward exact:{self.column}: the dataset has no {self.column!r} column (columns: {columns})"
-            )
+            raise _missing_column(f"exact:{self.column}", self.column, kwargs)
         wanted = kwargs[self.column]
         pairs = zip(completions, wanted, strict=True)
         return [1.0 if answer_of(completion_text(c)) == str(w).strip() else 0.0 for c, w in pairs]
+
+
+def _missing_column(spec: str, column: str, kwargs: dict[str, Any]) -> JobError:
+    columns = ", ".join(k for k in kwargs if k not in ("prompts", "completion_ids", "trainer_state",
+                                                     "log_extra", "log_metric")) or "none"
+    return JobError(f"reward {spec}: the dataset has no {column!r} column (columns: {columns})")
+
+
+class FirstLineAnswer:
+    """Partial credit for a reply whose first line holds the answer: a base model continuing a
+    "Q: ... A:" text answers on one line and then writes on (the next question), so `exact` never
+    matches, while a first line that is the bare answer, or contains it, tells good samples apart."""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+        self.__name__ = f"firstline_{column}"
+
+    def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
+        if self.column not in kwargs:
+            raise _missing_column(f"firstline:{self.column}", self.column, kwargs)
+        out: list[float | None] = []
+        for c, wanted in zip(completions, kwargs[self.column], strict=True):
+            line = completion_text(c).strip().split("\n", 1)[0].strip().removesuffix(".").strip().casefold()
+            answer = str(wanted).strip().casefold()
+            if answer and line == answer:
+                out.append(1.0)
+            elif answer and re.search(rf"(?<!\w){re.escape(answer)}(?!\w)", line):
+                out.append(0.5)
+            else:
+                out.append(0.0)
+        return out
 
 
 class RegexMatch:
@@ -144,6 +174,11 @@ def parse(spec: str, index: int = 0, *, load: bool = True) -> RewardFunction | N
         if not rest.strip():
             raise RewardSpecError("reward exact:COLUMN needs the dataset column with the answer, e.g. exact:answer")
         return ExactAnswer(rest.strip()) if load else None
+    if name == "firstline":
+        if not rest.strip():
+            raise RewardSpecError("reward firstline:COLUMN needs the dataset column with the answer, "
+                                  "e.g. firstline:answer")
+        return FirstLineAnswer(rest.strip()) if load else None
     if name == "regex":
         try:
             fn = RegexMatch(rest, index)
@@ -168,7 +203,8 @@ def parse(spec: str, index: int = 0, *, load: bool = True) -> RewardFunction | N
             raise RewardSpecError(f"reward {text}: {path} is not a file")
         return load_user_function(path, func) if load else None
     raise RewardSpecError(
-        f"reward {text!r}: use exact:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, or FILE.py:FUNCTION"
+        f"reward {text!r}: use exact:COLUMN, firstline:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, "
+        "or FILE.py:FUNCTION"
     )
 
 

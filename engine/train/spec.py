@@ -76,7 +76,8 @@ class TrainSpec:
     # preference and RL methods (engine/train/methods.py)
     beta: float = 0.0  # 0 = the method's default: DPO/KTO 0.1, ORPO 0.1 (lambda), GRPO 0.0 (no KL, no reference)
     sft_weight: float = 0.0  # DPO: weight of an added SFT loss on the chosen answers (RPO), keeps a base model fluent
-    # GRPO rewards, summed: exact:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, FILE.py:FUNC (engine/train/rewards.py)
+    # GRPO rewards, summed: exact:COLUMN, firstline:COLUMN, regex:PATTERN, length:MIN:MAX, boxed, FILE.py:FUNC
+    # (engine/train/rewards.py)
     rewards: list[str] = field(default_factory=list)
     reward_model: str = ""  # GRPO: a local sequence-classification model folder that scores completions
     num_generations: int = 4  # GRPO: completions sampled per prompt (the group its advantages compare)
@@ -178,7 +179,10 @@ class TrainSpec:
         elif check_paths and not Path(self.dataset).expanduser().is_file():
             out.append(f"dataset: {Path(self.dataset).expanduser()} is not a file")
         template = self.chat_template.strip()
-        if template and check_paths and not _known_template(template) and not Path(template).expanduser().is_file():
+        if template == "none" and self.method == "sft":  # engine.chat.templates.NO_TEMPLATE
+            out.append("chat_template: none (prompts as written) is for dpo/orpo/kto/grpo; SFT renders chat data "
+                       "through a template (leave it empty for the model's own)")
+        if template and check_paths and not is_template_name(template) and not Path(template).expanduser().is_file():
             from engine.chat.templates import BUILTIN_TEMPLATES
 
             out.append(
@@ -304,10 +308,11 @@ class TrainSpec:
         return self.experiment or experiment_of(self.label)
 
 
-def _known_template(choice: str) -> bool:
-    from engine.chat.templates import BUILTIN_TEMPLATES
+def is_template_name(choice: str) -> bool:
+    """A chat_template value that names a template (or none), as opposed to a Jinja file path."""
+    from engine.chat.templates import BUILTIN_TEMPLATES, NO_TEMPLATE
 
-    return choice in BUILTIN_TEMPLATES or choice in ("auto", "model")
+    return choice in BUILTIN_TEMPLATES or choice in ("auto", "model", NO_TEMPLATE)
 
 
 CLI_FLAGS: dict[str, str] = {

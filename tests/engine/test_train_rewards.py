@@ -27,6 +27,18 @@ def test_exact_answer_compares_the_boxed_or_stripped_answer_with_a_column():
         call(fn, ["4"], solution=["4"])
 
 
+def test_firstline_gives_full_credit_to_a_bare_answer_and_half_to_one_inside_a_sentence():
+    """A base model continuing "Q: ...\nA:" answers on its first line and writes on; only that line counts."""
+    fn = parse("firstline:answer")
+    completions = [" Paris.\nQ: What is the capital of Spain?", " The capital of France is Paris.\nQ: Paris",
+                   " paris", " Parisian food\nParis", " Lyon\nParis", "\n Paris\n", CHAT]
+    assert call(fn, completions, answer=["Paris"] * 6 + ["1/2"]) == [1.0, 0.5, 1.0, 0.0, 0.0, 1.0, 0.0]
+    assert call(fn, [" 3+4=7", " 17", " 7"], answer=["7"] * 3) == [0.5, 0.0, 1.0]  # "7" is not inside "17"
+    assert fn.__name__ == "firstline_answer"
+    with pytest.raises(JobError, match="firstline:answer: the dataset has no 'answer' column"):
+        call(fn, ["4"], solution=["4"])
+
+
 def test_regex_length_and_boxed():
     assert call(parse(r"regex:\d+ apples"), ["3 apples", "apples"]) == [1.0, 0.0]
     length = parse("length:2:4")
@@ -57,6 +69,7 @@ def test_a_users_file_is_loaded_only_when_named_and_checked(tmp_path):
 
 @pytest.mark.parametrize("spec, needle", [
     ("exact:", "needs the dataset column"),
+    ("firstline:", "needs the dataset column"),
     ("regex:(", "not a valid regular expression"),
     ("length:9:2", "give MIN:MAX"),
     ("missing.py:f", "is not a file"),
