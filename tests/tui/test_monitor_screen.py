@@ -114,6 +114,12 @@ def busy_and_big():
     """A child spinning one core and a child holding 600 MB (real processes for the host table)."""
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     big = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(600_000_000); time.sleep(60)"])
+    import psutil
+
+    deadline = time.monotonic() + 15  # filling 600 MB is busy work: let it settle into its sleep
+    while psutil.Process(big.pid).memory_info().rss < 600_000_000 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)
     yield busy, big
     for proc in (busy, big):
         proc.kill()
