@@ -57,7 +57,7 @@ def rgb(color: RichColor | None, default: tuple[int, int, int]) -> tuple[int, in
 
 
 def blend(fg: tuple[int, int, int], bg: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
-    return tuple(round(b + (f - b) * factor) for f, b in zip(fg, bg))  # type: ignore[return-value]
+    return tuple(round(b + (f - b) * factor) for f, b in zip(fg, bg, strict=True))  # type: ignore[return-value]
 
 
 def low_contrast_text(screen: Screen, fg0: tuple[int, int, int], bg0: tuple[int, int, int]) -> list[str]:

@@ -78,8 +78,8 @@ class HostProcessTable(DataTable):
             return
         previous, self._last_rows = self._last_rows, rows
         if previous is not None and [k for k, _ in previous] == [k for k, _ in rows]:
-            for (key, old), (_, new) in zip(previous, rows):  # same rows: update the changed cells only
-                for column, before, after in zip(COLUMNS, old, new):
+            for (key, old), (_, new) in zip(previous, rows, strict=True):  # same rows: update the changed cells only
+                for column, before, after in zip(COLUMNS, old, new, strict=True):
                     if before != after:
                         self.update_cell(key, column, after)
             return
