@@ -74,7 +74,12 @@ def run_command(argv: Sequence[str] | None = None) -> int | OpenTUI | OpenWeb:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return dispatch(args)
+        result = dispatch(args)
+        if not isinstance(result, (OpenTUI, OpenWeb)):
+            sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return result
+    except BrokenPipeError:
+        return _reader_went_away()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -91,6 +96,17 @@ def run_command(argv: Sequence[str] | None = None) -> int | OpenTUI | OpenWeb:
             print(f"llmdeck: error: {type(exc).__name__}: {exc}", file=sys.stderr)
             print("llmdeck: set LLMDECK_DEBUG=1 to see the traceback", file=sys.stderr)
         return 2
+
+
+def _reader_went_away() -> int:
+    """`llmdeck runs list | head -3`: the reader closed the pipe, which is how a pipeline says it
+    has enough. Quiet, as `ls | head` is: later writes (the exit-time flush included) go to
+    /dev/null, and the status is the shell's for a command ended by SIGPIPE. (Not SIG_DFL for
+    SIGPIPE: `llmdeck serve` writes to sockets, and a client hanging up must not kill it.)"""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13  # SIGPIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

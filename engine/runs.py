@@ -73,6 +73,9 @@ class RunInfo:
     ended: float | None = None
     exit_reason: str = ""
     cancel_requested: float | None = None
+    segments: list[float] = field(default_factory=list)
+    """Seconds each earlier launch ran, for a run that was relaunched (a resumed training run):
+    its elapsed time is all of them plus the current one, not only the last stretch."""
     status_detail: str = ""  # one line about the current status (a queued job's reason)
     scheduler: dict[str, Any] | None = None  # {"type": "slurm", "job_id": ...}: see engine.cluster.scheduler
     temps: list[str] = field(default_factory=list)
@@ -88,9 +91,20 @@ class RunInfo:
         return self.name or self.id
 
     def elapsed(self, now: float | None = None) -> float:
+        """Seconds of work: every earlier launch (`segments`) and the current one."""
         begin = self.started or self.created
         end = self.ended or (now if now is not None else time.time())
-        return max(0.0, end - begin) if self.active or self.ended else 0.0
+        current = max(0.0, end - begin) if self.active or self.ended else 0.0
+        return sum(self.segments) + current
+
+    def relaunch_changes(self) -> dict[str, Any]:
+        """The run.json changes that ready an ended run to be launched again: its status and
+        process fields reset (a scheduled job records its new scheduler when it submits again),
+        the stretch it ran kept in `segments`."""
+        ran = self.elapsed() - sum(self.segments) if self.ended else 0.0
+        return {"status": "created", "pid": None, "pid_started": None, "started": time.time(), "ended": None,
+                "exit_reason": "", "cancel_requested": None, "status_detail": "", "scheduler": None,
+                "segments": [*self.segments, round(ran, 3)]}
 
     @property
     def events_path(self) -> Path:

@@ -68,6 +68,13 @@ class ChatSettings:
 
 
 @dataclass
+class ModelsSettings:
+    folders: list[str] = field(default_factory=list)
+    """Folders the model picker searches for models (.gguf files, HF and adapter folders), besides
+    run outputs, chat history and the Hugging Face and llama.cpp caches: `folders = ["~/models"]`."""
+
+
+@dataclass
 class SamplerPreset:
     """A named set of sampler values for Chat, saved by the user as `[presets.NAME]`; the
     built-in ones (precise, balanced, creative) are `engine.chat.params.BUILTIN_PRESETS`."""
@@ -84,6 +91,7 @@ class Settings:
     ui: UISettings = field(default_factory=UISettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
+    models: ModelsSettings = field(default_factory=ModelsSettings)
     presets: dict[str, SamplerPreset] = field(default_factory=dict)
     """The user's own sampler presets, by name ([presets.NAME] tables)."""
 
@@ -102,6 +110,8 @@ def _type_ok(default: Any, value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, int):
         return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, list):
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
     return isinstance(value, type(default))
 
 
@@ -110,6 +120,8 @@ def _describe(default: Any) -> str:
         return "true or false"
     if isinstance(default, (int, float)):
         return "a number"
+    if isinstance(default, list):
+        return "a list of strings"
     return "a string"
 
 

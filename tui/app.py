@@ -25,7 +25,7 @@ import themes
 from engine import paths
 from engine import settings as settings_mod
 from engine.runs import RunError, RunStore
-from tui.messages import OpenInChat, StopRun
+from tui.messages import OpenInChat, PickModel, StopRun
 from tui.modes import BY_KEY
 from tui.modes import MODES as MODE_LIST
 from tui.run_watcher import FollowRead, RunWatcher
@@ -148,6 +148,17 @@ class LLMDeckApp(App[None]):
         await self.switch_mode("chat")
         if chat is not None:
             cast("ChatScreen", chat).open_model(message.path)
+
+    def on_pick_model(self, message: PickModel) -> None:
+        """The one model picker, for every model field (and Chat): the chosen path goes to `done`."""
+        from tui.screens.model_picker import ModelPickerModal
+
+        def answered(path: str | None) -> None:
+            if path:
+                message.done(path)
+
+        picker = ModelPickerModal(message.kinds, message.current, tuple(self.settings.models.folders))
+        self.push_screen(picker, answered)
 
     def on_stop_run(self, message: StopRun) -> None:
         from tui.screens.stop_run import StopRunModal, stop_wording

@@ -1,9 +1,9 @@
 """Messages that belong to no one sender.
 
 Requests to the app: a screen never reaches into another screen (no `hasattr(screen, ...)`, no
-shared mutable options); it posts `OpenInChat` or `StopRun` and the app, which owns the modes,
-carries it out. They are named as requests (imperative), unlike the past-tense messages a widget
-sends about itself (`TrainForm.Submitted`), which are nested in their sender.
+shared mutable options); it posts `OpenInChat`, `StopRun` or `PickModel` and the app, which owns
+the modes and the modals, carries it out. They are named as requests (imperative), unlike the
+past-tense messages a widget sends about itself (`TrainForm.Submitted`), which are nested in their sender.
 
 `EstimateReady`: a memory estimate computed in a thread worker, for whichever form asked (the
 Estimate screen, the Train form).
@@ -11,7 +11,7 @@ Estimate screen, the Train form).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,17 @@ class StopRun(Message):
     confirm: bool = True
     where: str = ""
     """Where the run is reachable, when that helps the user decide (a server's URL)."""
+
+
+@dataclass
+class PickModel(Message):
+    """Open the model picker (every model llmdeck knows of); `done` gets the chosen path."""
+
+    done: Callable[[str], None]
+    kinds: tuple[str, ...] = ()
+    """The kinds the field takes ("gguf", "hf", "adapter"); () for any. The picker starts on them."""
+    current: str = ""
+    """What the field holds now: the picker highlights it."""
 
 
 @dataclass

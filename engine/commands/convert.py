@@ -107,20 +107,6 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:
     return spec
 
 
-def progress_line(phase: str, done: float, total: float | None, metric: dict[str, float] | None) -> str:
-    from engine.convert.common import human_bytes
-
-    text = f"{phase} {done:g}/{total:g}" if total else f"{phase} {done:g}"
-    # the byte figures belong to this line only if the last metric counted the same tensors
-    if metric and metric.get("bytes_total") and metric.get("tensors_done") == done and metric.get("tensors_total") == total:
-        text += f"  {human_bytes(metric['bytes_done'])}/{human_bytes(metric['bytes_total'])}"
-        if metric.get("bytes_per_s"):
-            text += f"  {human_bytes(metric['bytes_per_s'])}/s"
-        if metric.get("eta_s") is not None and done < (total or 0):
-            text += f"  ETA {metric['eta_s']:.0f}s"
-    return text
-
-
 def verify_text(verify: Any) -> str:
     if not isinstance(verify, dict):
         return f"verify: {verify}"
@@ -177,6 +163,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def follow(store: Any, run_id: str, *, as_json: bool = False) -> int:
     """Print a run's progress until it ends; Ctrl-C cancels it. Exit 0 only on success."""
     from engine.events import Cancelled, Failed, Finished, Log, Metric, Progress
+    from engine.formatting import progress_text
 
     metric: dict[str, float] | None = None
     last_print = 0.0
@@ -190,7 +177,7 @@ def follow(store: Any, run_id: str, *, as_json: bool = False) -> int:
                 now = time.monotonic()
                 complete = event.total is not None and event.done >= event.total
                 if not as_json and (event.phase != last_phase or complete or now - last_print >= 1.0):
-                    print(progress_line(event.phase, event.done, event.total, metric), flush=True)
+                    print(progress_text(event, metric), flush=True)
                     last_print, last_phase = now, event.phase
             elif isinstance(event, Log) and not as_json and event.level in ("warning", "error"):
                 print(f"{event.level}: {event.text}", flush=True)

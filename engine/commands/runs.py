@@ -72,7 +72,7 @@ def _row(store: RunStore, info: RunInfo) -> dict[str, Any]:
         "name": info.name,
         "kind": info.kind,
         "status": info.status,
-        "progress": progress_text(store.last_progress(info.id)),
+        "progress": progress_text(store.last_progress(info.id), status=info.status),
         "elapsed_s": round(info.elapsed(), 1),
         "created": info.created,
         "exit_reason": info.exit_reason,
@@ -89,7 +89,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print()
         return 0
     if not rows:
-        print(f"no runs in {store.root}")
+        print(f"no active runs in {store.root}" if args.active else f"no runs in {store.root}")
         return 0
     print(f"{'ID':34} {'KIND':14} {'STATUS':10} {'ELAPSED':>8}  PROGRESS")
     for row in rows:

@@ -1,5 +1,12 @@
 """Opening a GGUF for reading: a one-line reason for a file that is not GGUF, truncated, or
-lying about its sizes (engine.gguf_header), before any conversion starts."""
+lying about its sizes (engine.gguf_header), before any conversion starts.
+
+Two ways in. `read_gguf_header` walks the header only (a fraction of a second for any size):
+what a pre-flight, a tensor count or a file type needs. `open_gguf` builds gguf-py's
+GGUFReader, which turns every metadata item into numpy views: for a vocabulary of 262,144
+tokens that is 10-15 s on an idle 2-core box and over a minute on a loaded one, so only the
+work that reads tensor data or the whole vocabulary opens it. The helpers below take either.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.convert.common import ConvertError
+from engine.gguf_header import GGUFHeader
 
 
-def open_gguf(path: Path) -> Any:
-    """A `gguf.GGUFReader` (memory-mapped; reads no tensor data yet), opened only after
-    engine.gguf_header has checked every count, length and tensor extent against the file:
-    gguf-py believes the header and would loop for ever on a crafted array count."""
-    import gguf
-
+def read_gguf_header(path: Path) -> GGUFHeader:
+    """The checked header of a GGUF (engine.gguf_header), or ConvertError naming the file."""
     from engine.gguf_header import GGUFHeaderError, read_header
 
     path = Path(path)
@@ -23,17 +27,31 @@ def open_gguf(path: Path) -> Any:
         hint = f" (it holds {ggufs[0].name})" if ggufs else ""
         raise ConvertError(f"{path} is a folder; give the .gguf file itself{hint}")
     try:
-        read_header(path)
+        return read_header(path)
     except GGUFHeaderError as exc:
         raise ConvertError(str(exc)) from None
+
+
+def open_gguf(path: Path) -> Any:
+    """A `gguf.GGUFReader` (memory-mapped; reads no tensor data yet), opened only after
+    engine.gguf_header has checked every count, length and tensor extent against the file:
+    gguf-py believes the header and would loop for ever on a crafted array count."""
+    import gguf
+
+    path = Path(path)
+    read_gguf_header(path)
     try:
         return gguf.GGUFReader(path)
     except Exception as exc:  # noqa: BLE001 - gguf raises ValueError/IndexError/struct errors
         raise ConvertError(f"{path} is truncated or corrupted ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
-def field(reader: Any, key: str, default: Any = None) -> Any:
-    item = reader.fields.get(key)
+def field(source: Any, key: str, default: Any = None) -> Any:
+    """A metadata value from a GGUFHeader (scalars, strings, arrays of up to 64 items) or a
+    GGUFReader (anything)."""
+    if isinstance(source, GGUFHeader):
+        return source.kv.get(key, default)
+    item = source.fields.get(key)
     if item is None:
         return default
     try:
@@ -42,14 +60,14 @@ def field(reader: Any, key: str, default: Any = None) -> Any:
         return default
 
 
-def architecture(reader: Any) -> str:
-    return str(field(reader, "general.architecture", ""))
+def architecture(source: Any) -> str:
+    return str(field(source, "general.architecture", ""))
 
 
-def file_type_name(reader: Any) -> str:
+def file_type_name(source: Any) -> str:
     import gguf
 
-    value = field(reader, "general.file_type")
+    value = field(source, "general.file_type")
     if value is None:
         return ""
     try:
@@ -58,8 +76,11 @@ def file_type_name(reader: Any) -> str:
         return str(value)
 
 
-def is_float_file(reader: Any) -> bool:
+def is_float_file(source: Any) -> bool:
     import gguf
 
     T = gguf.GGMLQuantizationType
-    return all(t.tensor_type in (T.F32, T.F16, T.BF16) for t in reader.tensors)
+    floats = (T.F32, T.F16, T.BF16)
+    if isinstance(source, GGUFHeader):
+        return all(t.ggml_type in floats for t in source.tensors)
+    return all(t.tensor_type in floats for t in source.tensors)

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.convert.common import ConvertError, TensorProgress
-from engine.convert.gguf_source import architecture, field, open_gguf
+from engine.convert.gguf_source import architecture, field, open_gguf, read_gguf_header
 from engine.convert.hf_to_gguf import _GLOBAL_MAP, _LAYER_MAP
 from engine.convert.shards import DEFAULT_SHARD_BYTES, ShardWriter
+from engine.gguf_header import GGUFHeader
 from engine.jobs import JobContext
 
 SUPPORTED: dict[str, str] = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "gemma3": "Gemma3ForCausalLM"}
@@ -45,25 +46,27 @@ def _unpermute(weights: Any, n_head: int) -> Any:
     return weights.reshape(n_head, shape[0] // n_head // 2, 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
 
 
-def read_hparams(reader: Any) -> dict[str, Any]:
-    arch = architecture(reader)
+def read_hparams(head: GGUFHeader) -> dict[str, Any]:
+    """The model's shape from the GGUF header (engine.gguf_header: no vocabulary is built)."""
+    arch = architecture(head)
+    name = head.path.name
     if arch not in SUPPORTED:
         raise ConvertError(
-            f"{Path(reader.data.filename).name}: GGUF architecture {arch or '(none)'} is not supported for HF export "
+            f"{name}: GGUF architecture {arch or '(none)'} is not supported for HF export "
             f"(supported: {', '.join(SUPPORTED)})"
         )
 
     def get(key: str, default: Any = None, required: bool = True) -> Any:
-        value = field(reader, f"{arch}.{key}", default)
+        value = field(head, f"{arch}.{key}", default)
         if value is None and required:
-            raise ConvertError(f"{Path(reader.data.filename).name}: metadata {arch}.{key} is missing")
+            raise ConvertError(f"{name}: metadata {arch}.{key} is missing")
         return value
 
     n_head = int(get("attention.head_count"))
     hidden = int(get("embedding_length"))
-    tensors = {t.name: t for t in reader.tensors}
+    tensors = {t.name: t for t in head.tensors}
     if "token_embd.weight" not in tensors:
-        raise ConvertError(f"{Path(reader.data.filename).name} has no token_embd.weight tensor")
+        raise ConvertError(f"{name} has no token_embd.weight tensor")
     n_vocab = int(tensors["token_embd.weight"].shape[1])
     head_dim = int(get("attention.key_length", 0, False) or get("rope.dimension_count", 0, False) or hidden // n_head)
     return {
@@ -81,9 +84,9 @@ def read_hparams(reader: Any) -> dict[str, Any]:
         "final_softcap": get("final_logit_softcapping", None, False),
         "n_vocab": n_vocab,
         "tied": "output.weight" not in tensors,
-        "bos": field(reader, "tokenizer.ggml.bos_token_id"),
-        "eos": field(reader, "tokenizer.ggml.eos_token_id"),
-        "pad": field(reader, "tokenizer.ggml.padding_token_id"),
+        "bos": field(head, "tokenizer.ggml.bos_token_id"),
+        "eos": field(head, "tokenizer.ggml.eos_token_id"),
+        "pad": field(head, "tokenizer.ggml.padding_token_id"),
     }
 
 
@@ -220,24 +223,31 @@ def convert(
 ) -> dict[str, Any]:
     """Write an HF model folder into `folder` (staged by the caller) from `gguf_path`."""
     import numpy as np
-    import torch
 
     if dtype not in DTYPES:
         raise ConvertError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-    reader = open_gguf(gguf_path)
-    hp = read_hparams(reader)
+    # The plan and the progress come from the header (a fraction of a second), so the run shows
+    # how much is to do at once; gguf-py's reader, which the tensor data and the vocabulary
+    # need, takes 10-15 s more to build its views of a 262k-token vocabulary.
+    head = read_gguf_header(gguf_path)
+    hp = read_hparams(head)
     arch = hp["arch"]
-    torch_dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[dtype]
-    plan = []
-    for tensor in reader.tensors:
-        name = hf_name(tensor.name, arch)
+    names = []
+    for info in head.tensors:
+        name = hf_name(info.name, arch)
         if name is None:
-            if tensor.name == "rope_freqs.weight":
+            if info.name == "rope_freqs.weight":
                 continue
-            raise ConvertError(f"{gguf_path.name}: tensor {tensor.name} has no HF name for {arch}")
-        plan.append((tensor, name))
-    out_bytes = sum(int(np.prod(t.shape)) * torch.tensor([], dtype=torch_dtype).element_size() for t, _ in plan)
-    tracker = TensorProgress(ctx, "dequantize", len(plan), out_bytes)
+            raise ConvertError(f"{gguf_path.name}: tensor {info.name} has no HF name for {arch}")
+        names.append((info, name))
+    out_bytes = sum(int(np.prod(info.shape)) * {"f32": 4, "f16": 2, "bf16": 2}[dtype] for info, _ in names)
+    tracker = TensorProgress(ctx, "dequantize", len(names), out_bytes)
+    import torch
+
+    torch_dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    reader = open_gguf(gguf_path)
+    by_name = {t.name: t for t in reader.tensors}
+    plan = [(by_name[info.name], name) for info, name in names]
     shards = ShardWriter(folder, shard_bytes)
     for tensor, name in plan:
         array = _dequantize(tensor, ctx, gguf_path)

@@ -88,15 +88,14 @@ def hf_to_gguf(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
 def quantize(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     from engine.convert import quantize as quant
-    from engine.convert.gguf_source import open_gguf
+    from engine.convert.gguf_source import read_gguf_header
 
     started = time.monotonic()
     source, output, verdict = _prepare(spec, "quantize", ctx)
     verify = _verify_wanted(spec, verdict, ctx)
-    reader = open_gguf(source)
-    n_tensors = len(reader.tensors)
-    total = source.stat().st_size
-    del reader
+    head = read_gguf_header(source)  # the header only: gguf-py's reader would take 10-15 s to count
+    n_tensors = len(head.tensors)
+    total = head.file_size
     imatrix = Path(str(spec["imatrix"])).expanduser() if spec.get("imatrix") else None
     with staged(output, directory=False) as tmp:
         summary = quant.quantize(
@@ -123,7 +122,7 @@ def quantize(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
 def gguf_to_hf(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     from engine.convert import gguf_to_hf as conv
-    from engine.convert.gguf_source import is_float_file, open_gguf
+    from engine.convert.gguf_source import is_float_file, read_gguf_header
     from engine.convert.shards import DEFAULT_SHARD_BYTES, parse_size
 
     started = time.monotonic()
@@ -137,7 +136,7 @@ def gguf_to_hf(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             from engine.convert.verify import verify_hf_against_gguf
 
             with _verify_phase(ctx, "transformers on the output vs llama.cpp on the GGUF"):
-                kind = ("f16" if dtype == "f32" else dtype) if is_float_file(open_gguf(source)) else "dequantized"
+                kind = ("f16" if dtype == "f32" else dtype) if is_float_file(read_gguf_header(source)) else "dequantized"
                 summary["verify"] = verify_hf_against_gguf(source, tmp, kind, label=f"{output.name} vs {source.name}")
         ctx.raise_if_cancelled()
         commit(tmp, output)

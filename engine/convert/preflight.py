@@ -10,8 +10,11 @@ as you type, and every job runs it again first.
 
 from __future__ import annotations
 
+import math
+import os
 import shutil
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +125,9 @@ def _available_ram() -> int:
 
 
 def check(spec: dict[str, Any]) -> Verdict:
+    """The verdict for `spec`. What the input says about itself (its layout, size, architecture,
+    tokenizer) is kept per input and options, keyed by the files' sizes and times: editing the
+    output path, ticking force or verify re-checks only the output, the disk and the RAM."""
     action = str(spec.get("action", ""))
     verdict = Verdict(action=action)
     if action not in ACTIONS:
@@ -130,19 +136,64 @@ def check(spec: dict[str, Any]) -> Verdict:
     if not spec.get("input"):
         verdict.problems.append(Problem("no input path given"))
         return verdict
-    try:
-        {
-            "hf-to-gguf": _hf_to_gguf,
-            "quantize": _quantize,
-            "gguf-to-hf": _gguf_to_hf,
-            "meta-to-hf": _meta_to_hf,
-            "merge-lora": _merge_lora,
-        }[action](spec, verdict)
-    except ConvertError as exc:
-        verdict.problems.append(Problem(str(exc)))
-        return verdict
-    _check_output(spec, verdict)
+    verdict, readable = _input_verdict(spec)
+    if readable:  # else the input itself could not be read: nothing to say about the output
+        _check_output(spec, verdict)
     return verdict
+
+
+_OUTPUT_KEYS = ("output", "force", "verify")
+_INPUT_CACHE: dict[tuple, tuple[Verdict, bool]] = {}
+_INPUT_CACHE_LOCK = threading.Lock()
+_INPUT_CACHE_SIZE = 32
+
+
+def _identity(raw: Any) -> tuple:
+    """What changes when a path's content changes: size and time of the file, or of a folder's
+    entries (a model folder: config.json, the shards, the tokenizer)."""
+    if not raw:
+        return ()
+    path = Path(str(raw)).expanduser()
+    try:
+        st = path.stat()
+        if not path.is_dir():
+            return (str(path.absolute()), st.st_size, st.st_mtime_ns)
+        with os.scandir(path) as entries:
+            listed = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries)
+        return (str(path.absolute()), st.st_mtime_ns, tuple(listed))
+    except OSError:
+        return (str(path), None)
+
+
+def _input_verdict(spec: dict[str, Any]) -> tuple[Verdict, bool]:
+    """A copy of the verdict on the input alone (cached, see `check`), and whether the input
+    could be read at all."""
+    action = str(spec["action"])
+    options = tuple(sorted((k, str(v)) for k, v in spec.items() if k not in _OUTPUT_KEYS))
+    key = (options, *(_identity(spec.get(k)) for k in PATH_KEYS if k != "output"))
+    with _INPUT_CACHE_LOCK:
+        cached = _INPUT_CACHE.get(key)
+    if cached is None:
+        verdict, readable = Verdict(action=action), True
+        try:
+            {
+                "hf-to-gguf": _hf_to_gguf,
+                "quantize": _quantize,
+                "gguf-to-hf": _gguf_to_hf,
+                "meta-to-hf": _meta_to_hf,
+                "merge-lora": _merge_lora,
+            }[action](spec, verdict)
+        except ConvertError as exc:
+            verdict.problems.append(Problem(str(exc)))
+            readable = False
+        cached = (verdict, readable)
+        with _INPUT_CACHE_LOCK:
+            if len(_INPUT_CACHE) >= _INPUT_CACHE_SIZE:
+                _INPUT_CACHE.pop(next(iter(_INPUT_CACHE)))
+            _INPUT_CACHE[key] = cached
+    verdict, readable = cached
+    copy = replace(verdict, problems=list(verdict.problems), warnings=list(verdict.warnings), facts=dict(verdict.facts))
+    return copy, readable
 
 
 def _check_output(spec: dict[str, Any], verdict: Verdict) -> None:
@@ -162,8 +213,6 @@ def _check_output(spec: dict[str, Any], verdict: Verdict) -> None:
     if not anchor.is_dir():
         verdict.problems.append(Problem(f"output folder {out.parent} is under a file ({anchor})"))
         return
-    import os
-
     if not os.access(anchor, os.W_OK):
         verdict.problems.append(Problem(f"cannot write to {anchor}; choose an output path you can write"))
         return
@@ -233,44 +282,45 @@ def _hf_to_gguf(spec: dict[str, Any], verdict: Verdict) -> None:
 
 
 def _quantize(spec: dict[str, Any], verdict: Verdict) -> None:
-    from engine.convert.gguf_source import architecture, file_type_name, is_float_file, open_gguf
+    from engine.convert.gguf_source import architecture, file_type_name, is_float_file, read_gguf_header
     from engine.convert.quantize import BITS, normalize_type
 
-    reader = open_gguf(Path(str(spec["input"])).expanduser())
+    head = read_gguf_header(Path(str(spec["input"])).expanduser())
     qtype = normalize_type(str(spec.get("qtype", "Q4_K_M")))
-    n_params = sum(int(t.n_elements) for t in reader.tensors)
-    size = Path(str(spec["input"])).expanduser().stat().st_size
+    n_params = sum(math.prod(t.shape) for t in head.tensors)
     verdict.output_bytes = int(n_params * BITS[qtype] / 8)
-    largest = max(int(t.n_elements) for t in reader.tensors)
+    largest = max(math.prod(t.shape) for t in head.tensors)
     verdict.peak_ram = largest * 4 * 3 + 300 * 1024**2
-    verdict.verify_ram = size + verdict.output_bytes + 300 * 1024**2
-    verdict.facts["model"] = f"GGUF {architecture(reader)} {file_type_name(reader)}, {len(reader.tensors)} tensors, {n_params / 1e6:.1f}M parameters -> {qtype}"
-    if not is_float_file(reader) and not spec.get("allow_requantize"):
+    verdict.verify_ram = head.file_size + verdict.output_bytes + 300 * 1024**2
+    verdict.facts["model"] = (f"GGUF {architecture(head)} {file_type_name(head)}, {len(head.tensors)} tensors, "
+                              f"{n_params / 1e6:.1f}M parameters -> {qtype}")
+    if not is_float_file(head) and not spec.get("allow_requantize"):
         verdict.problems.append(
-            Problem(f"{Path(str(spec['input'])).name} is already quantized ({file_type_name(reader)}); requantizing loses quality — pass --allow-requantize", True)
+            Problem(f"{Path(str(spec['input'])).name} is already quantized ({file_type_name(head)}); "
+                    "requantizing loses quality — pass --allow-requantize", True)
         )
     if spec.get("imatrix") and not Path(str(spec["imatrix"])).expanduser().is_file():
         verdict.problems.append(Problem(f"imatrix file {spec['imatrix']} does not exist"))
 
 
 def _gguf_to_hf(spec: dict[str, Any], verdict: Verdict) -> None:
-    from engine.convert.gguf_source import file_type_name, open_gguf
+    from engine.convert.gguf_source import file_type_name, read_gguf_header
     from engine.convert.gguf_to_hf import SUPPORTED, read_hparams
-
-    reader = open_gguf(Path(str(spec["input"])).expanduser())
-    hp = read_hparams(reader)
-    dtype = str(spec.get("dtype", "f32"))
-    item = {"f32": 4, "f16": 2, "bf16": 2}.get(dtype, 4)
-    n_params = sum(int(t.n_elements) for t in reader.tensors)
-    largest = max(int(t.n_elements) for t in reader.tensors)
     from engine.convert.shards import DEFAULT_SHARD_BYTES, parse_size
 
+    head = read_gguf_header(Path(str(spec["input"])).expanduser())
+    hp = read_hparams(head)
+    dtype = str(spec.get("dtype", "f32"))
+    item = {"f32": 4, "f16": 2, "bf16": 2}.get(dtype, 4)
+    n_params = sum(math.prod(t.shape) for t in head.tensors)
+    largest = max(math.prod(t.shape) for t in head.tensors)
     shard = min(parse_size(spec.get("shard_size") or DEFAULT_SHARD_BYTES), n_params * item)
     verdict.output_bytes = n_params * item
     verdict.peak_ram = shard + largest * 4 * 3 + 500 * 1024**2
-    verdict.verify_ram = n_params * 4 + Path(str(spec["input"])).expanduser().stat().st_size + 500 * 1024**2
+    verdict.verify_ram = n_params * 4 + head.file_size + 500 * 1024**2
     verdict.facts["model"] = (
-        f"GGUF {hp['arch']} {file_type_name(reader)} -> {SUPPORTED[hp['arch']]} {dtype}, {hp['n_layer']} layers, {n_params / 1e6:.1f}M parameters"
+        f"GGUF {hp['arch']} {file_type_name(head)} -> {SUPPORTED[hp['arch']]} {dtype}, {hp['n_layer']} layers, "
+        f"{n_params / 1e6:.1f}M parameters"
     )
 
 

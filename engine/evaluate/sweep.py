@@ -96,13 +96,14 @@ def model_stem(path: Path) -> str:
 
 
 def _gguf_type(path: Path) -> tuple[str, bool]:
-    from engine.convert.gguf_source import file_type_name, is_float_file, open_gguf
+    from engine.convert.common import ConvertError
+    from engine.convert.gguf_source import file_type_name, is_float_file, read_gguf_header
 
     try:
-        reader = open_gguf(path)
-    except Exception as exc:  # noqa: BLE001 - ConvertError: not a GGUF, truncated
+        head = read_gguf_header(path)  # the header is enough, and a fraction of a second
+    except ConvertError as exc:  # not a GGUF, truncated
         raise EvalError(str(exc)) from None
-    return (file_type_name(reader) or "?").upper(), is_float_file(reader)
+    return (file_type_name(head) or "?").upper(), is_float_file(head)
 
 
 def _quantize(source: Path, final: Path, qtype: str, job: JobContext, *, allow_requantize: bool = False) -> float:

@@ -54,10 +54,7 @@ def resume(run_id: str, store: RunStore | None = None, *, max_steps: int | None 
         TrainSpec.from_dict(spec).validate()
     except SpecError as exc:
         raise RunError(str(exc)) from None
-    info = store.update(
-        info.id, spec=spec, status="created", pid=None, pid_started=None, ended=None, exit_reason="",
-        cancel_requested=None,
-    )
+    info = store.update(info.id, spec=spec, **info.relaunch_changes())
     return store.launch(info)
 
 

@@ -65,3 +65,27 @@ def test_headless_module_reports_command_errors_as_one_line(tmp_path):
 def test_tui_needs_a_terminal():
     result = llmdeck()
     assert result.returncode == 2 and "the TUI needs a terminal" in result.stderr
+
+
+def test_a_reader_closing_the_pipe_ends_the_listing_quietly():
+    """`llmdeck runs list | head -3`: no "Broken pipe" line, no traceback, SIGPIPE's status."""
+    from engine.runs import RunStore
+
+    store = RunStore()
+    for n in range(400):  # more than a pipe buffer of listing
+        store.create("selftest", {}, name=f"run-{n}")
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "runs", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=dict(os.environ))
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does once it has its line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert first.startswith(b"ID")
+    assert stderr == ""
+
+
+def test_active_listing_with_none_says_so():
+    listed = llmdeck("runs", "list", "--active")
+    assert listed.returncode == 0
+    assert listed.stdout.startswith("no active runs")

@@ -150,6 +150,18 @@ def test_cli_reports_bad_settings_on_stderr_one_line_each(llmdeck_home):
     assert "not valid TOML" in out.stderr and "kept as settings.toml.corrupt-" in out.stderr
 
 
+def test_model_folders_are_a_list_of_strings_and_round_trip(tmp_path):
+    path = tmp_path / "settings.toml"
+    path.write_text('[models]\nfolders = ["~/models", 3]\n')
+    loaded, problems = settings.load(path)
+    assert loaded.models.folders == []
+    assert problems == ["models.folders: expected a list of strings, got ['~/models', 3]; using []"]
+    loaded.models.folders = ["~/models", "/srv/llm"]
+    settings.save(loaded, path)
+    again, problems = settings.load(path)
+    assert again.models.folders == ["~/models", "/srv/llm"] and problems == []
+
+
 # -- the user's own sampler presets (issue 17, item 14) ---------------------------------------------
 def test_presets_are_saved_as_tables_and_read_back(tmp_path):
     path = tmp_path / "settings.toml"

@@ -47,7 +47,7 @@ async def test_help_lists_the_keys_of_the_current_screen():
         assert isinstance(app.screen, HelpScreen)
         keys = app.screen.keys
         actions = {key: action for key, action, _ in keys}
-        assert actions["c"] == "cancel run" and actions["d"] == "delete run"
+        assert actions["c"] == "stop run" and actions["d"] == "delete run"
         assert actions["q"] == "quit" and actions["?"] == "help"
         assert keys[0][2] == "screen"  # the screen's own keys come first
         await pilot.press("escape")
@@ -144,6 +144,24 @@ async def test_hidden_modes_pause_their_timers_until_shown_again():
         assert running_timers(data) == blinking
 
 
+async def test_a_mode_shown_again_has_the_theme_chosen_while_it_was_hidden():
+    """A mode screen shown again skips Textual's second restyle (tui/screens/base.py), so a
+    theme chosen while it was hidden must still reach it."""
+    app = LLMDeckApp(start_mode="monitor")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        monitor = app.screen
+        await app.switch_mode("runs")
+        await pilot.pause(0.3)
+        dark = monitor.styles.background
+        app.theme = "llmdeck-light"
+        await pilot.pause(0.3)
+        await app.switch_mode("monitor")
+        await pilot.pause(0.3)
+        assert monitor.styles.background != dark
+        await app.switch_mode("runs")
+        await pilot.pause(0.3)
+        assert app.screen.styles.background == monitor.styles.background  # the one seen when switched: too
 async def test_palette_screenshot_goes_into_the_data_folder_and_says_where(tmp_path, monkeypatch):
     """Issue 17 item 8: on a headless box (no ~/Downloads) the palette's Screenshot failed."""
     monkeypatch.setenv("HOME", str(tmp_path / "bare-home"))  # no Downloads folder there

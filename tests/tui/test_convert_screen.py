@@ -57,3 +57,126 @@ async def test_start_watch_and_finished_figures(tmp_path: Path) -> None:
         table = screen.query_one("#conv-finished", DataTable)
         await wait_until(pilot, lambda: table.row_count == 1 and "top-1" in str(table.get_row_at(0)[4]), 10)
         assert table.get_row_at(0)[2] == "succeeded"
+
+
+class HeldCheck:
+    """preflight.check held back for one output path until `release()`: the window between
+    "checking…" and the verdict, made as long as the test needs (the check itself is real)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, held_output: Path) -> None:
+        import threading
+
+        from engine.convert import preflight
+
+        self.real = preflight.check
+        self.held = str(held_output)
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        monkeypatch.setattr(preflight, "check", self)
+
+    def __call__(self, spec: dict) -> object:
+        if spec.get("output") == self.held:
+            self.started.set()
+            self.gate.wait(30)
+        return self.real(spec)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+async def ready_form(pilot, app, model: Path, output: Path) -> ConvertScreen:
+    await wait_until(pilot, lambda: isinstance(app.screen, ConvertScreen))
+    screen = app.screen
+    screen.query_one("#conv-verify").value = False
+    screen.query_one("#conv-input", Input).value = str(model)
+    screen.query_one("#conv-output", Input).value = str(output)
+    await wait_until(pilot, lambda: "ready" in verdict_text(screen), 60)
+    return screen
+
+
+async def type_into(pilot, field: Input, text: str) -> None:
+    field.focus()
+    await pilot.press("ctrl+a", "ctrl+k", *text)  # select all, delete to the end, type
+
+
+async def test_start_during_a_check_starts_exactly_what_is_on_screen(tmp_path: Path, monkeypatch) -> None:
+    make_llama(tmp_path / "m", tokenizer="bpe", n_kv_heads=2)
+    first, edited = tmp_path / "first.gguf", tmp_path / "edited.gguf"
+    held = HeldCheck(monkeypatch, edited)
+    app = LLMDeckApp(start_mode="convert")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready_form(pilot, app, tmp_path / "m", first)
+        await type_into(pilot, screen.query_one("#conv-output", Input), str(edited))
+        await wait_until(pilot, lambda: held.started.is_set() and "checking" in verdict_text(screen))
+        await pilot.press("ctrl+s")  # while the check of the edited path runs
+        await pilot.pause(0.3)
+        assert app.store.list() == []  # nothing starts on the previous check's verdict
+        assert "starts when the check passes" in verdict_text(screen)
+        held.release()
+        await wait_until(pilot, lambda: len(app.store.list()) == 1, 30)
+        run = app.store.list()[0]
+        assert run.spec["output"] == str(edited)
+        await wait_until(pilot, lambda: not app.store.get(run.id).active, 120)
+        assert not first.exists()
+
+
+async def test_a_start_waiting_on_a_check_that_fails_starts_nothing(tmp_path: Path, monkeypatch) -> None:
+    make_llama(tmp_path / "m", tokenizer="bpe", n_kv_heads=2)
+    taken = tmp_path / "taken.gguf"
+    taken.write_text("someone's file")
+    held = HeldCheck(monkeypatch, taken)
+    app = LLMDeckApp(start_mode="convert")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready_form(pilot, app, tmp_path / "m", tmp_path / "free.gguf")
+        await type_into(pilot, screen.query_one("#conv-output", Input), str(taken))
+        await pilot.press("ctrl+s")  # before the pause after typing is over: the check starts now
+        await wait_until(pilot, lambda: held.started.is_set())
+        held.release()
+        await wait_until(pilot, lambda: "refused" in verdict_text(screen), 30)
+        await pilot.pause(0.3)
+        assert app.store.list() == []
+        assert taken.read_text() == "someone's file"
+
+
+async def test_stop_works_from_a_path_field_and_leaves_its_text(tmp_path: Path) -> None:
+    app = LLMDeckApp(start_mode="convert")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, ConvertScreen))
+        screen = app.screen
+        import os
+
+        # A conversion in progress, as its run folder says (this process stands in for its worker;
+        # the dialog is declined below, so no signal is ever sent).
+        run = app.store.create("convert.quantize", {"input": str(tmp_path / "big.gguf")}, name="quantize big")
+        app.store.update(run.id, status="running", pid=os.getpid())
+        app.run_watcher.poke()
+        await wait_until(pilot, lambda: screen.current_run == run.id)  # the screen reattaches to it
+        field = screen.query_one("#conv-output", Input)
+        field.value = "/tmp/out/model.gguf"
+        field.focus()
+        await pilot.press("home", "right", "right")
+        assert "ctrl+g" in screen.active_bindings  # the footer shows the stop key with the field focused
+        await pilot.press("ctrl+g")
+        from tui.screens.stop_run import StopRunModal
+
+        await wait_until(pilot, lambda: isinstance(app.screen, StopRunModal))
+        assert field.value == "/tmp/out/model.gguf"
+        await pilot.press("escape")
+
+
+async def test_tab_completes_a_path_then_moves_on(tmp_path: Path) -> None:
+    (tmp_path / "models-folder").mkdir()
+    app = LLMDeckApp(start_mode="convert")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, ConvertScreen))
+        screen = app.screen
+        field = screen.query_one("#conv-input", Input)
+        field.focus()
+        await pilot.press(*f"{tmp_path}/mod")
+        await wait_until(pilot, lambda: field._suggestion.endswith("models-folder/"))
+        await pilot.press("tab")
+        assert field.value == f"{tmp_path}/models-folder/"
+        assert app.focused is field
+        await wait_until(pilot, lambda: not field._suggestion or field._suggestion == field.value)
+        await pilot.press("tab")  # nothing to complete: on to the next field
+        assert app.focused is not field

@@ -16,6 +16,8 @@ def done(app: LLMDeckApp) -> bool:
 async def test_f9_from_the_chat_input_opens_the_report_and_escape_closes_it():
     app = LLMDeckApp(start_mode="chat")
     async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.screen.query(TextArea), what="chat input shown")
+        await pilot.press("h")  # a letter starts a message: the focus is now in the input, holding "h"
         await wait_until(pilot, lambda: isinstance(app.focused, TextArea), what="chat input focused")
         await pilot.press("f9")
         await wait_until(pilot, lambda: done(app), timeout=90, what="doctor report")

@@ -56,16 +56,18 @@ async def test_one_stop_dialog_whatever_the_screen_says_what_the_kind_does():
         assert store.get(train.id).status == "running"
 
 
-async def test_convert_cancels_its_conversion_through_the_same_request_without_asking():
+async def test_convert_stops_its_conversion_through_the_one_stop_dialog():
     store = RunStore()
     run = store.start("selftest", {"steps": 1000, "delay": 0.05}, name="long")
     app = LLMDeckApp(start_mode="convert", store=store)
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             app.screen.current_run = run.id
-            app.screen.action_cancel_run()
+            await pilot.press("ctrl+g")  # from wherever the focus is: no text field takes it
+            await wait_until(pilot, lambda: isinstance(app.screen, StopRunModal))
+            assert store.get(run.id).active  # nothing stops before the answer
+            await pilot.press("y")
             await wait_until(pilot, lambda: store.get(run.id).status == "cancelled", timeout=20)
-            assert not isinstance(app.screen, StopRunModal)
     finally:
         if store.get(run.id).active:
             store.cancel(run.id, force=True)

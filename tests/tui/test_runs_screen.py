@@ -124,3 +124,103 @@ async def test_a_damaged_run_and_a_bad_event_line_break_nothing():
         await pilot.press("y")
         await wait_until(pilot, lambda: broken not in table.rows)
         assert not (store.root / broken).exists()
+
+
+def recorded(store, kind: str, events: list, status: str, *, name: str = "", **changes) -> str:
+    """A run folder as a worker leaves it: run.json and events.jsonl, written straight."""
+    import json
+    import time
+
+    info = store.create(kind, {}, name=name or kind)
+    info.events_path.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in events))
+    store.update(info.id, status=status, started=changes.pop("started", time.time() - 30),
+                 ended=changes.pop("ended", time.time()), **changes)
+    return info.id
+
+
+async def test_a_run_started_while_the_list_is_open_lands_on_top():
+    first = start_in_other_process(steps=2, delay=0.01)
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.screen.query_one("#runs-table", DataTable)
+        await wait_until(pilot, lambda: first in table.rows)
+        await pilot.press("n")  # a self-test run, started now
+        await wait_until(pilot, lambda: table.row_count == 2)
+        newest = next(r.id for r in app.store.list() if r.id != first)
+        assert [row.key.value for row in table.ordered_rows] == [newest, first]
+        assert app.screen.selected_run_id == first  # the cursor stays on the row it was on
+        app.store.cancel(newest, force=True)
+
+
+async def test_a_failed_run_shows_where_it_stopped_not_a_full_bar():
+    from engine.events import Failed, Progress
+    from engine.runs import RunStore
+
+    store = RunStore()
+    events = [Progress(phase="write", done=236, total=236, unit="tensors"), Failed(message="verification failed")]
+    run_id = recorded(store, "convert.quantize", events, "failed", exit_reason="verification failed")
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.screen.query_one("#runs-table", DataTable)
+        await wait_until(pilot, lambda: run_id in table.rows)
+        assert cell(table, run_id, "progress") == "stopped at write 236/236 tensors"
+        view = app.screen.query_one(RunView)
+        text = view.query_one("#run-progress-text")
+        await wait_until(pilot, lambda: "stopped at write 236/236" in str(text.render()))
+        assert not view.query_one(ProgressBar).display
+
+
+async def test_convert_progress_reads_as_a_sentence():
+    from engine.events import Metric, Progress
+    from engine.runs import RunStore
+
+    store = RunStore()
+    gib = 1024**3
+    events = [Metric(step=1, values={"tensors_done": 120, "tensors_total": 291, "bytes_done": 3.1 * gib,
+                                     "bytes_total": 7 * gib, "bytes_per_s": 210 * 1024**2, "eta_s": 19}),
+              Progress(phase="write", done=120, total=291, unit="tensors")]
+    run_id = recorded(store, "convert.hf-to-gguf", events, "running", pid=os.getpid(), ended=None)
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        view = app.screen.query_one(RunView)
+        await wait_until(pilot, lambda: view.run_id == run_id and view.query_one(Log).lines)
+        text = view.query_one("#run-progress-text")
+        await wait_until(pilot, lambda: "write 120/291" in str(text.render()))
+        assert str(text.render()) == "write 120/291 tensors · 3.1/7.0 GiB · 210 MiB/s · ETA 19s"
+        shown = "\n".join(view.query_one(Log).lines) + str(view.query_one("#run-metrics").render())
+        assert "tensors_done" not in shown and "bytes_done" not in shown
+
+
+async def test_a_resumed_run_counts_every_segment():
+    from engine.runs import RunStore
+
+    store = RunStore()
+    run_id = start_in_other_process(steps=2, delay=0.01)
+    from tests.helpers.waiting import wait_for
+
+    wait_for(lambda: store.get(run_id).status == "succeeded", timeout=60)
+    store.update(run_id, started=1000.0, ended=1000.0 + 600)  # a first stretch of ten minutes
+    info = store.update(run_id, **store.get(run_id).relaunch_changes())
+    store.launch(info)  # relaunched: the worker counts again
+    wait_for(lambda: store.get(run_id).status == "succeeded", timeout=60)
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.screen.query_one("#runs-table", DataTable)
+        await wait_until(pilot, lambda: run_id in table.rows)
+        assert cell(table, run_id, "elapsed").startswith("10m")
+
+
+async def test_the_stop_dialog_buttons_say_what_they_do():
+    run_id = start_in_other_process(steps=2000, delay=0.05)
+    app = LLMDeckApp(start_mode="runs")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            table = app.screen.query_one("#runs-table", DataTable)
+            await wait_until(pilot, lambda: run_id in table.rows and cell(table, run_id, "status") == "running")
+            await pilot.press("c")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+            labels = [str(b.label) for b in app.screen.query("Button")]
+            assert labels == ["Keep running", "Stop run"]
+            await pilot.press("escape")
+    finally:
+        app.store.cancel(run_id, force=True)

@@ -25,7 +25,7 @@ async def test_empty_serve_mode_says_how_to_start():
         assert isinstance(app.screen, StartServerModal)
         app.screen.query_one("#serve-model", Input).value = "/nope/model.gguf"
         await pilot.press("enter")
-        assert "model not found" in str(app.screen.query_one("#serve-form-error", Static).render())
+        assert "model not found" in str(app.screen.query_one("#serve-model-error", Static).render())
         await pilot.press("escape")
         assert isinstance(app.screen, ServeScreen)
 

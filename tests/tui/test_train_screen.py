@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from textual.widgets import TabbedContent
 
 from engine import paths
@@ -138,7 +139,8 @@ async def test_checkpoints_are_listed_and_deleted_after_confirming():
         await wait_until(pilot, lambda: table.row_count == 3)
         assert [c.complete for c in screen.checkpoints] == [True, True, False]
         table.focus()
-        await pilot.press("delete")
+        await pilot.press("up")  # the cursor starts on the newest complete one, checkpoint-40
+        await pilot.press("d")
         await pilot.pause(0.2)
         await pilot.press("y")
         await wait_until(pilot, lambda: table.row_count == 2)
@@ -159,6 +161,86 @@ async def test_export_file_name_from_a_hostile_run_name_stays_in_plots():
     assert out.parent == plots and out.suffix == ".csv" and out.name.startswith("escaped-run-name-")
     assert not (paths.data_dir().parent / "escaped").exists() and not (paths.data_dir() / "escaped").exists()
     assert "run name" in out.read_text()  # the run's own name is still inside the file
+
+
+def run_with_checkpoints(store: RunStore, name: str = "lora") -> tuple[str, Path]:
+    """A finished LoRA run with checkpoints 20 and 40 complete and 60 unsealed."""
+    from engine.train.checkpoints import mark_complete
+
+    run_id = recorded_run(store, name)
+    root = store.get(run_id).out_dir / "checkpoints"
+    for step, loss in ((20, 2.2), (40, 1.4)):
+        folder = root / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "adapter_model.safetensors").write_bytes(b"w" * 3 * 1024 * 1024)
+        (folder / "adapter_config.json").write_text("{}")
+        (folder / "trainer_state.json").write_text("{}")
+        mark_complete(folder, step=step, loss=loss)
+    (root / "checkpoint-60").mkdir()
+    return run_id, root
+
+
+async def test_merge_and_export_default_to_the_newest_complete_checkpoint_and_ask_first():
+    from tui.screens.confirm import ConfirmModal
+
+    store = RunStore()
+    run_id, root = run_with_checkpoints(store)
+    app = LLMDeckApp(start_mode="train", store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.query_one("#train-ckpts").row_count == 3)
+        await pilot.press("m")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        body = str(app.screen.query_one("#confirm-body").render())
+        assert "checkpoint-40 · step 40 · 3.0 MB" in body
+        assert str(root / "checkpoint-40-merged") in body.replace("\n", "")
+        await pilot.press("n")  # declined: nothing starts
+        await pilot.pause(0.2)
+        assert [r.kind for r in store.list()] == ["train"]
+        await pilot.press("g")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        assert "checkpoint-40-f16.gguf" in str(app.screen.query_one("#confirm-body").render()).replace("\n", "")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: any(r.kind == "train.gguf" for r in store.list()))
+        job = next(r for r in store.list() if r.kind == "train.gguf")
+        assert job.spec["model"] == str(root / "checkpoint-40")
+        await wait_until(pilot, lambda: not store.get(job.id).active, 120)
+
+
+async def test_chat_opens_the_newest_complete_checkpoint():
+    from tui.messages import OpenInChat
+
+    store = RunStore()
+    run_id, root = run_with_checkpoints(store)
+    asked: list[str] = []
+    app = LLMDeckApp(start_mode="train", store=store)
+
+    def hook(message) -> None:
+        if isinstance(message, OpenInChat):
+            asked.append(message.path)
+
+    async with app.run_test(size=(80, 24), message_hook=hook) as pilot:
+        await wait_until(pilot, lambda: app.screen.query_one("#train-ckpts").row_count == 3)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: asked)
+        assert set(asked) == {str(root / "checkpoint-40")}  # (seen on the screen, then on the app)
+
+
+@pytest.mark.parametrize("width", [80, 120, 160])
+async def test_the_run_list_shows_the_whole_loss_column(width: int):
+    store = RunStore()
+    recorded_run(store, "a-run-with-a-rather-long-name")
+    app = LLMDeckApp(start_mode="train", store=store)
+    async with app.run_test(size=(width, 30)) as pilot:
+        table = app.screen.query_one("#train-runs")
+        await wait_until(pilot, lambda: table.row_count == 1 and "1.400" in str(table.get_row_at(0)))
+        await pilot.pause(0.1)
+        right = 0
+        for column in table.ordered_columns:
+            right += column.get_render_width(table)
+            if column.key.value == "loss":
+                break
+        assert right <= table.scrollable_content_region.width, (right, table.scrollable_content_region.width)
 
 
 def recorded_method_run(store: RunStore, name: str, method: str, steps: int = 20, level: float = 1.0) -> str:

@@ -1,6 +1,13 @@
 """Base class for mode screens: the mode bar on top, the footer at the bottom.
 
 A mode screen subclasses `ModeScreen`, sets `MODE_KEY`, and yields its body from
+`compose_body()`. Its `BINDINGS` (with descriptions) are what the help screen lists.
+
+Keys and text fields: a screen's action must work from any field, so its key is one a text
+field does not take (tests/tui/test_keys.py checks every screen against the keys Input and
+TextArea bind: ctrl+k, ctrl+u, ctrl+w, ctrl+a, ctrl+e, ctrl+d, home, end...). A plain letter is
+text while a field has focus; Textual then leaves it out of the footer (the field consumes it),
+so letters suit keys that act on lists, and Esc leaves the field.
 `compose_body()`. Its `BINDINGS` (with descriptions) are what the help screen lists; actions
 that need no key of their own can be offered in the command palette (`palette_commands`).
 
@@ -16,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -65,7 +73,16 @@ class ModeScreen(ReportsWorkerErrors, Screen):
         for timer in self._paused_timers:
             timer.pause()
 
-    def on_screen_resume(self) -> None:
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Textual restyles every node of a screen each time it is shown again: 30-60% of a mode
+        # switch on a loaded 2-core box (bench/latency.py switch; cProfile: stylesheet.apply and
+        # the footer's keys). Its switch_mode already refreshes the CSS of a screen that missed a
+        # change (a theme switched while it was hidden: the app's `_css_update_count` moved on),
+        # and a node whose classes change while hidden is restyled then; so a screen styled at
+        # the app's current CSS generation skips the second pass. This handler runs before
+        # Screen's own (_on_screen_resume), which reads the flag. Private names, Textual 0.x-8.x.
+        if self._css_update_count == self.app._css_update_count:  # noqa: SLF001
+            event.refresh_styles = False
         for timer in self._paused_timers:
             timer.resume()
         self._paused_timers = []

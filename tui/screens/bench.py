@@ -26,6 +26,8 @@ from engine.runs import RunError, RunInfo
 from tui.messages import OpenInChat
 from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
+from tui.widgets.model_input import ModelInput
+from tui.widgets.path_input import PathInput
 from tui.widgets.tables import cursor_row_key, sync_rows
 
 KIND_LABELS = {"eval.ppl": "perplexity", "bench.speed": "speed", "bench.sweep": "quant sweep"}
@@ -80,10 +82,11 @@ class BenchScreen(ModeScreen):
         with Horizontal(id="bench-form"):
             yield Select([(label, kind) for kind, label in KIND_LABELS.items()], value="eval.ppl", allow_blank=False,
                          id="bench-kind")
-            yield Input(placeholder="model: .gguf or HF folder", id="bench-model")
-            yield Input(placeholder="text file (perplexity, sweep)", id="bench-file")
+            yield ModelInput(placeholder="model (ctrl+o picks)", id="bench-model", kinds=("gguf", "hf"))
+            yield PathInput(placeholder="text file (perplexity, sweep)", id="bench-file")
             yield Input(placeholder="types: Q4_K_M,Q8_0", id="bench-types")
             yield Button("Start", id="bench-start", variant="primary")
+        yield Static("", id="bench-error")
         list_table: DataTable[str] = DataTable(id="bench-list", cursor_type="row", zebra_stripes=True)
         for column in LIST_COLUMNS:
             list_table.add_column(column, key=column)
@@ -239,8 +242,11 @@ class BenchScreen(ModeScreen):
         text = self.query_one("#bench-file", Input).value.strip()
         types = self.query_one("#bench-types", Input).value.strip()
         problem = self._check_form(kind, model, text, types)
-        if problem:
-            self.notify(problem, severity="error")
+        error = self.query_one("#bench-error", Static)
+        error.update(problem[1] if problem else "")
+        error.display = problem is not None
+        if problem is not None:
+            self.query_one(f"#bench-{problem[0]}").focus()  # the field at fault, the reason under it
             return
         spec: dict[str, Any] = {"model": str(Path(model).expanduser().resolve())}
         if kind == "eval.ppl":
@@ -258,16 +264,17 @@ class BenchScreen(ModeScreen):
         self.action_focus_list()
 
     @staticmethod
-    def _check_form(kind: str, model: str, text: str, types: str) -> str:
+    def _check_form(kind: str, model: str, text: str, types: str) -> tuple[str, str] | None:
+        """The first field at fault ("model", "file", "types") and why; None when it can start."""
         if not model:
-            return "give a model: a .gguf file or an HF model folder"
+            return "model", "give a model: a .gguf file or an HF model folder (ctrl+o picks one)"
         if not Path(model).expanduser().exists():
-            return f"model not found: {model}"
+            return "model", f"model not found: {model}"
         if kind in ("eval.ppl", "bench.sweep"):
             if not text:
-                return "give a text file for perplexity"
+                return "file", "give a text file for perplexity"
             if not Path(text).expanduser().is_file():
-                return f"text file not found: {text}"
+                return "file", f"text file not found: {text}"
         if kind == "bench.sweep":
             from engine.evaluate.models import EvalError
             from engine.evaluate.sweep import parse_types
@@ -275,8 +282,8 @@ class BenchScreen(ModeScreen):
             try:
                 parse_types(types)
             except EvalError as exc:
-                return str(exc)
-        return ""
+                return "types", str(exc)
+        return None
 
 
 def _is_quantized(path: Path) -> bool:

@@ -79,7 +79,8 @@ class ChatScreen(ModeScreen):
         Binding("f3", "copy_answer", "copy answer", show=False, id="chat.copy"),
         Binding("f4", "copy_code", "copy code", show=False, id="chat.copy_code"),
         Binding("f5", "compare", "compare", show=False, id="chat.compare"),
-        Binding("f6", "switch_prompt_mode", "chat/completion", show=False, id="chat.prompt_mode"),
+        Binding("f8", "pick_model", "model", id="chat.model"),
+        Binding("f6", "switch_prompt_mode", "chat/completion", show=False, id="chat.prompt_mode", priority=True),
         Binding("ctrl+f,enter", "focus_input", "write a message", show=False, id="chat.focus"),
     ]
 
@@ -650,6 +651,12 @@ class ChatScreen(ModeScreen):
         self.status.context_used = 0
         self.status.figures = "new session"
         self.chat_input.focus()
+
+    def action_pick_model(self) -> None:
+        """The one model picker (tui.screens.model_picker, opened by the app); the chosen model loads."""
+        from tui.messages import PickModel
+
+        self.post_message(PickModel(self.open_model, ("gguf", "hf", "adapter"), (self.spec or BackendSpec()).model))
 
     def action_sessions(self) -> None:
         if self.store is None:

@@ -5,11 +5,15 @@ The pre-flight check (`engine.convert.preflight.check`) runs in a thread worker 
 the last keystroke, so typing never waits on reading a GGUF header or memory-mapping a Meta
 shard. Conversions run as detached runs (`RunStore.start`): leaving the screen or closing the
 TUI does not stop them, and reopening shows them again.
+
+ctrl+s starts exactly what is on screen: the values are read from the fields at that moment,
+and the run starts only with a verdict for those very values. Pressed while they are still
+being checked (or before the check began), the start waits for that check and goes ahead only
+if it passes; an edit in the meantime drops the pending start.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +24,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.suggester import Suggester
 from textual.widgets import Checkbox, DataTable, Input, Select, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
@@ -29,6 +32,8 @@ from engine.runs import RunError, RunInfo
 from tui.messages import StopRun
 from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
+from tui.widgets.model_input import ModelInput
+from tui.widgets.path_input import PathInput
 from tui.widgets.run_view import RunView
 from tui.widgets.tables import sync_rows
 
@@ -47,6 +52,10 @@ EXTRA: dict[str, tuple[str, str]] = {
     "merge-lora": ("base", "base model folder (default: the adapter's base_model_name_or_path)"),
 }
 FINISHED_COLUMNS = ("when", "conversion", "status", "output", "verification")
+INPUT_KINDS: dict[str, tuple[str, ...]] = {
+    "hf-to-gguf": ("hf",), "quantize": ("gguf",), "gguf-to-hf": ("gguf",), "meta-to-hf": ("meta",),
+    "merge-lora": ("adapter",),
+}
 INPUT_HINT = {
     "hf-to-gguf": "HF model folder (config.json + *.safetensors)",
     "quantize": "float GGUF file (f16/bf16/f32)",
@@ -56,27 +65,9 @@ INPUT_HINT = {
 }
 
 
-class PathSuggester(Suggester):
-    """Completes the last path component from the file system (accept with → or End)."""
-
-    def __init__(self) -> None:
-        super().__init__(use_cache=False, case_sensitive=True)
-
-    async def get_suggestion(self, value: str) -> str | None:
-        if not value:
-            return None
-        path = Path(os.path.expanduser(value))
-        folder, prefix = (path, "") if value.endswith("/") else (path.parent, path.name)
-        try:
-            names = sorted(n for n in os.listdir(folder) if n.startswith(prefix) and not n.startswith("."))
-        except OSError:
-            return None
-        if not names:
-            return None
-        choice = names[0]
-        suffix = "/" if (folder / choice).is_dir() else ""
-        head = value[: len(value) - len(prefix)]
-        return head + choice + suffix
+def spec_key(spec: dict[str, Any]) -> tuple:
+    """The form's values as a key: a verdict belongs to exactly one."""
+    return tuple(sorted((k, str(v)) for k, v in spec.items()))
 
 
 def verify_figures(verify: Any) -> str:
@@ -100,12 +91,12 @@ class ConvertScreen(ModeScreen):
 
         key: tuple
         verdict: Any
+    # Keys a text field does not take (tui/screens/base.py), so each works from any field.
     BINDINGS = [
         Binding("ctrl+s", "start", "start", id="convert.start"),
-        Binding("ctrl+k", "cancel_run", "cancel run", id="convert.cancel"),
+        Binding("ctrl+g", "cancel_run", "stop conversion", id="convert.cancel"),
         Binding("ctrl+r", "recheck", "re-check", id="convert.check"),
-        Binding("ctrl+f", "show_tab('finished')", "finished", id="convert.finished"),
-        Binding("ctrl+p", "show_tab('progress')", "progress", show=False, id="convert.progress"),
+        Binding("ctrl+f", "toggle_tab", "finished/progress", id="convert.finished"),
     ]
 
     class FiguresRead(Message):
@@ -120,8 +111,11 @@ class ConvertScreen(ModeScreen):
         self._figures: dict[str, str] = {}
         self._reading: set[str] = set()
         self._finished_cells: dict[str, tuple[str, ...]] = {}
-        self.verdict: Any = None
-        self._verdict_key: tuple = ()
+        self._checked: tuple[tuple, Any] | None = None
+        """The newest verdict, with the exact form values it is for."""
+        self._checking: tuple | None = None
+        self._start_when_checked: tuple | None = None
+        """Form values ctrl+s was pressed on before their check came back."""
         self._check_worker: Worker | None = None
         self._timer: Any = None
         self.current_run: str | None = None
@@ -131,13 +125,13 @@ class ConvertScreen(ModeScreen):
     def compose_body(self) -> ComposeResult:
         with Horizontal(classes="conv-row"):
             yield Select([(a, a) for a in ACTIONS], value="hf-to-gguf", allow_blank=False, id="conv-action")
-            yield Input(placeholder=INPUT_HINT["hf-to-gguf"], suggester=PathSuggester(), id="conv-input")
+            yield ModelInput(placeholder=INPUT_HINT["hf-to-gguf"], id="conv-input", kinds=INPUT_KINDS["hf-to-gguf"])
         with Horizontal(classes="conv-row"):
             yield Select([(t, t) for t in TYPE_CHOICES["hf-to-gguf"][1]], value="f16", allow_blank=False,
                          id="conv-type")
-            yield Input(placeholder="output (default: next to the input)", suggester=PathSuggester(), id="conv-output")
+            yield PathInput(placeholder="output (default: next to the input)", id="conv-output")
         with Horizontal(classes="conv-row"):
-            yield Input(placeholder=EXTRA["hf-to-gguf"][1], suggester=PathSuggester(), id="conv-extra", disabled=True)
+            yield PathInput(placeholder=EXTRA["hf-to-gguf"][1], id="conv-extra", disabled=True)
             yield Checkbox("verify", value=True, id="conv-verify")
             yield Checkbox("force", value=False, id="conv-force")
         yield Static("type an input path; the pre-flight verdict appears here", id="conv-verdict")
@@ -185,7 +179,9 @@ class ConvertScreen(ModeScreen):
             _, choices = TYPE_CHOICES[action]
             self.query_one("#conv-type", Select).set_options([(c, c) for c in choices])
             self.query_one("#conv-type", Select).value = choices[0]
-            self.query_one("#conv-input", Input).placeholder = INPUT_HINT[action]
+            field = self.query_one("#conv-input", ModelInput)
+            field.placeholder = INPUT_HINT[action]
+            field.kinds = INPUT_KINDS[action]
             extra = self.query_one("#conv-extra", Input)
             extra.placeholder = EXTRA[action][1]
             extra.disabled = not EXTRA[action][0]
@@ -197,21 +193,41 @@ class ConvertScreen(ModeScreen):
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         self._schedule_check()
 
+    @property
+    def verdict(self) -> Any:
+        """The verdict for what the form holds now, or None (not checked yet, or a check of
+        newer values is on its way)."""
+        if self._checked is not None and self._checked[0] == spec_key(self.spec()):
+            return self._checked[1]
+        return None
+
     def _schedule_check(self) -> None:
+        if self._start_when_checked is not None and self._start_when_checked != spec_key(self.spec()):
+            self._start_when_checked = None
+            self.notify("the form changed before its check came back: nothing started; ctrl+s starts it",
+                        severity="warning")
         if self._timer is not None:
             self._timer.stop()
         self._timer = self.set_timer(0.3, self.action_recheck)
 
     def action_recheck(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
         spec = self.spec()
         if not spec["input"]:
             self._show_verdict_text("type an input path; the pre-flight verdict appears here", "")
-            self.verdict = None
+            self._checking = None
             return
-        key = tuple(sorted((k, str(v)) for k, v in spec.items()))
-        self._verdict_key = key
-        self.query_one("#conv-verdict", Static).update("checking…")
+        key = spec_key(spec)
+        self._checking = key
+        self._show_verdict_text(self._checking_text(), "")
         self._check_worker = self._check(key, spec)
+
+    def _checking_text(self) -> str:
+        if self._start_when_checked is not None:
+            return "checking… the conversion starts when the check passes"
+        return "checking…"
 
     @work(thread=True, exclusive=True, group="convert-checks", exit_on_error=False, description="pre-flight check")
     def _check(self, key: tuple, spec: dict[str, Any]) -> None:
@@ -222,19 +238,25 @@ class ConvertScreen(ModeScreen):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # The check itself broke (the app reports why): say so where the verdict goes.
         if event.state is WorkerState.ERROR and event.worker is self._check_worker:
-            self.verdict = None
+            self._checking = None
+            self._start_when_checked = None
             self._show_verdict_text("the pre-flight check failed (see the notification); ctrl+r re-checks", "-bad")
 
     def on_convert_screen_preflight_checked(self, message: PreflightChecked) -> None:
-        if message.key != self._verdict_key:
+        spec = self.spec()
+        if message.key != spec_key(spec):
             return  # the form changed since; a newer check is coming
-        self.verdict = message.verdict
-        force = self.query_one("#conv-force", Checkbox).value
+        self._checked = (message.key, message.verdict)
+        self._checking = None
+        force = bool(spec["force"])
         ok = message.verdict.ok(force)
         lines = message.verdict.lines()
         forcible = " (tick force to go on)" if message.verdict.ok(True) else ""
         lines.append("ready: ctrl+s starts it" if ok else "refused" + forcible)
         self._show_verdict_text("\n".join(lines), "-ok" if ok else "-bad")
+        if self._start_when_checked == message.key:
+            self._start_when_checked = None
+            self._start(spec, message.verdict)
 
     def _show_verdict_text(self, text: str, cls: str) -> None:
         widget = self.query_one("#conv-verdict", Static)
@@ -244,17 +266,28 @@ class ConvertScreen(ModeScreen):
 
     # -- running -----------------------------------------------------------------------------
     def action_start(self) -> None:
+        """Start what the fields hold now, once a check of exactly these values has passed."""
         spec = self.spec()
-        verdict = self.verdict
-        if verdict is None or self._verdict_key != tuple(sorted((k, str(v)) for k, v in spec.items())):
-            self.notify("wait for the pre-flight verdict (ctrl+r re-checks)", severity="warning")
+        if not spec["input"]:
+            self.notify("type an input path first", severity="warning")
             return
+        key = spec_key(spec)
+        if self._checked is not None and self._checked[0] == key:
+            self._start(spec, self._checked[1])
+            return
+        self._start_when_checked = key
+        if self._checking != key:
+            self.action_recheck()  # not being checked yet (the pause after typing): check now
+        else:
+            self._show_verdict_text(self._checking_text(), "")
+
+    def _start(self, spec: dict[str, Any], verdict: Any) -> None:
         if not verdict.ok(spec["force"]):
             self.notify(verdict.blocking(spec["force"])[0].text, title="refused", severity="error")
             return
         from engine.convert.preflight import absolute_paths
 
-        spec["output"] = verdict.output
+        spec["output"] = verdict.output  # the verdict's output is this spec's (its default when empty)
         spec = absolute_paths(spec)
         kind = f"convert.{spec['action']}"
         try:
@@ -266,7 +299,8 @@ class ConvertScreen(ModeScreen):
         self.current_run = info.id
         self.query_one("#conv-run", RunView).set_run(info.id)
         self.query_one("#conv-tabs", TabbedContent).active = "progress"
-        self.notify(f"started {info.id}", timeout=3)
+        self.notify(f"started {info.id}: {verdict.output}", timeout=4)
+        self.app.run_watcher.poke()
 
     def action_cancel_run(self) -> None:
         if not self.current_run:
@@ -277,10 +311,14 @@ class ConvertScreen(ModeScreen):
         except RunError as exc:
             self.notify(str(exc), severity="warning")
             return
-        self.post_message(StopRun(run, confirm=False))  # ctrl+k has never asked
+        self.post_message(StopRun(run))  # the one stop dialog: an hour of converting is one key away
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one("#conv-tabs", TabbedContent).active = tab
+
+    def action_toggle_tab(self) -> None:
+        tabs = self.query_one("#conv-tabs", TabbedContent)
+        tabs.active = "progress" if tabs.active == "finished" else "finished"
 
     # -- finished list -----------------------------------------------------------------------
     def on_run_watcher_runs_changed(self, message: RunWatcher.RunsChanged) -> None:

@@ -32,7 +32,7 @@ class RunsScreen(ModeScreen):
     MODE_KEY = "runs"
     BINDINGS = [
         Binding("enter", "attach", "attach"),
-        Binding("c", "cancel_run", "cancel run"),
+        Binding("c", "cancel_run", "stop run"),
         Binding("d", "delete_run", "delete run"),
         Binding("l", "toggle_log", "events/log"),
         Binding("n", "new_selftest", "new self-test run"),
@@ -72,9 +72,10 @@ class RunsScreen(ModeScreen):
         else:
             empty.update("")
         now = time.time()
-        rows = ((run.id, (run.label, run.kind, run.status, progress_text(snapshot.progress.get(run.id)),
+        rows = ((run.id, (run.label, run.kind, run.status,
+                          progress_text(snapshot.progress.get(run.id), status=run.status),
                           format_duration(run.elapsed(now)))) for run in snapshot.runs)
-        sync_rows(table, COLUMNS, rows, self._cells)
+        sync_rows(table, COLUMNS, rows, self._cells, ordered=True)  # newest first, as `llmdeck runs list`
         wanted = {run.id: run for run in snapshot.runs}
         self._runs = wanted
         if table.row_count and self.query_one(RunView).run_id is None:
@@ -115,7 +116,7 @@ class RunsScreen(ModeScreen):
         if run is None:
             return
         if run.active:
-            self.notify(f"{run.label} is {run.status}: cancel it (c) before deleting it", severity="warning")
+            self.notify(f"{run.label} is {run.status}: stop it (c) before deleting it", severity="warning")
             return
 
         def answered(yes: bool | None) -> None:
@@ -132,7 +133,7 @@ class RunsScreen(ModeScreen):
 
         self.app.push_screen(
             ConfirmModal("Delete run?", f"{run.label} ({run.kind}, {run.status})\n{run.dir}\n\n"
-                         "Its folder, log and outputs are removed.", "Delete"),
+                         "Its folder, log and outputs are removed.", "Delete", "Keep it"),
             answered,
         )
 
@@ -151,7 +152,7 @@ class RunAttachScreen(Screen):
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "back"),
-        Binding("c", "cancel_run", "cancel run"),
+        Binding("c", "cancel_run", "stop run"),
         Binding("l", "toggle_log", "events/log"),
     ]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Log, Select, Static
@@ -26,6 +26,7 @@ from engine.serve.stats import ServeSnapshot, ServeStats
 from tui.messages import StopRun
 from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
+from tui.widgets.model_input import ModelInput
 from tui.widgets.tables import cursor_row_key, sync_rows
 
 COLUMNS = ("server", "status", "url", "req/s", "tok/s", "active")
@@ -40,28 +41,44 @@ class ServerRow:
 
 
 class StartServerModal(ModalScreen[dict | None]):
-    """A small form: model, engine, port, API key, queue length. Dismisses with the spec + key."""
-    CSS_PATH = "modals.tcss"
+    """A small form: model, engine, port, API key, queue length. Dismisses with the spec + key.
 
+    One line a field, so it fits at 80x24 with room to spare, inside a scroll view in case it does
+    not (a tall font, a split pane). A field's problem shows on the line under it, and the field
+    gets the focus, so the reason is where the eye is."""
+
+    CSS_PATH = "modals.tcss"
     BINDINGS = [Binding("escape", "cancel", "cancel")]
+    FIELDS = ("model", "engine", "port", "key", "queue")
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with VerticalScroll():
             yield Static("Start a server", id="serve-form-title")
-            yield Label("Model (.gguf file or HF folder; empty: the bundled Gemma 3 270M)")
-            yield Input(placeholder="path/to/model.gguf", id="serve-model")
-            yield Label("Engine")
-            yield Select([(e, e) for e in ENGINES], value="auto", allow_blank=False, id="serve-engine")
-            yield Label("Port (0: any free port)")
-            yield Input("8000", id="serve-port", type="integer")
-            yield Label("API key (empty: none; the server stays on 127.0.0.1)")
-            yield Input(password=True, id="serve-key")
-            yield Label("Max queued requests")
-            yield Input("16", id="serve-queue", type="integer")
-            yield Static("", id="serve-form-error")
-            with Horizontal():
-                yield Button("Cancel", id="serve-cancel")
-                yield Button("Start", id="serve-start", variant="primary")
+            with Horizontal(classes="form-row"):
+                yield Label("model")
+                yield ModelInput(placeholder="empty: the bundled Gemma 3 270M; ctrl+o picks one", id="serve-model",
+                                 kinds=("gguf", "hf"), compact=True)
+            yield Static("", id="serve-model-error", classes="field-error")  # shown with a problem
+            with Horizontal(classes="form-row"):
+                yield Label("engine")
+                yield Select([(e, e) for e in ENGINES], value="auto", allow_blank=False, id="serve-engine",
+                             compact=True)
+            yield Static("", id="serve-engine-error", classes="field-error")
+            with Horizontal(classes="form-row"):
+                yield Label("port")
+                yield Input("8000", id="serve-port", type="integer", placeholder="0: any free port", compact=True)
+            yield Static("", id="serve-port-error", classes="field-error")
+            with Horizontal(classes="form-row"):
+                yield Label("API key")
+                yield Input(password=True, id="serve-key", placeholder="empty: none (127.0.0.1 only)", compact=True)
+            yield Static("", id="serve-key-error", classes="field-error")
+            with Horizontal(classes="form-row"):
+                yield Label("max queue")
+                yield Input("16", id="serve-queue", type="integer", placeholder="queued requests", compact=True)
+            yield Static("", id="serve-queue-error", classes="field-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="serve-cancel", compact=True)
+                yield Button("Start", id="serve-start", variant="primary", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#serve-model", Input).focus()
@@ -73,32 +90,47 @@ class StartServerModal(ModalScreen[dict | None]):
     def _cancel(self) -> None:
         self.dismiss(None)
 
+    def _problem(self) -> tuple[str, str] | None:
+        """The first field with a problem, and the problem; None when the form can start."""
+        from pathlib import Path
+
+        model = self.query_one("#serve-model", Input).value.strip()
+        engine = str(self.query_one("#serve-engine", Select).value)
+        for field, name in (("port", "the port"), ("queue", "the queue length")):
+            if not self.query_one(f"#serve-{field}", Input).value.strip().lstrip("-").isdigit():
+                return field, f"{name} must be a whole number"
+        port = int(self.query_one("#serve-port", Input).value)
+        if not 0 <= port <= 65535:
+            return "port", "the port must be 0-65535 (0: any free port)"
+        if int(self.query_one("#serve-queue", Input).value) < 0:
+            return "queue", "the queue length must be 0 or more"
+        if model and engine != "vllm" and not Path(model).expanduser().exists():
+            return "model", f"model not found: {model}"
+        if engine == "vllm" and not model:
+            return "model", "vLLM needs a model: an HF folder or hub name"
+        return None
+
     @on(Input.Submitted)
     @on(Button.Pressed, "#serve-start")
     def _start(self) -> None:
         from pathlib import Path
 
-        error = self.query_one("#serve-form-error", Static)
+        problem = self._problem()
+        for field in self.FIELDS:
+            error = self.query_one(f"#serve-{field}-error", Static)
+            text = problem[1] if problem and problem[0] == field else ""
+            error.update(text)
+            error.display = bool(text)
+        if problem is not None:
+            self.query_one(f"#serve-{problem[0]}").focus()
+            self.query_one(f"#serve-{problem[0]}-error").scroll_visible(animate=False)
+            return
         model = self.query_one("#serve-model", Input).value.strip()
         engine = str(self.query_one("#serve-engine", Select).value)
-        try:
-            port = int(self.query_one("#serve-port", Input).value or "8000")
-            max_queue = int(self.query_one("#serve-queue", Input).value or "16")
-        except ValueError:
-            error.update("port and queue length must be whole numbers")
-            return
-        if not 0 <= port <= 65535 or max_queue < 0:
-            error.update("port must be 0-65535 and the queue 0 or more")
-            return
-        if model and engine != "vllm" and not Path(model).expanduser().exists():
-            error.update(f"model not found: {model}")
-            return
-        if engine == "vllm" and not model:
-            error.update("vLLM needs a model: an HF folder or hub name")
-            return
         found = bool(model) and Path(model).expanduser().exists()
-        spec = {"model": str(Path(model).expanduser().resolve()) if found else model,
-                "engine": engine, "host": "127.0.0.1", "port": port, "max_queue": max_queue}
+        spec = {"model": str(Path(model).expanduser().resolve()) if found else model, "engine": engine,
+                "host": "127.0.0.1", "port": int(self.query_one("#serve-port", Input).value),
+                "max_queue": int(self.query_one("#serve-queue", Input).value)}
         self.dismiss({"spec": spec, "key": self.query_one("#serve-key", Input).value.strip() or None})
 
 

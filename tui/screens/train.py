@@ -52,6 +52,12 @@ from tui.widgets.train_samples import TrainSamples
 from tui.widgets.train_stats import TrainStats
 
 SMOOTHING_STEPS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95)
+RUN_COLUMNS = ("state", "step", "loss", "run")
+"""The run list's columns. The name goes last, where a narrow panel cuts it (as nvitop and htop
+cut the command line), so the numbers always show; the status is a glyph (the word is in the
+live pane's status line)."""
+STATE_GLYPHS = {"created": "·", "starting": "…", "running": "▶", "succeeded": "✓", "failed": "✗",
+                "cancelled": "■", "lost": "?", "damaged": "!"}
 BANDS = ("minmax", "std", "none")
 # What the compare overlay can draw, in order (the picture's metrics, then the usual ones).
 COMPARE_METRICS: tuple[str, ...] = (
@@ -69,6 +75,10 @@ class _RunState:
     logs: list[str] = field(default_factory=list)
     final: str = ""
     samples: Samples | None = None  # the completions a GRPO run sampled at its latest log
+
+
+def newest_complete(checkpoints: list[Checkpoint]) -> Checkpoint | None:
+    return max((c for c in checkpoints if c.complete), key=lambda c: c.step, default=None)
 
 
 class TrainScreen(ModeScreen):
@@ -116,7 +126,7 @@ class TrainScreen(ModeScreen):
         Binding("c", "chat_checkpoint", "chat with checkpoint"),
         Binding("m", "merge_checkpoint", "merge LoRA"),
         Binding("g", "gguf_checkpoint", "export GGUF"),
-        Binding("delete", "delete_checkpoint", "delete checkpoint"),
+        Binding("d", "delete_checkpoint", "delete checkpoint"),
         Binding("v", "show_tab('live')", "live", show=False),
         Binding("o", "show_tab('compare')", "compare", show=False),
         Binding("a", "show_tab('samples')", "samples", show=False),
@@ -135,6 +145,8 @@ class TrainScreen(ModeScreen):
         self.width_step = 0  # index into the curve's MARKERS / LINE_WIDTHS
         self.checkpoints: list[Checkpoint] = []
         self._checkpoints_read = 0.0
+        self._chosen_checkpoint: str | None = None
+        """The checkpoint the user moved to in the list; None: the newest complete one."""
         self._nodes_of: str | None = None  # the run whose nodes were last read (an ended run: once)
 
     # -- layout --------------------------------------------------------------------------------
@@ -144,8 +156,8 @@ class TrainScreen(ModeScreen):
                 runs: DataTable[str] = DataTable(id="train-runs", cursor_type="row", zebra_stripes=True,
                                                  classes="panel")
                 runs.border_title = "training runs"
-                for col in ("", "run", "status", "step", "loss"):
-                    runs.add_column(col, key=col or "mark")
+                for col in RUN_COLUMNS:
+                    runs.add_column("" if col == "state" else col, key=col)
                 yield runs
                 ckpts: DataTable[str] = DataTable(id="train-ckpts", cursor_type="row", classes="panel")
                 ckpts.border_title = "checkpoints"
@@ -298,32 +310,44 @@ class TrainScreen(ModeScreen):
             state = self.states.get(run.id)
             loss = state.latest.get("loss") if state else None
             cells = (
-                "●" if run.id in self.compare else "",
-                run.label[:14],
-                run.status,
+                STATE_GLYPHS.get(run.status, "?") + ("●" if run.id in self.compare else ""),
                 str(state.step) if state and state.step else "",
                 f"{loss:.3f}" if loss is not None else "",
+                run.label,
             )
             if run.id in table.rows:
-                for col, value in zip(("mark", "run", "status", "step", "loss"), cells):
-                    table.update_cell(run.id, col, value)
+                for col, value in zip(RUN_COLUMNS, cells, strict=True):
+                    table.update_cell(run.id, col, value, update_width=True)
             else:
                 table.add_row(*cells, key=run.id)
 
     def _fill_checkpoints(self) -> None:
+        """The list, with the cursor on the user's choice, else on the newest complete checkpoint
+        (what c, m and g use): the oldest, first in the list, is rarely the one wanted."""
         table = self.query_one("#train-ckpts", DataTable)
         table.clear()
         for c in self.checkpoints:
             table.add_row(c.name.replace("checkpoint-", "ckpt "), f"{c.loss:.3f}" if c.loss is not None else "-",
                           human_size(c.size), "✓" if c.complete else "✗", key=str(c.path))
+        paths_listed = [str(c.path) for c in self.checkpoints]
+        target = self._chosen_checkpoint if self._chosen_checkpoint in paths_listed else None
+        newest = newest_complete(self.checkpoints)
+        if target is None and newest is not None:
+            target = str(newest.path)
+        if target is not None:
+            with table.prevent(DataTable.RowHighlighted):
+                table.move_cursor(row=paths_listed.index(target), animate=False)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "train-ckpts" and event.data_table.has_focus and event.row_key is not None:
+            self._chosen_checkpoint = event.row_key.value  # moved there by the user
         if event.data_table.id == "train-runs" and event.row_key is not None and event.row_key.value != self.selected:
             self._select(event.row_key.value)
 
     def _select(self, run_id: str | None) -> None:
         self.selected = run_id
         self.checkpoints = []
+        self._chosen_checkpoint = None
         self._fill_checkpoints()
         self._checkpoints_read = 0.0
         self._nodes_of = None
@@ -519,25 +543,42 @@ class TrainScreen(ModeScreen):
         key = cursor_row_key(self.query_one("#train-ckpts", DataTable))
         return next((c for c in self.checkpoints if str(c.path) == key), None)
 
-    def _target(self) -> Path | None:
-        """The highlighted complete checkpoint, else the run's final output."""
+    def _target(self) -> tuple[Path, str] | None:
+        """What c, m and g act on, and how to name it: the highlighted checkpoint (the newest
+        complete one unless the user moved), else the run's final output."""
         ckpt = self._highlighted_checkpoint()
         if ckpt is not None:
             if not ckpt.complete:
                 self.notify(f"{ckpt.name} is not complete ({ckpt.problem})", severity="warning")
                 return None
-            return ckpt.path
+            return ckpt.path, f"{ckpt.name} · step {ckpt.step} · {human_size(ckpt.size)}"
         run = self.runs.get(self.selected or "")
         out = launch.final_output(run) if run else None
         if out is None:
             self.notify("no checkpoint or output to use yet", severity="warning")
-        return out
+            return None
+        return out, f"final output {out.name}"
 
     def action_chat_checkpoint(self) -> None:
         """Open Chat on the highlighted checkpoint (a LoRA adapter loads with its base)."""
         target = self._target()
         if target is not None:
-            self.post_message(OpenInChat(str(target)))
+            self.post_message(OpenInChat(str(target[0])))
+
+    def _confirm_job(self, kind: str, spec: dict[str, Any], what: str, title: str, button: str,
+                     described: str, out: Path) -> None:
+        """One dialog naming the checkpoint (step, size) and the output, then the detached job."""
+        if out.exists():
+            self.notify(f"{out} already exists: delete it or pick another checkpoint", severity="error")
+            return
+        run = self.runs.get(self.selected or "")
+        body = f"{described}\nof run {run.label if run else '?'}\n\nwrites {out}"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._start_job(kind, spec, what)
+
+        self.app.push_screen(ConfirmModal(title, body, button), answered)
 
     def _start_job(self, kind: str, spec: dict[str, Any], what: str) -> None:
         try:
@@ -551,19 +592,23 @@ class TrainScreen(ModeScreen):
         target = self._target()
         if target is None:
             return
-        if not (target / "adapter_config.json").exists():
+        path, described = target
+        if not (path / "adapter_config.json").exists():
             self.notify("merge applies to LoRA adapters; this is a full model", severity="warning")
             return
-        out = target.with_name(target.name + "-merged")
-        self._start_job("train.merge", {"adapter": str(target), "output": str(out)}, f"merge {target.name}")
+        out = path.with_name(path.name + "-merged")
+        self._confirm_job("train.merge", {"adapter": str(path), "output": str(out)}, f"merge {path.name}",
+                          "Merge this LoRA into its base?", "Merge", described, out)
 
     def action_gguf_checkpoint(self) -> None:
         target = self._target()
         if target is None:
             return
-        out = target.with_name(f"{target.name}-f16.gguf")
-        spec = {"model": str(target), "output": str(out), "outtype": "f16"}
-        self._start_job("train.gguf", spec, f"gguf {target.name}")
+        path, described = target
+        out = path.with_name(f"{path.name}-f16.gguf")
+        spec = {"model": str(path), "output": str(out), "outtype": "f16"}
+        self._confirm_job("train.gguf", spec, f"gguf {path.name}", "Export to GGUF (f16)?", "Export",
+                          described, out)
 
     def action_delete_checkpoint(self) -> None:
         ckpt = self._highlighted_checkpoint()
@@ -584,8 +629,9 @@ class TrainScreen(ModeScreen):
             self._checkpoints_read = 0.0
             self._read_checkpoints_soon()
 
-        self.app.push_screen(ConfirmModal("Delete checkpoint?", f"{ckpt.path}\n({human_size(ckpt.size)})", "Delete"),
-                             answered)
+        self.app.push_screen(ConfirmModal("Delete checkpoint?", f"{ckpt.path}\n({human_size(ckpt.size)})", "Delete",
+                                          "Keep it"), answered)
+
 
 
 def experiments_legend(curves: list[RunCurves], metric: str, band: str) -> str:

@@ -20,7 +20,7 @@ from textual.reactive import reactive
 from textual.widgets import Log, ProgressBar, Static
 
 from engine.events import Metric, Progress
-from engine.formatting import describe_event, format_duration
+from engine.formatting import STOPPED_STATUSES, describe_event, figures_text, format_duration, progress_text
 from engine.runs import RunInfo
 from engine.train.launch import nodes_of
 from engine.train.rank_status import NodeRow
@@ -34,6 +34,7 @@ class RunView(ReportsWorkerErrors, Vertical):
     RunView { height: 1fr; }
     RunView #run-status { height: auto; padding: 0 1; }
     RunView #run-metrics { height: auto; padding: 0 1; color: $text-muted; }
+    RunView #run-progress-text { height: auto; padding: 0 1; }
     RunView ProgressBar { padding: 0 1; height: 1; }
     RunView Log { height: 1fr; border: none; }
     """
@@ -55,12 +56,14 @@ class RunView(ReportsWorkerErrors, Vertical):
         self.run_id: str | None = None
         self._metrics: dict[str, float] = {}
         self._last_step = 0
+        self._progress: Progress | None = None
         self._info: RunInfo | None = None
         self._nodes_of: str | None = None  # the run whose nodes were last read (an ended run: once)
 
     def compose(self) -> ComposeResult:
         yield Static("no run selected", id="run-status")
         yield ProgressBar(total=None, show_eta=False, id="run-progress")
+        yield Static("", id="run-progress-text")
         yield Static("", id="run-metrics")
         yield RunNodes(id="run-nodes")
         yield Log(max_lines=2000, id="run-tail", auto_scroll=True)
@@ -98,10 +101,14 @@ class RunView(ReportsWorkerErrors, Vertical):
     def _clear(self, tail: bool = True) -> None:
         self._metrics = {}
         self._last_step = 0
+        self._progress = None
         if tail:
             self.query_one(Log).clear()
         self.query_one("#run-metrics", Static).update("")
-        self.query_one(ProgressBar).update(total=None, progress=0)
+        self.query_one("#run-progress-text", Static).update("")
+        bar = self.query_one(ProgressBar)
+        bar.update(total=None, progress=0)
+        bar.display = True
 
     # -- from the watcher --------------------------------------------------------------------
     def on_run_watcher_runs_changed(self, message: RunWatcher.RunsChanged) -> None:
@@ -113,11 +120,10 @@ class RunView(ReportsWorkerErrors, Vertical):
             return
         if message.first:
             self._clear(tail=not self.show_log)  # the history from the first event: what was shown goes
-        bar = self.query_one(ProgressBar)
         lines = []
         for event in message.events:
             if isinstance(event, Progress):
-                bar.update(total=event.total, progress=event.done)
+                self._progress = event
                 continue  # progress goes to the bar, not the tail
             if isinstance(event, Metric) and event.step >= self._last_step:
                 self._last_step = event.step
@@ -126,9 +132,22 @@ class RunView(ReportsWorkerErrors, Vertical):
                 lines.append(describe_event(event))
         if lines:
             self.query_one(Log).write_lines(lines)
-        if self._metrics:
-            shown = "  ".join(f"{k} {v:.4g}" for k, v in list(self._metrics.items())[:8])
-            self.query_one("#run-metrics", Static).update(f"step {self._last_step}: {shown}")
+        self._show_progress()
+        figures = figures_text(self._metrics)
+        if figures:
+            self.query_one("#run-metrics", Static).update(f"step {self._last_step}: {figures}")
+
+    def _show_progress(self) -> None:
+        """The bar and its sentence. A run that ended without succeeding keeps the sentence
+        ("stopped at write 236/236 tensors") but loses the bar: a full bar reads as done."""
+        progress = self._progress
+        if progress is None:
+            return
+        status = self._info.status if self._info is not None else ""
+        bar = self.query_one(ProgressBar)
+        bar.display = status not in STOPPED_STATUSES
+        bar.update(total=progress.total, progress=progress.done)
+        self.query_one("#run-progress-text", Static).update(progress_text(progress, self._metrics, status=status))
 
     def on_run_watcher_log_read(self, message: RunWatcher.LogRead) -> None:
         if message.run_id == self.run_id and self.show_log:
@@ -152,6 +171,7 @@ class RunView(ReportsWorkerErrors, Vertical):
         shown = f"[{style}]{info.status}[/]" if style else info.status  # `[]x[/]` is a markup error
         elapsed = format_duration(info.elapsed(time.time()))
         status.update(f"[b]{escape(info.label)}[/b] · {escape(info.kind)} · {shown} · {elapsed}{reason}")
+        self._show_progress()
 
     @work(thread=True, exclusive=True, group="run-nodes", exit_on_error=False, description="reading the run's nodes")
     def _read_nodes(self, info: RunInfo) -> None:

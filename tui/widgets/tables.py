@@ -24,11 +24,19 @@ def sync_rows(table: DataTable, columns: Sequence[str], rows: Iterable[tuple[str
     """Make `table` show `rows` (key, cells): rows that went are removed, new ones appended (or,
     with `ordered`, all rows laid out again in the given order when the keys changed), and of
     the others only the cells that changed are updated (`shown` remembers what is on screen;
-    keep one per table). A refresh of 200 unchanged rows then costs no redraw at all."""
+    keep one per table). A refresh of 200 unchanged rows then costs no redraw at all. When
+    `ordered` lays the rows out again, the cursor stays on the row it was on."""
     wanted = dict(rows)
     if ordered and list(wanted) != [row.value for row in table.rows]:
+        keep = cursor_row_key(table)
         table.clear()
         shown.clear()
+        for key, cells in wanted.items():
+            table.add_row(*cells, key=key)
+            shown[key] = cells
+        if keep in wanted:
+            table.move_cursor(row=table.get_row_index(keep), animate=False)
+        return
     for key in [row.value for row in list(table.rows) if row.value not in wanted]:
         table.remove_row(key)
         shown.pop(key or "", None)

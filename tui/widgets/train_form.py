@@ -1,7 +1,8 @@
 """The form that starts a training run, checked as you type.
 
 Every change rebuilds a `TrainSpec` and shows its problems (one line each, naming the field and
-the fix), the equivalent `llmdeck train ...` command, and, when the model folder is readable,
+the fix: listed on top, and each under its own field, where the eye is when the form is
+scrolled), the equivalent `llmdeck train ...` command, and, when the model folder is readable,
 the memory estimate from `engine.estimate` (computed in a thread worker: it reads the model's
 config and safetensors headers). Enter in any field, or the Start button, posts
 `TrainForm.Submitted`.
@@ -21,6 +22,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from engine.train.spec import ADAPTERS, METHODS, PRECISIONS, SCHEDULERS, SpecError, TrainSpec
 from tui.messages import EstimateReady
+from tui.widgets.model_input import ModelInput
 from tui.workers import ReportsWorkerErrors
 
 # (field, label, kind) in the order shown; kind: text | number | list (";"-separated) |
@@ -99,6 +101,7 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
     TrainForm #form-estimate { color: $text-muted; height: auto; }
     TrainForm #form-cli { color: $text-muted; height: auto; padding: 0 0 1 0; }
     TrainForm Checkbox { width: auto; }
+    TrainForm .field-error { color: $error; height: auto; padding: 0 0 0 24; display: none; }
     """
 
     def __init__(self, spec: TrainSpec | None = None, *, id: str | None = None) -> None:
@@ -117,14 +120,19 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
             value = getattr(self.initial, name)
             if kind == "check":
                 yield Checkbox(label, value=bool(value), id=f"f-{name}", compact=True)
+                yield Static("", id=f"e-{name}", classes="field-error")
                 continue
             with Horizontal(classes="form-row", id=f"row-{name}"):
                 yield Label(label)
                 if kind.startswith("select:"):
                     options = [(c, c) for c in CHOICES[kind.split(":", 1)[1]]]
                     yield Select(options, value=value, allow_blank=False, id=f"f-{name}", compact=True)
+                elif name == "model":
+                    yield ModelInput(_fmt(value), id=f"f-{name}", placeholder="HF model folder; ctrl+o picks one",
+                                     kinds=("hf", "adapter"), compact=True)
                 else:
                     yield Input(_fmt(value), id=f"f-{name}", placeholder=label, type="text", compact=True)
+            yield Static("", id=f"e-{name}", classes="field-error")
 
     def on_mount(self) -> None:
         self.validate_now()
@@ -169,6 +177,7 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
         self._show_method_fields(spec.method if spec is not None else str(self.query_one("#f-method", Select).value))
         self.spec = spec if not problems else None
         self.problems = problems
+        self._show_field_errors(problems)
         box = self.query_one("#form-problems", Static)
         box.set_class(not problems, "ok")
         box.update("\n".join(f"• {p}" for p in problems) if problems else "✓ ready to start (Enter or the button)")
@@ -182,6 +191,18 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
         else:
             self.query_one("#form-estimate", Static).update("")
         return problems
+
+    def _show_field_errors(self, problems: list[str]) -> None:
+        """Each "field: reason" problem under its field (the others stay in the list on top)."""
+        by_field: dict[str, list[str]] = {}
+        for problem in problems:
+            name, _, reason = problem.partition(": ")
+            by_field.setdefault(name, []).append(reason)
+        for name, _label, _kind in FIELDS:
+            error = self.query_one(f"#e-{name}", Static)
+            text = "; ".join(by_field.get(name, ()))
+            error.update(f"↑ {text}" if text else "")
+            error.display = bool(text)
 
     @work(thread=True, exclusive=True, group="estimates", exit_on_error=False, description="memory estimate")
     def _estimate(self, spec: TrainSpec, key: str) -> None:
