@@ -43,8 +43,8 @@ def notes(app) -> str:
 
 
 def card_text(app, index: int = 0) -> str:
-    widget = app.screen.query_one(f"#gpu-card-{index}", GpuCard).query_one(GpuCardText)
-    return str(widget.render())
+    texts = app.screen.query_one(f"#gpu-card-{index}", GpuCard).query(GpuCardText)
+    return str(texts.first().render()) if texts else ""  # "" while a new card is still composing
 
 
 def proc_pids(app) -> list[int]:
