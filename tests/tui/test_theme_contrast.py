@@ -19,6 +19,7 @@ from tests.engine.test_monitor_fakes import FakeNvml
 from themes import BUILTIN_THEMES
 from tui.app import LLMDeckApp
 from tui.modes import MODES
+from tui.widgets.gpu_card import GpuCard
 
 AA = 4.5
 
@@ -119,4 +120,23 @@ async def test_every_modes_text_meets_wcag_aa(theme: str) -> None:
             await pilot.pause(0.3)
             assert app.current_mode == mode.key
             failures += [f"{mode.key}: {line}" for line in low_contrast_text(app.screen, fg0, bg0)]
+    assert not failures, f"{theme}: text under {AA}:1\n" + "\n".join(dict.fromkeys(failures))
+
+
+@pytest.mark.parametrize("theme", sorted(BUILTIN_THEMES))
+async def test_monitor_with_a_gpu_meets_wcag_aa(theme: str) -> None:
+    """The walk above sees the no-GPU Monitor; this one its GPU cards and GPU process table."""
+    app = LLMDeckApp(start_mode="monitor", options={"nvml": FakeNvml(count=1)})
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.theme = theme
+        colors = BUILTIN_THEMES[theme]
+        fg0 = rgb(RichColor.parse(colors.foreground), (255, 255, 255))
+        bg0 = rgb(RichColor.parse(colors.background), (0, 0, 0))
+        for _ in range(80):  # until the first sample has drawn the card
+            if app.screen.query(GpuCard) and app.screen.query_one(GpuCard).border_subtitle:
+                break
+            await pilot.pause(0.1)
+        await pilot.pause(0.3)
+        assert app.screen.query(GpuCard) and app.screen.query_one("#mon-procs-box").display
+        failures = low_contrast_text(app.screen, fg0, bg0)
     assert not failures, f"{theme}: text under {AA}:1\n" + "\n".join(dict.fromkeys(failures))
