@@ -10,6 +10,11 @@ and withdrawn once it is renamed into place or removed. A detached run's worker 
 ledger that records the names in its run.json (`engine.runs.RunTemps`), so when the worker dies
 without cleaning up (kill -9, the OOM killer, `runs cancel --force`) whoever finds the run ended
 removes what it left. Outside a run (the TUI's own threads, tests) there is no ledger.
+
+Files end up with the permissions any other tool would give them (0666 minus the umask): a
+temporary file is created 0600, and so does safetensors 0.8 for every weights file it saves (it
+writes through a temporary file too), which on a shared box kept other users from reading a model
+converted or trained for them. `follow_umask` puts that right for a finished output.
 """
 
 from __future__ import annotations
@@ -94,11 +99,44 @@ def atomic_open(
     path.parent.mkdir(parents=True, exist_ok=True)
     with _announced(path, record=record) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it (Linux: /proc/self/status; elsewhere the
+    classic set-and-restore, which is not thread-safe but only runs where /proc is missing)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: Path) -> None:
+    """Give `path` (a file, or a folder and everything in it) the permissions the umask gives a
+    new file or folder; only the permission bits of files we own, links left alone."""
+    path = Path(path)
+    mask = current_umask()
+    items = [path] if not path.is_dir() else [path, *path.rglob("*")]
+    for item in items:
+        if item.is_symlink():
+            continue
+        wanted = (0o777 if item.is_dir() else 0o666) & ~mask
+        try:
+            if (item.stat().st_mode & 0o7777) != wanted:
+                os.chmod(item, wanted)
+        except OSError:
+            continue
 
 
 def write_text(path: Path, text: str, *, record: bool = True) -> None:
@@ -140,7 +178,8 @@ def _fsync(path: Path) -> None:
 def commit(tmp: Path, final: Path) -> None:
     """Move the finished `tmp` to `final`, replacing whatever was there (already allowed by
     --force). A directory is swapped via a second hidden name so there is never a moment
-    where `final` holds a mix of old and new files."""
+    where `final` holds a mix of old and new files. Permissions follow the umask."""
+    follow_umask(tmp)
     if tmp.is_file():
         _fsync(tmp)
         if final.is_dir():

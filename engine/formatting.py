@@ -1,4 +1,10 @@
-"""Plain-text renderings of runs and events, shared by the CLI and the TUI."""
+"""Plain-text renderings of sizes, runs and events, shared by the CLI and the TUI.
+
+Sizes: llmdeck shows every byte count in binary units with IEC labels (KiB, MiB, GiB, TiB:
+powers of 1024), the units the estimator, llama.cpp's logs, nvidia-smi and `ls -lh` use. Sizes
+used to be divided by 1024 but labelled "MB"/"GB", 5-7% off what the label says; `format_bytes`
+is now the one function that turns a byte count into text.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,25 @@ from collections.abc import Mapping
 
 from engine.events import Cancelled, Failed, Finished, JobEvent, Log, Metric, Progress
 
+_BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def format_bytes(n: float, digits: int = 1, *, unit: str = "") -> str:
+    """Bytes as text in binary units: 512 B, 3.0 KiB, 241.4 MiB, 1.2 GiB (negative sizes too).
+    `unit` forces one ("GiB": columns that line up); 100 or more of it drop the decimals."""
+    value = float(n)
+    if unit:
+        if unit not in _BINARY_UNITS:
+            raise ValueError(f"unit must be one of {', '.join(_BINARY_UNITS)}")
+        value /= 1024 ** (_BINARY_UNITS.index(unit) + 1)
+        return f"{value:.{digits if abs(value) < 100 else 0}f} {unit}"
+    if abs(value) < 1024:
+        return f"{value:.0f} B"
+    for name in _BINARY_UNITS:
+        value /= 1024
+        if abs(value) < 1024 or name == _BINARY_UNITS[-1]:
+            return f"{value:.{digits}f} {name}"
+    raise AssertionError("unreachable")
 PROGRESS_METRICS = frozenset({"tensors_done", "tensors_total", "bytes_done", "bytes_total", "bytes_per_s", "eta_s"})
 """Metric keys that say how far a job is (engine.convert.common.TensorProgress), not how well it
 does: they are read into the progress sentence, never listed as figures."""
@@ -22,15 +47,6 @@ def format_duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def format_bytes(n: float) -> str:
-    """Sizes in binary units with the binary names (a "GiB" here is what `ls -lh` calls a G)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" or abs(n) >= 100 else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def _bytes_pair(done: float, total: float) -> str:
@@ -65,7 +81,7 @@ def progress_text(progress: Progress | None, metrics: Mapping[str, float] | None
     if m.get("bytes_total") and same_tensors:
         text += f" · {_bytes_pair(m.get('bytes_done', 0.0), m['bytes_total'])}"
         if m.get("bytes_per_s"):
-            text += f" · {format_bytes(m['bytes_per_s'])}/s"
+            text += f" · {format_bytes(m['bytes_per_s'], 0)}/s"
         if m.get("eta_s") is not None and progress.total and progress.done < progress.total:
             text += f" · ETA {format_duration(m['eta_s'])}"
         return text

@@ -76,6 +76,30 @@ def default_params_without_extra_buffers() -> Iterator[None]:
             llama_module.llama_cpp.llama_model_default_params = original
 
 
+_LOG_CALLBACK: Any = None
+
+
+def quiet_logs() -> None:
+    """Route llama.cpp's own log lines to Python logging instead of the terminal's stderr,
+    where they would tear through the TUI (e.g. the 'using full-size SWA cache' warning)."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+    import ctypes
+    import logging
+
+    import llama_cpp
+
+    log = logging.getLogger("llmdeck.llama_cpp")
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+        log.debug(text.decode("utf-8", errors="replace").rstrip())
+
+    _LOG_CALLBACK = callback  # keep a reference: C holds only the pointer
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
 def load(path: Path | str, **kwargs: Any) -> Any:
     """`llama_cpp.Llama(model_path=path, **kwargs)`, without the extra buffers where they crash."""
     from llama_cpp import Llama

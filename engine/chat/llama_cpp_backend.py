@@ -172,13 +172,24 @@ class LlamaCppBackend(ChatBackend):
             )
 
         hit_stop_token = False
+        counted = len(tokens)
 
         def per_token(ids: Any, _logits: Any) -> bool:
-            nonlocal hit_stop_token
-            clock.token(1)
-            if int(ids[-1]) in self.stop_token_ids:
+            """The one place llama.cpp's generated tokens are counted.
+
+            llama-cpp-python calls this after each sampled token with the ids *evaluated* so
+            far (the new token is not among them yet), and once more when the completion ends
+            with all ids again: so a call counts only when the ids grew. A sampled end-of-turn
+            token is counted (transformers counts it too); when the evaluated ids end with a
+            stop token, the token sampled after it is thrown away and not counted.
+            """
+            nonlocal hit_stop_token, counted
+            if len(ids) > len(tokens) and int(ids[-1]) in self.stop_token_ids:
                 hit_stop_token = True
                 return True
+            if len(ids) > counted or clock.stats.generated_tokens == 0:
+                counted = max(counted, len(ids))
+                clock.token(1)
             return cancel.is_set()
 
         # Start from an empty KV cache: llama-cpp-python's prefix reuse gives different tokens
@@ -213,28 +224,10 @@ class LlamaCppBackend(ChatBackend):
             stream.close()
 
 
-_LOG_CALLBACK: Any = None
-
-
 def _quiet_llama_logs() -> None:
-    """Route llama.cpp's own log lines to Python logging instead of the terminal's stderr,
-    where they would tear through the TUI (e.g. the 'using full-size SWA cache' warning)."""
-    global _LOG_CALLBACK
-    if _LOG_CALLBACK is not None:
-        return
-    import ctypes
-    import logging
+    from engine.llama_runtime import quiet_logs
 
-    import llama_cpp
-
-    log = logging.getLogger("llmdeck.llama_cpp")
-
-    @llama_cpp.llama_log_callback
-    def callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
-        log.debug(text.decode("utf-8", errors="replace").rstrip())
-
-    _LOG_CALLBACK = callback  # keep a reference: C holds only the pointer
-    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    quiet_logs()
 
 
 def default_threads() -> int | None:

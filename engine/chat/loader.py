@@ -81,6 +81,19 @@ def model_path(spec: BackendSpec) -> str:
         raise BackendError(str(exc)) from None
 
 
+def ignored_options(spec: BackendSpec) -> list[str]:
+    """Options given that the chosen backend does not use, one sentence each (said, not
+    silently dropped)."""
+    kind = resolve_kind(spec)
+    out = []
+    if spec.gpu_memory and kind != "transformers":
+        out.append(
+            f"--gpu-memory caps apply to transformers models; {kind} ignores them"
+            + (" (llama.cpp places layers on the GPU with --gpu-layers N)" if kind == "llama.cpp" else "")
+        )
+    return out
+
+
 def load_backend(spec: BackendSpec) -> ChatBackend:
     from engine.chat.prompt_mode import PROMPT_MODES
 

@@ -49,6 +49,13 @@ BUILTIN_TEMPLATES: dict[str, str] = {
     + "{{ bos_token }}{% for m in msgs %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
     "{% if loop.first and sys %}{{ sys }}\n\n{% endif %}{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}"
     "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}",
+    # Stanford Alpaca's instruction format (what `alpaca`-format datasets were written for);
+    # a system message stands where Alpaca's fixed preamble was.
+    "alpaca": "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] | trim }}\n\n"
+    "{% elif m['role'] == 'user' %}### Instruction:\n{{ m['content'] | trim }}\n\n"
+    "{% elif m['role'] == 'assistant' %}### Response:\n{{ m['content'] | trim }}{{ eos_token }}\n\n"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}### Response:\n{% endif %}",
 }
 
 BUILTIN_STOPS: dict[str, tuple[str, ...]] = {
@@ -57,6 +64,7 @@ BUILTIN_STOPS: dict[str, tuple[str, ...]] = {
     "mistral": ("</s>", "[INST]"),
     "chatml": ("<|im_end|>", "<|im_start|>"),
     "gemma": ("<end_of_turn>", "<start_of_turn>"),
+    "alpaca": ("### Instruction:",),
 }
 
 # Turn-end markers worth stopping on when a model's own template uses them.
@@ -118,6 +126,8 @@ class ChatTemplate:
     bos_token: str = ""
     eos_token: str = ""
     stop_strings: tuple[str, ...] = ()
+    chosen_for: str = ""
+    """For a built-in picked automatically: the architecture it was picked for ('?' if unknown)."""
 
     @property
     def label(self) -> str:
@@ -146,6 +156,11 @@ def _stops_for(text: str, eos: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+def _builtin(name: str, bos_token: str, eos_token: str, chosen_for: str = "") -> ChatTemplate:
+    stops = BUILTIN_STOPS[name] + ((eos_token,) if eos_token and eos_token not in BUILTIN_STOPS[name] else ())
+    return ChatTemplate(name, "built-in", BUILTIN_TEMPLATES[name], bos_token, eos_token, stops, chosen_for)
+
+
 def resolve_template(
     *,
     override: str | None = None,
@@ -167,10 +182,10 @@ def resolve_template(
             return ChatTemplate("model", "model", model_template, bos_token, eos_token, _stops_for(model_template, eos_token))
         if choice == "model":
             raise TemplateError("this model has no chat template of its own; pick a built-in one: " + ", ".join(BUILTIN_TEMPLATES))
-        choice = builtin_for_architecture(architecture, has_token)
+        name = builtin_for_architecture(architecture, has_token)
+        return _builtin(name, bos_token, eos_token, chosen_for=architecture or "?")
     if choice in BUILTIN_TEMPLATES:
-        stops = BUILTIN_STOPS[choice] + ((eos_token,) if eos_token and eos_token not in BUILTIN_STOPS[choice] else ())
-        return ChatTemplate(choice, "built-in", BUILTIN_TEMPLATES[choice], bos_token, eos_token, stops)
+        return _builtin(choice, bos_token, eos_token)
     if "{{" in choice or "{%" in choice:
         _compile(choice)
         return ChatTemplate("custom", "text", choice, bos_token, eos_token, _stops_for(choice, eos_token))
@@ -182,3 +197,75 @@ def resolve_template(
     raise TemplateError(
         f"unknown chat template {choice!r}: use auto, model, a Jinja file, or one of " + ", ".join(BUILTIN_TEMPLATES)
     )
+
+
+def model_architecture(model: str | Path | None) -> str:
+    """What `builtin_for_architecture` needs: an HF folder's `model_type` (its text model's, for a
+    multimodal config), or a GGUF's `general.architecture`; '' when it cannot be told."""
+    if not model:
+        return ""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        import json
+
+        try:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ""
+        if not isinstance(config, dict):
+            return ""
+        text = config.get("text_config")
+        if isinstance(text, dict) and text.get("model_type"):
+            return str(text["model_type"])
+        return str(config.get("model_type") or "")
+    if path.suffix.lower() == ".gguf" and path.is_file():
+        from engine.gguf_header import GGUFHeaderError, read_header
+
+        try:
+            return read_header(path).architecture
+        except GGUFHeaderError:
+            return ""
+    return ""
+
+
+def own_template(tokenizer: Any) -> str | None:
+    """A transformers tokenizer's own chat template (the default one of several), or None."""
+    text = getattr(tokenizer, "chat_template", None) or None
+    if isinstance(text, dict):
+        text = text.get("default") or next(iter(text.values()), None)
+    return text or None
+
+
+def template_for_tokenizer(
+    tokenizer: Any, override: str | None = None, model: str | Path | None = None
+) -> ChatTemplate:
+    """The template data preparation and training render chat records with: the same choice
+    chat and generate make (`resolve_template`), for a loaded transformers tokenizer.
+
+    `override` is what the user typed (`--chat-template`, the Train/Data field): '' or 'auto',
+    'model', a built-in name, a Jinja file or template text. `model` (the model folder or .gguf)
+    names the architecture when the tokenizer has no template of its own."""
+    try:
+        vocab = tokenizer.get_vocab()
+    except (AttributeError, NotImplementedError):
+        vocab = {}
+    return resolve_template(
+        override=override or None,
+        model_template=own_template(tokenizer),
+        architecture=model_architecture(model or getattr(tokenizer, "name_or_path", None)),
+        bos_token=getattr(tokenizer, "bos_token", None) or "",
+        eos_token=getattr(tokenizer, "eos_token", None) or "",
+        has_token=lambda t: t in vocab,
+    )
+
+
+def describe(template: ChatTemplate) -> str:
+    """One line saying which template is used and why, for logs and reports."""
+    if template.source == "model":
+        return "the model's own chat template"
+    if template.source == "built-in" and template.chosen_for:
+        arch = "an unknown architecture" if template.chosen_for == "?" else f"architecture {template.chosen_for}"
+        return f"built-in {template.name} template (the model has none; chosen for {arch})"
+    if template.source == "built-in":
+        return f"built-in {template.name} template"
+    return f"chat template {template.name} ({template.source})"

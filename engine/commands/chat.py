@@ -121,9 +121,21 @@ def build_params(args: argparse.Namespace) -> Any:
         raise CommandError(str(exc)) from None
 
 
+def _warn_ignored(spec: Any) -> None:
+    from engine.chat.base import BackendError
+    from engine.chat.loader import ignored_options
+
+    try:
+        for line in ignored_options(spec):
+            print(f"warning: {line}", file=sys.stderr)
+    except BackendError:
+        pass  # the model is missing: loading it says so
+
+
 def cmd_chat(args: argparse.Namespace) -> OpenTUI:
     spec = build_spec(args)
     params = build_params(args)
+    _warn_ignored(spec)
     return OpenTUI(mode="chat", options={"model": spec.model or None, "chat_spec": spec.to_dict(), "chat_params": params.to_dict()})
 
 
@@ -145,6 +157,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     spec = build_spec(args)
     params = build_params(args)
+    _warn_ignored(spec)
     backend = _load(spec)
     cancel = threading.Event()
     out = sys.stdout

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+from engine.formatting import format_bytes
+
 EXAMPLES = (
     "llmdeck convert                   open Convert mode in the TUI",
     "llmdeck convert hf-to-gguf ./my-llama --outtype f16   HF folder -> GGUF (verified with llama.cpp)",
@@ -115,12 +117,33 @@ def verify_text(verify: Any) -> str:
         f"top-1 agreement {100 * float(verify.get('top1_agreement', 0)):.1f}%",
         f"correlation {verify.get('correlation')}",
     ]
+    if verify.get("kld") is not None:
+        parts.append(f"KLD {float(verify['kld']):.3g}")
+    if verify.get("greedy_in_top") is not None:
+        parts.append(
+            f"greedy: {100 * float(verify.get('greedy_agreement') or 0):.0f}% of tokens equal, "
+            f"{100 * float(verify['greedy_in_top']):.0f}% in the output's top 5"
+        )
     if verify.get("tokenizer_match"):
-        parts.append(f"tokenizer {verify['tokenizer_match']} prompts identical")
+        parts.append(f"tokenizer {verify['tokenizer_match']} samples identical")
     text = "verify: " + ", ".join(parts) + f" over {verify.get('positions')} positions"
     if verify.get("sample"):
         text += f"\nsample: {verify['sample']!r}"
     return text
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """What a finished conversion says besides its verification: the tokenizer it wrote, the
+    chat template it put in an HF folder."""
+    out = []
+    if summary.get("tokenizer_source"):
+        out.append(
+            f"tokenizer: {summary['tokenizer_source']} "
+            f"(llama.cpp splits {summary.get('tokenizer_check')} samples like transformers)"
+        )
+    if summary.get("chat_template_why"):
+        out.append(f"chat template: {summary['chat_template_why']}")
+    return out
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -158,6 +181,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
         print(f"started run {info.id}; `llmdeck runs follow {info.id}` to watch it, `llmdeck runs cancel {info.id}` to stop it")
         return 0
     return follow(store, info.id, as_json=args.json)
+
+
+def _size(summary: dict[str, Any]) -> int:
+    from pathlib import Path
+
+    path = Path(str(summary.get("output") or ""))
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
 
 
 def follow(store: Any, run_id: str, *, as_json: bool = False) -> int:
@@ -199,7 +231,10 @@ def follow(store: Any, run_id: str, *, as_json: bool = False) -> int:
             json.dump(final.summary, sys.stdout, indent=2, default=str)
             print()
         else:
-            print(f"wrote {final.summary.get('output')} in {final.summary.get('seconds')}s")
+            size = format_bytes(_size(final.summary))
+            print(f"wrote {final.summary.get('output')} ({size}) in {final.summary.get('seconds')}s")
+            for line in summary_lines(final.summary):
+                print(line)
             print(verify_text(final.summary.get("verify")))
         return 0
     if isinstance(final, Failed):

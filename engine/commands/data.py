@@ -49,7 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "unpaired or prompt (default: detect)")
     p.add_argument("--map", action="append", default=[], metavar="FIELD=NAME", help="read FIELD from the file's NAME (repeatable)")
     p.add_argument("--loss-on", choices=("assistant", "all"), default="assistant", help="trained tokens (default: assistant turns)")
-    p.add_argument("--chat-template", metavar="FILE", help="Jinja chat template to use instead of the tokenizer's")
+    p.add_argument(
+        "--chat-template",
+        metavar="NAME|FILE",
+        help="chat template: auto (the tokenizer's own, else the built-in one for the architecture), model, "
+        "llama-2, llama-3, mistral, chatml, gemma, alpaca, or a Jinja file",
+    )
     p.add_argument("--strict", action="store_true", help="stop at the first problem (exit 2)")
     p.add_argument("--keep-duplicates", action="store_true", help="do not skip exact duplicate records")
     p.add_argument("--show", type=int, default=0, metavar="K", help="print the first K records rendered, trained text marked")
@@ -82,7 +87,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "loss_on": args.loss_on,
         "max_seq_len": args.max_seq_len,
         "policy": args.policy,
-        "chat_template_file": args.chat_template,
+        "chat_template": args.chat_template,
         "previews": max(0, args.show),
         "problems_limit": max(0, args.problems),
     }
@@ -116,8 +121,8 @@ def format_report(s: dict[str, Any], *, show: int = 0, color: bool = False) -> l
     from engine.data.stats import Histogram, format_histogram
 
     lines = [
-        f"{s['file']}: {s['format']} · tokenizer {s['tokenizer']} "
-        f"({'chat template' if s['has_template'] else 'no chat template'}) · loss on {s['loss_on']}"
+        f"{s['file']}: {s['format']} · tokenizer {s['tokenizer']} · loss on {s['loss_on']}",
+        f"template: {s['template']}",
     ]
     problems = s["problems"]
     kinds = ", ".join(f"{k} {n}" for k, n in problems.items())

@@ -235,7 +235,9 @@ def cmd_train(args: argparse.Namespace) -> int | OpenTUI:
         from engine.train import launch
 
         try:
-            info = launch.start(spec, store)
+            template = launch.data_check(spec.validate())
+            print(f"chat template: {template}", flush=True)
+            info = launch.start(spec, store, check_data=False)
         except SpecError as exc:
             raise CommandError(str(exc)) from None
     print(f"started run {info.id} ({info.name}); `llmdeck runs follow {info.id}` to watch, `llmdeck runs cancel {info.id}` to stop")
@@ -316,7 +318,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_checkpoints(args: argparse.Namespace) -> int:
     from engine.runs import RunStore
     from engine.train import launch
-    from engine.train.checkpoints import human_size
+    from engine.formatting import format_bytes
 
     store = RunStore()
     info = store.get(args.run)
@@ -331,7 +333,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     for c in found:
         loss = f"{c.loss:.4f}" if c.loss is not None else "-"
         state = "complete" if c.complete else c.problem
-        print(f"{c.name:20} step {c.step:>6}  loss {loss:>8}  {human_size(c.size):>9}  {state}")
+        print(f"{c.name:20} step {c.step:>6}  loss {loss:>8}  {format_bytes(c.size):>9}  {state}")
     return 0
 
 

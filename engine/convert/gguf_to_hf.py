@@ -173,9 +173,20 @@ def write_tokenizer(reader: Any, gguf_path: Path, folder: Path) -> dict[str, Any
         tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     except Exception as exc:  # noqa: BLE001 - transformers raises many types for unsupported vocabularies
         raise ConvertError(f"{gguf_path.name}: transformers cannot rebuild its tokenizer ({type(exc).__name__}: {str(exc)[:120]})") from None
-    template = field(reader, "tokenizer.chat_template")
-    if template:
-        tok.chat_template = template
+    # The GGUF's own chat template, else the built-in one chat would pick for this architecture
+    # (the bundled Gemma has none): written into the folder, so data preparation, training and
+    # chat on the HF model all render turns the way chat on the GGUF does.
+    from engine.chat.templates import describe, resolve_template
+
+    vocab = tok.get_vocab()
+    template = resolve_template(
+        model_template=field(reader, "tokenizer.chat_template") or None,
+        architecture=architecture(reader),
+        bos_token=tok.bos_token or "",
+        eos_token=tok.eos_token or "",
+        has_token=lambda t: t in vocab,
+    )
+    tok.chat_template = template.text
     add_bos = field(reader, "tokenizer.ggml.add_bos_token")
     from engine.transformers_compat import match_gguf_bos
 
@@ -183,7 +194,14 @@ def write_tokenizer(reader: Any, gguf_path: Path, folder: Path) -> dict[str, Any
     tok.save_pretrained(str(folder))
     if spm and not (folder / "tokenizer.model").exists():
         write_spm_model(reader, folder / "tokenizer.model")
-    return {"tokenizer": type(tok).__name__, "vocab": len(tok), "sentencepiece_model": spm, "add_bos": add_bos}
+    return {
+        "tokenizer": type(tok).__name__,
+        "vocab": len(tok),
+        "sentencepiece_model": spm,
+        "add_bos": add_bos,
+        "chat_template": template.name if template.source != "model" else "the GGUF's own",
+        "chat_template_why": describe(template),
+    }
 
 
 _CHUNK_ELEMENTS = 8 * 1024 * 1024
@@ -273,6 +291,7 @@ def convert(
     GenerationConfig(bos_token_id=hp["bos"], eos_token_id=hp["eos"], pad_token_id=hp["pad"]).save_pretrained(str(folder))
     ctx.log("rebuilding the tokenizer")
     tok_info = write_tokenizer(reader, Path(gguf_path), folder)
+    ctx.log(f"chat template written to the HF folder: {tok_info['chat_template_why']}")
     if arch == "gemma3":
         _stop_at_end_of_turn(folder)
     (folder / "llmdeck-source.json").write_text(

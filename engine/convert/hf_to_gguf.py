@@ -262,14 +262,31 @@ def convert(
 
     model = open_hf_model(model_dir)
     arch, planned = plan(model, outtype)
-    from engine.convert.vocab import load_vocab
+    from engine.convert.vocab import choose_vocab
 
     n_vocab = int(model.tensors["model.embed_tokens.weight"].shape[0]) if "model.embed_tokens.weight" in model.tensors else int(model.config.get("vocab_size", 0))
-    vocab = load_vocab(model.path, n_vocab, force=force)
+    gguf_name = name or model.path.name
+
+    def write_probe(candidate: Any, path: Path) -> None:
+        probe = gguf.GGUFWriter(path=str(path), arch=arch)
+        try:
+            _write_metadata(probe, arch, model, outtype, len(candidate.tokens), gguf_name)
+            candidate.add_to_writer(probe, model.path)
+            probe.write_header_to_file()
+            probe.write_kv_data_to_file()
+            probe.write_ti_data_to_file()
+        finally:
+            probe.close()
+
+    ctx.progress(0, 1, "check tokenizer", unit="step", force=True)
+    choice = choose_vocab(model.path, n_vocab, write_probe, force=force)
+    vocab = choice.vocab
+    ctx.log(choice.report)
+    ctx.raise_if_cancelled()
     hp = _hparams(model.config)
     writer = gguf.GGUFWriter(path=None, arch=arch)
     try:
-        _write_metadata(writer, arch, model, outtype, len(vocab.tokens), name or model.path.name)
+        _write_metadata(writer, arch, model, outtype, len(vocab.tokens), gguf_name)
         vocab.add_to_writer(writer, model.path)
         import numpy as np
 
@@ -297,5 +314,7 @@ def convert(
         "tensors": len(planned),
         "bytes": Path(output).stat().st_size,
         "tokenizer": vocab.model,
+        "tokenizer_source": choice.source,
+        "tokenizer_check": choice.match,
         "vocab": len(vocab.tokens),
     }

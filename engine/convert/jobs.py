@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.convert import preflight
-from engine.convert.common import ConvertError, commit, human_bytes, staged
+from engine.convert.common import ConvertError, commit, interrupt_on_cancel, staged
+from engine.formatting import format_bytes
 from engine.jobs import JobContext
 
 
@@ -44,17 +45,19 @@ def _verify_wanted(spec: dict[str, Any], verdict: preflight.Verdict, ctx: JobCon
     if not spec.get("verify", True):
         return False
     if not verdict.verify_fits:
-        ctx.log(f"verification skipped: it needs about {human_bytes(verdict.verify_ram)} of RAM", "warning")
+        ctx.log(f"verification skipped: it needs about {format_bytes(verdict.verify_ram)} of RAM", "warning")
         return False
     return True
 
 
 @contextlib.contextmanager
 def _verify_phase(ctx: JobContext, what: str) -> Iterator[None]:
-    """Bracket a verification: it shows as its own phase in the progress and the log."""
+    """Bracket a verification: it shows as its own phase in the progress and the log, and a
+    cancel stops it at once (`interrupt_on_cancel`)."""
     ctx.progress(0, 1, "verify", unit="step", force=True)
     ctx.log(f"verifying: {what}")
-    yield
+    with interrupt_on_cancel(ctx):
+        yield
     ctx.progress(1, 1, "verify", unit="step")
 
 
@@ -80,7 +83,9 @@ def hf_to_gguf(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             from engine.convert.verify import verify_gguf_against_hf
 
             with _verify_phase(ctx, "llama.cpp on the GGUF vs transformers on the source"):
-                summary["verify"] = verify_gguf_against_hf(source, tmp, outtype, label=f"{output.name} vs {source.name}")
+                summary["verify"] = verify_gguf_against_hf(
+                    source, tmp, outtype, label=f"{output.name} vs {source.name}", check_=ctx.raise_if_cancelled
+                )
         ctx.raise_if_cancelled()
         commit(tmp, output)
     return _finish(summary, output, started, verify)
@@ -114,7 +119,10 @@ def quantize(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             from engine.convert.verify import verify_quantized
 
             with _verify_phase(ctx, "quantized vs source GGUF in llama.cpp, and a short generation"):
-                summary["verify"] = verify_quantized(source, tmp, label=f"{output.name} vs {source.name}")
+                label = f"{output.name} vs {source.name}"
+                summary["verify"] = verify_quantized(
+                    source, tmp, summary["quant_type"], label=label, check_=ctx.raise_if_cancelled
+                )
         ctx.raise_if_cancelled()
         commit(tmp, output)
     return _finish(summary, output, started, verify)
@@ -137,7 +145,9 @@ def gguf_to_hf(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
             with _verify_phase(ctx, "transformers on the output vs llama.cpp on the GGUF"):
                 kind = ("f16" if dtype == "f32" else dtype) if is_float_file(read_gguf_header(source)) else "dequantized"
-                summary["verify"] = verify_hf_against_gguf(source, tmp, kind, label=f"{output.name} vs {source.name}")
+                summary["verify"] = verify_hf_against_gguf(
+                    source, tmp, kind, label=f"{output.name} vs {source.name}", check_=ctx.raise_if_cancelled
+                )
         ctx.raise_if_cancelled()
         commit(tmp, output)
     return _finish(summary, output, started, verify)
@@ -169,7 +179,8 @@ def meta_to_hf(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
                 ids = hf_tokenize(tmp)
                 reference = conv.meta_reference_logits(source, ids)
                 kind = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}.get(summary["dtype"], "bf16")
-                summary["verify"] = check(compare(reference, hf_logits(tmp, ids), kind), f"{output.name} vs {source.name}")
+                result = compare(reference, hf_logits(tmp, ids, ctx.raise_if_cancelled), kind)
+                summary["verify"] = check(result, f"{output.name} vs {source.name}")
         ctx.raise_if_cancelled()
         commit(tmp, output)
     return _finish(summary, output, started, verify)

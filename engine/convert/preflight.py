@@ -10,6 +10,7 @@ as you type, and every job runs it again first.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.convert import ACTIONS
-from engine.convert.common import ConvertError, human_bytes
+from engine.convert.common import ConvertError
+from engine.formatting import format_bytes
 
 _RAM_MARGIN = 512 * 1024**2
 
@@ -218,27 +220,29 @@ def _check_output(spec: dict[str, Any], verdict: Verdict) -> None:
         return
     verdict.free_disk = shutil.disk_usage(anchor).free
     need = int(verdict.output_bytes * 1.05) + 16 * 1024**2
-    verdict.facts["output"] = f"{out} (about {human_bytes(verdict.output_bytes)}; {human_bytes(verdict.free_disk)} free)"
+    verdict.facts["output"] = (
+        f"{out} (about {format_bytes(verdict.output_bytes)}; {format_bytes(verdict.free_disk)} free)"
+    )
     if verdict.output_bytes and need > verdict.free_disk:
         verdict.problems.append(
-            Problem(f"not enough disk at {anchor}: the output needs about {human_bytes(need)}, {human_bytes(verdict.free_disk)} is free", True)
+            Problem(f"not enough disk at {anchor}: the output needs about {format_bytes(need)}, {format_bytes(verdict.free_disk)} is free", True)
         )
     verdict.available_ram = _available_ram()
     if verdict.available_ram:
         verdict.facts["memory"] = (
-            f"peak about {human_bytes(verdict.peak_ram)} to convert, {human_bytes(verdict.verify_ram)} to verify; "
-            f"{human_bytes(verdict.available_ram)} available"
+            f"peak about {format_bytes(verdict.peak_ram)} to convert, {format_bytes(verdict.verify_ram)} to verify; "
+            f"{format_bytes(verdict.available_ram)} available"
         )
         if verdict.peak_ram + _RAM_MARGIN > verdict.available_ram:
             verdict.problems.append(
                 Problem(
-                    f"not enough RAM: converting needs about {human_bytes(verdict.peak_ram)}, {human_bytes(verdict.available_ram)} is available",
+                    f"not enough RAM: converting needs about {format_bytes(verdict.peak_ram)}, {format_bytes(verdict.available_ram)} is available",
                     True,
                 )
             )
         elif spec.get("verify", True) and not verdict.verify_fits:
             verdict.warnings.append(
-                f"verification needs about {human_bytes(verdict.verify_ram)} of RAM, more than is available; it will be skipped"
+                f"verification needs about {format_bytes(verdict.verify_ram)} of RAM, more than is available; it will be skipped"
             )
 
 
@@ -261,8 +265,6 @@ def _hf_to_gguf(spec: dict[str, Any], verdict: Verdict) -> None:
     if not kind:
         verdict.problems.append(Problem(f"{model.path} has no tokenizer (tokenizer.model or tokenizer.json)"))
     elif kind == "bpe":
-        import json
-
         try:
             data = json.loads((model.path / "tokenizer.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -271,6 +273,12 @@ def _hf_to_gguf(spec: dict[str, Any], verdict: Verdict) -> None:
         pre = bpe_pre_tokenizer(data)
         if mtype != "BPE":
             verdict.problems.append(Problem(f"{model.path / 'tokenizer.json'} is a {mtype} tokenizer; GGUF export needs BPE or a tokenizer.model"))
+        elif pre is None and _sentencepiece_style(data):
+            verdict.problems.append(Problem(
+                f"{model.path / 'tokenizer.json'} is a SentencePiece-style tokenizer but the folder has no tokenizer.model: "
+                "copy the base model's tokenizer.model into it (--force writes tokenizer.json as byte-level BPE, "
+                "which splits text differently, and verification will fail)", True,
+            ))
         elif pre is None:
             verdict.problems.append(
                 Problem(f"{model.path / 'tokenizer.json'}: pre-tokenizer not known to llama.cpp; --force writes it as 'default'", True)
@@ -283,12 +291,21 @@ def _hf_to_gguf(spec: dict[str, Any], verdict: Verdict) -> None:
 
 def _quantize(spec: dict[str, Any], verdict: Verdict) -> None:
     from engine.convert.gguf_source import architecture, file_type_name, is_float_file, read_gguf_header
-    from engine.convert.quantize import BITS, normalize_type
+    from engine.convert.quantize import BITS, normalize_type, planned_size, planned_types
 
-    head = read_gguf_header(Path(str(spec["input"])).expanduser())
+    source = Path(str(spec["input"])).expanduser()
+    head = read_gguf_header(source)
     qtype = normalize_type(str(spec.get("qtype", "Q4_K_M")))
     n_params = sum(math.prod(t.shape) for t in head.tensors)
-    verdict.output_bytes = int(n_params * BITS[qtype] / 8)
+    try:
+        types = planned_types(source, qtype, allow_requantize=bool(spec.get("allow_requantize") or spec.get("force")))
+        verdict.output_bytes = planned_size(head, types)
+        verdict.facts["tensor types"] = "planned by llama.cpp's quantizer: " + ", ".join(
+            f"{n} {t}" for t, n in sorted(_count(types.values()).items(), key=lambda kv: -kv[1])
+        )
+    except ConvertError as exc:
+        verdict.output_bytes = int(n_params * BITS[qtype] / 8)
+        verdict.warnings.append(f"output size is a rough guess ({BITS[qtype]} bits per weight): {exc}")
     largest = max(math.prod(t.shape) for t in head.tensors)
     verdict.peak_ram = largest * 4 * 3 + 300 * 1024**2
     verdict.verify_ram = head.file_size + verdict.output_bytes + 300 * 1024**2
@@ -365,6 +382,21 @@ def _merge_lora(spec: dict[str, Any], verdict: Verdict) -> None:
     verdict.peak_ram = n_params * item * 2 + 500 * 1024**2
     verdict.verify_ram = verdict.peak_ram + n_params * 4
     verdict.facts["model"] = f"base {base} ({model.architecture}, {n_params / 1e6:.1f}M parameters) + adapter {adapter.name}"
+
+
+def _sentencepiece_style(tokenizer_json: dict[str, Any]) -> bool:
+    """A tokenizer.json converted from a SentencePiece model: "▁" for spaces (Metaspace, or a
+    normalizer replacing " " with it), byte fallback."""
+    parts = {k: tokenizer_json.get(k) for k in ("normalizer", "pre_tokenizer", "decoder")}
+    text = json.dumps(parts, ensure_ascii=False)
+    return "\u2581" in text or "Metaspace" in text or bool((tokenizer_json.get("model") or {}).get("byte_fallback"))
+
+
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
 
 
 def _itemsize(dtype: str) -> int:

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.child_process import die_with_parent
-from engine.convert.common import ConvertError, TensorProgress, human_bytes
+from engine.convert.common import ConvertError, TensorProgress
+from engine.formatting import format_bytes
+from engine.gguf_header import GGUFHeader
 from engine.jobs import JobCancelled, JobContext
 
 # name -> llama_ftype (values of llama.h's enum llama_ftype)
@@ -45,7 +47,7 @@ QUANT_TYPES: dict[str, int] = {
     "BF16": 32,
 }
 COMMON_TYPES: tuple[str, ...] = ("Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0")
-# bits per weight, roughly, for size estimates
+# bits per weight, roughly: only a fallback when llama.cpp's dry run cannot tell (see planned_size)
 BITS: dict[str, float] = {"Q4_0": 4.5, "Q4_1": 5.0, "Q8_0": 8.5, "Q5_0": 5.5, "Q5_1": 6.0, "Q2_K": 2.6, "Q3_K_S": 3.5, "Q3_K_M": 3.9,
                           "Q3_K_L": 4.3, "Q4_K_S": 4.6, "Q4_K_M": 4.9, "Q5_K_S": 5.5, "Q5_K_M": 5.7, "Q6_K": 6.6, "F16": 16.0, "BF16": 16.0}
 
@@ -129,6 +131,7 @@ def _child(args: dict[str, Any]) -> int:
     params.ftype = int(args["ftype"])
     params.nthread = int(args.get("nthread") or 0)
     params.allow_requantize = bool(args.get("allow_requantize", False))
+    params.dry_run = bool(args.get("dry_run", False))
     keep = []
     if args.get("imatrix"):
         import numpy as np
@@ -237,6 +240,61 @@ def quantize(
     return {"quant_type": qtype, "bytes": Path(output).stat().st_size, "imatrix": str(imatrix) if imatrix else ""}
 
 
+# `[  12/ 236] blk.1.attn_q.weight - [ 640, 1024, 1, 1], type = f16, size = 1.250 MiB -> 0.352 MiB (q4_K)`
+_DRY_LINE = re.compile(
+    r"^\[\s*\d+\s*/\s*\d+\]\s+(\S+)\s+-\s+\[[^\]]*\],\s+type\s*=\s*(\S+),\s+size\s*=.*?(?:->.*\((\S+)\))?\s*$"
+)
+
+
+def planned_types(source: Path, qtype: str, *, allow_requantize: bool = False, timeout: float = 60.0) -> dict[str, str]:
+    """tensor name -> the ggml type llama.cpp's quantizer will give it, from the quantizer's own
+    dry run (`llama_model_quantize_params.dry_run`: it makes every per-tensor choice, including
+    the higher-precision token embedding and output of the K-quant mixes, and writes nothing).
+    Run in a child process like the real quantizer, whose log lines on stderr name each choice."""
+    qtype = normalize_type(qtype)
+    args = {"input": str(source), "output": "", "ftype": QUANT_TYPES[qtype], "nthread": 1, "dry_run": True,
+            "allow_requantize": allow_requantize}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "engine.convert.quantize", json.dumps(args)],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", env=env, timeout=timeout,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - lock-free, see engine/child_process.py
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConvertError(f"llama.cpp's quantizer dry run on {source} did not finish ({exc})") from None
+    types: dict[str, str] = {}
+    for line in (done.stdout + done.stderr).splitlines():
+        match = _DRY_LINE.match(line.strip())
+        if match:
+            name, current, target = match.groups()
+            types[name] = (target or current).upper()
+    if done.returncode != 0 or not types:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise ConvertError(f"llama.cpp's quantizer dry run on {source} failed: {tail[0]}")
+    return types
+
+
+def planned_size(head: GGUFHeader, types: dict[str, str]) -> int:
+    """The quantized file's size in bytes: the source's header and metadata (the quantizer copies
+    them) plus every tensor at its planned type, each padded to the file's alignment. Read from
+    the bounded header walk (engine.gguf_header), so no tensor data is opened."""
+    import math
+
+    import gguf
+
+    alignment = head.alignment or 32
+    total = int(head.data_start)
+    for tensor in head.tensors:
+        name = types.get(tensor.name)
+        qtype = gguf.GGMLQuantizationType[name] if name else gguf.GGMLQuantizationType(tensor.ggml_type)
+        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        nbytes = math.prod(tensor.shape) // block * type_size
+        total += -(-nbytes // alignment) * alignment
+    return total
+
+
 # Free space under this much after a failed quantize means the disk filled up: llama.cpp itself
 # reports only a C++ stream error ("basic_ios::clear: iostream error").
 _NEARLY_FULL = 64 * 1024**2
@@ -251,7 +309,7 @@ def _raise_if_disk_full(output: Path, tail: deque[str]) -> None:
     said = any("no space left" in line.lower() for line in tail)
     if said or free < _NEARLY_FULL:
         raise ConvertError(
-            f"the disk holding {output.parent} is full ({human_bytes(free)} free): "
+            f"the disk holding {output.parent} is full ({format_bytes(free)} free): "
             "free some space or choose an output on another disk"
         )
 

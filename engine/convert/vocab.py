@@ -9,10 +9,17 @@ Two families, matching what llama.cpp's tokenizers expect:
   own converter fails on it only after reading the weights).
 Special ids, add_bos/add_eos and the chat template come from gguf-py's `SpecialVocab`, which
 reads tokenizer.json, tokenizer_config.json, chat_template.jinja and config.json.
+
+Which family a folder gets is not guessed from the file names: a folder may hold both files (a
+Gemma or Llama 2 model: tokenizer.model, and a tokenizer.json that is SentencePiece-style BPE
+which exported as byte-level BPE splits every space off). `choose_vocab` writes each candidate
+into a vocabulary-only GGUF, loads it in llama.cpp and keeps the one that splits sample texts
+into exactly the ids transformers gives for the folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +93,122 @@ def bpe_pre_tokenizer(tokenizer_json: dict[str, Any]) -> str | None:
     return None
 
 
+@dataclass
+class VocabChoice:
+    vocab: Vocab
+    source: str  # "tokenizer.model (SentencePiece)" / "tokenizer.json (byte-level BPE, pre-tokenizer llama-bpe)"
+    match: str  # "7/7": sample texts llama.cpp splits exactly like transformers
+    report: str  # one line for the log and the summary
+
+
+def _candidates(model_dir: Path, n_vocab: int, force: bool) -> list[tuple[str, Vocab | ConvertError]]:
+    out: list[tuple[str, Vocab | ConvertError]] = []
+    if (model_dir / "tokenizer.model").is_file():
+        try:
+            out.append(("tokenizer.model (SentencePiece)", _spm_vocab(model_dir, n_vocab)))
+        except ConvertError as exc:
+            out.append(("tokenizer.model (SentencePiece)", exc))
+    if (model_dir / "tokenizer.json").is_file():
+        try:
+            vocab = _bpe_vocab(model_dir, n_vocab, force=force)
+            out.append((f"tokenizer.json (byte-level BPE, pre-tokenizer {vocab.pre})", vocab))
+        except ConvertError as exc:
+            out.append(("tokenizer.json (byte-level BPE)", exc))
+    return out
+
+
+def _llama_ids(probe: Path, samples: tuple[str, ...], add_bos: list[bool]) -> list[list[int]]:
+    from engine.convert.verify import open_vocab
+
+    model = open_vocab(probe)
+    try:
+        return [model.tokenize(t.encode("utf-8"), bos, False) for t, bos in zip(samples, add_bos, strict=True)]
+    finally:
+        model.close()
+
+
+def _live_pre_tokenizer(hf_tok: Any) -> str | None:
+    """llama.cpp's name for the pre-tokenizer a loaded fast tokenizer really uses."""
+    backend = getattr(hf_tok, "backend_tokenizer", None)
+    pre = getattr(backend, "pre_tokenizer", None)
+    if pre is None:
+        return None
+    try:
+        return bpe_pre_tokenizer({"pre_tokenizer": json.loads(pre.__getstate__())})
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def choose_vocab(model_dir: Path, n_vocab: int, write_probe: Any, *, force: bool = False) -> VocabChoice:
+    """The tokenizer file whose GGUF vocabulary reproduces transformers' token ids in llama.cpp.
+
+    `write_probe(vocab, path)` writes a GGUF with the model's metadata and `vocab` but no
+    tensors (hf_to_gguf owns the metadata). Refuses when no candidate matches every sample,
+    unless `force` (then the closest is kept, and verification reports the difference)."""
+    import tempfile
+
+    from engine.convert.verify import TOKENIZER_SAMPLES, load_hf_tokenizer
+
+    candidates = _candidates(model_dir, n_vocab, force)
+    if not candidates:
+        raise ConvertError(
+            f"{model_dir} has no tokenizer (tokenizer.model or tokenizer.json); "
+            "copy the base model's tokenizer files into it"
+        )
+    usable = [(label, v) for label, v in candidates if isinstance(v, Vocab)]
+    if not usable:
+        raise next(v for _label, v in candidates if isinstance(v, ConvertError))
+    try:
+        hf_tok = load_hf_tokenizer(model_dir)
+    except (OSError, ValueError) as exc:
+        raise ConvertError(f"{model_dir}: transformers cannot load its tokenizer ({str(exc)[:160]})") from None
+    live = _live_pre_tokenizer(hf_tok)
+    for label, vocab in list(usable):
+        # transformers may load a folder with its model class's own pre-tokenizer instead of the
+        # file's (a qwen2 model gets Qwen2's digit splitting): try that one too
+        if vocab.model == "gpt2" and live and live != vocab.pre:
+            usable.append((f"tokenizer.json (byte-level BPE, pre-tokenizer {live}, as transformers loads it)",
+                           dataclasses.replace(vocab, pre=live)))
+    want = [list(hf_tok(t).input_ids) for t in TOKENIZER_SAMPLES]
+    add_bos = [bool(ids) and ids[0] == hf_tok.bos_token_id for ids in want]
+    tried: list[tuple[int, str, Vocab, str]] = []
+    with tempfile.TemporaryDirectory(prefix="llmdeck-vocab-") as scratch:
+        for i, (label, vocab) in enumerate(usable):
+            probe = Path(scratch) / f"probe-{i}.gguf"
+            write_probe(vocab, probe)
+            try:
+                got = _llama_ids(probe, TOKENIZER_SAMPLES, add_bos)
+            except ConvertError as exc:
+                tried.append((-1, label, vocab, str(exc)))
+                continue
+            same = sum(a == b for a, b in zip(want, got))
+            example = next(
+                (f"{t[:30]!r} -> transformers {a[:10]}, llama.cpp {b[:10]}"
+                 for t, a, b in zip(TOKENIZER_SAMPLES, want, got) if a != b),
+                "",
+            )
+            tried.append((same, label, vocab, example))
+            if same == len(TOKENIZER_SAMPLES):
+                break
+    total = len(TOKENIZER_SAMPLES)
+    best = max(tried, key=lambda t: t[0])
+    if best[0] == total:
+        return VocabChoice(best[2], best[1], f"{total}/{total}",
+                           f"tokenizer: {best[1]}; llama.cpp splits all {total} sample texts exactly like transformers")
+    lines = "; ".join(
+        f"{label}: {f'{same}/{total} identical' if same >= 0 else 'cannot load'}{f' ({why})' if why else ''}"
+        for same, label, _v, why in tried
+    )
+    if not force:
+        raise ConvertError(
+            f"{model_dir}: no tokenizer file gives llama.cpp the token ids transformers uses ({lines}). "
+            "Copy the base model's tokenizer files (tokenizer.model above all) into the folder; "
+            "--force writes the closest one, and verification will then fail on the tokenizer"
+        )
+    return VocabChoice(best[2], best[1], f"{max(0, best[0])}/{total}",
+                       f"tokenizer: {best[1]} (closest, --force): {lines}")
+
+
 def load_vocab(model_dir: Path, n_vocab: int, *, force: bool = False) -> Vocab:
     kind = tokenizer_kind(model_dir)
     if kind == "spm":
@@ -126,6 +249,12 @@ def _spm_vocab(model_dir: Path, n_vocab: int) -> Vocab:
         tokens[i] = proc.IdToPiece(i).encode("utf-8")
         scores[i] = proc.GetScore(i)
         types[i] = UNKNOWN if proc.IsUnknown(i) else CONTROL if proc.IsControl(i) else UNUSED if proc.IsUnused(i) else BYTE if proc.IsByte(i) else NORMAL
+        if types[i] == NORMAL and proto.pieces[i].type == model_pb2.ModelProto.SentencePiece.USER_DEFINED:
+            # matched as a whole in the raw text (Gemma's runs of spaces, tabs, HTML tags), with
+            # real spaces, as llama.cpp's own converter writes the tokenizer's added tokens;
+            # as NORMAL pieces with their -1000 scores llama.cpp would never merge them
+            types[i] = USER_DEFINED
+            tokens[i] = tokens[i].replace("\u2581".encode(), b" ")
     added_json = model_dir / "added_tokens.json"
     if added_json.is_file():
         for text, tid in json.loads(added_json.read_text(encoding="utf-8")).items():

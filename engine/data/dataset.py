@@ -42,7 +42,9 @@ class DataSpec:
     loss_on: str = "assistant"  # or "all"
     max_seq_len: int | None = None
     policy: str = "truncate"  # truncate | drop | pack (at max_seq_len)
-    chat_template: str | None = None  # Jinja text overriding the tokenizer's template
+    # the chat template: None/'auto' (the tokenizer's own, else the built-in one for the model's
+    # architecture, as chat does), 'model', a built-in name (gemma, chatml...), a Jinja file or text
+    chat_template: str | None = None
     pack_window: int = 1000  # examples packed together at a time (bounds memory)
 
     def __post_init__(self) -> None:
@@ -58,10 +60,8 @@ class DataSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DataSpec:
         """From a run spec / job spec. Accepts `map` as ["f=name", ...] or a dict, and
-        `chat_template_file` as a path to a Jinja file."""
-        template = d.get("chat_template")
-        if not template and d.get("chat_template_file"):
-            template = _read_template(d["chat_template_file"])
+        `chat_template_file` as another name for `chat_template`."""
+        template = d.get("chat_template") or d.get("chat_template_file")
         max_len = d.get("max_seq_len")
         return cls(
             path=str(d["path"]),
@@ -85,9 +85,18 @@ class DataSpec:
 class PreparedData:
     """One dataset file read against one tokenizer. Build it with `prepare`."""
 
-    def __init__(self, spec: DataSpec, tokenizer: Any) -> None:
+    def __init__(self, spec: DataSpec, tokenizer: Any, model: str | os.PathLike[str] | None = None) -> None:
+        from engine.chat.templates import TemplateError, describe, template_for_tokenizer
+
         self.spec = spec
         self.tokenizer = tokenizer
+        try:
+            self.template = template_for_tokenizer(tokenizer, _template_choice(spec.chat_template), model)
+        except TemplateError as exc:
+            raise DataError(f"chat template: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"chat template {spec.chat_template}: cannot be read ({exc})") from None
+        self.template_text = describe(self.template)
         self.source: Source = open_source(spec.path)
         self.format: FormatSpec = choose_format(self.source, spec.format, spec.mapping)
         self.validator = Validator(self.source, self.format, strict=spec.strict, dedupe=spec.dedupe)
@@ -103,8 +112,15 @@ class PreparedData:
         """Every valid record rendered and masked, before any length policy. Starts a new
         `stats` now (not lazily) so the stages chained on this pass all count into it."""
         spec = self.spec
-        renderer = Renderer(self.tokenizer, loss_on=spec.loss_on, chat_template=spec.chat_template, keep_text=keep_text)
+        renderer = Renderer(
+            self.tokenizer,
+            loss_on=spec.loss_on,
+            chat_template=self.template.text,
+            keep_text=keep_text,
+            chat_only=bool(self.template.chosen_for),
+        )
         self.stats = DataStats(
+            template=self.template_text,
             file=self.source.name,
             format=self.format.describe(),
             max_seq_len=spec.max_seq_len,
@@ -244,21 +260,30 @@ def preview(where: Location, rendered: Rendered, max_seq_len: int | None) -> dic
     }
 
 
-def prepare(spec: DataSpec | Mapping[str, Any], tokenizer: Any) -> PreparedData:
+def prepare(
+    spec: DataSpec | Mapping[str, Any], tokenizer: Any, model: str | os.PathLike[str] | None = None
+) -> PreparedData:
     """Open, sniff and detect now (fail fast, one line); stream later. `tokenizer` is a loaded
-    transformers tokenizer or a local folder path."""
+    transformers tokenizer or a local folder path; `model` (the model folder or .gguf, default
+    the tokenizer's folder) tells the architecture when the tokenizer has no chat template."""
     if not isinstance(spec, DataSpec):
         spec = DataSpec.from_dict(spec)
     if isinstance(tokenizer, (str, os.PathLike)):
         from engine.data.tokenizer import load_tokenizer
 
+        model = model or tokenizer
         tokenizer = load_tokenizer(tokenizer)
-    return PreparedData(spec, tokenizer)
+    return PreparedData(spec, tokenizer, model)
 
 
-def _read_template(path: str | os.PathLike[str]) -> str:
-    p = Path(path).expanduser()
-    try:
-        return p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{p.name}: cannot read the chat template: {exc}") from None
+def _template_choice(choice: str | None) -> str | None:
+    """A choice that names a file must be a readable one: say so, instead of 'unknown template'."""
+    from engine.chat.templates import BUILTIN_TEMPLATES
+
+    if not choice or choice in BUILTIN_TEMPLATES or choice in ("auto", "model") or "{{" in choice or "{%" in choice:
+        return choice
+    path = Path(choice).expanduser()
+    if not path.exists() and (path.suffix or "/" in choice):
+        names = ", ".join(BUILTIN_TEMPLATES)
+        raise DataError(f"chat template file {path} does not exist (give a file, or one of auto, {names})")
+    return choice

@@ -15,7 +15,8 @@ from engine.jobs import JobContext
 
 def scan_job(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """spec: path, model, and optionally format, map, strict, dedupe, loss_on, max_seq_len,
-    policy, chat_template_file, previews (default 200), problems_limit (default 500), bins."""
+    policy, chat_template (auto, a built-in name, a Jinja file; chat_template_file too), previews
+    (default 200), problems_limit (default 500), bins."""
     from engine.data.dataset import DataSpec, prepare
     from engine.data.preference import RL_FORMATS
     from engine.data.problems import DataError
@@ -29,7 +30,7 @@ def scan_job(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0, None, "tokenizer", force=True)
     tokenizer = load_tokenizer(spec["model"])
     ctx.raise_if_cancelled()
-    data = prepare(data_spec, tokenizer)
+    data = prepare(data_spec, tokenizer, spec["model"])
     if data.format.name in RL_FORMATS:  # pairs, KTO labels, prompts: both answers rendered
         from engine.data.preference_scan import scan_preferences
 
@@ -45,7 +46,9 @@ def scan_job(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         path=str(data.source.path),
         model=str(spec["model"]),
         tokenizer=tokenizer_name(tokenizer),
-        has_template=bool(data_spec.chat_template or getattr(tokenizer, "chat_template", None)),
+        has_template=True,
+        template=data.template_text,
+        template_name=data.template.name,
         format_name=data.format.name,
         detected=data.format.detected,
         columns=data.source.columns,

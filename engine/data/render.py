@@ -84,7 +84,11 @@ class Renderer:
         loss_on: str = "assistant",
         chat_template: str | None = None,
         keep_text: bool = False,
+        chat_only: bool = False,
     ) -> None:
+        """`chat_only`: the template is a built-in one chosen for a model that has none, so it
+        renders chat records only; prompt/completion records stay plain text + completion, as
+        a base model is used."""
         if loss_on not in LOSS_ON:
             raise DataError(f"unknown loss mode {loss_on!r}; use one of {', '.join(LOSS_ON)}")
         self.tokenizer = tokenizer
@@ -93,6 +97,7 @@ class Renderer:
         if isinstance(self.chat_template, dict):  # several named templates: use the default one
             self.chat_template = self.chat_template.get("default") or next(iter(self.chat_template.values()))
         self.keep_text = keep_text
+        self.chat_only = chat_only
         self.generation_tags = bool(self.chat_template and _GENERATION_TAG.search(self.chat_template))
         self._offsets_ok = True
         self._last_offsets: list[tuple[int, int]] | None = None
@@ -104,13 +109,15 @@ class Renderer:
     def render(self, example: Example) -> Rendered:
         if example.kind == "text":
             return self._plain("", example.text)
-        if example.kind == "completion" and not self.has_template:
+        if example.kind == "completion" and (self.chat_only or not self.has_template):
             return self._plain(example.messages[0]["content"], example.messages[1]["content"])
         if not self.has_template:
+            from engine.chat.templates import BUILTIN_TEMPLATES
+
             name = getattr(self.tokenizer, "name_or_path", "") or "the tokenizer"
             raise DataError(
                 f"{name}: the tokenizer has no chat template, so chat records cannot be rendered; "
-                "give one with --chat-template FILE (a Jinja template)"
+                f"give one with --chat-template NAME|FILE ({', '.join(BUILTIN_TEMPLATES)}, or a Jinja file)"
             )
         return self._chat(example.message_list())
 

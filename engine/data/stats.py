@@ -91,6 +91,7 @@ class DataStats:
 
     file: str = ""
     format: str = ""
+    template: str = ""  # which chat template renders chat records, and why
     records: int = 0  # records read (good or bad)
     valid: int = 0  # records that passed validation
     problems: dict[str, int] = field(default_factory=dict)  # kind -> count (bad records skipped)

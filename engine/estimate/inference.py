@@ -44,6 +44,7 @@ class InferenceOptions:
     backend: str = "transformers"
     ubatch: int = 512  # llama.cpp micro-batch
     flash_attention: bool = True  # llama.cpp (auto-enabled on CUDA builds)
+    swa_full: bool = True  # llama.cpp: full-size cache for sliding-window layers (its default)
     full_logits: bool = False  # perplexity-style pass keeps logits for every position
     gpus: int = 1  # weights and cache split evenly (tensor/layer split)
     cuda_context_gib: float | None = None
@@ -53,6 +54,22 @@ def kv_cache_bytes(spec: ModelSpec, context: int, batch: int = 1, dtype: str = "
     """2 x sum_layers(tokens kept) x n_kv_heads x head_dim x batch x bytes(dtype)."""
     per_token_layer = 2 * spec.n_kv_heads * spec.d * batch * DTYPE_BYTES[normalise_dtype(dtype)]
     return float(sum(spec.kv_tokens_per_layer(context)) * per_token_layer)
+
+
+def _pad256(n: int) -> int:
+    return -(-n // 256) * 256
+
+
+def llama_cpp_kv_cells(spec: ModelSpec, context: int, *, swa_full: bool = True, ubatch: int = 512) -> list[int]:
+    """KV cells per layer as llama.cpp allocates them (llama-context.cpp, llama-kv-cache-iswa.cpp
+    in the vendored llama.cpp of llama-cpp-python 0.3.36): the context is padded to a multiple of
+    256; sliding-window layers get the same full-size cache when `swa_full` is on, which is
+    `llama_context_default_params()`'s default and so what `Llama(...)` (and llmdeck) loads with
+    ("using full-size SWA cache" in its log); with it off, pad256(min(ctx, window + n_ubatch))."""
+    cells = _pad256(context)
+    swa_cells = cells if swa_full else _pad256(min(cells, (spec.sliding_window or cells) + ubatch))
+    # a layer keeping fewer tokens than the context is a sliding one
+    return [cells if kept >= context else swa_cells for kept in spec.kv_tokens_per_layer(context)]
 
 
 def estimate_inference(spec: ModelSpec, options: InferenceOptions | None = None, **overrides) -> Estimate:
@@ -82,7 +99,11 @@ def estimate_inference(spec: ModelSpec, options: InferenceOptions | None = None,
         shown = normalise_dtype(wdtype) if wdtype else "bf16"
         wlabel = f"weights ({shown}, {weights * 8 / spec.params:.2f} bits/weight)"
         wformula = f"{spec.params:,} params x bytes({shown})"
-    kv = kv_cache_bytes(spec, c, b, kv_dtype)
+    if opt.backend == "llama.cpp":
+        per_cell = 2 * spec.n_kv_heads * spec.d * b * DTYPE_BYTES[kv_dtype]
+        kv = float(sum(llama_cpp_kv_cells(spec, c, swa_full=opt.swa_full, ubatch=opt.ubatch)) * per_cell)
+    else:
+        kv = kv_cache_bytes(spec, c, b, kv_dtype)
     a = 2.0
     h, i, V = spec.hidden, spec.intermediate, spec.vocab
     if opt.backend == "transformers":
@@ -102,8 +123,16 @@ def estimate_inference(spec: ModelSpec, options: InferenceOptions | None = None,
         allocator = False
     ctx_gib = opt.cuda_context_gib if opt.cuda_context_gib is not None else CONTEXT_GIB[opt.backend]
     kv_note = f"2*L*kv_heads*head_dim*ctx*b*bytes({kv_dtype})"
+    if opt.backend == "llama.cpp":
+        kv_note += "; ctx padded to 256"
     if spec.sliding_window and spec.n_global_layers < spec.n_layers:
-        kv_note += f"; {spec.n_layers - spec.n_global_layers} sliding layers keep {spec.sliding_window}"
+        n_swa = spec.n_layers - spec.n_global_layers
+        if opt.backend == "llama.cpp" and opt.swa_full:
+            kv_note += f"; {n_swa} sliding layers get a full-size cache (llama.cpp's swa_full default)"
+        elif opt.backend == "llama.cpp":
+            kv_note += f"; {n_swa} sliding layers keep pad256(window {spec.sliding_window} + n_ubatch)"
+        else:
+            kv_note += f"; {n_swa} sliding layers keep {spec.sliding_window}"
     components = (
         Component("weights", wlabel, weights / g, wformula + (f" / {g} GPUs" if g > 1 else ""), allocator=allocator),
         Component("kv_cache", f"KV cache ({c:,} tokens x {b}, {kv_dtype})", kv / g, kv_note, allocator=allocator),

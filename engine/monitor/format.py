@@ -8,21 +8,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from engine.formatting import format_bytes
 from engine.monitor.sample import NA, GpuSample, HostSample, ProcessSample, num
 
 NA_TEXT = "n/a"
 
 
 def size(value: Any, unit: str = "") -> str:
-    """Bytes as GB/MB/KiB with 3 significant-ish digits; `unit` forces GB or MB."""
+    """Bytes in binary units (`engine.formatting.format_bytes`, like every size llmdeck shows);
+    `unit` forces one, e.g. GiB."""
     v = num(value)
     if v is None:
         return NA_TEXT
-    if unit == "GB" or (not unit and v >= 1e9):
-        return f"{v / 1e9:.1f} GB" if v < 1e11 else f"{v / 1e9:.0f} GB"
-    if unit == "MB" or (not unit and v >= 1e6):
-        return f"{v / 1e6:.0f} MB"
-    return f"{v / 1e3:.0f} kB"
+    return format_bytes(v, unit=unit)
 
 
 def pct(value: Any) -> str:
@@ -51,8 +49,8 @@ def text(value: Any) -> str:
 
 
 def gpu_line(gpu: GpuSample, procs: Iterable[ProcessSample] = ()) -> str:
-    """gpustat-style: [0] NVIDIA H200 | 43°C  48% | 52.7 / 150.8 GB | 301 / 700 W | python/421(52.7 GB)"""
-    mem = f"{size(gpu.memory_used, 'GB').removesuffix(' GB')} / {size(gpu.memory_total, 'GB')}"
+    """gpustat-style: [0] NVIDIA H200 | 43°C  48% | 49.1 / 140 GiB | 301 / 700 W | python/421(49.1 GiB)"""
+    mem = f"{size(gpu.memory_used, 'GiB').removesuffix(' GiB')} / {size(gpu.memory_total, 'GiB')}"
     power = f"{unit(gpu.power_w, '')} / {unit(gpu.power_limit_w, ' W')}"
     who = " ".join(
         f"{p.name if isinstance(p.name, str) else 'pid'}/{p.pid}({size(p.gpu_memory)})" + (f"[{p.run.name or p.run.id}]" if p.run else "")
@@ -65,7 +63,7 @@ def host_line(host: HostSample) -> str:
     load = host.load_avg
     load_text = " ".join(f"{v:.2f}" for v in load) if isinstance(load, tuple) else NA_TEXT
     return (
-        f"host | cpu {pct(host.cpu_percent)} | ram {size(host.ram_used, 'GB').removesuffix(' GB')} / {size(host.ram_total, 'GB')}"
-        f" | swap {size(host.swap_used, 'GB').removesuffix(' GB')} / {size(host.swap_total, 'GB')} | load {load_text}"
-        f" | disk {size(host.disk_used, 'GB').removesuffix(' GB')} / {size(host.disk_total, 'GB')}"
+        f"host | cpu {pct(host.cpu_percent)} | ram {size(host.ram_used, 'GiB').removesuffix(' GiB')} / {size(host.ram_total, 'GiB')}"
+        f" | swap {size(host.swap_used, 'GiB').removesuffix(' GiB')} / {size(host.swap_total, 'GiB')} | load {load_text}"
+        f" | disk {size(host.disk_used, 'GiB').removesuffix(' GiB')} / {size(host.disk_total, 'GiB')}"
     )

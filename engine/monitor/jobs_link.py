@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from engine.formatting import format_bytes
 from engine.monitor.sample import MonitorSample, ProcessSample, RunLabel, num
 
 
@@ -158,9 +159,10 @@ class StallDetector:
                 idle = now - state.since
                 if idle < self.stall_seconds:
                     continue
-                gb = max(held.get(key, 0.0), 0.0) / 1e9 or mem / 1e9
+                held_bytes = max(held.get(key, 0.0), 0.0) or mem
                 text = (
-                    f"GPU {gpu.index}: run {label.name or label.id} ({label.kind}) holds {gb:.1f} GB at 0% "
+                    f"GPU {gpu.index}: run {label.name or label.id} ({label.kind}) holds "
+                    f"{format_bytes(held_bytes, unit='GiB')} at 0% "
                     f"utilisation for {_fmt_duration(idle)}; it may be stalled"
                 )
                 warnings.append(text)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import write_json
+from engine.atomic import follow_umask, write_json
 
 MARKER = "llmdeck-checkpoint.json"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -58,6 +58,7 @@ def _files(folder: Path) -> dict[str, int]:
 def mark_complete(folder: Path, *, step: int, loss: float | None, extra: dict[str, Any] | None = None) -> None:
     """Seal a finished checkpoint folder (call after every file in it is written)."""
     folder = Path(folder)
+    follow_umask(folder)  # the Trainer's safetensors files are written 0600
     # fsync the files so the marker never outlives their contents after a power cut
     for rel in _files(folder):
         try:
@@ -123,9 +124,14 @@ def delete(checkpoint: Path) -> None:
     shutil.rmtree(checkpoint, ignore_errors=True)
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
+def first_loss(log_history: list[dict[str, Any]], logged: dict[int, float]) -> float | None:
+    """The run's first training loss. A resumed Trainer restores `state.log_history` from the
+    checkpoint, so it starts at step 1 even when this process only logged from the resume point
+    (`logged`, step -> loss, is the fallback)."""
+    for entry in log_history:
+        if "loss" in entry and "eval_loss" not in entry:
+            try:
+                return float(entry["loss"])
+            except (TypeError, ValueError):
+                continue
+    return next(iter(logged.values()), None)

@@ -2,8 +2,9 @@
 
 The bundled model is a Q4_K_M GGUF (for chat through llama.cpp). Training needs an HF model,
 so the run first converts it with `engine.convert.gguf_to_hf` (dequantized to fp32, cached under
-`cache_dir()/models/gemma-3-270m-hf`, done once, atomically). The GGUF carries no chat template,
-so the demo supplies Gemma's turn format. The dataset (`demo_data.jsonl`, 48 short instruction /
+`cache_dir()/models/gemma-3-270m-hf`, done once, atomically). The GGUF carries no chat template;
+like any run, the demo then renders its chat data with the built-in one for the architecture
+(Gemma's `<start_of_turn>` turns), the template chat uses too. The dataset (`demo_data.jsonl`, 48 short instruction /
 answer pairs) ships in this package. Twenty steps are enough to see the loss fall and the answers change.
 
 `--demo --method dpo` (or orpo, kto) trains on `demo_pairs.jsonl`: the same 48 questions, the
@@ -27,25 +28,6 @@ DEMO_DATA = Path(__file__).with_name("demo_data.jsonl")
 DEMO_PAIRS = Path(__file__).with_name("demo_pairs.jsonl")
 DEMO_PROMPTS = Path(__file__).with_name("demo_prompts.jsonl")
 HF_FOLDER = "gemma-3-270m-hf"
-
-# Gemma's turns (the GGUF has no template); a system message is folded in as a user turn.
-GEMMA_TEMPLATE = (
-    "{{ bos_token }}"
-    "{%- for message in messages -%}"
-    "{%- set role = 'model' if message['role'] == 'assistant' else 'user' -%}"
-    "{{ '<start_of_turn>' + role + '\\n' + (message['content'] | trim) + '<end_of_turn>\\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
-)
-
-
-def template_file() -> Path:
-    path = paths.cache_dir() / "templates" / "gemma3.jinja"
-    if not path.exists() or path.read_text(encoding="utf-8") != GEMMA_TEMPLATE:
-        from engine.atomic import write_text
-
-        write_text(path, GEMMA_TEMPLATE)
-    return path
 
 
 def hf_model_dir() -> Path:
@@ -105,7 +87,6 @@ def demo_spec(model_dir: str = "", **overrides: Any) -> TrainSpec:
         "lora_r": 8,
         "lora_alpha": 16,
         "lora_dropout": 0.0,
-        "chat_template": str(template_file()),
         "save_steps": 10,
         "seed": 0,
         "cpu": True,
@@ -126,5 +107,4 @@ def run(spec_dict: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     model = ensure_hf_model(ctx)
     spec_dict = dict(spec_dict)
     spec_dict["model"] = str(model)
-    spec_dict["chat_template"] = str(template_file())
     return job.run(spec_dict, ctx)

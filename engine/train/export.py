@@ -1,10 +1,10 @@
 """Actions on a run's outputs: merge a LoRA adapter into its base, export to GGUF.
 
 Both are jobs (kinds "train.merge" and "train.gguf") so the TUI starts them as detached runs.
-Merging uses peft's `merge_and_unload`; GGUF export reuses the conversion engine
-(`engine.convert.hf_to_gguf`). Outputs are written to a temporary sibling and renamed into
-place (`engine.convert.common.staged/commit`), so a failed or cancelled export leaves nothing
-that looks finished.
+They are the conversion engine's own jobs (`engine.convert.jobs.merge_lora` and `hf_to_gguf`),
+so `m` and `g` in Train mode do exactly what `llmdeck convert merge-lora` and `hf-to-gguf` do:
+pre-flight, a staged output renamed into place only after it verified, the base model's
+tokenizer files carried along. A failed or cancelled export leaves nothing that looks finished.
 """
 
 from __future__ import annotations
@@ -28,62 +28,44 @@ def base_of(adapter: Path) -> Path:
     return base
 
 
-def merge_into(adapter: Path, out: Path, ctx: Any) -> Path:
-    """Write base + adapter merged into `out` (a folder that must not exist yet)."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    base = base_of(adapter)
-    ctx.log(f"merging {adapter.name} into {base.name}")
-    ctx.progress(0, 3, "merge")
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
-    ctx.progress(1, 3, "merge")
-    model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    ctx.raise_if_cancelled()
-    ctx.progress(2, 3, "merge")
-    model.save_pretrained(str(out))
-    tok_dir = adapter if (adapter / "tokenizer_config.json").is_file() else base
-    AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True).save_pretrained(str(out))
-    ctx.progress(3, 3, "merge")
-    return out
-
-
 def merge(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Job: {"adapter": folder, "output": folder}."""
-    from engine.convert.common import commit, staged
+    """Job: {"adapter": folder, "output": folder}: `llmdeck convert merge-lora` on the adapter
+    (pre-flight, staged output, verified against base + adapter, tokenizer files carried)."""
+    from engine.convert import jobs
 
     adapter = Path(spec["adapter"]).expanduser()
     if not is_adapter(adapter):
         raise JobError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
+    base_of(adapter)
     final = Path(spec.get("output") or adapter.with_name(adapter.name + "-merged")).expanduser()
-    if final.exists() and not spec.get("force"):
-        raise JobError(f"{final} already exists; choose another output or remove it")
-    with staged(final, directory=True) as tmp:
-        tmp.rmdir()
-        merge_into(adapter, tmp, ctx)
-        commit(tmp, final)
+    job = {"input": str(adapter), "output": str(final), "force": bool(spec.get("force")), "verify": spec.get("verify", True)}
+    summary = jobs.merge_lora(job, ctx)
     ctx.log(f"merged model written to {final}")
-    return {"output": str(final)}
+    return summary
 
 
 def to_gguf(spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Job: {"model": adapter or HF folder, "output": file.gguf, "outtype": "f16"}."""
-    from engine.convert.common import commit, staged
-    from engine.convert.hf_to_gguf import convert
+    """Job: {"model": adapter or HF folder, "output": file.gguf, "outtype": "f16"}: an adapter is
+    merged into a hidden folder next to the output first, then `llmdeck convert hf-to-gguf`
+    (verified with llama.cpp against the merged model); the hidden folder goes either way."""
+    from engine.convert import jobs
+    from engine.convert.common import staged
 
     source = Path(spec["model"]).expanduser()
     outtype = spec.get("outtype") or "f16"
     final = Path(spec.get("output") or source.with_name(f"{source.name}-{outtype}.gguf")).expanduser()
     if final.exists() and not spec.get("force"):
         raise JobError(f"{final} already exists; choose another output or remove it")
-    # The merged scratch model is a staged output too (listed in the run, removed after a crash).
-    with staged(final.with_name(final.name + ".merge"), directory=True) as scratch:
-        model_dir = source
-        if is_adapter(source):
-            model_dir = merge_into(source, scratch / "merged", ctx)
-        with staged(final, directory=False) as tmp:
-            result = convert(model_dir, tmp, ctx, outtype=outtype, name=source.name)
-            commit(tmp, final)
+    convert = {"output": str(final), "outtype": outtype, "force": bool(spec.get("force")), "name": source.name,
+               "verify": spec.get("verify", True)}
+    if not is_adapter(source):
+        summary = jobs.hf_to_gguf({**convert, "input": str(source)}, ctx)
+    else:
+        base_of(source)
+        with staged(final.with_name(final.name + ".merged"), directory=True) as scratch:
+            merged = jobs.merge_lora({"input": str(source), "output": str(scratch), "force": True,
+                                      "verify": spec.get("verify", True)}, ctx)
+            summary = jobs.hf_to_gguf({**convert, "input": str(scratch)}, ctx)
+            summary["merge_verify"] = merged.get("verify")
     ctx.log(f"GGUF written to {final}")
-    return {"output": str(final), **result}
+    return summary

@@ -20,13 +20,15 @@ KIND = "train"
 TRAINING_KINDS = (KIND, "train.demo")  # the runs that train (and resume): what Train mode lists
 
 
-def start(spec: TrainSpec, store: RunStore | None = None) -> RunInfo:
-    """Validate (paths included) and start a detached training run."""
+def start(spec: TrainSpec, store: RunStore | None = None, *, check_data: bool = True) -> RunInfo:
+    """Validate (paths included), check the data renders (`check_data`), start a detached run."""
     spec = spec.validate()
+    if check_data:
+        data_check(spec)
     store = store or RunStore()
     data = spec.to_dict()
     for key in ("model", "dataset", "chat_template", "output"):
-        if data.get(key):
+        if data.get(key) and not (key == "chat_template" and _is_template_name(data[key])):
             data[key] = str(Path(data[key]).expanduser().resolve())
     cluster = dict(data.get("cluster") or {})
     for key in ("hostfile", "ssh_config"):  # the worker runs in the run folder: relative paths would break
@@ -34,6 +36,47 @@ def start(spec: TrainSpec, store: RunStore | None = None) -> RunInfo:
             cluster[key] = str(Path(cluster[key]).expanduser().resolve())
     data["cluster"] = cluster
     return store.start(KIND, data, name=spec.label)
+
+
+def data_check(spec: TrainSpec) -> str:
+    """What a run would fail on in its first seconds, found before it starts: the tokenizer, the
+    chat template (resolved as the run will: the model's own, else the built-in for its
+    architecture), the dataset's format, and a record that renders with something to train on
+    (reading stops at the first one). Returns the line saying which template is used; raises
+    SpecError naming the problem."""
+    from engine.data.dataset import DataSpec, prepare
+    from engine.data.problems import DataError
+    from engine.data.tokenizer import load_tokenizer
+
+    data_spec = DataSpec(
+        path=spec.dataset,
+        format=spec.data_format or None,
+        loss_on=spec.loss_on,
+        chat_template=spec.chat_template or None,
+        max_seq_len=spec.max_seq_len,
+    )
+    try:
+        prepared = prepare(data_spec, load_tokenizer(spec.model), spec.model)
+        rendered = 0
+        passes = prepared.rendered()
+        for _where, _row in passes:
+            rendered += 1
+            break
+        passes.close()
+    except DataError as exc:
+        raise SpecError(f"dataset: {exc}") from None
+    if not rendered:
+        first = prepared.problems[0] if prepared.problems else None
+        reason = str(first) if first else "no record has anything to train on"
+        name = Path(spec.dataset).name
+        raise SpecError(f"dataset: no record of {name} can be trained on; the first problem: {reason}")
+    return prepared.template_text
+
+
+def _is_template_name(value: str) -> bool:
+    from engine.chat.templates import BUILTIN_TEMPLATES
+
+    return value in BUILTIN_TEMPLATES or value in ("auto", "model")
 
 
 def resume(run_id: str, store: RunStore | None = None, *, max_steps: int | None = None) -> RunInfo:

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.convert.tokenizer_files import copy_tokenizer_files
 from engine.jobs import JobError
+from engine.train.checkpoints import first_loss
 from engine.train.spec import SpecError, TrainSpec, resolve_precision
 
 SUGGESTIONS = (
@@ -89,9 +91,12 @@ def load_data(spec: TrainSpec, tokenizer: Any, ctx: Any) -> tuple[list[Any], lis
         "policy": "pack" if spec.packing else "truncate",
     }
     if spec.chat_template:
-        data_spec["chat_template_file"] = spec.chat_template
+        data_spec["chat_template"] = spec.chat_template
     try:
-        prepared = prepare(DataSpec.from_dict(data_spec), tokenizer)
+        prepared = prepare(DataSpec.from_dict(data_spec), tokenizer, spec.model)
+        tokenizer.chat_template = prepared.template.text  # saved with the outputs: chat renders as trained
+        if ctx is not None:
+            ctx.log(f"chat template: {prepared.template_text}")
         rows = list(prepared.examples(ctx))
     except DataError as exc:
         raise JobError(f"dataset: {exc}") from None
@@ -313,8 +318,6 @@ def build_tokenizer(spec: TrainSpec) -> Any:
     from engine.data.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(spec.model)
-    if spec.chat_template:
-        tokenizer.chat_template = Path(spec.chat_template).expanduser().read_text(encoding="utf-8")
     return tokenizer
 
 
@@ -504,7 +507,7 @@ def summarize(
         "method": spec.method,
         "steps": trainer.state.global_step,
         "max_steps": trainer.state.max_steps,
-        "first_loss": next(iter(callback.losses.values()), None),
+        "first_loss": first_loss(trainer.state.log_history, callback.losses),
         "final_loss": callback.last_loss,
         "train_runtime_s": round(time.monotonic() - started, 2),
         "tokens": throughput.snapshot()[0],
@@ -571,5 +574,6 @@ def save_final(trainer: Any, tokenizer: Any, final: Path, spec: TrainSpec) -> No
     with staged(final, directory=True) as tmp:
         trainer.model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
+        copy_tokenizer_files(Path(spec.model).expanduser(), tmp)
         (tmp / "llmdeck-train.json").write_text(spec.to_json() + "\n", encoding="utf-8")
         commit(tmp, final)

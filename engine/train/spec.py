@@ -65,7 +65,8 @@ class TrainSpec:
     # data
     data_format: str = ""  # "" = detect
     loss_on: str = "assistant"
-    chat_template: str = ""  # path of a Jinja file overriding the tokenizer's template
+    # "" = auto (the model's own, else the built-in for its architecture), a built-in name or a Jinja file
+    chat_template: str = ""
     # LoRA / QLoRA
     lora_r: int = 16
     lora_alpha: int = 32
@@ -174,6 +175,14 @@ class TrainSpec:
             out.append("dataset: give a local dataset file (jsonl, json, csv, parquet, txt)")
         elif check_paths and not Path(self.dataset).expanduser().is_file():
             out.append(f"dataset: {Path(self.dataset).expanduser()} is not a file")
+        template = self.chat_template.strip()
+        if template and check_paths and not _known_template(template) and not Path(template).expanduser().is_file():
+            from engine.chat.templates import BUILTIN_TEMPLATES
+
+            out.append(
+                f"chat_template: {template!r} is neither a built-in template ({', '.join(BUILTIN_TEMPLATES)}) "
+                "nor a Jinja file; leave it empty for the model's own (else the one for its architecture)"
+            )
         if self.method not in METHODS:
             out.append(f"method: {self.method!r} is not one of {', '.join(METHODS + LEGACY_METHODS)}")
         if self.adapter not in ADAPTERS:
@@ -291,6 +300,12 @@ class TrainSpec:
         from engine.train.experiments import experiment_of
 
         return self.experiment or experiment_of(self.label)
+
+
+def _known_template(choice: str) -> bool:
+    from engine.chat.templates import BUILTIN_TEMPLATES
+
+    return choice in BUILTIN_TEMPLATES or choice in ("auto", "model")
 
 
 CLI_FLAGS: dict[str, str] = {

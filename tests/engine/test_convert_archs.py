@@ -64,8 +64,8 @@ def test_arch_round_trip(kind: str, tmp_path: Path) -> None:
     gguf_path = tmp_path / f"{kind}.gguf"
     r = execute(jobs.hf_to_gguf, {"input": str(tmp_path / "hf"), "output": str(gguf_path), "outtype": "f32"}, JobContext(lambda e: None))
     assert isinstance(r, Finished), getattr(r, "message", r)
-    assert r.summary["verify"]["ok"] and r.summary["verify"]["top1_agreement"] == 1.0
-    assert r.summary["verify"]["tokenizer_match"] == "3/3"
+    assert r.summary["verify"]["ok"] and r.summary["verify"]["top1_agreement"] >= 0.99  # f32: near-ties of a random model
+    assert r.summary["verify"]["tokenizer_match"] == "7/7"
     back = tmp_path / "back"
     r = execute(jobs.gguf_to_hf, {"input": str(gguf_path), "output": str(back), "verify": False}, JobContext(lambda e: None))
     assert isinstance(r, Finished), getattr(r, "message", r)

@@ -32,7 +32,9 @@ def test_follow_prints_progress_and_verification(model: Path, tmp_path: Path, ca
     assert run_command(["convert", "hf-to-gguf", str(model), "-o", str(out), "--outtype", "f16"]) == 0
     text = capsys.readouterr().out
     assert "write gguf 21/21" in text
-    assert f"wrote {out}" in text and "verify: max |Δlogit|" in text and "tokenizer 3/3" in text
+    assert f"wrote {out} (" in text and "verify: max |Δlogit|" in text and "tokenizer 7/7 samples identical" in text
+    assert "tokenizer: tokenizer.json (byte-level BPE, pre-tokenizer gpt-2) (llama.cpp splits 7/7 samples" in text
+    assert " MiB" in text or " KiB" in text
     assert out.is_file()
     runs = RunStore().list()
     assert runs[0].kind == "convert.hf-to-gguf" and runs[0].status == "succeeded"

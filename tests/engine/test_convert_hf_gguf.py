@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def test_hf_to_gguf_matches_transformers(models: dict[str, Path], tmp_path: Path
     assert isinstance(result, Finished), getattr(result, "message", result)
     verify = result.summary["verify"]
     assert verify["ok"] and verify["top1_agreement"] >= 0.9
-    assert verify["tokenizer_match"] == "3/3"  # llama.cpp splits the prompts exactly like transformers
+    assert verify["tokenizer_match"] == "7/7"  # llama.cpp splits the prompts exactly like transformers
     assert out.is_file() and leftovers(tmp_path) == []
     phases = {e.phase for e in events if isinstance(e, Progress)}
     assert "write gguf" in phases and "verify" in phases
@@ -150,4 +151,35 @@ def test_verification_catches_a_wrong_permutation(models: dict[str, Path], tmp_p
     result, _ = run(jobs.hf_to_gguf, {"input": str(models["spm"]), "output": str(out), "outtype": "f32"})
     assert isinstance(result, Failed)
     assert result.message.startswith("verification failed for wrong.gguf vs spm")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_the_tokenizer_that_reproduces_transformers_is_chosen_and_named(models: dict[str, Path], tmp_path: Path) -> None:
+    """A SentencePiece model's folder also holds a tokenizer.json: the GGUF gets the vocabulary
+    llama.cpp splits exactly like transformers, and the summary says which."""
+    assert (models["spm"] / "tokenizer.json").is_file() and (models["spm"] / "tokenizer.model").is_file()
+    out = tmp_path / "spm.gguf"
+    result, _ = run(jobs.hf_to_gguf, {"input": str(models["spm"]), "output": str(out), "outtype": "f32"})
+    assert isinstance(result, Finished), getattr(result, "message", result)
+    assert result.summary["tokenizer_source"] == "tokenizer.model (SentencePiece)"
+    assert result.summary["tokenizer_check"] == "7/7" and result.summary["verify"]["tokenizer_match"] == "7/7"
+
+
+def test_a_wrong_tokenizer_is_refused_and_fails_verification_when_forced(models: dict[str, Path], tmp_path: Path) -> None:
+    """The issue-15 failure: a SentencePiece model without its tokenizer.model (what a merged
+    fine-tune used to be). Its tokenizer.json exported as byte-level BPE splits text differently:
+    refused up front; forced, the verification fails on the tokenizer and leaves nothing."""
+    import shutil
+
+    src = tmp_path / "no-spm"
+    shutil.copytree(models["spm"], src)
+    (src / "tokenizer.model").unlink()
+    out = tmp_path / "broken.gguf"
+    result, _ = run(jobs.hf_to_gguf, {"input": str(src), "output": str(out), "outtype": "f32"})
+    assert isinstance(result, Failed) and "SentencePiece-style tokenizer but the folder has no tokenizer.model" in result.message
+    result, _ = run(jobs.hf_to_gguf, {"input": str(src), "output": str(out), "outtype": "f32", "force": True})
+    assert isinstance(result, Failed)
+    assert result.message.startswith("verification failed for broken.gguf vs no-spm: tokenizer: llama.cpp splits")
+    assert re.search(r"splits [1-7] of 7 sample texts differently from transformers \(", result.message)  # the figure
+    assert "logits not compared" in result.message
     assert not out.exists() and leftovers(tmp_path) == []

@@ -30,7 +30,9 @@ def corpus(lines: int = 200) -> list[str]:
 
 
 def make_spm_tokenizer(folder: Path, vocab_size: int = 320) -> Path:
-    """Train a Llama-style SentencePiece BPE model (unk=0, bos=1, eos=2, byte fallback)."""
+    """Train a Llama-style SentencePiece BPE model (unk=0, bos=1, eos=2, byte fallback), with
+    Llama's and Gemma's normalizer: none (identity, whitespace kept as it is), which is what
+    llama.cpp's tokenizer implements."""
     import io
 
     import sentencepiece as spm
@@ -49,6 +51,8 @@ def make_spm_tokenizer(folder: Path, vocab_size: int = 320) -> Path:
         pad_id=-1,
         character_coverage=1.0,
         add_dummy_prefix=True,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
         minloglevel=2,
     )
     path = folder / "tokenizer.model"

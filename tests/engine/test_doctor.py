@@ -87,7 +87,7 @@ def test_the_h200_recording_feeds_the_nvml_check() -> None:
     report = run_checks(fake_machine(nvml=doctor.replay_nvml(NVML_H200), nvcc=lambda: nvcc))
     driver = check(report, "nvidia-driver")
     assert driver.status == "ok"
-    assert driver.detail == "driver 580.159.04 (runs CUDA 13.0 and older); 1 GPU: NVIDIA H200 151 GB"
+    assert driver.detail == "driver 580.159.04 (runs CUDA 13.0 and older); 1 GPU: NVIDIA H200 140.4 GiB"
     torch = check(report, "torch")
     assert torch.status == "warning" and "download.pytorch.org/whl/cu130" in torch.fix and "torch==2.13.0" in torch.fix
     llama = check(report, "llama-cpp")
@@ -180,7 +180,7 @@ def test_data_folder_disk_and_memory(tmp_path: Path) -> None:
     blocked = run_checks(fake_machine(disk=lambda p: (3e9, 200e9), memory=lambda: (1e9, 4e9)),
                          data_dir=tmp_path / "file" / "data", settings_path=tmp_path / "s.toml")
     assert check(blocked, "data-folder").status == "missing" and "LLMDECK_HOME" in check(blocked, "data-folder").fix
-    assert check(blocked, "disk").status == "warning" and "3.0 GB free" in check(blocked, "disk").detail
+    assert check(blocked, "disk").status == "warning" and "2.8 GiB free" in check(blocked, "disk").detail
     assert check(blocked, "ram").status == "warning"
 
 

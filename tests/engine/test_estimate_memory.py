@@ -205,3 +205,17 @@ def test_training_time_from_flops_and_measured_rate():
     assert lora.flops == 6 * 8e9 * 1e9  # 4ND + 2ND recompute
     measured = training_time(8_000_000_000, 1e6, measured_tokens_per_s=2000)
     assert measured.seconds == 500 and measured.flops is None
+
+
+def test_llama_cpp_kv_cache_is_what_its_loader_allocates():
+    """llama.cpp (llmdeck loads with its defaults) gives Gemma 3's sliding-window layers a
+    full-size cache (swa_full) and pads the context to 256 cells: 18 x 4096 x 1 KiB = 72 MiB."""
+    gemma = find_preset("gemma-3-270m")
+    kv = estimate_inference(gemma, context=4096, backend="llama.cpp", weight_dtype="Q4_K_M").bytes_of("kv_cache")
+    assert kv == 72 * 2**20
+    padded = estimate_inference(gemma, context=4000, backend="llama.cpp", weight_dtype="Q4_K_M").bytes_of("kv_cache")
+    assert padded == kv  # 4000 cells are padded to 4096
+    windows = estimate_inference(gemma, context=4096, backend="llama.cpp", weight_dtype="Q4_K_M", swa_full=False)
+    assert windows.bytes_of("kv_cache") == (3 * 4096 + 15 * 1024) * 1024  # pad256(512 + n_ubatch 512)
+    # transformers keeps only the window for the sliding layers
+    assert estimate_inference(gemma, context=4096).bytes_of("kv_cache") == (3 * 4096 + 15 * 512) * 1024

@@ -42,8 +42,8 @@ def test_watch_lines_and_record_then_replay(tmp_path: Path) -> None:
     out = llmdeck("monitor", "--watch", "--count", "3", "--interval", "0.01", "--replay", str(NVML_H200), "--record", str(rec))
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stdout.splitlines() if "[0]" in line]
-    assert len(lines) == 3 and "NVIDIA H200" in lines[1] and "48%" in lines[1] and "52.7 / 151 GB" in lines[1]
-    assert "301 / 700 W" in lines[1] and "pid/421(52.7 GB)" in lines[1]
+    assert len(lines) == 3 and "NVIDIA H200" in lines[1] and "48%" in lines[1] and "49.1 / 140 GiB" in lines[1]
+    assert "301 / 700 W" in lines[1] and "pid/421(49.1 GiB)" in lines[1]
     recorded = load_samples(rec)
     assert len(recorded) == 3
     again = llmdeck("monitor", "--watch", "--count", "3", "--interval", "0.01", "--replay", str(rec))

@@ -63,7 +63,7 @@ def test_stall_after_configured_time_warns_monitor_and_run_once() -> None:
     assert det.check(_tick(0, 0, label)) == ()
     assert det.check(_tick(119, 0, label)) == ()
     (warning,) = det.check(_tick(121, 0, label))
-    assert "GPU 0" in warning and "qwen-lora" in warning and "50.0 GB" in warning and "2m01s" in warning
+    assert "GPU 0" in warning and "qwen-lora" in warning and "46.6 GiB" in warning and "2m01s" in warning
     assert det.check(_tick(130, 0, label))  # still shown while it lasts
     events = [json.loads(line) for line in (store.root / run_id / "events.jsonl").read_text().splitlines()]
     warned = [e for e in events if e["type"] == "log" and e["level"] == "warning"]

@@ -143,7 +143,16 @@ def quantizer_child(worker_pid: int) -> psutil.Process | None:
         children = psutil.Process(worker_pid).children()
     except psutil.NoSuchProcess:
         return None
-    return next((c for c in children if "engine.convert.quantize" in " ".join(c.cmdline())), None)
+    # the real quantizer, not the pre-flight's dry run (`"dry_run": true`), which comes first and ends at once
+    found = []
+    for child in children:
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        if "engine.convert.quantize" in command and '"dry_run": true' not in command:
+            found.append(child)
+    return found[0] if found else None
 
 
 @pytest.fixture

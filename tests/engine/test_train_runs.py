@@ -138,6 +138,9 @@ def test_resume_after_sigkill_continues_the_same_curve():
     assert sorted(got) == list(range(1, 41))
     for step in range(21, 41):
         assert abs(ref[step] - got[step]) < 1e-4, (step, ref[step], got[step])
+    # the finish line reports the run's first loss (step 1), not the loss at the resume point
+    final = next(e for e in store.read_events(killed.id)[0] if isinstance(e, Finished))
+    assert final.summary["first_loss"] == pytest.approx(got[1], abs=1e-6) and final.summary["resumed_from"]
 
 
 def test_corrupt_checkpoint_is_skipped_on_resume(tmp_path):

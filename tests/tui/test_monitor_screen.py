@@ -54,7 +54,7 @@ def proc_pids(app) -> list[int]:
 async def test_h200_replay_cards_processes_and_host_at_80x24() -> None:
     app = LLMDeckApp(settings=fast_settings(), start_mode="monitor", options={"replay": str(NVML_H200)})
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: bool(app.screen.query(GpuCard)) and "52.7/151 GB" in card_text(app))
+        await until(pilot, lambda: bool(app.screen.query(GpuCard)) and "49.1/140 GiB" in card_text(app))
         text = card_text(app)
         assert "util  48%" in text and "43°C" in text and "301/700W" in text and "fan n/a" in text
         assert "SM 1980/1980 MHz" in text and "PCIe 5x16" in text
@@ -81,7 +81,7 @@ async def test_host_only_shows_one_line_why(monkeypatch: pytest.MonkeyPatch) -> 
         await until(pilot, lambda: "No GPU panel" in str(status.content))
         assert status.size.height == 1 and "libnvidia-ml.so.1" in str(status.content)
         assert not app.screen.query(GpuCard)
-        await until(pilot, lambda: "GB" in str(app.screen.query_one(HostPanel).render()))
+        await until(pilot, lambda: "GiB" in str(app.screen.query_one(HostPanel).render()))
         host = str(app.screen.query_one(HostPanel).render())
         assert "load" in host and "cpu0" in host and "\nram " in host  # per-core bars and CPU/RAM charts
         assert not app.screen.query_one("#mon-procs-box").display  # no empty GPU process table
@@ -210,7 +210,7 @@ async def test_sort_filter_and_sigterm_after_confirmation(children) -> None:
         await pilot.press("t")
         await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         body = str(app.screen.query_one("#confirm-body").content)
-        assert f"pid {small.pid}" in body and "time.sleep(60)" in body and "5.0 GB on GPU 0" in body
+        assert f"pid {small.pid}" in body and "time.sleep(60)" in body and "4.7 GiB on GPU 0" in body
         await pilot.press("n")  # declined: nothing sent
         await pilot.pause(0.2)
         assert small.poll() is None
@@ -287,7 +287,7 @@ async def test_another_users_process_needs_a_second_confirmation_naming_the_owne
 async def test_layout_adapts_to_gpu_count_and_size(count: int, size: tuple[int, int], density: str) -> None:
     app = LLMDeckApp(settings=fast_settings(), start_mode="monitor", options={"nvml": FakeNvml(count=count)})
     async with app.run_test(size=size) as pilot:
-        await until(pilot, lambda: len(app.screen.query(GpuCard)) == count and "GB" in card_text(app, count - 1))
+        await until(pilot, lambda: len(app.screen.query(GpuCard)) == count and "GiB" in card_text(app, count - 1))
         await until(pilot, lambda: all(c.density == density for c in app.screen.query(GpuCard)))
         for card in app.screen.query(GpuCard):
             assert card.region.bottom <= size[1] - 1, "cards must fit on screen above the footer"
@@ -325,7 +325,7 @@ async def test_run_label_and_stall_warning_from_a_recording(tmp_path: Path) -> N
     from engine.monitor.sample import GpuSample, MonitorSample, ProcessSample, RunLabel
 
     label = RunLabel("20261128-0930-train-ab12", "qwen-lora", "train", "running", "step 1200/3000")
-    warning = "GPU 0: run qwen-lora (train) holds 50.0 GB at 0% utilisation for 2m10s; it may be stalled"
+    warning = "GPU 0: run qwen-lora (train) holds 46.6 GiB at 0% utilisation for 2m10s; it may be stalled"
     rec = Recorder(tmp_path / "stall.jsonl")
     for t in range(3):
         rec.write(MonitorSample(

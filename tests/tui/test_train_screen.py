@@ -192,7 +192,7 @@ async def test_merge_and_export_default_to_the_newest_complete_checkpoint_and_as
         await pilot.press("m")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         body = str(app.screen.query_one("#confirm-body").render())
-        assert "checkpoint-40 · step 40 · 3.0 MB" in body
+        assert "checkpoint-40 · step 40 · 3.0 MiB" in body
         assert str(root / "checkpoint-40-merged") in body.replace("\n", "")
         await pilot.press("n")  # declined: nothing starts
         await pilot.pause(0.2)

@@ -73,6 +73,13 @@ class DataScreen(ModeScreen):
                         id="data-file")
             yield Input(str(options.get("model") or ""), placeholder="model or tokenizer folder", id="data-model")
             yield Input(str(options.get("max_seq_len") or ""), placeholder="max len", id="data-maxlen", type="integer")
+            yield Input(
+                str(options.get("chat_template") or ""),
+                placeholder="template: auto",
+                id="data-template",
+                tooltip="chat template: empty = the model's own, else the built-in one for its architecture; "
+                "or llama-2, llama-3, mistral, chatml, gemma, alpaca, or a Jinja file",
+            )
         yield Static("Tab to the fields: a dataset and a model folder, then Enter (or ctrl+r) to scan.",
                      id="data-status")
         with TabbedContent(id="data-tabs", initial="records"):
@@ -113,6 +120,7 @@ class DataScreen(ModeScreen):
         path = self.query_one("#data-file", Input).value.strip()
         model = self.query_one("#data-model", Input).value.strip()
         max_len = self.query_one("#data-maxlen", Input).value.strip()
+        template = self.query_one("#data-template", Input).value.strip()
         if not path or not model:
             self._status("Give both a dataset file and a model or tokenizer folder.", error=True)
             self.query_one("#data-file" if not path else "#data-model", Input).focus()
@@ -127,6 +135,7 @@ class DataScreen(ModeScreen):
             "max_seq_len": int(max_len) if max_len.isdigit() else None,
             "policy": policy,
             "loss_on": self.loss_on,
+            "chat_template": template or None,
             "previews": 200,
             "problems_limit": 1000,
         }
@@ -186,7 +195,7 @@ class DataScreen(ModeScreen):
         self._status(
             f"{s['file']}: {s['format']} · {s['records']} records · {s['problem_total']} problems"
             + (f" ({kinds})" if kinds else "")
-            + f" · loss on {s['loss_on']}"
+            + f" · loss on {s['loss_on']} · template {s.get('template_name', '?')}"
         )
         records = self.query_one("#data-records", OptionList)
         records.clear_options()

@@ -33,13 +33,14 @@ from engine import paths
 from engine.events import Cancelled, Failed, Finished, JobEvent, Metric, Progress, Samples
 from engine.events import Log as LogEvent
 from engine.filenames import slugify
-from engine.formatting import format_duration
+from engine.formatting import format_bytes, format_duration
 from engine.runs import RunError, RunInfo
 from engine.train import launch
-from engine.train.checkpoints import Checkpoint, human_size
+from engine.train.checkpoints import Checkpoint
 from engine.train.experiments import colours_for
 from engine.train.plots import RunCurves
 from engine.train.rank_status import NodeRow
+from engine.train.spec import TrainSpec
 from tui.messages import OpenInChat, StopRun
 from tui.run_watcher import RunWatcher
 from tui.screens.base import ModeScreen
@@ -328,7 +329,7 @@ class TrainScreen(ModeScreen):
         table.clear()
         for c in self.checkpoints:
             table.add_row(c.name.replace("checkpoint-", "ckpt "), f"{c.loss:.3f}" if c.loss is not None else "-",
-                          human_size(c.size), "✓" if c.complete else "✗", key=str(c.path))
+                          format_bytes(c.size), "✓" if c.complete else "✗", key=str(c.path))
         paths_listed = [str(c.path) for c in self.checkpoints]
         target = self._chosen_checkpoint if self._chosen_checkpoint in paths_listed else None
         newest = newest_complete(self.checkpoints)
@@ -426,12 +427,23 @@ class TrainScreen(ModeScreen):
         self.action_show_tab("new")
 
     def on_train_form_submitted(self, message: TrainForm.Submitted) -> None:
+        self.notify("checking the tokenizer, chat template and data …")
+        self._check_and_start(message.spec)
+
+    @work(thread=True, group="train-start", exclusive=True, exit_on_error=False)
+    def _check_and_start(self, spec: TrainSpec) -> None:
+        """What the run would fail on in its first seconds is found here, before it starts
+        (loading a tokenizer takes seconds, hence the thread)."""
         try:
-            info = launch.start(message.spec, self.app.store)
+            template = launch.data_check(spec.validate())
+            info = launch.start(spec, self.app.store, check_data=False)
         except (ValueError, RunError, OSError) as exc:
-            self.notify(str(exc), severity="error")
+            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=15)
             return
-        self.notify(f"started {info.label}")
+        self.app.call_from_thread(self._started, info, template)
+
+    def _started(self, info: RunInfo, template: str) -> None:
+        self.notify(f"started {info.label}; chat template: {template}")
         self.runs[info.id] = info
         self._select(info.id)
         self.action_show_tab("live")
@@ -551,7 +563,7 @@ class TrainScreen(ModeScreen):
             if not ckpt.complete:
                 self.notify(f"{ckpt.name} is not complete ({ckpt.problem})", severity="warning")
                 return None
-            return ckpt.path, f"{ckpt.name} · step {ckpt.step} · {human_size(ckpt.size)}"
+            return ckpt.path, f"{ckpt.name} · step {ckpt.step} · {format_bytes(ckpt.size)}"
         run = self.runs.get(self.selected or "")
         out = launch.final_output(run) if run else None
         if out is None:
@@ -629,7 +641,7 @@ class TrainScreen(ModeScreen):
             self._checkpoints_read = 0.0
             self._read_checkpoints_soon()
 
-        self.app.push_screen(ConfirmModal("Delete checkpoint?", f"{ckpt.path}\n({human_size(ckpt.size)})", "Delete",
+        self.app.push_screen(ConfirmModal("Delete checkpoint?", f"{ckpt.path}\n({format_bytes(ckpt.size)})", "Delete",
                                           "Keep it"), answered)
 
 

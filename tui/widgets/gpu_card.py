@@ -56,7 +56,7 @@ class GpuCardText(Widget):
             return Text("waiting for the first sample…", style=self._style("gpu-card--muted"))
         width = max(20, self.size.width)
         frac = gpu.memory_fraction
-        mem_text = f"{fmt.size(gpu.memory_used, 'GB').removesuffix(' GB')}/{fmt.size(gpu.memory_total, 'GB')}"
+        mem_text = f"{fmt.size(gpu.memory_used, 'GiB').removesuffix(' GiB')}/{fmt.size(gpu.memory_total, 'GiB')}"
         bar_style = self._style("gpu-card--bar-high" if frac is not None and frac >= 0.95 else "gpu-card--bar")
         muted = self._style("gpu-card--muted")
         power = f"{fmt.unit(gpu.power_w, '')}/{fmt.unit(gpu.power_limit_w, 'W')}"

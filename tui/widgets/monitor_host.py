@@ -92,12 +92,12 @@ class HostPanel(Widget):
         half = max(6, (width - 60) // 2)
         text.append("RAM ", style=muted)
         self._bar(text, host.ram_used, host.ram_total, half)
-        text.append(f" {fmt.size(host.ram_used, 'GB').removesuffix(' GB')}/{fmt.size(host.ram_total, 'GB')}")
+        text.append(f" {fmt.size(host.ram_used, 'GiB').removesuffix(' GiB')}/{fmt.size(host.ram_total, 'GiB')}")
         text.append("  swap ", style=muted)
-        text.append(f"{fmt.size(host.swap_used, 'GB').removesuffix(' GB')}/{fmt.size(host.swap_total, 'GB')}")
+        text.append(f"{fmt.size(host.swap_used, 'GiB').removesuffix(' GiB')}/{fmt.size(host.swap_total, 'GiB')}")
         text.append("  disk ", style=muted)
         self._bar(text, host.disk_used, host.disk_total, half)
-        text.append(f" {fmt.size(host.disk_used, 'GB').removesuffix(' GB')}/{fmt.size(host.disk_total, 'GB')}")
+        text.append(f" {fmt.size(host.disk_used, 'GiB').removesuffix(' GiB')}/{fmt.size(host.disk_total, 'GiB')}")
         if self.expanded and self.history is not None:
             chart = max(0, width - 12)
             for key, label in ((("host", "cpu"), "cpu"), (("host", "ram"), "ram")):

@@ -30,6 +30,7 @@ from tui.workers import ReportsWorkerErrors
 FIELDS: tuple[tuple[str, str, str], ...] = (
     ("model", "model folder", "text"),
     ("dataset", "dataset file", "text"),
+    ("chat_template", "chat template", "text"),
     ("method", "method", "select:method"),
     ("adapter", "adapter", "select:adapter"),
     ("name", "run name", "text"),
@@ -73,6 +74,9 @@ ONLY_FOR: dict[str, tuple[str, ...]] = {
     "num_generations": ("grpo",),
     "max_completion_len": ("grpo",),
     "temperature": ("grpo",),
+}
+PLACEHOLDERS: dict[str, str] = {
+    "chat_template": "auto (model's own, else by architecture) | gemma | chatml | llama-3 | ... | file.jinja",
 }
 
 
@@ -131,7 +135,8 @@ class TrainForm(ReportsWorkerErrors, VerticalScroll):
                     yield ModelInput(_fmt(value), id=f"f-{name}", placeholder="HF model folder; ctrl+o picks one",
                                      kinds=("hf", "adapter"), compact=True)
                 else:
-                    yield Input(_fmt(value), id=f"f-{name}", placeholder=label, type="text", compact=True)
+                    placeholder = PLACEHOLDERS.get(name, label)
+                    yield Input(_fmt(value), id=f"f-{name}", placeholder=placeholder, type="text", compact=True)
             yield Static("", id=f"e-{name}", classes="field-error")
 
     def on_mount(self) -> None:
