@@ -372,7 +372,7 @@ async def test_non_finite_numbers_in_settings_are_reported_and_monitor_runs(tmp_
     path.write_text("[monitor]\nhistory_minutes = inf\ninterval = 1e-300\n")
     app = LLMDeckApp(start_mode="monitor", settings_path=path, options={"nvml": FakeNvml(count=1)})
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: bool(app.screen.query(GpuCard)) and "GB" in card_text(app))
+        await until(pilot, lambda: bool(app.screen.query(GpuCard)) and "GiB" in card_text(app))
         assert "monitor.history_minutes: expected a number from 1 to 240, got inf" in notes(app)
         assert "monitor.interval: expected a number from 0.1 to 60, got 1e-300" in notes(app)
         assert (app.settings.monitor.history_minutes, app.settings.monitor.interval) == (10.0, 1.0)
