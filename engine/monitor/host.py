@@ -1,4 +1,5 @@
-"""The host side of a monitor tick, from psutil: CPU, load, RAM, swap, disk, GPU processes.
+"""The host side of a monitor tick, from psutil: CPU, load, RAM, swap, disk, GPU processes,
+and (with no GPU) the host's busiest processes.
 
 psutil's CPU percentages are "since the previous call", so the sampler keeps one
 `psutil.Process` object per GPU pid across ticks (and primes the system counter at start);
@@ -13,7 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from engine.monitor.sample import NA, HostSample, ProcessSample
+from engine.monitor.sample import NA, HostProcess, HostSample, ProcessSample
+
+TOP_PROCESSES = 20
+"""How many processes the no-GPU Monitor lists, by CPU and by memory (a screen's worth)."""
 
 
 def _existing(path: Path) -> Path:
@@ -112,3 +116,74 @@ def _process_info(handle: Any, ps: Any) -> dict[str, Any]:
         "rss": field(lambda: int(handle.memory_info().rss)),
         "started": field(handle.create_time),
     }
+
+
+class TopProcesses:
+    """The host's top processes by CPU and by resident memory, for a Monitor with no GPU.
+
+    Cheap enough for every tick: `psutil.process_iter` keeps one Process object per pid between
+    calls (so `cpu_percent(None)` measures since the previous tick, as htop does) and reads only
+    each process's stat/statm for the two numbers ranked on; user, name and command line are read
+    only for the processes that make the list, once per process (they do not change).
+    """
+
+    def __init__(self, top: int = TOP_PROCESSES) -> None:
+        import psutil
+
+        self._ps = psutil
+        self.top = top
+        self._labels: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+    def sample(self, ram_total: Any) -> tuple[HostProcess, ...]:
+        """The union of the `top` busiest by CPU and the `top` largest by RSS, busiest first.
+
+        The first call after a process appears gives it 0% CPU (psutil needs two readings)."""
+        ps = self._ps
+        rows: list[tuple[Any, float, int]] = []
+        for proc in ps.process_iter(["cpu_percent", "memory_info"], ad_value=None):
+            cpu, mem = proc.info["cpu_percent"], proc.info["memory_info"]
+            if mem is None and cpu is None:
+                continue  # not ours to inspect at all (another PID namespace, a hardened /proc)
+            rows.append((proc, float(cpu or 0.0), int(mem.rss) if mem is not None else 0))
+        by_cpu = sorted(rows, key=lambda r: (-r[1], -r[2], r[0].pid))[: self.top]
+        by_rss = sorted(rows, key=lambda r: (-r[2], -r[1], r[0].pid))[: self.top]
+        chosen = {r[0].pid: r for r in by_cpu + by_rss}
+        total = ram_total if isinstance(ram_total, int) and ram_total > 0 else None
+        out = []
+        for proc, cpu, rss in sorted(chosen.values(), key=lambda r: (-r[1], -r[2], r[0].pid)):
+            label = self._label(proc)
+            if label is None:
+                continue  # it ended between the two reads
+            out.append(HostProcess(
+                pid=proc.pid,
+                cpu_percent=round(cpu, 1),
+                rss=rss,
+                mem_percent=round(100.0 * rss / total, 1) if total else NA,
+                **label,
+            ))
+        for pid in [pid for pid in self._labels if pid not in chosen]:
+            del self._labels[pid]
+        return tuple(out)
+
+    def _label(self, proc: Any) -> dict[str, Any] | None:
+        cached = self._labels.get(proc.pid)
+        if cached is not None and cached[0] is proc:  # process_iter gives a new object to a reused pid
+            return cached[1]
+        ps = self._ps
+
+        def field(getter: Any) -> Any:
+            try:
+                return getter()
+            except ps.AccessDenied:
+                return NA
+
+        try:
+            with proc.oneshot():
+                name = field(proc.name)
+                cmdline = field(proc.cmdline)
+                label = {"user": field(proc.username), "name": name,
+                         "command": " ".join(cmdline) if cmdline else name}
+        except (ps.NoSuchProcess, ps.ZombieProcess, ProcessLookupError):
+            return None
+        self._labels[proc.pid] = (proc, label)
+        return label

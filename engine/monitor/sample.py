@@ -90,6 +90,19 @@ class ProcessSample:
 
 
 @dataclass(frozen=True)
+class HostProcess:
+    """One of the host's busiest processes (shown when there is no GPU, as htop shows them)."""
+
+    pid: int
+    user: Any = NA
+    name: Any = NA
+    command: Any = NA
+    cpu_percent: Any = NA  # percent of one core, since the previous tick (htop's CPU%)
+    rss: Any = NA  # bytes
+    mem_percent: Any = NA  # rss as a percent of the host's RAM
+
+
+@dataclass(frozen=True)
 class GpuSample:
     index: int
     name: Any = NA
@@ -150,6 +163,7 @@ class MonitorSample:
     gpu_status: str = ""
     driver: Any = NA
     warnings: tuple[str, ...] = ()
+    host_processes: tuple[HostProcess, ...] = ()  # only sampled when there is no GPU
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, **_encode(self)}
@@ -191,6 +205,7 @@ def sample_from_dict(data: dict[str, Any]) -> MonitorSample:
             proc = _replace(proc, run=RunLabel(**{k: run.get(k, "") for k in ("id", "name", "kind", "status", "step")}))
         procs.append(proc)
     host = _build(HostSample, data.get("host") or {})
+    host_procs = tuple(_build(HostProcess, p) for p in data.get("host_processes") or () if isinstance(p, dict))
     return MonitorSample(
         time=float(data["time"]),
         gpus=gpus,
@@ -199,6 +214,7 @@ def sample_from_dict(data: dict[str, Any]) -> MonitorSample:
         gpu_status=str(data.get("gpu_status") or ""),
         driver=_decode_value(data.get("driver", NA_TEXT)),
         warnings=tuple(data.get("warnings") or ()),
+        host_processes=host_procs,
     )
 
 

@@ -87,3 +87,51 @@ def test_sampler_thread_reports_errors() -> None:
         time.sleep(0.01)
     thread.stop()
     assert isinstance(errors[0], RuntimeError)
+
+
+def test_top_processes_rank_real_processes_by_cpu_and_memory_and_survive_round_trips() -> None:
+    """Issue 17 item 15: the no-GPU Monitor's host process list, from real processes."""
+    from engine.monitor.host import TopProcesses
+    from engine.monitor.sample import MonitorSample, sample_from_dict
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    big = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(500_000_000); time.sleep(30)"])
+    try:
+        top = TopProcesses(top=10)
+        ram = HostSampler().sample().ram_total
+        deadline = time.monotonic() + 15
+        while True:
+            procs = top.sample(ram)  # the first pass of a new process reads 0% (two readings needed)
+            by_pid = {p.pid: p for p in procs}
+            if busy.pid in by_pid and by_pid[busy.pid].cpu_percent > 10 and by_pid.get(big.pid, busy).rss > 500e6:
+                break
+            assert time.monotonic() < deadline, f"busy/big child not listed: {procs}"
+            time.sleep(0.5)
+        assert len(procs) <= 20  # top 10 by CPU + top 10 by RSS, overlapping or not
+        cpus = [p.cpu_percent for p in procs]
+        assert cpus == sorted(cpus, reverse=True)
+        spin, held = by_pid[busy.pid], by_pid[big.pid]
+        assert "while True: pass" in spin.command and spin.user and spin.name
+        assert held.rss > 500_000_000 and 0 < held.mem_percent == round(100 * held.rss / ram, 1)
+        assert set(top._labels) == set(by_pid)  # labels only for what is listed
+        sample = MonitorSample(time=1.0, host_processes=procs)
+        assert sample_from_dict(sample.to_dict()) == sample  # --record / --replay keep them
+    finally:
+        busy.kill()
+        big.kill()
+        busy.wait()
+        big.wait()
+    time.sleep(0.1)
+    after = {p.pid for p in top.sample(ram)}
+    assert busy.pid not in after and big.pid not in after and busy.pid not in top._labels
+
+
+def test_live_source_lists_host_processes_only_without_a_gpu() -> None:
+    no_gpu = LiveSource(nvml=FakeNvml(fail={"nvmlInit": pynvml.NVMLError_LibraryNotFound}))
+    with_gpu = LiveSource(nvml=FakeNvml(count=1))
+    try:
+        assert os.getpid() in {p.pid for p in no_gpu.sample().host_processes}
+        assert with_gpu.sample().host_processes == ()
+    finally:
+        no_gpu.close()
+        with_gpu.close()

@@ -20,6 +20,7 @@ from tui.screens.confirm import ConfirmModal
 from tui.widgets.gpu_card import GpuCard, GpuCardText
 from tui.widgets.monitor_host import HostPanel
 from tui.widgets.monitor_procs import ProcessTable
+from tui.widgets.monitor_top import HostProcessTable
 
 
 def fast_settings() -> Settings:
@@ -42,8 +43,8 @@ def notes(app) -> str:
 
 
 def card_text(app, index: int = 0) -> str:
-    widget = app.screen.query_one(f"#gpu-card-{index}", GpuCard).query_one(GpuCardText)
-    return str(widget.render())
+    texts = app.screen.query_one(f"#gpu-card-{index}", GpuCard).query(GpuCardText)
+    return str(texts.first().render()) if texts else ""  # "" while a new card is still composing
 
 
 def proc_pids(app) -> list[int]:
@@ -97,15 +98,69 @@ async def test_host_only_offers_no_process_keys_and_slash_eats_nothing() -> None
         screen = app.screen
         await until(pilot, lambda: not screen.query_one("#mon-procs-box").display)
         shown = {key for key, active in screen.active_bindings.items() if active.binding.show and active.enabled}
-        assert not shown & {"s", "slash", "t", "K"} and "w" in shown
+        assert not shown & {"slash", "t", "K"} and {"w", "s"} <= shown  # s sorts the host processes
         await pilot.press("question_mark")
         await pilot.pause()
         await pilot.press("escape")  # back from the help: the hidden table does not get the focus
         await pilot.pause()
-        assert app.screen is screen and app.focused is None
+        assert app.screen is screen and app.focused is screen.query_one(HostProcessTable)
         await pilot.press("slash", "4")
         await pilot.pause()
         assert app.current_mode == "data" and screen.query_one("#mon-filter").value == ""
+
+
+@pytest.fixture
+def busy_and_big():
+    """A child spinning one core and a child holding 600 MB (real processes for the host table)."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    big = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(600_000_000); time.sleep(60)"])
+    import psutil
+
+    deadline = time.monotonic() + 15  # filling 600 MB is busy work: let it settle into its sleep
+    while psutil.Process(big.pid).memory_info().rss < 600_000_000 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)
+    yield busy, big
+    for proc in (busy, big):
+        proc.kill()
+        proc.wait()
+
+
+async def test_host_only_lists_the_hosts_busiest_processes_and_sorts_by_memory(busy_and_big) -> None:
+    """Issue 17 item 15: with no GPU the Monitor lists the host's top processes (as htop does),
+    busiest first, and `s` sorts them by memory; not 14 empty rows."""
+    import pynvml
+
+    busy, big = busy_and_big
+    app = LLMDeckApp(settings=fast_settings(), start_mode="monitor",
+                     options={"nvml": FakeNvml(fail={"nvmlInit": pynvml.NVMLError_LibraryNotFound})})
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(HostProcessTable)
+        box = app.screen.query_one("#mon-top-box")
+
+        def cpu_of(pid: int) -> float:
+            return next((p.cpu_percent for p in table.shown if p.pid == pid), 0.0)
+
+        def pids() -> list[int]:
+            return [p.pid for p in table.shown]
+
+        # The spinning child is listed, busy, above the sleeping one (on a 2-core box shared with
+        # other jobs its share of a core varies, and busier processes may rank above it).
+        await until(pilot, lambda: busy.pid in pids() and cpu_of(busy.pid) > 10, 15)
+        assert box.display and box.region.height >= 5 and not app.screen.query_one("#mon-procs-box").display
+        assert big.pid not in pids() or pids().index(busy.pid) < pids().index(big.pid)
+        cpus = [p.cpu_percent for p in table.shown]
+        assert cpus == sorted(cpus, reverse=True) and "by CPU%" in str(box.border_title)
+        row = [str(c) for c in table.get_row_at(pids().index(busy.pid))]
+        assert row[0] == str(busy.pid) and "while True: pass" in row[-1] and row[1] not in ("", "n/a")
+        await pilot.press("s")
+        await until(pilot, lambda: big.pid in pids())
+        assert busy.pid not in pids() or pids().index(big.pid) < pids().index(busy.pid)
+        rss = [p.rss for p in table.shown]
+        assert rss == sorted(rss, reverse=True) and "by memory" in str(box.border_title)
+        assert next(p for p in table.shown if p.pid == big.pid).rss > 600_000_000
+        await pilot.press("s")  # and back to CPU%
+        assert table.sort_label == "CPU%"
 
 
 async def test_real_machine_without_driver_degrades() -> None:
@@ -317,7 +372,7 @@ async def test_non_finite_numbers_in_settings_are_reported_and_monitor_runs(tmp_
     path.write_text("[monitor]\nhistory_minutes = inf\ninterval = 1e-300\n")
     app = LLMDeckApp(start_mode="monitor", settings_path=path, options={"nvml": FakeNvml(count=1)})
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: bool(app.screen.query(GpuCard)) and "GB" in card_text(app))
+        await until(pilot, lambda: bool(app.screen.query(GpuCard)) and "GiB" in card_text(app))
         assert "monitor.history_minutes: expected a number from 1 to 240, got inf" in notes(app)
         assert "monitor.interval: expected a number from 0.1 to 60, got 1e-300" in notes(app)
         assert (app.settings.monitor.history_minutes, app.settings.monitor.interval) == (10.0, 1.0)

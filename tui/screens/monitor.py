@@ -1,4 +1,5 @@
-"""Monitor mode: GPU cards with history, the GPU process table, and the host.
+"""Monitor mode: GPU cards with history, the GPU process table, and the host (with no GPU: the
+host's busiest processes in place of the GPU process table).
 
 Sampling happens in `engine.monitor.sampler_thread.SamplerThread` (a daemon thread that opens
 NVML itself, so a slow driver never delays the first frame). Each sample crosses to the UI as
@@ -31,6 +32,7 @@ from tui.screens.base import ModeScreen
 from tui.widgets.gpu_card import CARD_HEIGHT, GpuCard
 from tui.widgets.monitor_host import HostPanel
 from tui.widgets.monitor_procs import ProcessTable
+from tui.widgets.monitor_top import HostProcessTable
 
 
 def describe_process(proc: ProcessSample) -> str:
@@ -65,7 +67,8 @@ class MonitorScreen(ModeScreen):
     AUTO_FOCUS = "#mon-procs"
     BINDINGS = [
         Binding("w", "cycle_window", "window", tooltip="cycle the chart window: 1m, 5m, 10m, 1h, 6h"),
-        Binding("s", "cycle_sort", "sort", tooltip="sort processes by GPU memory, SM%, CPU%, RSS"),
+        Binding("s", "cycle_sort", "sort",
+                tooltip="sort processes: GPU memory, SM%, CPU%, RSS (no GPU: CPU%, memory)"),
         Binding("slash", "filter", "filter", tooltip="filter processes by pid, user, command or run"),
         Binding("escape", "clear_filter", "clear filter", show=False),
         Binding("t", "signal('TERM')", "SIGTERM", tooltip="ask the selected process to stop (after a confirmation)"),
@@ -95,14 +98,25 @@ class MonitorScreen(ModeScreen):
             box.border_title = "GPU processes"
             yield Input(placeholder="filter: pid, user, command or run (Enter keeps, Esc clears)", id="mon-filter")
             yield ProcessTable(id="mon-procs")
+        with Vertical(id="mon-top-box", classes="panel") as box:
+            box.border_title = "host processes"
+            box.display = False  # shown (in place of the GPU table) once a sample says there is no GPU
+            box.disabled = True
+            yield HostProcessTable(id="mon-top")
         yield HostPanel(id="mon-host")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """The process keys (sort, filter, signals) only while there is a process table: with
-        no GPU it is hidden, and an invisible filter field would eat the keys typed after /."""
-        if action in ("cycle_sort", "filter", "clear_filter", "signal"):
-            return bool(self.query("#mon-procs-box")) and bool(self.query_one("#mon-procs-box").display)
+        """Only the keys of the table on screen: with no GPU the GPU process table is hidden (an
+        invisible filter field would eat the keys typed after /) and the host process table, which
+        only sorts, takes its place."""
+        if action in ("filter", "clear_filter", "signal"):
+            return self._shown("#mon-procs-box")
+        if action == "cycle_sort":
+            return self._shown("#mon-procs-box") or self._shown("#mon-top-box")
         return True
+
+    def _shown(self, selector: str) -> bool:
+        return bool(self.query(selector)) and bool(self.query_one(selector).display)
 
     @property
     def window_s(self) -> float:
@@ -202,14 +216,16 @@ class MonitorScreen(ModeScreen):
             gpus = self.query_one("#mon-gpus", Container)
             gpus.remove_children()
             gpus.set_class(not sample.gpus, "-none")
-            # No GPU: the process table has nothing to list; the host panel takes the room.
-            self.query_one("#mon-procs-box").display = bool(sample.gpus)
-            self.query_one("#mon-procs-box").disabled = not sample.gpus  # nothing in it takes the focus
-            self.refresh_bindings()  # the footer offers the process keys only with a table
+            # No GPU: the GPU process table has nothing to list; the host's processes take its place.
+            for box, shown in (("#mon-procs-box", bool(sample.gpus)), ("#mon-top-box", not sample.gpus)):
+                self.query_one(box).display = shown
+                self.query_one(box).disabled = not shown  # nothing hidden takes the focus
+            self.refresh_bindings()  # the footer offers only the keys of the table on screen
             # A hidden table must not keep (or, coming back from a dialog, get) the focus.
-            self.AUTO_FOCUS = "#mon-procs" if sample.gpus else None
-            if not sample.gpus and self.focused is self.query_one(ProcessTable):
-                self.set_focus(None)
+            self.AUTO_FOCUS = "#mon-procs" if sample.gpus else "#mon-top"
+            hidden = HostProcessTable if sample.gpus else ProcessTable
+            if isinstance(self.focused, hidden) or self.focused is None:
+                self.set_focus(self.query_one(self.AUTO_FOCUS))
             self.query_one(HostPanel).set_expanded(not sample.gpus)
             if sample.gpus:
                 gpus.mount_all([GpuCard(g.index) for g in sample.gpus])
@@ -226,6 +242,9 @@ class MonitorScreen(ModeScreen):
             self._table_keys, self._table_at = keys, now
             table.set_processes(sample.processes)
             self._update_proc_title()
+        if not sample.gpus:
+            self.query_one(HostProcessTable).set_processes(sample.host_processes)
+            self._update_top_title()
         host = self.query_one(HostPanel)
         host.set_history(self.history, self.window_s)
         host.set_host(sample.host)
@@ -270,6 +289,14 @@ class MonitorScreen(ModeScreen):
             box.border_title = title
             box.border_subtitle = "s sort · / filter · t TERM · K KILL"
 
+    def _update_top_title(self) -> None:
+        table = self.query_one(HostProcessTable)
+        box = self.query_one("#mon-top-box", Vertical)
+        title = f"host processes (top {len(table.shown)} by {table.sort_label})"
+        if box.border_title != title:
+            box.border_title = title
+            box.border_subtitle = "s sort: CPU% / memory"
+
     def _update_host_title(self) -> None:
         self.query_one(HostPanel).border_subtitle = f"charts {window_label(self.window_s)} (w)"
 
@@ -287,8 +314,12 @@ class MonitorScreen(ModeScreen):
         host.refresh()
 
     def action_cycle_sort(self) -> None:
-        label = self.query_one(ProcessTable).next_sort()
-        self._update_proc_title()
+        if self._shown("#mon-top-box"):
+            label = self.query_one(HostProcessTable).next_sort()
+            self._update_top_title()
+        else:
+            label = self.query_one(ProcessTable).next_sort()
+            self._update_proc_title()
         self.notify(f"processes sorted by {label}", timeout=2)
 
     def action_filter(self) -> None:

@@ -12,7 +12,9 @@ from textual.widgets import TextArea
 
 class ChatInput(TextArea):
     DEFAULT_CSS = """
-    ChatInput { height: auto; min-height: 3; max-height: 10; border: round $panel-lighten-2; }
+    ChatInput {
+        height: auto; min-height: 3; max-height: 10; border: round $panel-lighten-2; border-title-color: $muted;
+    }
     ChatInput:focus { border: round $primary; }
     """
 

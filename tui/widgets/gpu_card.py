@@ -104,7 +104,10 @@ def _bad_throttle(gpu: GpuSample) -> str:
 
 class GpuCard(Vertical):
     DEFAULT_CSS = """
-    GpuCard { height: auto; border: round $panel-lighten-2; border-title-color: $primary; padding: 0 1; }
+    GpuCard {
+        height: auto; border: round $panel-lighten-2; border-title-color: $primary; border-subtitle-color: $muted;
+        padding: 0 1;
+    }
     GpuCard.-line { border: none; padding: 0; }
     GpuCard.-line MonitorSpark, GpuCard.-brief MonitorSpark { display: none; }
     GpuCard.-brief MonitorSpark#spark-util { display: block; }

@@ -29,5 +29,5 @@ class ModeBar(Widget):
             if not wide:
                 text.append(" ")
             text.append(label, style=style)
-        text.append("  ? help", style="dim")
+        text.append("  ? help")  # the bar's own $muted: dim on it fell under 4.5:1
         return text

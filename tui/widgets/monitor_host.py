@@ -13,7 +13,10 @@ from tui.widgets.monitor_spark import BLOCKS, spark_text
 
 class HostPanel(Widget):
     DEFAULT_CSS = """
-    HostPanel { height: auto; border: round $panel-lighten-2; border-title-color: $primary; padding: 0 1; }
+    HostPanel {
+        height: auto; border: round $panel-lighten-2; border-title-color: $primary; border-subtitle-color: $muted;
+        padding: 0 1;
+    }
     HostPanel > .host--bar { color: $primary; }
     HostPanel > .host--muted { color: $text-muted; }
     """

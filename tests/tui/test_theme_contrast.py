@@ -1,0 +1,142 @@
+"""Every theme's text against WCAG 2.x AA (4.5:1), measured on what each mode screen draws.
+
+Issue 17 item 10: the light theme's current-mode label in the mode bar was white on near-white
+(1.06:1) and 1.82:1 in the high-contrast theme. This walks every theme x every mode at 100x30
+through Pilot, takes the composited screen (the segments the terminal gets, with the colours
+Textual resolved from the theme) and checks every visible character of text, dim labels included.
+"""
+
+from __future__ import annotations
+
+import pynvml
+import pytest
+from rich.color import Color as RichColor
+from textual.errors import NoWidget
+from textual.screen import Screen
+from textual.widgets._toggle_button import ToggleButton  # the base of Checkbox and RadioButton; not re-exported
+
+from tests.engine.test_monitor_fakes import FakeNvml
+from themes import BUILTIN_THEMES
+from tui.app import LLMDeckApp
+from tui.modes import MODES
+from tui.widgets.gpu_card import GpuCard
+
+AA = 4.5
+
+# Borders, bars, sparklines and braille charts are drawn with box-drawing, block and braille
+# characters: graphics, not text (WCAG 1.4.3 applies to text; every figure a bar or chart shows is
+# also printed as text beside it, which is checked). A space has no foreground to read.
+DECORATION = [(0x2500, 0x259F), (0x2800, 0x28FF), (0x25A0, 0x25FF)]
+
+
+def is_text(char: str) -> bool:
+    code = ord(char)
+    return not char.isspace() and not any(lo <= code <= hi for lo, hi in DECORATION)
+
+
+def luminance(color: tuple[int, int, int]) -> float:
+    """WCAG 2.x relative luminance of an sRGB colour."""
+
+    def channel(value: int) -> float:
+        c = value / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in color)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(fg: tuple[int, int, int], bg: tuple[int, int, int]) -> float:
+    high, low = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def rgb(color: RichColor | None, default: tuple[int, int, int]) -> tuple[int, int, int]:
+    if color is None or color.is_default:
+        return default
+    triplet = color.get_truecolor()
+    return (triplet.red, triplet.green, triplet.blue)
+
+
+def blend(fg: tuple[int, int, int], bg: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
+    return tuple(round(b + (f - b) * factor) for f, b in zip(fg, bg, strict=True))  # type: ignore[return-value]
+
+
+def low_contrast_text(screen: Screen, fg0: tuple[int, int, int], bg0: tuple[int, int, int]) -> list[str]:
+    """Each run of text under AA on the screen as drawn, as 'row N "text" fg on bg = ratio'.
+    `fg0`/`bg0` stand for the terminal's default colours (a segment with none set). Reverse swaps
+    them; dim is drawn as the colour half-way to the background (Textual's DimFilter, as terminals
+    do). See `exempt` for what is left out."""
+    found = []
+    for y, strip in enumerate(screen._compositor.render_strips()):
+        x = 0
+        for segment in strip:
+            style = segment.style
+            text = "".join(c for c in segment.text if is_text(c))
+            x, start = x + segment.cell_length, x
+            if not text or style is None or exempt(screen, start, y, text):
+                continue
+            fg, bg = rgb(style.color, fg0), rgb(style.bgcolor, bg0)
+            if style.reverse:
+                fg, bg = bg, fg
+            if style.dim:
+                fg = blend(fg, bg, 0.5)
+            ratio = contrast(fg, bg)
+            if ratio < AA:
+                found.append(f"row {y} {segment.text.strip()[:30]!r} #{bytes(fg).hex()} on #{bytes(bg).hex()}"
+                             f" = {ratio:.2f}:1")
+    return found
+
+
+def exempt(screen: Screen, x: int, y: int, text: str) -> bool:
+    """Text of a disabled widget (WCAG 1.4.3 exempts inactive components, and Textual fades them
+    on purpose to say so), and the mark of an unchecked toggle, which Textual draws in the box's
+    own colour on purpose: "off" is the box without a visible mark (its label is checked)."""
+    try:
+        widget, _ = screen.get_widget_at(x, y)
+    except NoWidget:
+        return False
+    unchecked_mark = isinstance(widget, ToggleButton) and not widget.value and text == widget.BUTTON_INNER
+    return widget.is_disabled or unchecked_mark
+
+
+def test_the_formula_matches_wcag_reference_values() -> None:
+    assert contrast((0, 0, 0), (255, 255, 255)) == pytest.approx(21.0)
+    assert contrast((0x77, 0x77, 0x77), (255, 255, 255)) == pytest.approx(4.48, abs=0.01)
+    assert contrast((255, 255, 255), (0xF7, 0xF8, 0xFA)) == pytest.approx(1.06, abs=0.01)
+
+
+@pytest.mark.parametrize("theme", sorted(BUILTIN_THEMES))
+async def test_every_modes_text_meets_wcag_aa(theme: str) -> None:
+    no_gpu = FakeNvml(fail={"nvmlInit": pynvml.NVMLError_LibraryNotFound})
+    app = LLMDeckApp(start_mode="monitor", options={"nvml": no_gpu})
+    failures: list[str] = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.theme = theme
+        colors = BUILTIN_THEMES[theme]
+        fg0 = rgb(RichColor.parse(colors.foreground), (255, 255, 255))
+        bg0 = rgb(RichColor.parse(colors.background), (0, 0, 0))
+        for number, mode in enumerate(MODES, start=1):
+            await pilot.press(str(number))
+            await pilot.pause(0.3)
+            assert app.current_mode == mode.key
+            failures += [f"{mode.key}: {line}" for line in low_contrast_text(app.screen, fg0, bg0)]
+    assert not failures, f"{theme}: text under {AA}:1\n" + "\n".join(dict.fromkeys(failures))
+
+
+@pytest.mark.parametrize("theme", sorted(BUILTIN_THEMES))
+async def test_monitor_with_a_gpu_meets_wcag_aa(theme: str) -> None:
+    """The walk above sees the no-GPU Monitor; this one its GPU cards and GPU process table."""
+    app = LLMDeckApp(start_mode="monitor", options={"nvml": FakeNvml(count=1)})
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.theme = theme
+        colors = BUILTIN_THEMES[theme]
+        fg0 = rgb(RichColor.parse(colors.foreground), (255, 255, 255))
+        bg0 = rgb(RichColor.parse(colors.background), (0, 0, 0))
+        for _ in range(80):  # until the first sample has drawn the card
+            if app.screen.query(GpuCard) and app.screen.query_one(GpuCard).border_subtitle:
+                break
+            await pilot.pause(0.1)
+        await pilot.pause(0.3)
+        assert app.screen.query(GpuCard) and app.screen.query_one("#mon-procs-box").display
+        failures = low_contrast_text(app.screen, fg0, bg0)
+    assert not failures, f"{theme}: text under {AA}:1\n" + "\n".join(dict.fromkeys(failures))
