@@ -53,17 +53,21 @@ def gpu_line(gpu: GpuSample, procs: Iterable[ProcessSample] = ()) -> str:
     mem = f"{size(gpu.memory_used, 'GiB').removesuffix(' GiB')} / {size(gpu.memory_total, 'GiB')}"
     power = f"{unit(gpu.power_w, '')} / {unit(gpu.power_limit_w, ' W')}"
     who = " ".join(
-        f"{p.name if isinstance(p.name, str) else 'pid'}/{p.pid}({size(p.gpu_memory)})" + (f"[{p.run.name or p.run.id}]" if p.run else "")
+        f"{p.name if isinstance(p.name, str) else 'pid'}/{p.pid}({size(p.gpu_memory)})"
+        + (f"[{p.run.name or p.run.id}]" if p.run else "")
         for p in procs
     )
-    return f"[{gpu.index}] {text(gpu.name)} | {unit(gpu.temperature, '°C')} {pct(gpu.util_gpu):>4} | {mem} | {power} | {who}".rstrip(" |")
+    head = f"[{gpu.index}] {text(gpu.name)} | {unit(gpu.temperature, '°C')} {pct(gpu.util_gpu):>4}"
+    return f"{head} | {mem} | {power} | {who}".rstrip(" |")
 
 
 def host_line(host: HostSample) -> str:
     load = host.load_avg
     load_text = " ".join(f"{v:.2f}" for v in load) if isinstance(load, tuple) else NA_TEXT
     return (
-        f"host | cpu {pct(host.cpu_percent)} | ram {size(host.ram_used, 'GiB').removesuffix(' GiB')} / {size(host.ram_total, 'GiB')}"
-        f" | swap {size(host.swap_used, 'GiB').removesuffix(' GiB')} / {size(host.swap_total, 'GiB')} | load {load_text}"
+        f"host | cpu {pct(host.cpu_percent)}"
+        f" | ram {size(host.ram_used, 'GiB').removesuffix(' GiB')} / {size(host.ram_total, 'GiB')}"
+        f" | swap {size(host.swap_used, 'GiB').removesuffix(' GiB')} / {size(host.swap_total, 'GiB')}"
+        f" | load {load_text}"
         f" | disk {size(host.disk_used, 'GiB').removesuffix(' GiB')} / {size(host.disk_total, 'GiB')}"
     )

@@ -43,7 +43,9 @@ def _step_text(store: Any, run_id: str) -> str:
 class RunLinker:
     """Labels GPU processes with the run they belong to."""
 
-    def __init__(self, store: Any = None, *, refresh_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, store: Any = None, *, refresh_s: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._store = store
         self.refresh_s = refresh_s
         self._clock = clock
@@ -72,7 +74,8 @@ class RunLinker:
             runs = []
         self._runs = {r.pid: r for r in runs}
         self._labels = {
-            r.id: RunLabel(id=r.id, name=r.name, kind=r.kind, status=r.status, step=_step_text(self.store, r.id)) for r in runs
+            r.id: RunLabel(id=r.id, name=r.name, kind=r.kind, status=r.status, step=_step_text(self.store, r.id))
+            for r in runs
         }
 
     def run_of(self, pid: int) -> Any:
@@ -144,7 +147,8 @@ class StallDetector:
             if proc.run is None or proc.run.status != "running":
                 continue
             by_gpu.setdefault(proc.gpu_index, {})[proc.run.id] = proc.run
-            held[(proc.gpu_index, proc.run.id)] = held.get((proc.gpu_index, proc.run.id), 0.0) + (num(proc.gpu_memory) or 0.0)
+            key = (proc.gpu_index, proc.run.id)
+            held[key] = held.get(key, 0.0) + (num(proc.gpu_memory) or 0.0)
         seen = set()
         warnings = []
         for gpu in sample.gpus:

@@ -74,7 +74,9 @@ def load_samples(path: str | Path) -> list[MonitorSample]:
         except (ValueError, TypeError, KeyError) as exc:
             if number == len(lines):
                 break  # a torn last line from a monitor that was killed mid-write
-            raise ReplayError(f"{path}:{number}: not a monitor sample ({exc}); record with `llmdeck monitor --record`") from None
+            raise ReplayError(
+                f"{path}:{number}: not a monitor sample ({exc}); record with `llmdeck monitor --record`"
+            ) from None
     if not samples:
         raise ReplayError(f"{path} holds no monitor samples; record some with `llmdeck monitor --record FILE`")
     return samples

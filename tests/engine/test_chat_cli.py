@@ -30,7 +30,7 @@ def test_generate_streams_text_then_timing(gemma, capsys) -> None:
 
 
 def test_generate_prompt_mode_forces_either(gemma, capsys) -> None:
-    pytest.importorskip("llama_cpp")
+    require_module("llama_cpp")
     for mode in ("chat", "completion"):
         code = run_command(["generate", gemma, "-p", "Hi", "--max-new-tokens", "2", "--temperature", "0", "--json",
                             "--prompt-mode", mode])

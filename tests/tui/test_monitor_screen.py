@@ -283,7 +283,8 @@ async def test_another_users_process_needs_a_second_confirmation_naming_the_owne
             assert proc.returncode == -9
 
 
-@pytest.mark.parametrize(("count", "size", "density"), [(1, (80, 24), "full"), (2, (80, 24), "brief"), (8, (80, 24), "line"), (8, (200, 60), "full")])
+@pytest.mark.parametrize(("count", "size", "density"),
+                         [(1, (80, 24), "full"), (2, (80, 24), "brief"), (8, (80, 24), "line"), (8, (200, 60), "full")])
 async def test_layout_adapts_to_gpu_count_and_size(count: int, size: tuple[int, int], density: str) -> None:
     app = LLMDeckApp(settings=fast_settings(), start_mode="monitor", options={"nvml": FakeNvml(count=count)})
     async with app.run_test(size=size) as pilot:
@@ -331,7 +332,8 @@ async def test_run_label_and_stall_warning_from_a_recording(tmp_path: Path) -> N
         rec.write(MonitorSample(
             time=1000.0 + t,
             gpus=(GpuSample(index=0, name="NVIDIA H200", memory_used=50 * GB, memory_total=150 * GB, util_gpu=0),),
-            processes=(ProcessSample(pid=4242, gpu_index=0, gpu_memory=50 * GB, sm_util=0, command="python train.py", run=label),),
+            processes=(ProcessSample(pid=4242, gpu_index=0, gpu_memory=50 * GB, sm_util=0, command="python train.py",
+                                     run=label),),
             warnings=(warning,),
         ))
     rec.close()

@@ -105,8 +105,8 @@ class ProcessTable(DataTable):
         previous, self._last_rows = self._last_rows, rows
         if previous is not None and [k for k, _ in previous] == [k for k, _ in rows]:
             # Same processes in the same order: change only the cells that moved (no relayout).
-            for (key, old), (_, new) in zip(previous, rows):
-                for column, before, after in zip(COLUMNS, old, new):
+            for (key, old), (_, new) in zip(previous, rows, strict=True):
+                for column, before, after in zip(COLUMNS, old, new, strict=True):
                     if before != after:
                         self.update_cell(key, column, after)
             return
