@@ -48,12 +48,19 @@ def data_check(spec: TrainSpec) -> str:
     from engine.data.problems import DataError
     from engine.data.tokenizer import load_tokenizer
 
+    if spec.method != "sft":  # pairs, labels or prompts: read as the run reads them
+        from engine.jobs import JobError
+        from engine.train.methods import check_data
+
+        try:
+            return check_data(spec, load_tokenizer(spec.model))
+        except (JobError, DataError) as exc:
+            raise SpecError(str(exc)) from None
     data_spec = DataSpec(
         path=spec.dataset,
         format=spec.data_format or None,
         loss_on=spec.loss_on,
-        # "none": the prompts as written (methods.build_data); nothing to resolve here
-        chat_template=None if spec.chat_template in ("", "none") else spec.chat_template,
+        chat_template=spec.chat_template or None,
         max_seq_len=spec.max_seq_len,
     )
     try:

@@ -19,7 +19,6 @@ sampled to the run as `Samples` events.
 from __future__ import annotations
 
 import math
-import random
 from pathlib import Path
 from typing import Any
 
@@ -81,44 +80,80 @@ def method_problems(spec: Any, *, check_paths: bool = True) -> list[str]:
 
 
 # -- data -------------------------------------------------------------------------------------------
+def read_data(spec: Any, tokenizer: Any) -> tuple[Any, bool]:
+    """engine.data's reading of the dataset for `spec.method`, and whether its records go through
+    a chat template. A template named or given as a file becomes the tokenizer's (TRL renders with
+    the tokenizer's); `none` keeps the prompts as written; empty uses the tokenizer's own, if any."""
+    from engine.data.dataset import DataSpec, prepare
+    from engine.data.preference import METHOD_FORMATS
+    from engine.data.problems import DataError
+
+    wanted = METHOD_FORMATS[spec.method]
+    explicit = spec.chat_template not in ("", NO_TEMPLATE)
+
+    def data_spec(fmt: str | None) -> DataSpec:
+        return DataSpec(path=spec.dataset, format=fmt, chat_template=spec.chat_template if explicit else None)
+
+    try:
+        data = prepare(data_spec(spec.data_format or None), tokenizer, spec.model)
+        if spec.method == "grpo" and not spec.data_format and data.format.name in ("preference", "unpaired",
+                                                                                     "prompt_completion"):
+            data = prepare(data_spec("prompt"), tokenizer, spec.model)  # GRPO needs only the prompts
+    except DataError as exc:
+        raise JobError(f"dataset: {exc}") from None
+    if data.format.name not in wanted:
+        raise JobError(
+            f"dataset: {Path(spec.dataset).name} is {data.format.describe()}; {spec.method} trains on "
+            + " or ".join(_FORMAT_NEEDS[f] for f in wanted)
+        )
+    if explicit:
+        tokenizer.chat_template = data.template.text
+    templated = spec.chat_template != NO_TEMPLATE and bool(getattr(tokenizer, "chat_template", None))
+    return data, templated
+
+
+def _usable(example: Any, templated: bool, spec: Any) -> Any:
+    if templated:
+        return example.as_conversation()
+    if example.conversational:
+        raise JobError(f"dataset: {Path(spec.dataset).name} holds conversations but there is no chat template "
+                       f"(--chat-template {spec.chat_template or 'auto'}); give a name or a Jinja file")
+    return example
+
+
+def check_data(spec: Any, tokenizer: Any) -> str:
+    """Before a run starts (launch.data_check): the format fits the method and the first record
+    can be used. Returns what renders the records."""
+    from engine.data.problems import DataError
+
+    data, templated = read_data(spec, tokenizer)
+    try:
+        for _where, example in data.validator:
+            _usable(example, templated, spec)
+            break
+    except DataError as exc:
+        raise JobError(f"dataset: {exc}") from None
+    if templated:
+        return data.template_text
+    return "none: the prompts as written" if spec.chat_template == NO_TEMPLATE else "none (plain text)"
+
+
 def build_data(spec: Any, tokenizer: Any, ctx: Any, main_rank: bool) -> tuple[Any, Any, dict[str, Any]]:
     """(train Dataset, eval Dataset or None, figures) in TRL's format for `spec.method`."""
     from datasets import Dataset
 
-    from engine.data.dataset import DataSpec, prepare
-    from engine.data.preference import METHOD_FORMATS, PreferenceExample, trl_row
+    from engine.data.preference import PreferenceExample, trl_row
     from engine.data.problems import DataError
 
-    wanted = METHOD_FORMATS[spec.method]
-    try:
-        data = prepare(DataSpec(path=spec.dataset, format=spec.data_format or None), tokenizer)
-        if spec.method == "grpo" and not spec.data_format and data.format.name in ("preference", "unpaired",
-                                                                                     "prompt_completion"):
-            data = prepare(DataSpec(path=spec.dataset, format="prompt"), tokenizer)  # GRPO needs only the prompts
-    except DataError as exc:
-        raise JobError(f"dataset: {exc}") from None
+    data, templated = read_data(spec, tokenizer)
     name = Path(spec.dataset).name
-    if data.format.name not in wanted:
-        raise JobError(
-            f"dataset: {name} is {data.format.describe()}; {spec.method} trains on "
-            + " or ".join(_FORMAT_NEEDS[f] for f in wanted)
-        )
-    if spec.chat_template == NO_TEMPLATE:  # the prompts as written, whatever template the tokenizer has
-        templated = False
-    else:
-        templated = bool(spec.chat_template or getattr(tokenizer, "chat_template", None))
     rows: list[dict[str, Any]] = []
     try:
         for n, (_where, example) in enumerate(data.validator):
             if ctx is not None and n % 64 == 0:
                 ctx.raise_if_cancelled()
             assert isinstance(example, PreferenceExample)
-            if templated:
-                example = example.as_conversation()
-            elif example.conversational:
-                raise JobError(f"dataset: {name} holds conversations but there is no chat template "
-                               f"(--chat-template {spec.chat_template or 'auto'}); give a name or a Jinja file")
-            rows += trl_row(example, spec.method)
+            rows += trl_row(_usable(example, templated, spec), spec.method)
     except DataError as exc:
         raise JobError(f"dataset: {exc}") from None
     validator = data.validator
@@ -127,16 +162,7 @@ def build_data(spec: Any, tokenizer: Any, ctx: Any, main_rank: bool) -> tuple[An
         ctx.log(f"dataset: skipped {validator.problem_total} bad record(s), the first {first}", level="warning")
     if not rows:
         raise JobError(f"dataset: {name} gave no usable records (see `llmdeck data inspect {name} --model ...`)")
-    order = list(range(len(rows)))
-    n_eval = int(round(len(rows) * spec.eval_split)) if spec.eval_split else 0
-    if spec.eval_split and n_eval == 0 and len(rows) > 1:
-        n_eval = 1
-    if n_eval:
-        random.Random(spec.seed).shuffle(order)
-    eval_rows = [rows[i] for i in sorted(order[:n_eval])]
-    train_rows = [rows[i] for i in sorted(order[n_eval:])]
-    if not train_rows:
-        raise JobError("dataset: nothing is left to train on after the eval split; lower eval_split")
+    train_rows, eval_rows = spec.split_for_eval(rows)
     stats = {"file": name, "format": data.format.describe(), "records": validator.records, "valid": validator.valid,
              "problems": dict(validator.counts), "rows": len(rows)}
     return Dataset.from_list(train_rows), Dataset.from_list(eval_rows) if eval_rows else None, stats

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,16 +103,7 @@ def load_data(spec: TrainSpec, tokenizer: Any, ctx: Any) -> tuple[list[Any], lis
     if not rows:
         raise JobError(f"dataset: {Path(spec.dataset).name} gave no trainable examples (every record was invalid, or "
                        "had no assistant tokens to learn)")
-    order = list(range(len(rows)))
-    n_eval = int(round(len(rows) * spec.eval_split)) if spec.eval_split else 0
-    if spec.eval_split and n_eval == 0 and len(rows) > 1:
-        n_eval = 1
-    if n_eval:
-        random.Random(spec.seed).shuffle(order)
-    eval_rows = [rows[i] for i in sorted(order[:n_eval])]
-    train_rows = [rows[i] for i in sorted(order[n_eval:])]
-    if not train_rows:
-        raise JobError("dataset: nothing is left to train on after the eval split; lower eval_split")
+    train_rows, eval_rows = spec.split_for_eval(rows)
     return train_rows, eval_rows, stats
 
 

@@ -11,6 +11,7 @@ type). Device-dependent choices (precision "auto") are resolved at run time by
 from __future__ import annotations
 
 import json
+import random
 import shlex
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -248,6 +249,23 @@ class TrainSpec:
 
             out += method_problems(self, check_paths=check_paths)
         return out
+
+    def split_for_eval(self, rows: list[Any]) -> tuple[list[Any], list[Any]]:
+        """(train, eval): `eval_split` of the rows (at least one when asked for and there are two),
+        drawn with the run's seed so a resumed run holds out the same ones; both keep file order.
+        Raises JobError (the run's one-line failure) when nothing is left to train on."""
+        from engine.jobs import JobError
+
+        order = list(range(len(rows)))
+        n_eval = int(round(len(rows) * self.eval_split)) if self.eval_split else 0
+        if self.eval_split and n_eval == 0 and len(rows) > 1:
+            n_eval = 1
+        if n_eval:
+            random.Random(self.seed).shuffle(order)
+        train = [rows[i] for i in sorted(order[n_eval:])]
+        if not train:
+            raise JobError("dataset: nothing is left to train on after the eval split; lower eval_split")
+        return train, [rows[i] for i in sorted(order[:n_eval])]
 
     def validate(self, *, check_paths: bool = True) -> TrainSpec:
         problems = self.problems(check_paths=check_paths)

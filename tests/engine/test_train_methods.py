@@ -19,7 +19,7 @@ import pytest
 from engine.events import Failed, Finished, Metric, Samples, is_terminal
 from engine.runs import RunStore
 from engine.train import launch
-from engine.train.spec import TrainSpec
+from engine.train.spec import SpecError, TrainSpec
 from tests.helpers.tiny_model import cached_tiny_llama
 from tests.helpers.waiting import wait_for
 
@@ -267,9 +267,15 @@ def test_failures_are_one_clear_line(tmp_path):
     broken = tmp_path / "broken_rewards.py"
     broken.write_text("def score(completions, **kw):\n    return [1 / 0 for _ in completions]\n"
                       "def words(completions, **kw):\n    return 'good'\n")
+    # data that does not fit the method is refused before any run exists (launch.data_check)
+    for spec, needle in ((rl_spec(sft_data, "dpo"), "dpo trains on preference pairs"),
+                         (rl_spec(prompts(tmp_path), "kto"), "kto trains on")):
+        with pytest.raises(SpecError) as refused:
+            launch.start(spec, store)
+        assert needle in str(refused.value) and "\n" not in str(refused.value)
+    assert store.list() == []
+    # a broken reward function is found by the run, which fails with one line
     cases = [
-        (rl_spec(sft_data, "dpo"), "dpo trains on preference pairs"),
-        (rl_spec(prompts(tmp_path), "kto"), "kto trains on"),
         (rl_spec(prompts(tmp_path), "grpo", rewards=[f"{broken}:words"], max_steps=2, batch_size=4,
                  num_generations=4, max_completion_len=1), "reward broken_rewards.py:words must return a list"),
         (rl_spec(prompts(tmp_path), "grpo", rewards=[f"{broken}:score"], max_steps=2, batch_size=4,

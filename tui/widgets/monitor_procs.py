@@ -58,55 +58,62 @@ def _cells(proc: ProcessSample) -> tuple[str, ...]:
     )
 
 
-class ProcessTable(DataTable):
-    DEFAULT_CSS = """
-    ProcessTable { height: 1fr; min-height: 4; }
-    """
+class SortedProcessTable(DataTable):
+    """A process table sorted by one of `SORTS`, whose rows are keyed so the cursor stays on its
+    process: rows are rebuilt only when what they show changed, and when the same processes stay
+    in the same order only the cells that moved are updated (no relayout). Subclasses say which
+    processes are shown (`visible`), how a row is keyed and what its cells say."""
+
+    SORTS: tuple[tuple[str, str], ...] = ()
+    COLUMNS: tuple[str, ...] = ()
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.sort_index = 0
-        self.needle = ""
-        self.procs: tuple[ProcessSample, ...] = ()
-        self.shown: list[ProcessSample] = []
+        self.procs: tuple[Any, ...] = ()
+        self.shown: list[Any] = []
         self._last_rows: list[tuple[str, tuple[str, ...]]] | None = None
 
+    def visible(self) -> list[Any]:
+        raise NotImplementedError
+
+    def key_of(self, proc: Any) -> str:
+        raise NotImplementedError
+
+    def cells_of(self, proc: Any) -> tuple[str, ...]:
+        raise NotImplementedError
+
     def on_mount(self) -> None:
-        for column in COLUMNS:
+        for column in self.COLUMNS:
             self.add_column(column, key=column)
 
     @property
     def sort_key(self) -> str:
-        return SORTS[self.sort_index][0]
+        return self.SORTS[self.sort_index][0]
 
     @property
     def sort_label(self) -> str:
-        return SORTS[self.sort_index][1]
+        return self.SORTS[self.sort_index][1]
 
     def next_sort(self) -> str:
-        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        self.sort_index = (self.sort_index + 1) % len(self.SORTS)
         self.rebuild()
         return self.sort_label
 
-    def set_filter(self, needle: str) -> None:
-        self.needle = needle.strip()
-        self.rebuild()
-
-    def set_processes(self, procs: tuple[ProcessSample, ...]) -> None:
+    def set_processes(self, procs: tuple[Any, ...]) -> None:
         self.procs = procs
         self.rebuild()
 
     def rebuild(self) -> None:
-        shown = [p for p in sort_procs(self.procs, self.sort_key) if matches(p, self.needle)]
-        rows = [(row_key(p), _cells(p)) for p in shown]
+        shown = self.visible()
+        rows = [(self.key_of(p), self.cells_of(p)) for p in shown]
         self.shown = shown
         if rows == self._last_rows:
             return
         previous, self._last_rows = self._last_rows, rows
         if previous is not None and [k for k, _ in previous] == [k for k, _ in rows]:
-            # Same processes in the same order: change only the cells that moved (no relayout).
             for (key, old), (_, new) in zip(previous, rows, strict=True):
-                for column, before, after in zip(COLUMNS, old, new, strict=True):
+                for column, before, after in zip(self.COLUMNS, old, new, strict=True):
                     if before != after:
                         self.update_cell(key, column, after)
             return
@@ -115,14 +122,40 @@ class ProcessTable(DataTable):
         for key, cells in rows:
             self.add_row(*cells, key=key)
         if selected is not None:
+            chosen = self.key_of(selected)
             for i, p in enumerate(shown):
-                if row_key(p) == row_key(selected):
+                if self.key_of(p) == chosen:
                     self.move_cursor(row=i, animate=False)
                     break
 
     @property
-    def selected(self) -> ProcessSample | None:
+    def selected(self) -> Any:
         if not self.shown or self.row_count == 0:
             return None
         row = self.cursor_row
         return self.shown[row] if 0 <= row < len(self.shown) else None
+
+
+class ProcessTable(SortedProcessTable):
+    DEFAULT_CSS = """
+    ProcessTable { height: 1fr; min-height: 4; }
+    """
+    SORTS = SORTS
+    COLUMNS = COLUMNS
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.needle = ""
+
+    def set_filter(self, needle: str) -> None:
+        self.needle = needle.strip()
+        self.rebuild()
+
+    def visible(self) -> list[ProcessSample]:
+        return [p for p in sort_procs(self.procs, self.sort_key) if matches(p, self.needle)]
+
+    def key_of(self, proc: ProcessSample) -> str:
+        return row_key(proc)
+
+    def cells_of(self, proc: ProcessSample) -> tuple[str, ...]:
+        return _cells(proc)

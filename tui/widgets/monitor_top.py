@@ -7,13 +7,10 @@ Rows are keyed by pid and only changed cells are updated, so the cursor stays on
 
 from __future__ import annotations
 
-from typing import Any
-
-from textual.widgets import DataTable
-
 from engine.monitor import format as fmt
 from engine.monitor.host import TOP_PROCESSES
 from engine.monitor.sample import HostProcess, num
+from tui.widgets.monitor_procs import SortedProcessTable
 
 SORTS: tuple[tuple[str, str], ...] = (("cpu_percent", "CPU%"), ("rss", "memory"))
 COLUMNS = ("PID", "user", "CPU%", "RSS", "MEM%", "command")
@@ -37,65 +34,18 @@ def _cells(proc: HostProcess) -> tuple[str, ...]:
     )
 
 
-class HostProcessTable(DataTable):
+class HostProcessTable(SortedProcessTable):
     DEFAULT_CSS = """
     HostProcessTable { height: 1fr; min-height: 4; }
     """
+    SORTS = SORTS
+    COLUMNS = COLUMNS
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self.sort_index = 0
-        self.procs: tuple[HostProcess, ...] = ()
-        self.shown: list[HostProcess] = []
-        self._last_rows: list[tuple[str, tuple[str, ...]]] | None = None
+    def visible(self) -> list[HostProcess]:
+        return top_by(self.procs, self.sort_key)
 
-    def on_mount(self) -> None:
-        for column in COLUMNS:
-            self.add_column(column, key=column)
+    def key_of(self, proc: HostProcess) -> str:
+        return str(proc.pid)
 
-    @property
-    def sort_key(self) -> str:
-        return SORTS[self.sort_index][0]
-
-    @property
-    def sort_label(self) -> str:
-        return SORTS[self.sort_index][1]
-
-    def next_sort(self) -> str:
-        self.sort_index = (self.sort_index + 1) % len(SORTS)
-        self.rebuild()
-        return self.sort_label
-
-    def set_processes(self, procs: tuple[HostProcess, ...]) -> None:
-        self.procs = procs
-        self.rebuild()
-
-    def rebuild(self) -> None:
-        shown = top_by(self.procs, self.sort_key)
-        rows = [(str(p.pid), _cells(p)) for p in shown]
-        self.shown = shown
-        if rows == self._last_rows:
-            return
-        previous, self._last_rows = self._last_rows, rows
-        if previous is not None and [k for k, _ in previous] == [k for k, _ in rows]:
-            for (key, old), (_, new) in zip(previous, rows, strict=True):  # same rows: update the changed cells only
-                for column, before, after in zip(COLUMNS, old, new, strict=True):
-                    if before != after:
-                        self.update_cell(key, column, after)
-            return
-        selected = self.selected
-        self.clear()
-        for key, cells in rows:
-            self.add_row(*cells, key=key)
-        if selected is not None:
-            for i, p in enumerate(shown):
-                if p.pid == selected.pid:
-                    self.move_cursor(row=i, animate=False)
-                    break
-
-    @property
-    def selected(self) -> HostProcess | None:
-        if not self.shown or self.row_count == 0:
-            return None
-        row = self.cursor_row
-        return self.shown[row] if 0 <= row < len(self.shown) else None
+    def cells_of(self, proc: HostProcess) -> tuple[str, ...]:
+        return _cells(proc)
