@@ -333,9 +333,17 @@ class RunStore:
 
     def create(self, kind: str, spec: dict[str, Any], *, name: str = "") -> RunInfo:
         paths.ensure_writable(self.root)
-        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind.replace('.', '-')}-{secrets.token_hex(2)}"
-        run_dir = self.root / run_id
-        run_dir.mkdir()
+        # The id is short to type (4 hex digits after the second), so two runs created in the same
+        # second can draw the same one (even odds by about 300 a second): mkdir claims an id
+        # atomically, and a taken one is drawn again.
+        while True:
+            run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind.replace('.', '-')}-{secrets.token_hex(2)}"
+            run_dir = self.root / run_id
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:
+                continue
         (run_dir / "out").mkdir()
         (run_dir / "events.jsonl").touch()
         (run_dir / "log.txt").touch()

@@ -72,7 +72,7 @@ def test_a_reader_closing_the_pipe_ends_the_listing_quietly():
     from engine.runs import RunStore
 
     store = RunStore()
-    for n in range(400):  # more than a pipe buffer of listing
+    for n in range(1200):  # a listing well over a pipe buffer (64 KiB at about 80 characters a run)
         store.create("selftest", {}, name=f"run-{n}")
     proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "runs", "list"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=dict(os.environ))

@@ -95,4 +95,4 @@ def test_merge_progress_counts_steps_not_bytes(adapter: dict[str, Path], tmp_pat
     assert run_command(["convert", "merge-lora", str(adapter["adapter"]), "--base", str(adapter["base"]), "-o",
                         str(out)]) == 0
     text = capsys.readouterr().out
-    assert "merge 4/4 steps" in text and " B/s" not in text and "4 B" not in text
+    assert "merge 4/4 (100%)" in text and " B/s" not in text and "4 B" not in text  # steps, said once by progress_text

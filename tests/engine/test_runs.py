@@ -129,3 +129,17 @@ def test_unknown_kind_is_refused_before_anything_is_written():
     with pytest.raises(UnknownKind, match="unknown run kind 'nope'"):
         store.start("nope", {})
     assert store.list() == []
+
+
+def test_ids_drawn_in_the_same_second_never_collide(tmp_path, monkeypatch):
+    """Run ids end in 4 random hex digits after the second: a second's worth of runs can draw one
+    twice. A taken id is drawn again, so every create gets its own folder."""
+    from types import SimpleNamespace
+
+    store = RunStore(tmp_path / "runs")
+    draws = iter(["abcd", "abcd", "abcd", "ef01"])
+    monkeypatch.setattr("engine.runs.secrets", SimpleNamespace(token_hex=lambda n: next(draws)))
+    monkeypatch.setattr("engine.runs.time.strftime", lambda fmt: "20261202-120000")
+    first, second = store.create("selftest", {}), store.create("selftest", {})
+    assert first.id.endswith("-abcd") and second.id.endswith("-ef01")
+    assert {p.name for p in (tmp_path / "runs").iterdir()} == {first.id, second.id}

@@ -410,6 +410,11 @@ async def test_real_bundled_gemma_answers_and_stops(tmp_path):
         screen = app.screen
         await wait_for(pilot, lambda: screen.backend is not None, timeout=60)
         assert screen.backend.NAME == "llama.cpp" and screen.backend.template.name == "gemma"
+        # A base model: completion mode is chosen, and its repeat guard may end a continuation by
+        # itself before Esc; in chat mode this model writes on to the token limit, so Esc is what stops it.
+        assert screen.backend.prompt_mode.completion
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: not screen.backend.prompt_mode.completion, timeout=10)
         await pilot.press(*"Write a long story about a cat.", "enter")
         await wait_for(pilot, lambda: screen.turns() and screen.turns()[-1].role == "assistant"
                        and len(screen.turns()[-1].content) > 20, timeout=60)

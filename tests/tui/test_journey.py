@@ -17,6 +17,7 @@ import pytest
 from tests.helpers.requirements import require_module
 from tests.tui.pilot_wait import screen_text, wait_until
 from tui.app import LLMDeckApp
+from tui.screens.confirm import ConfirmModal
 
 require_module("llama_cpp")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a loaded shared box is slow
@@ -78,6 +79,8 @@ async def test_train_merge_gguf_sweep_chat(model_and_data: tuple[Path, Path], tm
         # -- m: merge the run's LoRA (focus on the runs list, as a user clicks it)
         await pilot.click("#train-runs")
         await pilot.press("m")
+        await until_shown(pilot, app, "Merge this LoRA into its base?", timeout=10)  # it asks, naming the output
+        await pilot.press("y")
         merged = adapter.with_name("adapter-merged")
         await until_shown(pilot, app, "started merge", timeout=10)
         await wait_until(pilot, lambda: (merged / "config.json").is_file(), timeout=180, what="the merged model")
@@ -85,6 +88,8 @@ async def test_train_merge_gguf_sweep_chat(model_and_data: tuple[Path, Path], tm
 
         # -- g: GGUF f16 of the run's output, verified in llama.cpp
         await pilot.press("g")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), timeout=10, what="the export dialog")
+        await pilot.press("y")
         gguf = adapter.with_name("adapter-f16.gguf")
         await until_shown(pilot, app, "started gguf", timeout=10)
         await wait_until(pilot, lambda: gguf.is_file(), timeout=240, what="the GGUF")

@@ -1,5 +1,6 @@
 """A text field for a file or folder path: it suggests the rest of the name from the file
-system, and Tab accepts the suggestion (as → and End do) or, with none shown, moves on."""
+system, and Tab accepts the suggestion (as → and End do) or, with none shown or once the text
+names a path that exists, moves on."""
 
 from __future__ import annotations
 
@@ -52,7 +53,10 @@ class PathInput(Input):
         return suggestion if len(suggestion) > len(self.value) and self.cursor_at_end else ""
 
     def action_complete_or_next(self) -> None:
-        if self.suggestion:
+        """Accept the suggestion while the text is not yet a path that exists; once it names a
+        file or folder, Tab moves on (→ still goes into a folder): typing a model folder and
+        pressing Tab must not wander into its files."""
+        if self.suggestion and not Path(os.path.expanduser(self.value)).exists():
             self.action_cursor_right()  # Textual's own accept: value <- suggestion, cursor at the end
         else:
             self.screen.focus_next()
