@@ -97,7 +97,7 @@ async def test_train_merge_gguf_sweep_chat(model_and_data: tuple[Path, Path], tm
 
         # -- Bench: a quant sweep of that GGUF, from the form
         await pilot.press("7")
-        await until_shown(pilot, app, "model: .gguf or HF folder")
+        await until_shown(pilot, app, "model (ctrl+o picks)")
         await pilot.press("n")  # focus goes to the model field
         await pilot.press("shift+tab", "enter")  # the kind selector: open it
         await pilot.press("down", "down", "enter")  # perplexity, speed, quant sweep
