@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from engine.monitor import format as fmt
@@ -59,10 +60,11 @@ def _cells(proc: ProcessSample) -> tuple[str, ...]:
 
 
 class SortedProcessTable(DataTable):
-    """A process table sorted by one of `SORTS`, whose rows are keyed so the cursor stays on its
-    process: rows are rebuilt only when what they show changed, and when the same processes stay
-    in the same order only the cells that moved are updated (no relayout). Subclasses say which
-    processes are shown (`visible`), how a row is keyed and what its cells say."""
+    """A process table sorted by one of `SORTS` whose cursor stays on its process (`key_of`):
+    rows are redrawn only when what they show changed, and while their number stays the same only
+    the cells that differ are updated in place (no relayout: a re-ranking every few seconds cost
+    the idle Monitor a rebuild each time). Subclasses say which processes are shown (`visible`),
+    how a process is known across ticks and what its cells say."""
 
     SORTS: tuple[tuple[str, str], ...] = ()
     COLUMNS: tuple[str, ...] = ()
@@ -111,21 +113,24 @@ class SortedProcessTable(DataTable):
         if rows == self._last_rows:
             return
         previous, self._last_rows = self._last_rows, rows
-        if previous is not None and [k for k, _ in previous] == [k for k, _ in rows]:
-            for (key, old), (_, new) in zip(previous, rows, strict=True):
-                for column, before, after in zip(self.COLUMNS, old, new, strict=True):
+        selected = self.selected if previous is not None else None
+        if previous is not None and len(previous) == len(rows) == self.row_count:
+            # As many rows as before (the usual tick, even when the ranking moved): change only the
+            # cells that differ, in place, with no relayout; the cursor follows its process.
+            for y, ((_, old), (_, new)) in enumerate(zip(previous, rows, strict=True)):
+                for x, (before, after) in enumerate(zip(old, new, strict=True)):
                     if before != after:
-                        self.update_cell(key, column, after)
-            return
-        selected = self.selected
-        self.clear()
-        for key, cells in rows:
-            self.add_row(*cells, key=key)
+                        self.update_cell_at(Coordinate(y, x), after, update_width=len(after) > len(before))
+        else:
+            self.clear()
+            for _key, cells in rows:
+                self.add_row(*cells)
         if selected is not None:
             chosen = self.key_of(selected)
             for i, p in enumerate(shown):
                 if self.key_of(p) == chosen:
-                    self.move_cursor(row=i, animate=False)
+                    if i != self.cursor_row:
+                        self.move_cursor(row=i, animate=False)
                     break
 
     @property
