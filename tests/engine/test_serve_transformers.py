@@ -47,7 +47,8 @@ class Occupier:
         self.thread.start()
 
     def _run(self) -> None:
-        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": LONG, "stream": True, "temperature": 1.0}
+        # greedy: sampled, a random tiny model can draw its end token early and free the slot too soon
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": LONG, "stream": True, "temperature": 0.0}
         with httpx.stream("POST", self.server.api + "/chat/completions", json=body, timeout=60) as resp:
             for line in resp.iter_lines():
                 if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
@@ -95,6 +96,7 @@ def test_full_queue_answers_429_then_503_on_wait_timeout(server):
                                                    max_tokens=2)
         assert "server busy" in busy.value.message and busy.value.response.headers["retry-after"] == "1"
         server.queue.max_queue, server.queue.max_wait_s = 1, 0.3
+        assert occ.thread.is_alive(), "the occupying request ended by itself: the slot is free"
         with pytest.raises(openai.InternalServerError) as timed_out:  # may wait, but not forever: 503
             client(server).completions.create(model="tiny", prompt="x", max_tokens=2)
         assert timed_out.value.status_code == 503 and "waited" in timed_out.value.message
