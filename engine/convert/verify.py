@@ -481,6 +481,19 @@ def _tokenizer_differs(kind: str, tokenizer: tuple[str, str]) -> Comparison | No
     return result
 
 
+def _shared_tokens(
+    hf_dir: Path, gguf_path: Path, kind: str, check_: Check
+) -> tuple[tuple[str, str], list[list[int]] | Comparison]:
+    """The tokenizer agreement of an HF folder and a GGUF, then the prompt ids both sides read;
+    in place of the ids, the Comparison that fails on the tokenizer alone when they differ
+    (then nothing else is computed)."""
+    tok = load_hf_tokenizer(hf_dir)
+    check_()
+    tokenizer = gguf_tokenizer_agreement(gguf_path, tok)
+    differs = _tokenizer_differs(kind, tokenizer)
+    return tokenizer, differs if differs is not None else hf_tokenize(tok)
+
+
 def tokenizer_agreement(llm: Any, hf_tok: Any, samples: tuple[str, ...] = TOKENIZER_SAMPLES) -> tuple[str, str]:
     """("same/total", the first differing sample with both splits) for llama.cpp vs transformers."""
     same = 0
@@ -522,13 +535,9 @@ def compare_gguf_with_hf(
 ) -> Comparison:
     """GGUF (llama.cpp) vs its HF source (transformers): every figure, judged by nobody yet. The
     tokenizer goes first: when it differs, nothing else is computed."""
-    tok = load_hf_tokenizer(hf_dir)
-    check_()
-    tokenizer = gguf_tokenizer_agreement(gguf_path, tok)
-    differs = _tokenizer_differs(kind, tokenizer)
-    if differs is not None:
-        return differs
-    ids = hf_tokenize(tok)
+    tokenizer, ids = _shared_tokens(hf_dir, gguf_path, kind, check_)
+    if isinstance(ids, Comparison):
+        return ids
     model = load_hf_model(hf_model if hf_model is not None else hf_dir)
     check_()
     reference = hf_logits(model, ids, check_)
@@ -554,13 +563,9 @@ def verify_gguf_against_hf(
 
 def compare_hf_with_gguf(gguf_path: Path, hf_dir: Path, kind: str, check_: Check = _no_check) -> Comparison:
     """HF output (transformers) vs its GGUF source (llama.cpp)."""
-    tok = load_hf_tokenizer(hf_dir)
-    check_()
-    tokenizer = gguf_tokenizer_agreement(gguf_path, tok)
-    differs = _tokenizer_differs(kind, tokenizer)
-    if differs is not None:
-        return differs
-    ids = hf_tokenize(tok)
+    tokenizer, ids = _shared_tokens(hf_dir, gguf_path, kind, check_)
+    if isinstance(ids, Comparison):
+        return ids
     llm = open_llama(gguf_path, n_ctx=_n_ctx(ids))
     try:
         reference = gguf_logits(llm, ids, check_)
