@@ -151,7 +151,7 @@ async def test_host_only_lists_the_hosts_busiest_processes_and_sorts_by_memory(b
         assert big.pid not in pids() or pids().index(busy.pid) < pids().index(big.pid)
         cpus = [p.cpu_percent for p in table.shown]
         assert cpus == sorted(cpus, reverse=True) and "by CPU%" in str(box.border_title)
-        row = [str(c) for c in table.get_row_at(pids().index(busy.pid))]
+        row = table.row_cells(pids().index(busy.pid))
         assert row[0] == str(busy.pid) and "while True: pass" in row[-1] and row[1] not in ("", "n/a")
         await pilot.press("s")
         await until(pilot, lambda: big.pid in pids())
@@ -396,7 +396,7 @@ async def test_no_gpu_first_frame_has_the_host_table_and_sampling_starts_after_i
             seen.update(
                 host_box=screen.query_one("#mon-top-box").display,
                 gpu_box=screen.query_one("#mon-procs-box").display,
-                columns=len(screen.query_one(HostProcessTable).columns),
+                header=screen.query_one(HostProcessTable).render_line(0).text.split(),
                 rows=screen.query_one(HostProcessTable).row_count,
                 sampling=screen._thread.running,
             )
@@ -405,7 +405,8 @@ async def test_no_gpu_first_frame_has_the_host_table_and_sampling_starts_after_i
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.screen.query_one(HostProcessTable)
         await until(pilot, lambda: table.row_count > 0)
-        assert seen == {"host_box": True, "gpu_box": False, "columns": 6, "rows": 0, "sampling": False}
+        assert seen == {"host_box": True, "gpu_box": False, "header": ["PID", "user", "CPU%", "RSS", "MEM%", "command"],
+                        "rows": 0, "sampling": False}
         assert app.focused is table and not app.screen.query_one("#mon-procs-box").display
         cpus = [p.cpu_percent for p in table.shown]
         assert cpus == sorted(cpus, reverse=True)
