@@ -121,6 +121,8 @@ class LLMDeckApp(App[None]):
         self.set_reactive(LLMDeckApp.theme, requested)
         super().__init__(css_path=[APP_CSS, *start_css(start_mode)])
         self.set_class(True, f"-theme-{requested}", update=False)  # as Textual's theme watcher names it
+        for theme in themes.BUILTIN_THEMES.values():
+            self.register_theme(theme)
         self.mode_screens: dict[str, Screen] = {}
         """The mode screens built so far (Textual builds one when its mode is first opened)."""
         for mode in MODE_LIST:
@@ -130,8 +132,12 @@ class LLMDeckApp(App[None]):
 
     @property
     def available_themes(self) -> dict[str, Theme]:
-        """Textual's themes and llmdeck's, the latter known from the start (see `__init__`)."""
-        return {**super().available_themes, **themes.BUILTIN_THEMES}
+        """Textual's themes and llmdeck's, the latter known already while Textual's `__init__` runs
+        (see ours), before they can be registered. Read for every line drawn: no copy once they are."""
+        known = super().available_themes
+        if themes.DEFAULT_THEME not in known:
+            known.update(themes.BUILTIN_THEMES)
+        return known
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:

@@ -247,3 +247,19 @@ async def test_an_unknown_theme_is_reported_and_the_default_used():
         await pilot.pause(0.2)
         assert app.theme == "llmdeck-dark"
         assert any("unknown theme 'no-such-theme'" in str(n.message) for n in app._notifications)
+
+
+async def test_a_mode_screen_built_is_kept_out_of_full_collections():
+    """bench/idle.py: after a tour of the modes, one full collection traversed every screen and
+    module they brought (0.2 s of an idle half-minute). A built mode screen is frozen (gc.freeze),
+    as start-up freezes the modules it imported."""
+    import gc
+
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        gc.unfreeze()  # what start-up or another test froze: back in view
+        await app.switch_mode("estimate")
+        await pilot.pause(0.2)
+        estimate = app.mode_screens["estimate"]
+        assert gc.get_freeze_count() > 0 and not any(o is estimate for o in gc.get_objects())
