@@ -2,8 +2,9 @@
 
 Issue 17 item 10: the light theme's current-mode label in the mode bar was white on near-white
 (1.06:1) and 1.82:1 in the high-contrast theme. This walks every theme x every mode at 100x30
-through Pilot, then every dialog and pushed screen (opened with its keys), takes the composited screen (the segments the terminal gets, with the colours
-Textual resolved from the theme) and checks every visible character of text, dim labels included.
+through Pilot, then every dialog and pushed screen (opened with its keys), takes the composited
+screen (the segments the terminal gets, with the colours Textual resolved from the theme) and
+checks every visible character of text, dim labels included.
 """
 
 from __future__ import annotations
