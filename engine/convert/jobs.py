@@ -34,7 +34,7 @@ def _prepare(spec: dict[str, Any], action: str, ctx: JobContext) -> tuple[Path, 
     # The quantize plan (a 1-5 s dry run) only when the header's figures refuse: a start goes on
     # as soon as the disk holds the output's upper bound (preflight.check, exact=False).
     verdict = preflight.check(spec, exact=False)
-    if verdict.estimated and not verdict.ok(force):
+    if verdict.may_pass_when_exact(force):
         verdict = preflight.check(spec)
     for line in verdict.lines():
         ctx.log(line, "warning" if line.startswith(("warning", "problem")) else "info")

@@ -31,6 +31,8 @@ _RAM_MARGIN = 512 * 1024**2
 class Problem:
     text: str
     forceable: bool = False
+    disk: bool = False
+    """Not enough free disk for the output: while the size is an estimate, the exact size may fit."""
 
 
 @dataclass
@@ -57,6 +59,11 @@ class Verdict:
 
     def ok(self, force: bool = False) -> bool:
         return not self.blocking(force)
+
+    def may_pass_when_exact(self, force: bool = False) -> bool:
+        """Refused on an estimate only for the disk: the exact size may fit."""
+        blocking = self.blocking(force)
+        return self.estimated and bool(blocking) and all(p.disk for p in blocking)
 
     @property
     def verify_fits(self) -> bool:
@@ -255,7 +262,7 @@ def _check_output(spec: dict[str, Any], verdict: Verdict) -> None:
         what = "may need up to" if verdict.disk_bytes else "needs about"
         verdict.problems.append(
             Problem(f"not enough disk at {anchor}: the output {what} {format_bytes(need)}, "
-                    f"{format_bytes(verdict.free_disk)} is free", True)
+                    f"{format_bytes(verdict.free_disk)} is free", True, disk=True)
         )
     verdict.available_ram = _available_ram()
     if verdict.available_ram:

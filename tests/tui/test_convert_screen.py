@@ -289,7 +289,7 @@ async def test_a_start_the_upper_bound_refuses_waits_for_the_plan(
         await pilot.press("ctrl+s")
         await pilot.pause(0.3)
         assert app.store.list() == []
-        assert "the conversion starts if it passes" in verdict_text(screen)
+        assert "the conversion starts if it fits" in verdict_text(screen)
         held.release()
         await wait_until(pilot, lambda: len(app.store.list()) == 1, 30)
         assert "planned by llama.cpp's quantizer" in verdict_text(screen)

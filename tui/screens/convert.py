@@ -267,24 +267,25 @@ class ConvertScreen(ModeScreen):
         self._checked = (message.key, verdict)
         self._checking = None
         self._show_verdict(verdict, bool(spec["force"]))
-        if self._start_when_checked == message.key and not (verdict.estimated and not verdict.ok(spec["force"])):
+        if self._start_when_checked == message.key and not verdict.may_pass_when_exact(spec["force"]):
             self._start_when_checked = None
             self._start(spec, verdict)
 
     def _show_verdict(self, verdict: Any, force: bool) -> None:
         ok = verdict.ok(force)
+        pending = verdict.may_pass_when_exact(force)
         lines = verdict.lines()
         if verdict.estimated:
             lines.append("sizing the output with llama.cpp's quantizer…")
         forcible = " (tick force to go on)" if verdict.ok(True) else ""
         if ok:
             lines.append("ready: ctrl+s starts it")
-        elif verdict.estimated:
-            lines.append("waiting for the exact size: ctrl+s starts it if that passes" if self._start_when_checked
-                         is None else "waiting for the exact size: the conversion starts if it passes")
+        elif pending:
+            lines.append("waiting for the exact size: ctrl+s starts it if that fits" if self._start_when_checked
+                         is None else "waiting for the exact size: the conversion starts if it fits")
         else:
             lines.append("refused" + forcible)
-        self._show_verdict_text("\n".join(lines), "-ok" if ok else ("" if verdict.estimated else "-bad"))
+        self._show_verdict_text("\n".join(lines), "-ok" if ok else ("" if pending else "-bad"))
 
     def _show_verdict_text(self, text: str, cls: str) -> None:
         widget = self.query_one("#conv-verdict", Static)
@@ -311,9 +312,9 @@ class ConvertScreen(ModeScreen):
 
     def _start(self, spec: dict[str, Any], verdict: Any) -> None:
         """An estimated verdict (the quantize plan not in yet) starts when the disk holds the
-        output's upper bound; one the bound refuses waits for the exact verdict instead."""
+        output's upper bound; one refused only for that bound waits for the exact verdict."""
         if not verdict.ok(spec["force"]):
-            if verdict.estimated:
+            if verdict.may_pass_when_exact(spec["force"]):
                 self._start_when_checked = spec_key(spec)
                 self._show_verdict(verdict, bool(spec["force"]))
                 return
