@@ -65,7 +65,7 @@ def rank_environment(spec: TrainSpec) -> dict[str, str]:
 
 
 def backend_name(spec: TrainSpec) -> str:
-    return "cpu/gloo" if spec.on_cpu() else spec.distributed
+    return f"{spec.distributed} over cpu/gloo" if spec.on_cpu() else spec.distributed
 
 
 def run_distributed(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[str, Any]:
