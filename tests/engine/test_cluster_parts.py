@@ -57,6 +57,24 @@ def test_cluster_spec_problems_name_the_option():
     assert ClusterSpec(nodes="a", hostfile="h", partition="gpu").problems()[:2] == [
         "nodes: give --nodes or --hostfile, not both", "partition: only with --slurm"]
     assert ClusterSpec().mode == "" and ClusterSpec(nodes="a").mode == "ssh" and ClusterSpec(slurm=True).mode == "slurm"
+    assert ClusterSpec(nodes="a", sync_dir="/scratch").problems() == [
+        "sync_dir: only with --sync (it says where the copies go on the nodes)"]
+    assert ClusterSpec(nodes="a", sync=True, sync_dir="scratch").problems() == [
+        "sync_dir: 'scratch' must be an absolute path on the nodes"]
+
+
+def test_sync_dir_moves_the_paths_the_nodes_read():
+    from engine.train.node_preflight import node_paths, node_spec
+
+    paths = {"model": "/models/m", "dataset": "/data/d.jsonl"}
+    assert node_paths(paths, ClusterSpec(nodes="a", sync=True)) == paths
+    assert node_paths(paths, ClusterSpec(nodes="a", sync=True, sync_dir="/scratch/llmdeck")) == {
+        "model": "/scratch/llmdeck/models/m", "dataset": "/scratch/llmdeck/data/d.jsonl"}
+    run = spec(cluster={"nodes": "a,b", "sync": True, "sync_dir": "/scratch"})
+    assert "--sync --sync-dir /scratch" in run.to_cli()
+    moved = node_spec(run)
+    assert moved is not None and (moved.model, moved.dataset) == ("/scratch/m", "/scratch/d.jsonl")
+    assert node_spec(spec(cluster={"nodes": "a,b", "sync": True})) is None
 
 
 def test_train_spec_carries_the_cluster_and_refuses_zero_on_cpu():

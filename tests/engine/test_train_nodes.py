@@ -8,11 +8,15 @@ with DDP and with FSDP (whose weights are really sharded: each rank holds a quar
 FSDP run resumed from its checkpoint goes on exactly as the one process does, to the same final
 weights; the pre-flight stops a run before anything starts and says why per node; kill -9 of one
 node's training process fails the run naming that node; the run resumes from its checkpoint on
-both nodes; cancel stops every node at the same step, with a checkpoint."""
+both nodes; cancel stops every node at the same step, with a checkpoint; `--sync --sync-dir` copies the
+model and data into each node's own folder with rsync over the run's ssh config, and the ranks
+train on those copies (the launcher's files are moved away once the ranks start)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,8 +34,9 @@ from engine.train import launch
 from engine.train.rank_status import node_rows, read_nodes, read_ranks
 from engine.train.runner import train
 from engine.train.spec import TrainSpec
-from tests.engine.test_train_runs import ended, losses, tiny_spec
+from tests.engine.test_train_runs import DATA, ended, losses, tiny_spec
 from tests.helpers.sshd import LocalSshd
+from tests.helpers.tiny_model import cached_tiny_llama
 from tests.helpers.waiting import wait_for
 
 NODES = "node-a,node-b"
@@ -143,6 +148,45 @@ def test_fsdp_across_two_nodes_matches_one_process_and_resumes_to_the_same_weigh
               f"{gaps}; largest weight difference of the final models: {gap:.2e}")
     assert max(gaps.values()) < 1e-4, (both, one)
     assert gap < 1e-4  # the final save gathered every rank's shard into one ordinary model
+
+
+def digests(path: Path) -> dict[str, str]:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return {str(f.relative_to(path)) if path.is_dir() else f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in files}
+
+
+@pytest.mark.slow
+def test_sync_dir_copies_model_and_data_to_the_nodes_and_the_ranks_train_on_the_copies(sshd, tmp_path):
+    here = tmp_path / "launcher"
+    model = Path(shutil.copytree(cached_tiny_llama(), here / "model"))
+    data = here / "data.jsonl"
+    shutil.copy(DATA, data)
+    node_disk = tmp_path / "node-disk"  # the nodes' own folder for copies: not a path the launcher uses
+    cluster = {"nodes": NODES, "ssh_config": str(sshd.config), "sync": True, "sync_dir": str(node_disk)}
+    store = RunStore()
+    info = launch.start(two_node_spec(sshd, model=str(model), dataset=str(data), max_steps=2, cluster=cluster), store)
+
+    def log() -> str:
+        return "\n".join(store.log_tail(info.id, 200))
+
+    wait_for(lambda: "launching 4 training processes" in log() or ended(store, info.id), timeout=200,
+             what="the pre-flight to copy and launch")
+    # the launcher's own files go away: a rank that opened them instead of its node's copy fails
+    gone = here.rename(tmp_path / "launcher-moved-away")
+    wait_for(lambda: ended(store, info.id), timeout=400, what="the run on the copies to end")
+    assert store.get(info.id).status == "succeeded", log()
+    copy_of_model = node_disk / str(model).lstrip("/")
+    copy_of_data = node_disk / str(data).lstrip("/")
+    assert digests(copy_of_model) == digests(gone / "model") and len(digests(copy_of_model)) >= 3
+    assert digests(copy_of_data) == digests(gone / "data.jsonl")
+    for node in ("node-a", "node-b"):
+        assert f"{node}: copying model {model} to {copy_of_model} (--sync)" in log()
+        assert f"{node}: copying dataset {data} to {copy_of_data} (--sync)" in log()
+        said = (store.get(info.id).out_dir / "ddp" / f"node-{node}.log").read_text(encoding="utf-8")
+        assert f"{node}: training on the --sync copies: model {copy_of_model}, data {copy_of_data}" in said
+    rows = [line.split() for line in log().splitlines() if line.split()[2:3] in (["node-a"], ["node-b"])]
+    assert len(rows) == 2 and all("copied" in row and row[-1] == "ok" for row in rows), log()
 
 
 def test_preflight_failure_starts_nothing_and_says_why_per_node(sshd, tmp_path):
