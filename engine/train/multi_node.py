@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from engine.atomic import write_json
 from engine.child_process import die_with_parent
 from engine.cluster import ssh
 from engine.cluster.hosts import HostsError, Node, processes_per_node
@@ -37,7 +38,6 @@ from engine.jobs import JobContext, JobError
 from engine.paths import engine_root
 from engine.train import rank_status
 from engine.train.accelerate_launch import Machines, launch_args
-from engine.atomic import write_json
 from engine.train.multi_gpu import NODE_SPEC, backend_name, prepare, read_result, relay
 from engine.train.node_preflight import check_nodes, node_spec, python_of
 from engine.train.spec import TrainSpec

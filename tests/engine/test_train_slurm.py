@@ -19,8 +19,8 @@ from engine.cli import run_command
 from engine.events import Finished
 from engine.runs import RunStore
 from engine.train import launch
-from tests.engine.test_train_runs import ended, losses, tiny_spec
 from engine.train.rank_status import read_ranks
+from tests.engine.test_train_runs import ended, losses, tiny_spec
 from tests.helpers.slurm_cluster import NODE, LocalSlurm
 from tests.helpers.waiting import wait_for
 
