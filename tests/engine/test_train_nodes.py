@@ -7,8 +7,8 @@ What is proven: the loss per step equals a one-process run with the same global 
 with DDP and with FSDP (whose weights are really sharded: each rank holds a quarter), and an
 FSDP run resumed from its checkpoint goes on exactly as the one process does, to the same final
 weights; the pre-flight stops a run before anything starts and says why per node; kill -9 of one
-node's training process fails the run naming that node; the run resumes from its checkpoint on
-both nodes; cancel stops every node at the same step, with a checkpoint; `--sync --sync-dir` copies the
+node's training process of an FSDP run fails the run naming that node; the run resumes from its
+checkpoint on both nodes; cancel stops every node at the same step, with a checkpoint; `--sync --sync-dir` copies the
 model and data into each node's own folder with rsync over the run's ssh config, and the ranks
 train on those copies (the launcher's files are moved away once the ranks start)."""
 
@@ -213,7 +213,7 @@ def test_preflight_failure_starts_nothing_and_says_why_per_node(sshd, tmp_path):
 @pytest.mark.slow
 def test_kill_9_of_one_node_fails_the_run_naming_it_resume_continues_and_cancel_reaches_every_node(sshd):
     store = RunStore()
-    spec = two_node_spec(sshd, max_steps=40, save_steps=2, debug={"step_pause_s": 0.4})
+    spec = two_node_spec(sshd, max_steps=40, save_steps=2, debug={"step_pause_s": 0.4}, distributed="fsdp")
     info = launch.start(spec, store)
     work = info.dir / "out"
 
@@ -252,6 +252,7 @@ def test_kill_9_of_one_node_fails_the_run_naming_it_resume_continues_and_cancel_
     stopped = store.get(info.id)
     log = "\n".join(store.log_tail(info.id, 300))
     assert stopped.status == "cancelled", log
+    assert "accelerate launch (fsdp over cpu/gloo)" in log and "FSDP2: the weights were sharded" in log
     saved = max(c.step for c in launch.checkpoints_of(stopped) if c.complete)
     assert done_before + 1 < saved < done_before + 30 and f"saving a checkpoint at step {saved}" in log
     assert [r.state for r in node_rows(work, active=False)] == ["done", "done"]
