@@ -229,10 +229,10 @@ class TrainSpec:
             out.append(f"distributed: fsdp on CPU processes trains sft only ({self.method} runs TRL's trainer); "
                        "use --distributed ddp on CPU")
         elif self.distributed not in ("ddp", "fsdp") and self.on_cpu():
-            # accelerate 1.15 enables DeepSpeed only when the processes are not CPU (AcceleratorState
-            # checks `not cpu`), and ZeRO's kernels need an accelerator: on CPU the run would be DDP.
+            # accelerate 1.15 enables DeepSpeed only for processes that are not CPU (AcceleratorState:
+            # `ACCELERATE_USE_DEEPSPEED ... and not cpu`): on CPU the run would silently be DDP.
             out.append(f"distributed: {self.distributed} (DeepSpeed ZeRO) needs GPUs (accelerate does not run "
-                       "DeepSpeed on CPU processes); use --distributed fsdp or ddp on CPU")
+                       "DeepSpeed on CPU processes); use --distributed ddp (or fsdp for sft) on CPU")
         try:
             cluster = self.cluster_spec()
         except (TypeError, ValueError) as exc:

@@ -90,7 +90,7 @@ def test_train_spec_carries_the_cluster_and_refuses_zero_on_cpu():
     for zero in ("zero2", "zero3"):
         assert spec(devices="cpu:2", distributed=zero).problems(check_paths=False) == [
             f"distributed: {zero} (DeepSpeed ZeRO) needs GPUs (accelerate does not run DeepSpeed on CPU "
-            "processes); use --distributed fsdp or ddp on CPU"]
+            "processes); use --distributed ddp (or fsdp for sft) on CPU"]
     assert spec(cluster={"nodes": "a", "colour": "red"}).problems(check_paths=False) == [
         "cluster: unknown multi-node option(s): colour"]
 
