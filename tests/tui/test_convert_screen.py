@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Input, Select, Static
 
 from tests.engine.test_convert_tiny import make_llama
 from tests.helpers.requirements import require_module
-from tests.tui.pilot_wait import wait_until
+from tests.tui.pilot_wait import screen_text, wait_until
 from tui.app import LLMDeckApp
 from tui.screens.convert import ConvertScreen
 
@@ -246,7 +246,9 @@ async def test_quantize_verdict_comes_from_the_header_first_then_the_plan(
         screen = await quantize_form(pilot, app, source, tmp_path / "q6.gguf")
         await wait_until(pilot, lambda: "ready" in verdict_text(screen), 30)
         assert "estimated from the header" in verdict_text(screen)
-        assert "sizing the output with llama.cpp's quantizer" in verdict_text(screen)
+        await pilot.pause(0.1)
+        shown = screen_text(app)  # at 80x24 the verdict has six lines: what to do comes first
+        assert "ready: ctrl+s starts it · sizing the output with llama.cpp's quantizer" in shown
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: len(app.store.list()) == 1, 10)
         assert not held.gate.is_set()  # started before the plan was in

@@ -272,19 +272,24 @@ class ConvertScreen(ModeScreen):
             self._start(spec, verdict)
 
     def _show_verdict(self, verdict: Any, force: bool) -> None:
+        """What to do first (ready, refused, waiting), then the problems and warnings, then the
+        facts: at 80x24 the verdict has six lines, and what is cut must be the facts."""
         ok = verdict.ok(force)
         pending = verdict.may_pass_when_exact(force)
-        lines = verdict.lines()
-        if verdict.estimated:
-            lines.append("sizing the output with llama.cpp's quantizer…")
         forcible = " (tick force to go on)" if verdict.ok(True) else ""
         if ok:
-            lines.append("ready: ctrl+s starts it")
+            head = "ready: ctrl+s starts it"
         elif pending:
-            lines.append("waiting for the exact size: ctrl+s starts it if that fits" if self._start_when_checked
-                         is None else "waiting for the exact size: the conversion starts if it fits")
+            head = ("waiting for the exact size: ctrl+s starts it if that fits" if self._start_when_checked is None
+                    else "waiting for the exact size: the conversion starts if it fits")
         else:
-            lines.append("refused" + forcible)
+            head = "refused" + forcible
+        if verdict.estimated:
+            head += " · sizing the output with llama.cpp's quantizer…"
+        lines = verdict.lines()
+        said = [line for line in lines if line.startswith(("problem", "warning"))]
+        facts = sorted((line for line in lines if line not in said), key=lambda line: not line.startswith("output:"))
+        lines = [head, *said, *facts]  # the output and its size first of the facts
         self._show_verdict_text("\n".join(lines), "-ok" if ok else ("" if pending else "-bad"))
 
     def _show_verdict_text(self, text: str, cls: str) -> None:
