@@ -244,20 +244,35 @@ def test_grpo_resumes_exactly_after_sigkill(tmp_path):
         assert [got[s] for s in range(6, 11)] == pytest.approx([ref[s] for s in range(6, 11)], abs=1e-5), key
 
 
+# (data, spec changes, the method's own curve, steps in one epoch): 2 rows a step on each of 2
+# processes, so 4 rows a step. DPO, ORPO: 12 pairs, 3 steps. KTO: 24 labelled rows, 6 steps.
+# GRPO: each of 12 prompts is sampled 4 times (one group), 48 completions, 12 steps.
+TWO_PROCESS_RUNS = {
+    "dpo": (pairs, {}, "rewards/margins", 3),
+    "orpo": (pairs, {}, "rewards/margins", 3),
+    "kto": (unpaired, {}, "rewards/margins", 6),
+    "grpo": (prompts, {"rewards": [r"regex:^\s?\d"], "num_generations": 4, "max_completion_len": 2}, "reward", 12),
+}
+
+
 @pytest.mark.slow
-def test_dpo_under_a_two_process_launch(tmp_path):
+@pytest.mark.parametrize("method", list(TWO_PROCESS_RUNS))
+def test_each_method_under_a_two_process_launch(tmp_path, method):
+    """Two CPU processes with gloo: the run succeeds, logs the method's curve at every step, splits
+    the data between the processes (an epoch takes half the steps one process would) and seals its
+    checkpoints."""
+    data, changes, curve, steps_per_epoch = TWO_PROCESS_RUNS[method]
     store = RunStore()
-    spec = rl_spec(pairs(tmp_path), "dpo", max_steps=4, batch_size=2, devices="cpu:2", save_steps=2)
+    spec = rl_spec(data(tmp_path), method, max_steps=4, batch_size=2, devices="cpu:2", save_steps=2, **changes)
     info = launch.start(spec, store)
     wait_for(lambda: ended(store, info.id), timeout=300)
     assert store.get(info.id).status == "succeeded", "\n".join(store.log_tail(info.id, 40))
     events, _ = store.read_events(info.id)
     summary = next(e for e in events if isinstance(e, Finished)).summary
-    assert summary["processes"] == 2 and summary["method"] == "dpo"
-    by_step = metric_curve(store, info.id, "rewards/margins")
+    assert summary["processes"] == 2 and summary["method"] == method
+    by_step = metric_curve(store, info.id, curve)
     assert sorted(by_step) == [1, 2, 3, 4]
-    # 12 pairs, 2 per process: two processes finish an epoch in 3 steps
-    assert abs(metric_curve(store, info.id, "epoch")[3] - 1.0) < 1e-6
+    assert abs(metric_curve(store, info.id, "epoch")[3] - 3 / steps_per_epoch) < 1e-6
     assert [c.step for c in launch.checkpoints_of(store.get(info.id)) if c.complete] == [2, 4]
 
 
