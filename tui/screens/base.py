@@ -28,6 +28,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Input
 
 from tui.widgets.footer import KeyFooter
@@ -88,6 +89,13 @@ class ModeScreen(ReportsWorkerErrors, Screen):
         self._paused_timers = []
         # Shown again: screens that show runs get the newest list now, not at the next tick.
         self.app.run_watcher.poke()
+
+    def _update_focus_styles(self, focused: Widget | None = None, blurred: Widget | None = None) -> None:
+        # Not while the app is closing: the focus moves as Textual removes each screen's widgets,
+        # and restyling what is about to go was most of a quit (LLMDeckApp.update_styles).
+        # Private in Textual (0.x-8.x), like the names in on_screen_resume.
+        if not getattr(self.app, "closing", False):
+            super()._update_focus_styles(focused, blurred)
 
     def palette_commands(self) -> list[PaletteCommand]:
         """Commands for the palette while this screen is shown (none by default)."""
