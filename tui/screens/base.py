@@ -26,6 +26,7 @@ from typing import Any
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
@@ -89,6 +90,18 @@ class ModeScreen(ReportsWorkerErrors, Screen):
         self._paused_timers = []
         # Shown again: screens that show runs get the newest list now, not at the next tick.
         self.app.run_watcher.poke()
+
+    def _screen_resized(self, size: Size) -> None:
+        # Textual's switch_mode lays the screen it shows out again from scratch (a reflow of every
+        # widget) even when the terminal kept its size and nothing on the screen asked for a new
+        # layout while it was hidden: the largest part of a switch to Chat or Monitor under a
+        # training load (bench/latency.py switch, cProfile: switch_mode -> _screen_resized ->
+        # _refresh_layout). A layout a widget asked for while hidden, or a new terminal size, is
+        # still laid out (here, or at the next update); the resume repaints the screen either way.
+        laid_out = self._compositor.size
+        if laid_out and laid_out == size and not self._layout_required and not self._layout_widgets:
+            return
+        super()._screen_resized(size)
 
     def _update_focus_styles(self, focused: Widget | None = None, blurred: Widget | None = None) -> None:
         # Not while the app is closing: the focus moves as Textual removes each screen's widgets,
