@@ -78,3 +78,33 @@ async def test_a_mode_shown_again_unchanged_is_not_laid_out_again(monkeypatch) -
         await app.switch_mode("data")
         await pilot.pause(0.3)
         assert "DataScreen" in layouts and app.screen.size.width == 100
+
+
+async def test_the_second_visit_to_a_mode_does_not_reparse_the_stylesheets(monkeypatch) -> None:
+    """Textual only recorded the CSS generation of a screen already mounted when shown, so each
+    mode's second visit reparsed every stylesheet and restyled the screen (0.1-0.3 s under load)."""
+    from textual.css.stylesheet import Stylesheet
+
+    app = LLMDeckApp(start_mode="data")
+    reparsed: list[str] = []
+    reparse = Stylesheet.reparse
+
+    def counting(self) -> None:
+        reparsed.append(app.current_mode)
+        reparse(self)
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        for mode in ("estimate", "runs", "data"):  # first visits: each loads its own CSS
+            await app.switch_mode(mode)
+            await pilot.pause(0.3)
+        monkeypatch.setattr(Stylesheet, "reparse", counting)
+        for mode in ("estimate", "runs", "data", "estimate"):
+            await app.switch_mode(mode)
+            await pilot.pause(0.3)
+        assert reparsed == []
+        assert app.screen.query_one("#est-form").outer_size.width == 32  # estimate.tcss: styled all along
+        app.action_next_theme()  # a theme chosen while modes are hidden still reaches them
+        await pilot.pause(0.3)
+        await app.switch_mode("runs")
+        await pilot.pause(0.3)
+        assert app.screen._css_update_count == app._css_update_count and "runs" in reparsed

@@ -62,6 +62,17 @@ class ModeScreen(ReportsWorkerErrors, Screen):
         if isinstance(self.focused, (Input, TextArea)):
             self.set_focus(None)
 
+    def on_mount(self) -> None:
+        # Styled just now, with the app's stylesheet as it is (this screen's CSS_PATH included):
+        # say so. Textual's switch_mode compares this count with the app's before showing a
+        # screen and reparses every stylesheet and restyles the screen when they differ; it only
+        # records the count for a screen that was already mounted, so without this the second
+        # visit to each mode paid a full reparse (0.1-0.3 s under a training load, bench/latency.py
+        # switch, cProfile: switch_mode -> refresh_css -> reparse). Screen CSS does not reach
+        # other screens (every rule of a screen's .tcss starts with its class; see
+        # tests/tui/test_tui_structure.py), so nothing else needs restyling for it either.
+        self._css_update_count = self.app._css_update_count  # noqa: SLF001
+
     def on_screen_suspend(self) -> None:
         # Hidden behind another mode or a full screen. Textual keeps a mode's screen mounted and
         # its widgets' timers running: a focused field's blinking cursor, an indeterminate
