@@ -26,6 +26,7 @@ class ClusterSpec:
     hostfile: str = ""  # SSH: a DeepSpeed-style hostfile (`host slots=N` per line)
     ssh_config: str = ""  # SSH: an ssh_config file ("" = LLMDECK_SSH_CONFIG, else ~/.ssh/config)
     sync: bool = False  # SSH: copy model/data/template to nodes that cannot read them (rsync or scp)
+    sync_dir: str = ""  # SSH + sync: the nodes' folder for the copies ("" = the same paths as here)
     main_ip: str = ""  # the address other nodes reach rank 0 at ("" = node 0's HostName from `ssh -G`)
     main_port: int = 0  # rendezvous port on node 0 (0 = one that node 0 reports free)
     remote_python: str = ""  # the Python on the nodes ("" = the same path as here)
@@ -91,7 +92,7 @@ class ClusterSpec:
             out += [f"sbatch: {line!r} is not an sbatch option (it must start with -)"
                     for line in self.sbatch if not line.strip().startswith("-")]
             out += [f"{name}: only for SSH nodes, not with --slurm"
-                    for name in ("ssh_config", "sync") if getattr(self, name)]
+                    for name in ("ssh_config", "sync", "sync_dir") if getattr(self, name)]
         else:
             if self.nodes and self.hostfile:
                 out.append("nodes: give --nodes or --hostfile, not both")
@@ -104,6 +105,10 @@ class ClusterSpec:
                     if getattr(self, name)]
             if self.sbatch:
                 out.append("sbatch: only with --slurm")
+            if self.sync_dir and not self.sync:
+                out.append("sync_dir: only with --sync (it says where the copies go on the nodes)")
+            elif self.sync_dir and not self.sync_dir.startswith("/"):
+                out.append(f"sync_dir: {self.sync_dir!r} must be an absolute path on the nodes")
         if not 0 <= self.main_port < 65536:
             out.append(f"main_port: {self.main_port} is not a TCP port")
         return out
@@ -127,6 +132,7 @@ CLI_FLAGS: dict[str, str] = {
     "hostfile": "--hostfile",
     "ssh_config": "--ssh-config",
     "sync": "--sync",
+    "sync_dir": "--sync-dir",
     "main_ip": "--main-ip",
     "main_port": "--main-port",
     "remote_python": "--remote-python",

@@ -80,11 +80,15 @@ def address_of(host: str, config: str = "") -> str:
     return host.rpartition("@")[2]
 
 
-def copy_to(host: str, path: Path, *, config: str = "", timeout: float = 3600.0) -> str:
-    """Copy a local file or folder to the same absolute path on `host` (rsync when installed on
-    both ends is quicker and resumes; scp otherwise). Returns the tool used."""
+def copy_to(host: str, path: Path, *, config: str = "", timeout: float = 3600.0, dest: str = "") -> str:
+    """Copy a local file or folder to `dest` on `host` (default: the same absolute path; rsync when
+    installed on both ends is quicker, resumes and skips what is up to date; scp otherwise).
+    Returns the tool used."""
     path = Path(path).resolve()
-    parent = str(path.parent)
+    target = Path(dest or path)
+    if target.name != path.name:
+        raise ValueError(f"copy_to keeps the name: {dest} does not end in {path.name}")
+    parent = str(target.parent)
     made = run(host, ["mkdir", "-p", parent], config=config, timeout=60)
     if made.returncode != 0:
         raise SshError(f"{host}: cannot create {parent}: {last_line(made.stderr)}")
@@ -92,11 +96,13 @@ def copy_to(host: str, path: Path, *, config: str = "", timeout: float = 3600.0)
     if shutil.which("rsync"):
         tool = "rsync"
         source = str(path) + ("/" if path.is_dir() else "")
-        argv = ["rsync", "-a", "--partial", "-e", ssh_text, source, f"{host}:{path}" + ("/" if path.is_dir() else "")]
+        # into a folder of llmdeck's own (`dest`), the copy is made exact: files gone here go there too
+        argv = ["rsync", "-a", "--partial", *(["--delete"] if dest else []), "-e", ssh_text, source,
+                f"{host}:{target}" + ("/" if path.is_dir() else "")]
     else:
         tool = "scp"
         scp = ["scp"] + base_command(config)[1:]
-        argv = scp + ["-r", "-p", str(path), f"{host}:{parent}/"]
+        argv = scp + ["-r", "-p", str(path), f"{host}:{parent}/"]  # dest keeps the name: target is parent/name
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:

@@ -38,6 +38,8 @@ _CLUSTER_HELP = {
     "hostfile": "over SSH: a DeepSpeed hostfile (`host slots=N` per line) instead of --nodes",
     "ssh_config": "an ssh_config file for every ssh call (default: LLMDECK_SSH_CONFIG, else ~/.ssh/config)",
     "sync": "copy the model, data and chat template to nodes that cannot read them (rsync, else scp)",
+    "sync_dir": "with --sync: copy them into this folder on every node (its own disk) and train on the copies "
+                "there, kept up to date by rsync (default: the same paths as here, copied only where missing)",
     "main_ip": "the address the nodes reach rank 0 at (default: node 0's HostName, from `ssh -G`)",
     "main_port": "the rendezvous port on node 0 (default: one that node 0 reports free)",
     "remote_python": "the Python on the nodes (default: the same path as here)",

@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ _RAM_MARGIN = 512 * 1024**2
 class Problem:
     text: str
     forceable: bool = False
+    disk: bool = False
+    """Not enough free disk for the output: while the size is an estimate, the exact size may fit."""
 
 
 @dataclass
@@ -44,12 +47,23 @@ class Verdict:
     verify_ram: int = 0
     available_ram: int = 0
     free_disk: int = 0
+    estimated: bool = False
+    """`output_bytes` is an estimate from the header; the exact figure (llama.cpp's quantize
+    plan) is not in yet, and the disk was checked against `disk_bytes`, an upper bound."""
+    disk_bytes: int = 0
+    """What the output may take on disk, for the free-space check: `output_bytes`, or while
+    that is an estimate, a figure the output cannot exceed."""
 
     def blocking(self, force: bool = False) -> list[Problem]:
         return [p for p in self.problems if not (force and p.forceable)]
 
     def ok(self, force: bool = False) -> bool:
         return not self.blocking(force)
+
+    def may_pass_when_exact(self, force: bool = False) -> bool:
+        """Refused on an estimate only for the disk: the exact size may fit."""
+        blocking = self.blocking(force)
+        return self.estimated and bool(blocking) and all(p.disk for p in blocking)
 
     @property
     def verify_fits(self) -> bool:
@@ -72,6 +86,7 @@ class Verdict:
             "output_bytes": self.output_bytes,
             "peak_ram": self.peak_ram,
             "verify_ram": self.verify_ram,
+            "estimated": self.estimated,
         }
 
 
@@ -126,10 +141,17 @@ def _available_ram() -> int:
         return 0
 
 
-def check(spec: dict[str, Any]) -> Verdict:
+def check(spec: dict[str, Any], *, exact: bool = True) -> Verdict:
     """The verdict for `spec`. What the input says about itself (its layout, size, architecture,
     tokenizer) is kept per input and options, keyed by the files' sizes and times: editing the
-    output path, ticking force or verify re-checks only the output, the disk and the RAM."""
+    output path, ticking force or verify re-checks only the output, the disk and the RAM.
+
+    `exact=False` answers from the input's header alone where the exact figure takes longer: a
+    quantize whose llama.cpp plan (a dry run of its quantizer, 1-5 s) is not cached yet gets an
+    estimated size (`Verdict.estimated`) and its disk check uses an upper bound on the output
+    (`quantize.size_bound`), so a start on that verdict never begins a quantize the disk cannot
+    hold. A second call with `exact=True` then runs the plan (once per input, type and
+    requantize choice, however many callers wait for it) and gives the exact figure."""
     action = str(spec.get("action", ""))
     verdict = Verdict(action=action)
     if action not in ACTIONS:
@@ -138,7 +160,7 @@ def check(spec: dict[str, Any]) -> Verdict:
     if not spec.get("input"):
         verdict.problems.append(Problem("no input path given"))
         return verdict
-    verdict, readable = _input_verdict(spec)
+    verdict, readable = _input_verdict(spec, exact)
     if readable:  # else the input itself could not be read: nothing to say about the output
         _check_output(spec, verdict)
     return verdict
@@ -167,24 +189,35 @@ def _identity(raw: Any) -> tuple:
         return (str(path), None)
 
 
-def _input_verdict(spec: dict[str, Any]) -> tuple[Verdict, bool]:
+def _input_verdict(spec: dict[str, Any], exact: bool) -> tuple[Verdict, bool]:
     """A copy of the verdict on the input alone (cached, see `check`), and whether the input
     could be read at all."""
     action = str(spec["action"])
     options = tuple(sorted((k, str(v)) for k, v in spec.items() if k not in _OUTPUT_KEYS))
-    key = (options, *(_identity(spec.get(k)) for k in PATH_KEYS if k != "output"))
+    key: tuple = (options, *(_identity(spec.get(k)) for k in PATH_KEYS if k != "output"))
+    plan: _Plan | None = None
+    if action == "quantize":
+        plan = _quantize_plan(spec, key[1], wait=False)
+        if plan is None and exact:
+            estimate, readable = _input_verdict(spec, exact=False)
+            if not readable:  # not a GGUF: no dry run to wait for
+                return estimate, readable
+            plan = _quantize_plan(spec, key[1], wait=True)
+        key = (*key, _requantize(spec), plan is not None)  # an estimate and the exact verdict apart
     with _INPUT_CACHE_LOCK:
         cached = _INPUT_CACHE.get(key)
     if cached is None:
         verdict, readable = Verdict(action=action), True
         try:
-            {
-                "hf-to-gguf": _hf_to_gguf,
-                "quantize": _quantize,
-                "gguf-to-hf": _gguf_to_hf,
-                "meta-to-hf": _meta_to_hf,
-                "merge-lora": _merge_lora,
-            }[action](spec, verdict)
+            if action == "quantize":
+                _quantize(spec, verdict, plan)
+            else:
+                {
+                    "hf-to-gguf": _hf_to_gguf,
+                    "gguf-to-hf": _gguf_to_hf,
+                    "meta-to-hf": _meta_to_hf,
+                    "merge-lora": _merge_lora,
+                }[action](spec, verdict)
         except ConvertError as exc:
             verdict.problems.append(Problem(str(exc)))
             readable = False
@@ -219,14 +252,17 @@ def _check_output(spec: dict[str, Any], verdict: Verdict) -> None:
         verdict.problems.append(Problem(f"cannot write to {anchor}; choose an output path you can write"))
         return
     verdict.free_disk = shutil.disk_usage(anchor).free
-    need = int(verdict.output_bytes * 1.05) + 16 * 1024**2
-    verdict.facts["output"] = (
-        f"{out} (about {format_bytes(verdict.output_bytes)}; {format_bytes(verdict.free_disk)} free)"
-    )
-    if verdict.output_bytes and need > verdict.free_disk:
+    disk_bytes = verdict.disk_bytes or verdict.output_bytes
+    need = int(disk_bytes * 1.05) + 16 * 1024**2
+    size = f"about {format_bytes(verdict.output_bytes)}"
+    if verdict.estimated:
+        size += f" estimated from the header, at most {format_bytes(disk_bytes)}"
+    verdict.facts["output"] = f"{out} ({size}; {format_bytes(verdict.free_disk)} free)"
+    if disk_bytes and need > verdict.free_disk:
+        what = "may need up to" if verdict.disk_bytes else "needs about"
         verdict.problems.append(
-            Problem(f"not enough disk at {anchor}: the output needs about {format_bytes(need)}, "
-                    f"{format_bytes(verdict.free_disk)} is free", True)
+            Problem(f"not enough disk at {anchor}: the output {what} {format_bytes(need)}, "
+                    f"{format_bytes(verdict.free_disk)} is free", True, disk=True)
         )
     verdict.available_ram = _available_ram()
     if verdict.available_ram:
@@ -296,23 +332,73 @@ def _hf_to_gguf(spec: dict[str, Any], verdict: Verdict) -> None:
         verdict.facts["tokenizer"] = "SentencePiece tokenizer.model"
 
 
-def _quantize(spec: dict[str, Any], verdict: Verdict) -> None:
+class _Plan(Future):  # type: ignore[type-arg]
+    """llama.cpp's quantize plan of one input, type and requantize choice: the tensor types, or
+    the ConvertError saying why its dry run gave none."""
+
+
+_PLANS: dict[tuple, _Plan] = {}
+_PLANS_SIZE = 32
+
+
+def _requantize(spec: dict[str, Any]) -> bool:
+    return bool(spec.get("allow_requantize") or spec.get("force"))
+
+
+def _quantize_plan(spec: dict[str, Any], identity: tuple, *, wait: bool) -> _Plan | None:
+    """The plan for this spec's input (its `identity`), type and requantize choice when it is
+    known, or when `wait`, once the dry run is done: the first caller runs it, the others wait for
+    that run (a check after an output edit while it runs). Without `wait`: None until it is done.
+    A file that is not a GGUF or a type that does not exist is for `_quantize` to report."""
+    from engine.convert.quantize import QUANT_TYPES, normalize_type, planned_types
+
+    qtype = str(spec.get("qtype", "Q4_K_M")).strip().upper().replace("-", "_")
+    if qtype not in QUANT_TYPES or len(identity) != 3 or not isinstance(identity[2], int):
+        return None  # an unknown type, or an input that is no file: `_quantize` says so
+    key = (identity, qtype, _requantize(spec))
+    with _INPUT_CACHE_LOCK:
+        plan = _PLANS.get(key)
+        owner = plan is None and wait
+        if owner:
+            while len(_PLANS) >= _PLANS_SIZE:
+                _PLANS.pop(next(iter(_PLANS)))
+            plan = _PLANS[key] = _Plan()
+    if plan is None or not (wait or plan.done()):
+        return None
+    if owner:
+        try:
+            plan.set_result(planned_types(Path(identity[0]), normalize_type(qtype), allow_requantize=key[2]))
+        except ConvertError as exc:
+            plan.set_exception(exc)
+    plan.exception()  # waits for the owner's run
+    return plan
+
+
+def _quantize(spec: dict[str, Any], verdict: Verdict, plan: _Plan | None) -> None:
+    """Without a `plan` (the dry run not done yet): the size estimated from the header, and the
+    upper bound the disk check uses."""
     from engine.convert.gguf_source import architecture, file_type_name, is_float_file, read_gguf_header
-    from engine.convert.quantize import BITS, normalize_type, planned_size, planned_types
+    from engine.convert.quantize import BITS, estimated_size, normalize_type, planned_size, size_bound
 
     source = Path(str(spec["input"])).expanduser()
     head = read_gguf_header(source)
     qtype = normalize_type(str(spec.get("qtype", "Q4_K_M")))
     n_params = sum(math.prod(t.shape) for t in head.tensors)
-    try:
-        types = planned_types(source, qtype, allow_requantize=bool(spec.get("allow_requantize") or spec.get("force")))
+    error = plan.exception() if plan is not None else None
+    if plan is None:
+        verdict.output_bytes = estimated_size(head, qtype)
+        verdict.disk_bytes = max(size_bound(head), verdict.output_bytes)
+        verdict.estimated = True
+    elif error is None:
+        types = plan.result()
         verdict.output_bytes = planned_size(head, types)
         verdict.facts["tensor types"] = "planned by llama.cpp's quantizer: " + ", ".join(
             f"{n} {t}" for t, n in sorted(_count(types.values()).items(), key=lambda kv: -kv[1])
         )
-    except ConvertError as exc:
-        verdict.output_bytes = int(n_params * BITS[qtype] / 8)
-        verdict.warnings.append(f"output size is a rough guess ({BITS[qtype]} bits per weight): {exc}")
+    else:
+        verdict.output_bytes = estimated_size(head, qtype)
+        verdict.disk_bytes = max(size_bound(head), verdict.output_bytes)
+        verdict.warnings.append(f"output size is a rough guess ({BITS[qtype]} bits per weight): {error}")
     largest = max(math.prod(t.shape) for t in head.tensors)
     verdict.peak_ram = largest * 4 * 3 + 300 * 1024**2
     verdict.verify_ram = head.file_size + verdict.output_bytes + 300 * 1024**2

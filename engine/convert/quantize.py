@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -282,8 +283,6 @@ def planned_size(head: GGUFHeader, types: dict[str, str]) -> int:
     """The quantized file's size in bytes: the source's header and metadata (the quantizer copies
     them) plus every tensor at its planned type, each padded to the file's alignment. Read from
     the bounded header walk (engine.gguf_header), so no tensor data is opened."""
-    import math
-
     import gguf
 
     alignment = head.alignment or 32
@@ -293,7 +292,38 @@ def planned_size(head: GGUFHeader, types: dict[str, str]) -> int:
         qtype = gguf.GGMLQuantizationType[name] if name else gguf.GGMLQuantizationType(tensor.ggml_type)
         block, type_size = gguf.GGML_QUANT_SIZES[qtype]
         nbytes = math.prod(tensor.shape) // block * type_size
-        total += -(-nbytes // alignment) * alignment
+        total += _padded(nbytes, alignment)
+    return total
+
+
+def _padded(nbytes: int, alignment: int) -> int:
+    return -(-nbytes // alignment) * alignment
+
+
+def estimated_size(head: GGUFHeader, qtype: str) -> int:
+    """The quantized file's size from the header alone, before llama.cpp's dry run says exactly:
+    every tensor of two or more dimensions at the type's average bits per weight (`BITS`, the
+    mix's kept-precision tensors included on average), the others (norms, biases) as they are."""
+    bits = BITS[normalize_type(qtype)]
+    alignment = head.alignment or 32
+    total = int(head.data_start)
+    for tensor in head.tensors:
+        numel = math.prod(tensor.shape)
+        total += _padded(int(numel * bits / 8) if len(tensor.shape) >= 2 else tensor.n_bytes, alignment)
+    return total
+
+
+def size_bound(head: GGUFHeader) -> int:
+    """An upper bound on the quantized file's size, whatever the type: every tensor at the wider
+    of its own type and F16. llama.cpp's quantizer copies a tensor it does not quantize as it is,
+    and the widest type it gives one it does quantize is F16 (its fallback for rows no block
+    type fits; the K-quant mixes keep embeddings and outputs at Q6_K or Q8_0 at most), so no
+    choice of its can write more (64 KiB more for the keys it adds to the header). What a start
+    checks the disk against before the dry run is in."""
+    alignment = head.alignment or 32
+    total = int(head.data_start) + 64 * 1024
+    for tensor in head.tensors:
+        total += _padded(max(tensor.n_bytes, math.prod(tensor.shape) * 2), alignment)
     return total
 
 

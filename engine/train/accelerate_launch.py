@@ -27,10 +27,11 @@ class Machines:
 
 
 def sharding_flags(spec: TrainSpec, machines: int, processes: int) -> list[str]:
-    """accelerate's flags for spec.distributed (CPU processes are plain DDP over gloo)."""
+    """accelerate's flags for spec.distributed (CPU processes: gloo; FSDP is switched on in each
+    rank by engine/train/cpu_fsdp.py, since accelerate keeps CPU processes on DDP)."""
     if processes == 1:
         return []  # one process in all (a one-node SLURM job): accelerate's plain launcher
-    if spec.on_cpu() or spec.distributed == "ddp":
+    if spec.distributed == "ddp" or (spec.on_cpu() and spec.distributed != "fsdp"):
         # --multi_gpu is accelerate's torchrun path; with the Trainer's use_cpu it gives gloo processes
         return ["--multi_gpu"]
     if spec.distributed == "fsdp":

@@ -225,6 +225,7 @@ def trainer(spec: Any, model: Any, tokenizer: Any, data: Any, args: Any, callbac
     from transformers import PrinterCallback, ProgressCallback
 
     _quiet_datasets()
+    _forget_build_tables(tokenizer)
     kwargs: dict[str, Any] = {
         "model": model,
         "args": args,
@@ -253,6 +254,17 @@ def trainer(spec: Any, model: Any, tokenizer: Any, data: Any, args: Any, callbac
     built.remove_callback(PrinterCallback)
     built.remove_callback(ProgressCallback)
     return built
+
+
+def _forget_build_tables(tokenizer: Any) -> None:
+    """Drop the Python vocab and merges a transformers 5 tokenizer keeps after building its Rust
+    tokenizer from them (only `__init__` reads them). TRL tokenizes with `Dataset.map`, whose
+    cache fingerprint pickles every argument, the tokenizer's `__dict__` included: with Gemma's
+    262k-entry vocab and its merges that hash took 11-16 s on 2 loaded cores before the first DPO
+    step of every run, 3 s without them."""
+    for name in ("_vocab", "_merges"):
+        if isinstance(getattr(tokenizer, name, None), (dict, list)):
+            setattr(tokenizer, name, None)
 
 
 def _quiet_datasets() -> None:

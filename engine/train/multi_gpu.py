@@ -48,12 +48,23 @@ def prepare(spec: TrainSpec, work_dir: Path) -> Path:
     """The `ddp/` folder every rank reads its spec from, emptied of an earlier launch's files."""
     ddp = work_dir / "ddp"
     ddp.mkdir(parents=True, exist_ok=True)
-    for name in ("events.jsonl", "result.json", "cancel"):
+    for name in ("events.jsonl", "result.json", "cancel", NODE_SPEC):
         (ddp / name).unlink(missing_ok=True)
     (ddp / "events.jsonl").touch()
     rank_status.clear(work_dir)
     write_json(ddp / "spec.json", spec.to_dict())
     return ddp
+
+
+NODE_SPEC = "node-spec.json"  # the spec SSH nodes' ranks train with when --sync-dir moved its paths
+
+
+def rank_spec(ddp: Path) -> tuple[TrainSpec, bool]:
+    """The spec this rank trains with, and whether it is the nodes' own (paths of --sync copies)."""
+    own = ddp / NODE_SPEC
+    on_node = bool(os.environ.get(rank_status.NODE_ENV)) and own.exists()
+    text = (own if on_node else ddp / "spec.json").read_text(encoding="utf-8")
+    return TrainSpec.from_dict(json.loads(text)), on_node
 
 
 def rank_environment(spec: TrainSpec) -> dict[str, str]:
@@ -65,7 +76,7 @@ def rank_environment(spec: TrainSpec) -> dict[str, str]:
 
 
 def backend_name(spec: TrainSpec) -> str:
-    return "cpu/gloo" if spec.on_cpu() else spec.distributed
+    return f"{spec.distributed} over cpu/gloo" if spec.on_cpu() else spec.distributed
 
 
 def run_distributed(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[str, Any]:
@@ -129,7 +140,10 @@ def child_main(work_dir: str) -> int:
     work = Path(work_dir)
     ddp = work / "ddp"
     rank = int(os.environ.get("RANK", "0"))
-    spec = TrainSpec.from_dict(json.loads((ddp / "spec.json").read_text(encoding="utf-8")))
+    spec, copies = rank_spec(ddp)
+    if copies and os.environ.get("LOCAL_RANK", "0") == "0":  # into the node's log (ddp/node-NAME.log)
+        print(f"{os.environ[rank_status.NODE_ENV]}: training on the --sync copies: model {spec.model}, "
+              f"data {spec.dataset}", flush=True)
     ctx = JobContext(_FileSink(ddp / "events.jsonl" if rank == 0 else None))
     cancel_file = ddp / "cancel"
     reporter = RankReporter(work).start()

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from engine.atomic import write_json
 from engine.child_process import die_with_parent
 from engine.cluster import ssh
 from engine.cluster.hosts import HostsError, Node, processes_per_node
@@ -37,8 +38,8 @@ from engine.jobs import JobContext, JobError
 from engine.paths import engine_root
 from engine.train import rank_status
 from engine.train.accelerate_launch import Machines, launch_args
-from engine.train.multi_gpu import backend_name, prepare, read_result, relay
-from engine.train.node_preflight import check_nodes, python_of
+from engine.train.multi_gpu import NODE_SPEC, backend_name, prepare, read_result, relay
+from engine.train.node_preflight import check_nodes, node_spec, python_of
 from engine.train.spec import TrainSpec
 
 AFTER_FAILURE_S = 20.0  # how long the other nodes get to notice a failed node and end by themselves
@@ -75,6 +76,9 @@ def run_on_nodes(spec: TrainSpec, work_dir: Path, ctx: JobContext) -> dict[str, 
         raise JobError(f"pre-flight failed, nothing was started: {plan.failures()}")
     if ctx.cancelled:
         return {}  # stopped during the pre-flight: nothing to start, nothing to save
+    on_nodes = node_spec(spec)
+    if on_nodes is not None:  # --sync-dir: the ranks read the copies on their own node
+        write_json(ddp / NODE_SPEC, on_nodes.to_dict())
     ctx.log(f"launching {per_node * len(nodes)} training processes on {len(nodes)} nodes: "
             f"accelerate launch ({backend_name(spec)}), c10d rendezvous at {plan.main_ip}:{plan.main_port}")
     sessions = [_start(spec, work_dir, node, i, len(nodes), per_node, plan.main_ip, plan.main_port)

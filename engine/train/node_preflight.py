@@ -83,6 +83,24 @@ def run_paths(spec: TrainSpec) -> dict[str, str]:
     return {k: str(Path(v).expanduser().resolve()) for k, v in paths.items()}
 
 
+def node_paths(paths: dict[str, str], cluster: ClusterSpec) -> dict[str, str]:
+    """Where the nodes read the run's paths: the same paths, or with `--sync-dir DIR` their copies
+    under DIR at the same absolute path (/data/d.jsonl -> DIR/data/d.jsonl: no two can collide)."""
+    if not (cluster.sync and cluster.sync_dir):
+        return dict(paths)
+    return {name: str(Path(cluster.sync_dir) / path.lstrip("/")) for name, path in paths.items()}
+
+
+def node_spec(spec: TrainSpec) -> TrainSpec | None:
+    """The spec the nodes' ranks train with when `--sync-dir` moved the paths (None: the run's own)."""
+    cluster = spec.cluster_spec()
+    if not (cluster.sync and cluster.sync_dir):
+        return None
+    from dataclasses import replace
+
+    return replace(spec, **node_paths(run_paths(spec), cluster))
+
+
 def ask(node: Node, question: dict[str, Any], cluster: ClusterSpec, timeout: float = PROBE_TIMEOUT_S) -> dict[str, Any]:
     """Run the probe on `node`; returns its answer, or {"error": ...} when it could not answer."""
     line = python_line(python_of(cluster), ["-", json.dumps(question)], env={}, pythonpath=engine_root())
@@ -111,10 +129,11 @@ def check_nodes(spec: TrainSpec, nodes: list[Node], per_node: int, work_dir: Pat
     extra = ("deepspeed",) if spec.distributed in ("zero2", "zero3", "deepspeed") else ()
     here = probe.versions(extra)
     paths = run_paths(spec)
+    there = node_paths(paths, cluster)
     gpus = None if spec.on_cpu() else {"wanted": spec.device_list(), "count": per_node}
     try:
         def question(index: int) -> dict[str, Any]:
-            q: dict[str, Any] = {"paths": paths, "shared_token": {"path": str(token_path), "text": token},
+            q: dict[str, Any] = {"paths": there, "shared_token": {"path": str(token_path), "text": token},
                                  "gpus": gpus, "extra_libraries": list(extra)}
             if index == 0:
                 q["bind_port"] = cluster.main_port
@@ -124,7 +143,7 @@ def check_nodes(spec: TrainSpec, nodes: list[Node], per_node: int, work_dir: Pat
             answers = list(pool.map(lambda i: ask(nodes[i], question(i), cluster), range(len(nodes))))
         checks = [_verdict(nodes[i], i, answers[i], here, per_node, spec) for i in range(len(nodes))]
         if cluster.sync:
-            _sync(checks, paths, cluster, ctx)
+            _sync(checks, paths, there, cluster, ctx)
     finally:
         token_path.unlink(missing_ok=True)
     plan = Plan(checks)
@@ -196,23 +215,28 @@ def _gpu_verdict(gpu: dict[str, Any], per_node: int, problems: list[str]) -> str
     return f"GPU {','.join(str(g['index']) for g in chosen)} ({free:.0f} GiB free)"
 
 
-def _sync(checks: list[NodeCheck], paths: dict[str, str], cluster: ClusterSpec, ctx: Any) -> None:
-    """Copy each path a node lacks to the same place on it, then ask again."""
+def _sync(checks: list[NodeCheck], paths: dict[str, str], there: dict[str, str], cluster: ClusterSpec,
+          ctx: Any) -> None:
+    """Copy each path a node lacks to the same place on it (with `--sync-dir`: every path, into
+    that folder, where rsync brings an older copy up to date), then ask again."""
     config = ssh.config_file(cluster.ssh_config)
     for check in checks:
-        missing = [name for name, state in check.paths.items() if state != "ok"]
-        for name in missing:
-            ctx.log(f"{check.node.name}: copying {name} {paths[name]} (--sync)")
+        if not check.ok:
+            continue  # unreachable, or without the libraries: nothing to copy to
+        wanted = list(there) if cluster.sync_dir else [name for name, state in check.paths.items() if state != "ok"]
+        for name in wanted:
+            to = f" to {there[name]}" if there[name] != paths[name] else ""
+            ctx.log(f"{check.node.name}: copying {name} {paths[name]}{to} (--sync)")
             try:
-                tool = ssh.copy_to(check.node.name, Path(paths[name]), config=config)
+                tool = ssh.copy_to(check.node.name, Path(paths[name]), config=config, dest=there[name] if to else "")
             except ssh.SshError as exc:
                 check.problems.append(str(exc))
                 continue
             check.copied.append(f"{name} by {tool}")
-        if missing:
-            again = ask(check.node, {"paths": {n: paths[n] for n in missing}}, cluster)
-            check.problems += [f"{n} {paths[n]} is still {again.get('paths', {}).get(n, 'unknown')} after the copy"
-                               for n in missing if again.get("paths", {}).get(n) != "ok"]
+        if wanted:
+            again = ask(check.node, {"paths": {n: there[n] for n in wanted}}, cluster)
+            check.problems += [f"{n} {there[n]} is still {again.get('paths', {}).get(n, 'unknown')} after the copy"
+                               for n in wanted if again.get("paths", {}).get(n) != "ok"]
 
 
 def _check_port(plan: Plan, cluster: ClusterSpec) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 from engine.convert.tokenizer_files import copy_tokenizer_files
 from engine.jobs import JobError
+from engine.train import cpu_fsdp
 from engine.train.checkpoints import first_loss
 from engine.train.spec import SpecError, TrainSpec, resolve_precision
 
@@ -278,11 +279,17 @@ def train(
     started = time.monotonic()
     fit(trainer, resume, spec, callback)
     summary = summarize(spec, trainer, callback, throughput, where, started, checkpoints_dir, data, resume)
+    share = cpu_fsdp.shard_share(trainer.model)
+    if share is not None:
+        summary["sharded"] = {"held": share[0], "total": share[1]}
+        if where.main_rank:
+            ctx.log(f"FSDP2: the weights were sharded, this rank held {share[0]:,} of {share[1]:,} values")
     if callback.stopped_by_cancel:
         return summary
+    weights = cpu_fsdp.full_state_dict(trainer)  # sharded weights are gathered by every rank together
     if where.main_rank:
         final = final_dir(spec, work_dir)
-        save_final(trainer, tokenizer, final, spec)
+        save_final(trainer, tokenizer, final, spec, state_dict=weights)
         summary["output"] = str(final)
         ctx.log(f"saved {'model' if spec.adapter == 'full' else 'LoRA adapter'} to {final}")
     if not math.isfinite(summary["final_loss"] or 0.0):
@@ -538,6 +545,11 @@ def _trainer_class() -> Any:
         class LLMDeckTrainer(Trainer):
             throughput: Any = None
 
+            def create_accelerator_and_postprocess(self) -> None:
+                super().create_accelerator_and_postprocess()
+                if cpu_fsdp.switch_on(self.accelerator):  # CPU ranks: accelerate leaves them on DDP
+                    self.is_fsdp_enabled = True
+
             def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001 - library signature
                 if self.throughput is not None:
                     self.throughput.add(*batch_counts(inputs))
@@ -563,12 +575,15 @@ def batch_counts(inputs: dict[str, Any]) -> tuple[int, int]:
     return tokens, examples
 
 
-def save_final(trainer: Any, tokenizer: Any, final: Path, spec: TrainSpec) -> None:
-    """Write the adapter (LoRA) or the full model + tokenizer atomically: staged sibling, rename."""
+def save_final(
+    trainer: Any, tokenizer: Any, final: Path, spec: TrainSpec, *, state_dict: dict[str, Any] | None = None
+) -> None:
+    """Write the adapter (LoRA) or the full model + tokenizer atomically: staged sibling, rename
+    (`state_dict`: the gathered weights of a sharded model)."""
     from engine.atomic import commit, staged
 
     with staged(final, directory=True) as tmp:
-        trainer.model.save_pretrained(str(tmp))
+        trainer.model.save_pretrained(str(tmp), state_dict=state_dict)
         tokenizer.save_pretrained(str(tmp))
         copy_tokenizer_files(Path(spec.model).expanduser(), tmp)
         (tmp / "llmdeck-train.json").write_text(spec.to_json() + "\n", encoding="utf-8")

@@ -9,6 +9,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,21 +57,76 @@ def test_cluster_spec_problems_name_the_option():
     assert ClusterSpec(nodes="a", hostfile="h", partition="gpu").problems()[:2] == [
         "nodes: give --nodes or --hostfile, not both", "partition: only with --slurm"]
     assert ClusterSpec().mode == "" and ClusterSpec(nodes="a").mode == "ssh" and ClusterSpec(slurm=True).mode == "slurm"
+    assert ClusterSpec(nodes="a", sync_dir="/scratch").problems() == [
+        "sync_dir: only with --sync (it says where the copies go on the nodes)"]
+    assert ClusterSpec(nodes="a", sync=True, sync_dir="scratch").problems() == [
+        "sync_dir: 'scratch' must be an absolute path on the nodes"]
 
 
-def test_train_spec_carries_the_cluster_and_refuses_fsdp_on_cpu():
+def test_sync_dir_moves_the_paths_the_nodes_read():
+    from engine.train.node_preflight import node_paths, node_spec
+
+    paths = {"model": "/models/m", "dataset": "/data/d.jsonl"}
+    assert node_paths(paths, ClusterSpec(nodes="a", sync=True)) == paths
+    assert node_paths(paths, ClusterSpec(nodes="a", sync=True, sync_dir="/scratch/llmdeck")) == {
+        "model": "/scratch/llmdeck/models/m", "dataset": "/scratch/llmdeck/data/d.jsonl"}
+    run = spec(cluster={"nodes": "a,b", "sync": True, "sync_dir": "/scratch"})
+    assert "--sync --sync-dir /scratch" in run.to_cli()
+    moved = node_spec(run)
+    assert moved is not None and (moved.model, moved.dataset) == ("/scratch/m", "/scratch/d.jsonl")
+    assert node_spec(spec(cluster={"nodes": "a,b", "sync": True})) is None
+
+
+def test_train_spec_carries_the_cluster_and_refuses_zero_on_cpu():
     run = spec(devices="cpu:2", cluster={"nodes": "a,b", "ssh_config": "/cfg", "sync": True})
     assert run.problems(check_paths=False) == []
     assert run.to_cli().endswith("--devices cpu:2 --nodes a,b --ssh-config /cfg --sync")
     slurm_run = spec(cluster={"slurm": True, "nodes": "2", "sbatch": ["--hold"]})
     assert "--nodes 2 --slurm --sbatch=--hold" in slurm_run.to_cli()
     assert TrainSpec.from_json(run.to_json()).cluster_spec() == run.cluster_spec()
-    for sharded in ("fsdp", "zero3"):
-        assert spec(devices="cpu:2", distributed=sharded).problems(check_paths=False) == [
-            f"distributed: {sharded} shards over GPUs only (accelerate runs CPU processes as DDP); "
-            "use --distributed ddp on CPU"]
+    assert spec(devices="cpu:2", distributed="fsdp", method="full").problems(check_paths=False) == []
+    assert spec(devices="cpu:2", distributed="fsdp", method="dpo").problems(check_paths=False) == [
+        "distributed: fsdp on CPU processes trains sft only (dpo runs TRL's trainer); use --distributed ddp on CPU"]
+    for zero in ("zero2", "zero3"):
+        assert spec(devices="cpu:2", distributed=zero).problems(check_paths=False) == [
+            f"distributed: {zero} (DeepSpeed ZeRO) needs GPUs (accelerate does not run DeepSpeed on CPU "
+            "processes); use --distributed ddp (or fsdp for sft) on CPU"]
     assert spec(cluster={"nodes": "a", "colour": "red"}).problems(check_paths=False) == [
         "cluster: unknown multi-node option(s): colour"]
+
+
+CPU_FSDP_PROBE = """
+import json, torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from engine.train import cpu_fsdp
+accelerator = Accelerator(cpu=True)
+before = str(accelerator.state.distributed_type)
+switched = cpu_fsdp.switch_on(accelerator)
+AcceleratorState()  # a later look at the state (the Trainer makes several) must keep FSDP
+model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
+model, optimizer = accelerator.prepare(model, torch.optim.AdamW(model.parameters()))
+accelerator.backward(model(torch.ones(3, 8)).sum())
+optimizer.step()
+print(json.dumps({"before": before, "switched": switched, "fsdp2": accelerator.is_fsdp2,
+                  "after": str(AcceleratorState().distributed_type), "share": cpu_fsdp.shard_share(model)}))
+"""
+
+
+def test_accelerate_keeps_cpu_processes_off_fsdp_and_cpu_fsdp_switches_it_on(tmp_path):
+    """The day accelerate switches CPU processes to FSDP itself, `before` says FSDP and this fails:
+    engine/train/cpu_fsdp.py can go. One gloo process (a process group of one) is enough to see it."""
+    from engine.ports import free_port
+
+    env = {**os.environ, "ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "RANK": "0", "LOCAL_RANK": "0",
+           "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+           "PYTHONPATH": os.getcwd()}
+    done = subprocess.run([sys.executable, "-c", CPU_FSDP_PROBE], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"before": "DistributedType.MULTI_CPU", "switched": True, "fsdp2": True,
+                    "after": "DistributedType.FSDP", "share": [8 * 8 + 8 + 8 * 2 + 2] * 2}
 
 
 def test_accelerate_command_per_machine(tmp_path):
@@ -84,6 +140,8 @@ def test_accelerate_command_per_machine(tmp_path):
     assert fsdp[fsdp.index("--use_fsdp"):][:3] == ["--use_fsdp", "--fsdp_version", "2"]
     zero3 = " ".join(launch_args(spec(devices="0,1", distributed="zero3"), tmp_path, per_machine=2, machines=two))
     assert "--use_deepspeed --zero_stage 3" in zero3 and "--deepspeed_multinode_launcher standard" in zero3
+    cpu_fsdp = launch_args(spec(devices="cpu:2", distributed="fsdp"), tmp_path, per_machine=2, machines=two)
+    assert "--use_fsdp" in cpu_fsdp and "--multi_gpu" not in cpu_fsdp  # engine/train/cpu_fsdp.py takes it on
     one = launch_args(spec(devices="cpu:1"), tmp_path, per_machine=1)
     assert "--multi_gpu" not in one and "--machine_rank" not in one  # accelerate refuses --multi_gpu for one
 

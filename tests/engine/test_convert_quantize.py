@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -122,14 +123,74 @@ def test_cancel_kills_quantizer(f16_gguf: Path, tmp_path: Path) -> None:
     assert not out.exists() and [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-@pytest.mark.parametrize("qtype", ["Q4_K_M", "Q6_K", "Q4_0"])
-def test_preflight_size_is_the_quantizers_own_plan(f16_gguf: Path, tmp_path: Path, qtype: str) -> None:
+class CountedPlans:
+    """llama.cpp's real dry run (quantize.planned_types), counted."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from engine.convert import quantize
+
+        self.real, self.calls = quantize.planned_types, 0
+        monkeypatch.setattr(quantize, "planned_types", self)
+
+    def __call__(self, *args: object, **kwargs: object) -> dict[str, str]:
+        self.calls += 1
+        return self.real(*args, **kwargs)
+
+
+@pytest.mark.parametrize("qtype", ["Q4_K_M", "Q6_K", "Q4_0", "F16"])
+def test_preflight_size_is_the_quantizers_own_plan(f16_gguf: Path, tmp_path: Path, qtype: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The pre-flight size comes from llama.cpp's dry run (its per-tensor type choices, the
-    kept-precision tensors included), so it is the size of the file it then writes."""
+    kept-precision tensors included), so it is the size of the file it then writes. Before that
+    run, the header's verdict is an estimate whose disk figure is never below what is written."""
+    import shutil
+
+    source = shutil.copy(f16_gguf, tmp_path / "src-f16.gguf")  # a file no earlier check has planned
     out = tmp_path / f"m-{qtype}.gguf"
-    verdict = preflight.check({"action": "quantize", "input": str(f16_gguf), "output": str(out), "qtype": qtype})
+    spec = {"action": "quantize", "input": str(source), "output": str(out), "qtype": qtype}
+    plans = CountedPlans(monkeypatch)
+    first = preflight.check(spec, exact=False)
+    assert plans.calls == 0 and first.estimated and first.ok()
+    assert "estimated from the header" in first.facts["output"]
+    with ThreadPoolExecutor(2) as pool:  # a check after an output edit while the dry run runs
+        verdict, edited = pool.map(preflight.check, [spec, {**spec, "output": str(tmp_path / "other.gguf")}])
+    assert plans.calls == 1 and not verdict.estimated and not edited.estimated
     assert verdict.ok() and "planned by llama.cpp's quantizer" in verdict.facts["tensor types"]
-    result, _ = run({"input": str(f16_gguf), "output": str(out), "qtype": qtype, "verify": False})
+    assert not preflight.check(spec, exact=False).estimated  # the plan is kept for the input and type
+    result, _ = run({"input": str(source), "output": str(out), "qtype": qtype, "verify": False})
     assert isinstance(result, Finished), getattr(result, "message", result)
     actual = out.stat().st_size
     assert abs(verdict.output_bytes - actual) <= 64, (verdict.output_bytes, actual)
+    assert first.disk_bytes >= actual, (first.disk_bytes, actual)
+
+
+def test_a_disk_that_holds_the_output_but_not_its_bound_waits_for_the_plan(
+        f16_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Free space between the planned size and the header's upper bound: the estimate refuses
+    (forceably), the job then asks llama.cpp's plan, which fits, and quantizes."""
+    import shutil
+
+    measured = shutil.copy(f16_gguf, tmp_path / "measured-f16.gguf")
+    source = shutil.copy(f16_gguf, tmp_path / "src-f16.gguf")  # the same bytes, not planned yet
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    spec = {"action": "quantize", "output": str(out_dir / "q.gguf"), "qtype": "Q6_K", "verify": False}
+    planned = preflight.check({**spec, "input": str(measured)}).output_bytes
+    bound = preflight.check({**spec, "input": str(source)}, exact=False).disk_bytes
+    assert planned < bound
+    real_usage = shutil.disk_usage
+
+    def usage(path: object) -> object:  # the output's disk, with room for the output but not the bound
+        found = real_usage(path)
+        room = int(planned * 1.05) + 16 * 1024**2 + (bound - planned) // 2  # preflight's margin and half the gap
+        return found._replace(free=room) if Path(str(path)) == out_dir else found
+
+    monkeypatch.setattr(preflight.shutil, "disk_usage", usage)
+    estimate = preflight.check({**spec, "input": str(source)}, exact=False)
+    assert estimate.estimated and not estimate.ok() and estimate.ok(force=True)
+    assert "may need up to" in estimate.problems[0].text
+    plans = CountedPlans(monkeypatch)
+    result, events = run({**spec, "input": str(source)})
+    assert isinstance(result, Finished), getattr(result, "message", result)
+    assert plans.calls == 1  # the job asked for the exact size before it went on
+    assert any(isinstance(e, Log) and "planned by llama.cpp's quantizer" in e.text for e in events)

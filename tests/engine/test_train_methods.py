@@ -244,20 +244,35 @@ def test_grpo_resumes_exactly_after_sigkill(tmp_path):
         assert [got[s] for s in range(6, 11)] == pytest.approx([ref[s] for s in range(6, 11)], abs=1e-5), key
 
 
+# (data, spec changes, the method's own curve, steps in one epoch): 2 rows a step on each of 2
+# processes, so 4 rows a step. DPO, ORPO: 12 pairs, 3 steps. KTO: 24 labelled rows, 6 steps.
+# GRPO: each of 12 prompts is sampled 4 times (one group), 48 completions, 12 steps.
+TWO_PROCESS_RUNS = {
+    "dpo": (pairs, {}, "rewards/margins", 3),
+    "orpo": (pairs, {}, "rewards/margins", 3),
+    "kto": (unpaired, {}, "rewards/margins", 6),
+    "grpo": (prompts, {"rewards": [r"regex:^\s?\d"], "num_generations": 4, "max_completion_len": 2}, "reward", 12),
+}
+
+
 @pytest.mark.slow
-def test_dpo_under_a_two_process_launch(tmp_path):
+@pytest.mark.parametrize("method", list(TWO_PROCESS_RUNS))
+def test_each_method_under_a_two_process_launch(tmp_path, method):
+    """Two CPU processes with gloo: the run succeeds, logs the method's curve at every step, splits
+    the data between the processes (an epoch takes half the steps one process would) and seals its
+    checkpoints."""
+    data, changes, curve, steps_per_epoch = TWO_PROCESS_RUNS[method]
     store = RunStore()
-    spec = rl_spec(pairs(tmp_path), "dpo", max_steps=4, batch_size=2, devices="cpu:2", save_steps=2)
+    spec = rl_spec(data(tmp_path), method, max_steps=4, batch_size=2, devices="cpu:2", save_steps=2, **changes)
     info = launch.start(spec, store)
     wait_for(lambda: ended(store, info.id), timeout=300)
     assert store.get(info.id).status == "succeeded", "\n".join(store.log_tail(info.id, 40))
     events, _ = store.read_events(info.id)
     summary = next(e for e in events if isinstance(e, Finished)).summary
-    assert summary["processes"] == 2 and summary["method"] == "dpo"
-    by_step = metric_curve(store, info.id, "rewards/margins")
+    assert summary["processes"] == 2 and summary["method"] == method
+    by_step = metric_curve(store, info.id, curve)
     assert sorted(by_step) == [1, 2, 3, 4]
-    # 12 pairs, 2 per process: two processes finish an epoch in 3 steps
-    assert abs(metric_curve(store, info.id, "epoch")[3] - 1.0) < 1e-6
+    assert abs(metric_curve(store, info.id, "epoch")[3] - 3 / steps_per_epoch) < 1e-6
     assert [c.step for c in launch.checkpoints_of(store.get(info.id)) if c.complete] == [2, 4]
 
 
@@ -326,3 +341,34 @@ def test_grpo_scores_with_a_local_reward_model(tmp_path):
     store, run_id = run_to_end(spec)
     keys = {k for e in store.read_events(run_id)[0] if isinstance(e, Metric) for k in e.values}
     assert "rewards/scorer/mean" in keys and sorted(metric_curve(store, run_id, "reward")) == [1, 2], sorted(keys)
+
+
+def test_the_tokenizer_given_to_trl_keeps_no_python_copy_of_its_vocab(tmp_path):
+    """TRL tokenizes with `Dataset.map`, whose cache fingerprint pickles the tokenizer's state. A
+    transformers 5 Gemma tokenizer keeps the vocab and merges it was built from as Python objects
+    (262k entries for the bundled Gemma: 11-16 s of hashing before the first DPO step on 2 loaded
+    cores, 3 s without them).
+    The trainer drops them; the tokenizer encodes, decodes and saves as before."""
+    from datasets.utils._dill import dumps
+    from transformers.models.gemma.tokenization_gemma import GemmaTokenizer
+
+    from engine.train import methods
+
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["▁"]
+    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", *letters])}
+    merges = []
+    for a in letters:
+        for b in letters:
+            vocab[a + b] = len(vocab)
+            merges.append((a, b))
+    tokenizer = GemmaTokenizer(vocab=dict(vocab), merges=list(merges))
+    text = "the river is on the map"
+    ids = tokenizer(text)["input_ids"]
+    before = len(dumps(tokenizer))
+    methods._forget_build_tables(tokenizer)
+    assert len(dumps(tokenizer)) < before - len(dumps(merges))  # what datasets hashes lost the tables
+    assert tokenizer(text)["input_ids"] == ids and tokenizer.decode(ids, skip_special_tokens=True) == text
+    assert tokenizer.get_vocab() == vocab
+    tokenizer.save_pretrained(str(tmp_path))
+    reloaded = GemmaTokenizer.from_pretrained(str(tmp_path))
+    assert reloaded(text)["input_ids"] == ids and reloaded.get_vocab() == vocab

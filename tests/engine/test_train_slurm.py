@@ -3,8 +3,10 @@ on 127.0.0.1; tests/helpers/slurm_cluster.py): the submitted job trains to the e
 events relayed into the run; a held job is `pending` with SLURM's reason and outlives its worker
 (the run asks SLURM, not the dead pid, and ends `succeeded` when the released job completes);
 a job asking for more CPUs than the node has waits `pending` (PartitionConfig) and `llmdeck runs
-cancel` reaches scancel; a job whose training fails ends `failed` with the reason. If the cluster
-cannot start, the tests fail with the daemons' logs."""
+cancel` reaches scancel; a job whose training fails ends `failed` with the reason; a job past its
+`--time` is killed by SLURM (TIMEOUT) and a job whose node an admin sets DOWN ends NODE_FAIL, and
+both end the run `failed` saying so. If the cluster cannot start, the tests fail with the daemons'
+logs."""
 
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ from engine.cli import run_command
 from engine.events import Finished
 from engine.runs import RunStore
 from engine.train import launch
+from engine.train.rank_status import read_ranks
 from tests.engine.test_train_runs import ended, losses, tiny_spec
-from tests.helpers.slurm_cluster import LocalSlurm
+from tests.helpers.slurm_cluster import NODE, LocalSlurm
 from tests.helpers.waiting import wait_for
 
 
@@ -39,7 +42,7 @@ def slurm_env(cluster, monkeypatch):
 
 def slurm_spec(**changes):
     cluster = {"slurm": True, "nodes": "1", **changes.pop("cluster", {})}
-    return tiny_spec(max_steps=4, max_seq_len=32, devices="cpu:1", cluster=cluster, **changes)
+    return tiny_spec(**{"max_steps": 4, "max_seq_len": 32, "devices": "cpu:1", "cluster": cluster, **changes})
 
 
 def job_id(store: RunStore, run_id: str) -> str:
@@ -119,6 +122,50 @@ def test_a_job_whose_training_fails_is_a_failed_run_with_the_reason(slurm_env):
     assert final.status == "failed"
     assert final.exit_reason.startswith(f"SLURM job {job} FAILED: the job failed, exit code 1:0; "), final.exit_reason
     assert "the loss became NaN/inf at step" in final.exit_reason
+
+
+@pytest.mark.slow
+def test_a_job_past_its_time_limit_is_a_failed_run_that_says_timeout(slurm_env):
+    # --time 1 (minute); SLURM checks limits about every 30 s, then KillWait (5 s in the test's slurm.conf)
+    store = RunStore()
+    info = launch.start(slurm_spec(max_steps=2000, save_steps=5, debug={"step_pause_s": 0.3},
+                                   cluster={"time": "1"}), store)
+    wait_for(lambda: losses(store, info.id) or ended(store, info.id), timeout=120, what="the job to train")
+    assert store.get(info.id).status == "running"
+    wait_for(lambda: ended(store, info.id), timeout=150, what="SLURM to end the job at its time limit")
+    final = store.get(info.id)
+    job = job_id(store, info.id)
+    assert final.status == "failed", final.exit_reason
+    assert final.exit_reason.startswith(
+        f"SLURM job {job} TIMEOUT: the job hit its time limit (--time); resume it from its last checkpoint")
+    assert "JobState=TIMEOUT" in slurm_env.run("scontrol", "--oneliner", "show", "job", job).stdout
+    assert 5 < max(losses(store, info.id)) < 2000
+    assert any(c.complete for c in launch.checkpoints_of(final))  # what the reason says to resume from
+
+
+@pytest.mark.slow
+def test_a_job_whose_node_goes_down_is_a_failed_run_naming_the_node(slurm_env):
+    store = RunStore()
+    # not requeued: SLURM's default puts a job whose node failed back in the queue
+    info = launch.start(slurm_spec(max_steps=2000, debug={"step_pause_s": 0.3}, cluster={"sbatch": ["--no-requeue"]}),
+                        store)
+    wait_for(lambda: losses(store, info.id) or ended(store, info.id), timeout=120, what="the job to train")
+    assert store.get(info.id).status == "running"
+    down = slurm_env.run("scontrol", "update", f"nodename={NODE}", "state=down", "reason=llmdeck-test")
+    try:
+        assert down.returncode == 0, down.stderr
+        wait_for(lambda: ended(store, info.id), timeout=60, what="the run to end with its node")
+    finally:
+        slurm_env.run("scontrol", "update", f"nodename={NODE}", "state=resume")
+    final = store.get(info.id)
+    job = job_id(store, info.id)
+    assert final.status == "failed", final.exit_reason
+    assert final.exit_reason.startswith(f"SLURM job {job} NODE_FAIL: a node of the job failed ({NODE})"), \
+        final.exit_reason
+    wait_for(slurm_env.node_idle, timeout=90, what="the node to be back for the other tests")
+    # the job's processes on the node that came back are ended by SLURM (an orphan job of a DOWN node)
+    wait_for(lambda: not any(_alive(int(r["pid"])) for r in read_ranks(final.out_dir)), timeout=90,
+             what="the training processes to end")
 
 
 def _alive(pid: int | None) -> bool:

@@ -93,7 +93,7 @@ class LocalSlurm:
         env = {**os.environ, **self.env()}
         self._spawn("slurmctld", [slurmctld, "-D", "-f", str(self.conf)], env)
         self._spawn("slurmd", [slurmd, "-D", "-f", str(self.conf), "-N", NODE], env)
-        self._wait(self._node_idle, "the node never became idle in sinfo", timeout=60)
+        self._wait(self.node_idle, "the node never became idle in sinfo", timeout=60)
         return self
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -101,7 +101,7 @@ class LocalSlurm:
         self.procs.append(subprocess.Popen(argv, stdout=log, stderr=log, env=env, start_new_session=True))
         log.close()
 
-    def _node_idle(self) -> bool:
+    def node_idle(self) -> bool:
         done = subprocess.run(["sinfo", "--noheader", "--format", "%T"], capture_output=True, text=True,
                               env={**os.environ, **self.env()}, timeout=30)
         return done.returncode == 0 and done.stdout.strip() == "idle"

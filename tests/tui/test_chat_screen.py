@@ -253,6 +253,43 @@ async def test_digits_switch_modes_from_chat_until_the_user_writes():
         assert app.current_mode == "chat" and screen.chat_input.text == "q2"
 
 
+def burst(app: LLMDeckApp, text: str, *then: str) -> None:
+    """`text` and then keys `then` as a terminal delivers a fast typist's or tmux send-keys'
+    burst: every key event handed to the app at once (Pilot's `press` waits after each key)."""
+    import unicodedata
+
+    from textual import events
+    from textual.keys import _character_to_key
+
+    for char in text:
+        key = char if char.isalnum() else _character_to_key(char)
+        app._driver.send_message(events.Key(key, char))
+    for key in then:
+        app._driver.send_message(events.Key(key, unicodedata.lookup("CARRIAGE RETURN") if key == "enter" else None))
+
+
+async def test_a_burst_typed_with_no_field_focused_is_sent_whole():
+    """Issue 17 item 11: typing starts a message when no text field has the focus; in a burst
+    the app had routed the keys after the first to the screen before the focus moved, where the
+    digits were taken for mode keys and Enter only focused the input (bench/key_burst.py
+    --mode chat --unfocused: 26 mismatches in 10 tries)."""
+    backend = ScriptedBackend(["ok"])
+    app = chat_app(backend)
+    answers = Answers()
+    async with app.run_test(size=(80, 24), message_hook=answers) as pilot:
+        screen = app.screen
+        assert not isinstance(app.focused, (ChatInput, Input))
+        for n in range(3):
+            text = f"The capital of Italy is Rome, try {n:04d} ok"
+            burst(app, text, "enter")
+            await wait_for(pilot, lambda n=n: len(answers) == n + 1 and not screen.generating, 10)
+            assert app.current_mode == "chat"
+            assert backend.calls[-1][-1]["content"] == text
+            assert screen.chat_input.text == ""
+            screen.set_focus(None)  # as on the screen's first show: the next burst starts a message
+            await pilot.pause()
+
+
 async def test_sessions_switch_new_clear_and_export():
     backend = ScriptedBackend(["ok"])
     app = chat_app(backend)

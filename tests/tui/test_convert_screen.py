@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Input, Select, Static
 
 from tests.engine.test_convert_tiny import make_llama
 from tests.helpers.requirements import require_module
-from tests.tui.pilot_wait import wait_until
+from tests.tui.pilot_wait import screen_text, wait_until
 from tui.app import LLMDeckApp
 from tui.screens.convert import ConvertScreen
 
@@ -75,11 +75,11 @@ class HeldCheck:
         self.started = threading.Event()
         monkeypatch.setattr(preflight, "check", self)
 
-    def __call__(self, spec: dict) -> object:
+    def __call__(self, spec: dict, **options: object) -> object:
         if spec.get("output") == self.held:
             self.started.set()
             self.gate.wait(30)
-        return self.real(spec)
+        return self.real(spec, **options)
 
     def release(self) -> None:
         self.gate.set()
@@ -181,3 +181,120 @@ async def test_tab_completes_a_path_then_moves_on(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: not field._suggestion or field._suggestion == field.value)
         await pilot.press("tab")  # nothing to complete: on to the next field
         assert app.focused is not field
+
+
+@pytest.fixture(scope="module")
+def f16_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_module("llama_cpp")
+    from engine.convert import jobs
+    from engine.events import Finished
+    from engine.jobs import JobContext, execute
+
+    root = tmp_path_factory.mktemp("quantize-form")
+    make_llama(root / "m", tokenizer="spm", n_kv_heads=2, hidden=256)
+    out = root / "m-f16.gguf"
+    spec = {"input": str(root / "m"), "output": str(out), "outtype": "f16", "verify": False}
+    assert isinstance(execute(jobs.hf_to_gguf, spec, JobContext(lambda e: None)), Finished)
+    return out
+
+
+class HeldPlan:
+    """llama.cpp's quantize dry run (the real one) held back until `release()`: the seconds it
+    takes on a big model, made as long as the test needs."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import threading
+
+        from engine.convert import quantize
+
+        self.real, self.calls = quantize.planned_types, 0
+        self.gate = threading.Event()
+        monkeypatch.setattr(quantize, "planned_types", self)
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        self.calls += 1
+        self.gate.wait(30)
+        return self.real(*args, **kwargs)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+async def quantize_form(pilot, app, source: Path, output: Path) -> ConvertScreen:
+    await wait_until(pilot, lambda: isinstance(app.screen, ConvertScreen))
+    screen = app.screen
+    screen.query_one("#conv-action", Select).value = "quantize"
+    await wait_until(pilot, lambda: screen.query_one("#conv-type", Select).value == "Q4_K_M")  # its types
+    screen.query_one("#conv-type", Select).value = "Q6_K"
+    screen.query_one("#conv-verify").value = False
+    screen.query_one("#conv-input", Input).value = str(source)
+    screen.query_one("#conv-output", Input).value = str(output)
+    return screen
+
+
+async def test_quantize_verdict_comes_from_the_header_first_then_the_plan(
+        f16_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first verdict does not wait for llama.cpp's dry run: it shows an estimate, a start
+    goes ahead on it (the disk holds the output's upper bound), and the plan's exact size
+    replaces the estimate when it lands."""
+    import shutil
+
+    source = shutil.copy(f16_gguf, tmp_path / "src-f16.gguf")
+    held = HeldPlan(monkeypatch)
+    app = LLMDeckApp(start_mode="convert")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await quantize_form(pilot, app, source, tmp_path / "q6.gguf")
+        await wait_until(pilot, lambda: "ready" in verdict_text(screen), 30)
+        assert "estimated from the header" in verdict_text(screen)
+        await pilot.pause(0.1)
+        shown = screen_text(app)  # at 80x24 the verdict has six lines: what to do comes first
+        assert "ready: ctrl+s starts it · sizing the output with llama.cpp's quantizer" in shown
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: len(app.store.list()) == 1, 10)
+        assert not held.gate.is_set()  # started before the plan was in
+        held.release()
+        await wait_until(pilot, lambda: "planned by llama.cpp's quantizer" in verdict_text(screen), 30)
+        assert "estimated" not in verdict_text(screen)
+        run = app.store.list()[0]
+        await wait_until(pilot, lambda: not app.store.get(run.id).active, 120)
+        assert app.store.get(run.id).status == "succeeded", app.store.log_tail(run.id)
+
+
+async def test_a_start_the_upper_bound_refuses_waits_for_the_plan(
+        f16_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Room on the disk for the output but not for its upper bound: ctrl+s on the estimate starts
+    nothing yet, and the conversion starts once llama.cpp's plan says the output fits."""
+    import shutil
+
+    from engine.convert import preflight
+
+    measured = shutil.copy(f16_gguf, tmp_path / "measured-f16.gguf")
+    source = shutil.copy(f16_gguf, tmp_path / "src-f16.gguf")  # the same bytes, not planned yet
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    spec = {"action": "quantize", "qtype": "Q6_K", "output": str(out_dir / "q6.gguf")}
+    planned = preflight.check({**spec, "input": str(measured)}).output_bytes
+    bound = preflight.check({**spec, "input": str(source)}, exact=False).disk_bytes
+    real_usage = shutil.disk_usage
+
+    def usage(path: object) -> object:  # the output's disk: room for the output, not for the bound
+        found = real_usage(path)
+        room = int(planned * 1.05) + 16 * 1024**2 + (bound - planned) // 2
+        return found._replace(free=room) if Path(str(path)) == out_dir else found
+
+    monkeypatch.setattr(preflight.shutil, "disk_usage", usage)
+    held = HeldPlan(monkeypatch)
+    app = LLMDeckApp(start_mode="convert")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await quantize_form(pilot, app, source, out_dir / "q6.gguf")
+        await wait_until(pilot, lambda: "may need up to" in verdict_text(screen), 30)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+        assert app.store.list() == []
+        assert "the conversion starts if it fits" in verdict_text(screen)
+        held.release()
+        await wait_until(pilot, lambda: len(app.store.list()) == 1, 30)
+        assert "planned by llama.cpp's quantizer" in verdict_text(screen)
+        run = app.store.list()[0]
+        await wait_until(pilot, lambda: not app.store.get(run.id).active, 120)
+        assert app.store.get(run.id).status == "succeeded", app.store.log_tail(run.id)

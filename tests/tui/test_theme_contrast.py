@@ -2,8 +2,9 @@
 
 Issue 17 item 10: the light theme's current-mode label in the mode bar was white on near-white
 (1.06:1) and 1.82:1 in the high-contrast theme. This walks every theme x every mode at 100x30
-through Pilot, takes the composited screen (the segments the terminal gets, with the colours
-Textual resolved from the theme) and checks every visible character of text, dim labels included.
+through Pilot, then every dialog and pushed screen (opened with its keys), takes the composited
+screen (the segments the terminal gets, with the colours Textual resolved from the theme) and
+checks every visible character of text, dim labels included.
 """
 
 from __future__ import annotations
@@ -61,11 +62,14 @@ def blend(fg: tuple[int, int, int], bg: tuple[int, int, int], factor: float) -> 
     return tuple(round(b + (f - b) * factor) for f, b in zip(fg, bg, strict=True))  # type: ignore[return-value]
 
 
-def low_contrast_text(screen: Screen, fg0: tuple[int, int, int], bg0: tuple[int, int, int]) -> list[str]:
+def low_contrast_text(screen: Screen, fg0: tuple[int, int, int], bg0: tuple[int, int, int],
+                      own_only: bool = False) -> list[str]:
     """Each run of text under AA on the screen as drawn, as 'row N "text" fg on bg = ratio'.
     `fg0`/`bg0` stand for the terminal's default colours (a segment with none set). Reverse swaps
     them; dim is drawn as the colour half-way to the background (Textual's DimFilter, as terminals
-    do). See `exempt` for what is left out."""
+    do). See `exempt` for what is left out. `own_only`: only the text of the screen's own widgets
+    (an overlay such as the command palette is drawn over the screen it covers, which shows
+    through dimmed on purpose: inactive while the overlay is open)."""
     found = []
     for y, strip in enumerate(screen._compositor.render_strips()):
         x = 0
@@ -74,6 +78,8 @@ def low_contrast_text(screen: Screen, fg0: tuple[int, int, int], bg0: tuple[int,
             text = "".join(c for c in segment.text if is_text(c))
             x, start = x + segment.cell_length, x
             if not text or style is None or exempt(screen, start, y, text):
+                continue
+            if own_only and not owned(screen, start, y):
                 continue
             fg, bg = rgb(style.color, fg0), rgb(style.bgcolor, bg0)
             if style.reverse:
@@ -97,6 +103,14 @@ def exempt(screen: Screen, x: int, y: int, text: str) -> bool:
         return False
     unchecked_mark = isinstance(widget, ToggleButton) and not widget.value and text == widget.BUTTON_INNER
     return widget.is_disabled or unchecked_mark
+
+
+def owned(screen: Screen, x: int, y: int) -> bool:
+    try:
+        widget, _ = screen.get_widget_at(x, y)
+    except NoWidget:
+        return False
+    return widget is not screen and widget.screen is screen
 
 
 def test_the_formula_matches_wcag_reference_values() -> None:
@@ -139,4 +153,103 @@ async def test_monitor_with_a_gpu_meets_wcag_aa(theme: str) -> None:
         await pilot.pause(0.3)
         assert app.screen.query(GpuCard) and app.screen.query_one("#mon-procs-box").display
         failures = low_contrast_text(app.screen, fg0, bg0)
+    assert not failures, f"{theme}: text under {AA}:1\n" + "\n".join(dict.fromkeys(failures))
+
+
+async def opened(pilot, app: LLMDeckApp, kind: type, *keys: str) -> Screen:
+    """Press `keys` as a user would and wait for a screen of `kind` on top."""
+    from tests.tui.pilot_wait import wait_until
+
+    await pilot.press(*keys)
+    await wait_until(pilot, lambda: isinstance(app.screen, kind), 15, f"{kind.__name__} after {keys}")
+    await pilot.pause(0.3)
+    return app.screen
+
+
+@pytest.mark.parametrize("theme", sorted(BUILTIN_THEMES))
+async def test_every_dialog_and_the_help_meet_wcag_aa(theme: str, tmp_path) -> None:
+    """The screens pushed over a mode, each opened with its keys: help, the doctor (F9), the quit
+    question, the stop-run dialog, the merge confirmation of a checkpoint, the model picker, the
+    start-server form, the chat sessions browser, the command palette and the clear-session
+    question."""
+    import os
+
+    from tests.tui.pilot_wait import wait_until
+    from tests.tui.test_chat_screen import ScriptedBackend
+    from tests.tui.test_train_screen import run_with_checkpoints
+    from tui.screens.confirm import ConfirmModal
+    from tui.screens.doctor import DoctorScreen
+    from tui.screens.help import HelpScreen
+    from tui.screens.model_picker import ModelPickerModal
+    from tui.screens.serve import StartServerModal
+    from tui.screens.sessions import SessionsModal
+    from tui.screens.stop_run import StopRunModal
+
+    no_gpu = FakeNvml(fail={"nvmlInit": pynvml.NVMLError_LibraryNotFound})
+    app = LLMDeckApp(start_mode="monitor", options={"nvml": no_gpu, "chat_backend": ScriptedBackend(["ok"])})
+    failures: list[str] = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.theme = theme
+        colors = BUILTIN_THEMES[theme]
+        fg0 = rgb(RichColor.parse(colors.foreground), (255, 255, 255))
+        bg0 = rgb(RichColor.parse(colors.background), (0, 0, 0))
+
+        def check(name: str, screen: Screen) -> None:
+            # The mode a dialog covers shows through, dimmed on purpose (inactive until the dialog
+            # is answered): only the dialog's own text is measured.
+            assert screen is app.screen
+            failures.extend(f"{name}: {line}" for line in low_contrast_text(screen, fg0, bg0, own_only=True))
+
+        check("help", await opened(pilot, app, HelpScreen, "question_mark"))
+        await pilot.press("escape")
+        doctor = await opened(pilot, app, DoctorScreen, "f9")
+        await wait_until(pilot, lambda: doctor.query_one("DataTable").row_count > 0, 30, "the doctor's report")
+        await pilot.pause(0.3)
+        check("doctor", doctor)
+        await pilot.press("escape")
+
+        # A conversion in progress, as its run folder says (this process stands in for its worker;
+        # every question about it is declined, so no signal is ever sent), and a LoRA run with checkpoints.
+        run = app.store.create("convert.quantize", {"input": str(tmp_path / "big.gguf")}, name="quantize big")
+        app.store.update(run.id, status="running", pid=os.getpid())
+        run_with_checkpoints(app.store)
+        app.run_watcher.poke()
+        check("quit question", await opened(pilot, app, ConfirmModal, "q"))
+        await pilot.press("n")
+        await pilot.press("5")
+        await wait_until(pilot, lambda: app.current_mode == "convert" and app.screen.current_run == run.id)
+        check("stop run", await opened(pilot, app, StopRunModal, "ctrl+g"))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.current_mode == "convert" and not isinstance(app.screen, StopRunModal))
+        app.screen.query_one("#conv-input").focus()
+        check("model picker", await opened(pilot, app, ModelPickerModal, "ctrl+o"))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ModelPickerModal))
+        app.screen.set_focus(None)
+
+        await pilot.press("3")
+        await wait_until(pilot, lambda: app.current_mode == "train" and app.screen.query_one("#train-ckpts").row_count)
+        check("merge confirmation", await opened(pilot, app, ConfirmModal, "m"))
+        await pilot.press("n")
+
+        await pilot.press("8")
+        await wait_until(pilot, lambda: app.current_mode == "serve")
+        check("start server", await opened(pilot, app, StartServerModal, "n"))
+        await pilot.press("escape")
+
+        await pilot.press("2")
+        await wait_until(pilot, lambda: app.current_mode == "chat")
+        chat = app.screen
+        await pilot.press("enter", *"a question", "enter")
+        await wait_until(pilot, lambda: chat.session_id is not None and not chat.generating, 30, "the answer")
+        check("sessions", await opened(pilot, app, SessionsModal, "ctrl+o"))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is chat)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await pilot.press(*"Chat: clear")
+        await pilot.pause(0.5)
+        check("command palette", app.screen)
+        check("clear session", await opened(pilot, app, ConfirmModal, "enter"))
+        await pilot.press("n")
     assert not failures, f"{theme}: text under {AA}:1\n" + "\n".join(dict.fromkeys(failures))

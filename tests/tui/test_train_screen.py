@@ -377,3 +377,100 @@ async def test_the_form_takes_a_method_its_adapter_and_grpo_rewards(tmp_path):
         assert "--reward exact:answer --reward length:1:8" in cli
         assert form.spec.rewards == ["exact:answer", "length:1:8"]
         assert not screen.query_one("#row-sft_weight").display
+
+
+# A 1.1B Llama's shape, no weights: the estimator reads config.json alone, and at this size the
+# reference copy (4.2 GiB in fp32) and GRPO's KV cache move the one-decimal GiB figure the form shows.
+ESTIMATE_CONFIG = {"model_type": "llama", "hidden_size": 2048, "num_attention_heads": 16, "num_key_value_heads": 8,
+                   "num_hidden_layers": 16, "intermediate_size": 8192, "vocab_size": 32000}
+
+
+async def choose(pilot, select_id: str, value: str, order: tuple[str, ...]) -> None:
+    """Pick `value` in a Select as a user does: focus it, Enter opens the menu on the current
+    choice, arrows move to the wanted one, Enter takes it."""
+    from textual.widgets import Select
+
+    select = pilot.app.screen.query_one(select_id, Select)
+    select.focus()
+    await pilot.pause()
+    steps = order.index(value) - order.index(str(select.value))
+    await pilot.press("enter", *(["down"] * steps if steps > 0 else ["up"] * -steps), "enter")
+    await wait_until(pilot, lambda: select.value == value, what=f"{select_id} = {value}")
+
+
+async def type_into(pilot, input_id: str, text: str) -> None:
+    """Replace an Input's text by keys: End, Backspace over what is there, then the new text."""
+    from textual.widgets import Input
+
+    field = pilot.app.screen.query_one(input_id, Input)
+    field.focus()
+    await pilot.pause()
+    await pilot.press("end", *["backspace"] * len(field.value), *text)
+    await wait_until(pilot, lambda: field.value == text, what=f"{input_id} = {text!r}")
+
+
+async def test_the_forms_memory_estimate_follows_the_method_and_adapter(tmp_path):
+    """The estimate line for each method, chosen with keys, is the estimator's figure for that
+    form: DPO and KTO on a full fine-tune add a frozen reference copy (DPO shows ORPO's figure plus
+    the copy, KTO SFT's plus the copy), ORPO has none, LoRA disables the adapter instead of copying
+    (DPO = ORPO), and GRPO's generation batch with its KV cache grows with --grad-accum."""
+    from engine.estimate.methods import estimate_method, options_for_spec
+    from engine.estimate.sources import spec_from_hf_dir
+    from engine.train.spec import ADAPTERS, METHODS
+
+    model = tmp_path / "llama-1b"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(ESTIMATE_CONFIG))
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"prompt": "What is 3 plus 4?", "chosen": "7", "rejected": "3 plus 4", "answer": "7"}\n')
+    shape = spec_from_hf_dir(model)
+    app = LLMDeckApp(start_mode="train", store=RunStore())
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = app.screen
+        await pilot.press("n")
+        form = screen.query_one("#train-form")
+        screen.query_one("#f-model").value = str(model)
+        screen.query_one("#f-dataset").value = str(data)
+        await type_into(pilot, "#f-batch_size", "4")
+        await type_into(pilot, "#f-max_seq_len", "512")
+        await choose(pilot, "#f-adapter", "full", ADAPTERS)
+
+        async def shown(method: str) -> tuple[float, object]:
+            """Choose `method`; wait for the line to show the estimator's figure for the form; return it."""
+            await choose(pilot, "#f-method", method, METHODS)
+            if method == "grpo":
+                await wait_until(pilot, lambda: screen.query_one("#row-rewards").display, what="the rewards field")
+                await type_into(pilot, "#f-rewards", "exact:answer")
+            await wait_until(pilot, lambda: form.spec is not None and form.spec.method == method, what="a valid form")
+            expected = estimate_method(shape, options_for_spec(form.spec))
+            figure = f"estimated peak memory per GPU: {expected.total_gib:.1f} GiB"
+            line = screen.query_one("#form-estimate")
+            await wait_until(pilot, lambda: str(line.render()).startswith(figure), what=f"{method}: {figure}")
+            return float(f"{expected.total_gib:.1f}"), expected
+
+        def component(estimate, key: str) -> float:
+            return sum(c.bytes for c in estimate.components if c.key == key) / 2**30
+
+        sft, _ = await shown("sft")
+        dpo, dpo_estimate = await shown("dpo")
+        orpo, orpo_estimate = await shown("orpo")
+        kto, kto_estimate = await shown("kto")
+        copy = component(dpo_estimate, "reference")
+        assert copy > 4 and component(kto_estimate, "reference") == copy  # fp32 copy of 1.1B parameters
+        assert component(orpo_estimate, "reference") == 0
+        assert abs(dpo - orpo - copy) < 0.11 and abs(kto - sft - copy) < 0.11  # one-decimal rounding
+        # LoRA: the reference is the base with the adapter disabled; DPO costs what ORPO does
+        await choose(pilot, "#f-adapter", "lora", ADAPTERS)
+        lora_orpo, _ = await shown("orpo")
+        lora_dpo, lora_dpo_estimate = await shown("dpo")
+        assert component(lora_dpo_estimate, "reference") == 0 and lora_dpo == lora_orpo < orpo
+        # GRPO: a generation phase whose batch (batch x grad accumulation) holds a KV cache
+        grpo, grpo_estimate = await shown("grpo")
+        assert component(grpo_estimate, "kv_cache") > 0
+        await type_into(pilot, "#f-grad_accum", "64")  # 256 sequences of 640 tokens
+        expected = estimate_method(shape, options_for_spec(form.spec))
+        assert expected.peak_phase.startswith("generation") and component(expected, "kv_cache") > 8
+        figure = f"estimated peak memory per GPU: {expected.total_gib:.1f} GiB (generation"
+        await wait_until(pilot, lambda: str(screen.query_one("#form-estimate").render()).startswith(figure),
+                         what=figure)
+        assert expected.total_gib > grpo + 2

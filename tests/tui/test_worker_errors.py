@@ -19,7 +19,7 @@ def notes(app: LLMDeckApp) -> list[str]:
 async def test_a_check_that_breaks_is_reported_once_and_logged(tmp_path, monkeypatch):
     import engine.convert.preflight as preflight
 
-    def broken(spec):
+    def broken(spec, **options):
         raise RuntimeError("the checker broke\nsecond line")
 
     monkeypatch.setattr(preflight, "check", broken)

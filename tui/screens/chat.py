@@ -463,14 +463,30 @@ class ChatScreen(ModeScreen):
     def on_key(self, event: events.Key) -> None:
         """Type to write: a printable key (not a digit: digits switch modes; not '?': help)
         starts a message in the input when no text field has the focus. 'q' included: a
-        question starting with q must not quit the app."""
-        if not event.is_printable or not event.character or event.character.isdigit() or event.character == "?":
+        question starting with q must not quit the app.
+
+        The focus moves at once (`set_focus`, not `focus()`, which waits for the app's queue):
+        the app hands each key to the widget focused when it takes the key from its queue, so
+        the rest of a burst then goes to the input. Keys of the burst it had already handed to
+        this screen arrive here with the input focused (the input takes every printable key and
+        Enter itself, so nothing else brings one here): they are the message's too, digits
+        included, and Enter sends it (issue 17 item 11: the digits were taken for mode keys, and
+        Enter only focused the input)."""
+        in_flight = self.focused is self.chat_input
+        if in_flight and event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            self.chat_input.post_message(ChatInput.Submitted(self.chat_input, self.chat_input.text))
             return
-        if isinstance(self.focused, (Input, TextArea)):
+        if not event.is_printable or not event.character:
+            return
+        if not in_flight and (event.character.isdigit() or event.character == "?"
+                              or isinstance(self.focused, (Input, TextArea))):
             return
         event.stop()
         event.prevent_default()
-        self.chat_input.focus()
+        if not in_flight:
+            self.set_focus(self.chat_input)
         self.chat_input.insert(event.character)
 
     def on_paste(self, event: events.Paste) -> None:

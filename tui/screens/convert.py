@@ -10,6 +10,12 @@ ctrl+s starts exactly what is on screen: the values are read from the fields at 
 and the run starts only with a verdict for those very values. Pressed while they are still
 being checked (or before the check began), the start waits for that check and goes ahead only
 if it passes; an edit in the meantime drops the pending start.
+
+A quantize's first verdict comes from the GGUF header within a second, its size an estimate;
+the exact size (llama.cpp's quantizer planning every tensor in a dry run) replaces it a few
+seconds later. A start before then checks the disk against an upper bound of the output (every
+tensor at the wider of its own type and F16) and, when that does not fit, waits for the exact
+verdict.
 """
 
 from __future__ import annotations
@@ -231,9 +237,17 @@ class ConvertScreen(ModeScreen):
 
     @work(thread=True, exclusive=True, group="convert-checks", exit_on_error=False, description="pre-flight check")
     def _check(self, key: tuple, spec: dict[str, Any]) -> None:
+        """Two stages where the exact verdict takes longer (a quantize's size, planned by a dry
+        run of llama.cpp's quantizer): the header's verdict at once, marked as an estimate, then
+        the exact one. A newer check makes this one's second stage moot."""
+        from textual.worker import get_current_worker
+
         from engine.convert import preflight
 
-        self.post_message(self.PreflightChecked(key, preflight.check(spec)))
+        verdict = preflight.check(spec, exact=False)
+        self.post_message(self.PreflightChecked(key, verdict))
+        if verdict.estimated and not get_current_worker().is_cancelled:
+            self.post_message(self.PreflightChecked(key, preflight.check(spec)))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # The check itself broke (the app reports why): say so where the verdict goes.
@@ -246,17 +260,37 @@ class ConvertScreen(ModeScreen):
         spec = self.spec()
         if message.key != spec_key(spec):
             return  # the form changed since; a newer check is coming
-        self._checked = (message.key, message.verdict)
+        verdict = message.verdict
+        if verdict.estimated and self._checked is not None and self._checked[0] == message.key \
+                and not self._checked[1].estimated:
+            return  # an older check's exact verdict is already in
+        self._checked = (message.key, verdict)
         self._checking = None
-        force = bool(spec["force"])
-        ok = message.verdict.ok(force)
-        lines = message.verdict.lines()
-        forcible = " (tick force to go on)" if message.verdict.ok(True) else ""
-        lines.append("ready: ctrl+s starts it" if ok else "refused" + forcible)
-        self._show_verdict_text("\n".join(lines), "-ok" if ok else "-bad")
-        if self._start_when_checked == message.key:
+        self._show_verdict(verdict, bool(spec["force"]))
+        if self._start_when_checked == message.key and not verdict.may_pass_when_exact(spec["force"]):
             self._start_when_checked = None
-            self._start(spec, message.verdict)
+            self._start(spec, verdict)
+
+    def _show_verdict(self, verdict: Any, force: bool) -> None:
+        """What to do first (ready, refused, waiting), then the problems and warnings, then the
+        facts: at 80x24 the verdict has six lines, and what is cut must be the facts."""
+        ok = verdict.ok(force)
+        pending = verdict.may_pass_when_exact(force)
+        forcible = " (tick force to go on)" if verdict.ok(True) else ""
+        if ok:
+            head = "ready: ctrl+s starts it"
+        elif pending:
+            head = ("waiting for the exact size: ctrl+s starts it if that fits" if self._start_when_checked is None
+                    else "waiting for the exact size: the conversion starts if it fits")
+        else:
+            head = "refused" + forcible
+        if verdict.estimated:
+            head += " · sizing the output with llama.cpp's quantizer…"
+        lines = verdict.lines()
+        said = [line for line in lines if line.startswith(("problem", "warning"))]
+        facts = sorted((line for line in lines if line not in said), key=lambda line: not line.startswith("output:"))
+        lines = [head, *said, *facts]  # the output and its size first of the facts
+        self._show_verdict_text("\n".join(lines), "-ok" if ok else ("" if pending else "-bad"))
 
     def _show_verdict_text(self, text: str, cls: str) -> None:
         widget = self.query_one("#conv-verdict", Static)
@@ -282,7 +316,13 @@ class ConvertScreen(ModeScreen):
             self._show_verdict_text(self._checking_text(), "")
 
     def _start(self, spec: dict[str, Any], verdict: Any) -> None:
+        """An estimated verdict (the quantize plan not in yet) starts when the disk holds the
+        output's upper bound; one refused only for that bound waits for the exact verdict."""
         if not verdict.ok(spec["force"]):
+            if verdict.may_pass_when_exact(spec["force"]):
+                self._start_when_checked = spec_key(spec)
+                self._show_verdict(verdict, bool(spec["force"]))
+                return
             self.notify(verdict.blocking(spec["force"])[0].text, title="refused", severity="error")
             return
         from engine.convert.preflight import absolute_paths
