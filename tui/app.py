@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, cast
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.dom import DOMNode
+from textual.driver import Driver
 from textual.screen import Screen
 from textual.theme import BUILTIN_THEMES as TEXTUAL_THEMES
 from textual.theme import Theme
@@ -138,6 +140,8 @@ class LLMDeckApp(App[None]):
         if themes.DEFAULT_THEME not in known:
             known.update(themes.BUILTIN_THEMES)
         return known
+        self.closing = False
+        """True from `exit()` on: the app is closing (see `update_styles`, tui.closing_driver)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -171,6 +175,27 @@ class LLMDeckApp(App[None]):
         else:
             self._after_first_frame.append(callback)
 
+    def get_driver_class(self) -> type[Driver]:
+        driver = super().get_driver_class()
+        from textual.drivers.linux_driver import LinuxDriver
+
+        if driver is LinuxDriver:  # not textual-serve's (TEXTUAL_DRIVER), nor Windows'
+            from tui.closing_driver import ClosingLinuxDriver
+
+            return ClosingLinuxDriver
+        return driver
+
+    def exit(self, result: None = None, return_code: int = 0, message: Any = None) -> None:
+        self.closing = True
+        super().exit(result, return_code, message)
+
+    def update_styles(self, node: DOMNode, animate: bool = True) -> None:
+        """Not while closing: Textual removes the screens one by one, and each focused widget it
+        removes moves the focus and restyles whole screens about to go (cProfile of the quit in
+        bench/latency.py: 0.4 s of 1.2 s). Blur and Unmount handlers still run."""
+        if not self.closing:
+            super().update_styles(node, animate)
+
     def get_css_variables(self) -> dict[str, str]:
         variables = super().get_css_variables()
         return {**variables, **{alias: variables[source] for alias, source in themes.CSS_ALIASES.items()}}
@@ -193,7 +218,8 @@ class LLMDeckApp(App[None]):
         # parsed in then). Textual marks it out of date all the same (-1), and on a mode's first
         # visit re-parses every stylesheet and restyles the app, twice (`_init_mode`, then
         # `switch_mode`): about a tenth of the time to the first frame (bench/startup.py) and of
-        # each first switch. The same private counter ModeScreen.on_screen_resume reads.
+        # each first switch. The same private counter ModeScreen.on_screen_resume reads, and
+        # ModeScreen.on_mount records again once the screen's own file is in.
         screen._css_update_count = self._css_update_count  # noqa: SLF001
         self.mode_screens[key] = screen
         # A mode's screen lives as long as the app, and so do the modules it imported (the Chat

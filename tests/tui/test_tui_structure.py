@@ -96,3 +96,27 @@ def test_styles_live_in_stylesheets_not_in_screens():
                 if names == ["CSS_PATH"]:
                     assert (path.parent / ast.literal_eval(node.value)).is_file(), path.name
     assert (ROOT / "tui" / "app.tcss").is_file()
+
+
+def test_a_screens_stylesheet_styles_only_its_own_screens():
+    """Every rule of a tui/screens .tcss starts with a screen class: a screen's CSS, loaded when
+    the screen is first built, never restyles another screen. ModeScreen.on_mount relies on it
+    (a mode shown again is not restyled for CSS that arrived with another mode)."""
+    from textual.css.model import SelectorType
+    from textual.css.stylesheet import Stylesheet
+
+    from tui.app import LLMDeckApp
+
+    screens = {node.name for path in (ROOT / "tui" / "screens").glob("*.py")
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.ClassDef) and node.name.endswith(("Screen", "Modal"))}
+    variables = LLMDeckApp().get_css_variables()
+    for path in sorted((ROOT / "tui" / "screens").glob("*.tcss")):
+        sheet = Stylesheet(variables=variables)
+        sheet.read(path)
+        sheet.parse()
+        assert sheet.rules, path.name
+        for rule in sheet.rules:
+            for selectors in rule.selector_set:
+                first = selectors.selectors[0]
+                assert first.type is SelectorType.TYPE and first.name in screens, f"{path.name}: {selectors.css}"

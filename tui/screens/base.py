@@ -26,8 +26,10 @@ from typing import Any
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.screen import Screen
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Input
 
 from tui.widgets.footer import KeyFooter
@@ -60,6 +62,17 @@ class ModeScreen(ReportsWorkerErrors, Screen):
         if isinstance(self.focused, (Input, TextArea)):
             self.set_focus(None)
 
+    def on_mount(self) -> None:
+        # Styled just now, with the app's stylesheet as it is (this screen's CSS_PATH included):
+        # say so. Textual's switch_mode compares this count with the app's before showing a
+        # screen and reparses every stylesheet and restyles the screen when they differ; it only
+        # records the count for a screen that was already mounted, so without this the second
+        # visit to each mode paid a full reparse (0.1-0.3 s under a training load, bench/latency.py
+        # switch, cProfile: switch_mode -> refresh_css -> reparse). Screen CSS does not reach
+        # other screens (every rule of a screen's .tcss starts with its class; see
+        # tests/tui/test_tui_structure.py), so nothing else needs restyling for it either.
+        self._css_update_count = self.app._css_update_count  # noqa: SLF001
+
     def on_screen_suspend(self) -> None:
         # Hidden behind another mode or a full screen. Textual keeps a mode's screen mounted and
         # its widgets' timers running: a focused field's blinking cursor, an indeterminate
@@ -88,6 +101,25 @@ class ModeScreen(ReportsWorkerErrors, Screen):
         self._paused_timers = []
         # Shown again: screens that show runs get the newest list now, not at the next tick.
         self.app.run_watcher.poke()
+
+    def _screen_resized(self, size: Size) -> None:
+        # Textual's switch_mode lays the screen it shows out again from scratch (a reflow of every
+        # widget) even when the terminal kept its size and nothing on the screen asked for a new
+        # layout while it was hidden: the largest part of a switch to Chat or Monitor under a
+        # training load (bench/latency.py switch, cProfile: switch_mode -> _screen_resized ->
+        # _refresh_layout). A layout a widget asked for while hidden, or a new terminal size, is
+        # still laid out (here, or at the next update); the resume repaints the screen either way.
+        laid_out = self._compositor.size
+        if laid_out and laid_out == size and not self._layout_required and not self._layout_widgets:
+            return
+        super()._screen_resized(size)
+
+    def _update_focus_styles(self, focused: Widget | None = None, blurred: Widget | None = None) -> None:
+        # Not while the app is closing: the focus moves as Textual removes each screen's widgets,
+        # and restyling what is about to go was most of a quit (LLMDeckApp.update_styles).
+        # Private in Textual (0.x-8.x), like the names in on_screen_resume.
+        if not getattr(self.app, "closing", False):
+            super()._update_focus_styles(focused, blurred)
 
     def palette_commands(self) -> list[PaletteCommand]:
         """Commands for the palette while this screen is shown (none by default)."""

@@ -411,16 +411,7 @@ class ChatScreen(ModeScreen):
         if message.error and not answer.content:
             await answer.remove()
             self.app.notify(message.error, title="generation failed", severity="error", timeout=10)
-        elif self.store is not None and self.session_id is not None:
-            prompt = answer.prompt_view
-            parent = prompt.record_id if prompt is not None and prompt.record_id is not None else LEAF
-            try:
-                stopped = message.stopped or bool(message.error)
-                record = self.store.add_message(self.session_id, "assistant", answer.content, parent_id=parent,
-                                                stopped=stopped, stats=stats)
-                answer.record_id, answer.parent_id = record.id, record.parent_id
-            except SessionError as exc:
-                self.app.notify(f"answer not saved: {exc}", severity="warning")
+        elif self._save_answer(answer, answer.content, stopped=message.stopped or bool(message.error), stats=stats):
             self._show_alternatives(answer)
         if stats:
             from engine.chat.base import GenerationStats
@@ -433,6 +424,22 @@ class ChatScreen(ModeScreen):
         for old in self._retired:
             old.close()
         self._retired.clear()
+
+    def _save_answer(self, answer: AnswerView, content: str, *, stopped: bool, stats: dict[str, Any]) -> bool:
+        """Add `answer` to the session (as the answer to its question); False when chat history
+        is off. A failed save is said in a notification."""
+        if self.store is None or self.session_id is None:
+            return False
+        prompt = answer.prompt_view
+        parent = prompt.record_id if prompt is not None and prompt.record_id is not None else LEAF
+        try:
+            record = self.store.add_message(self.session_id, "assistant", content, parent_id=parent,
+                                            stopped=stopped, stats=stats)
+        except SessionError as exc:
+            self.app.notify(f"answer not saved: {exc}", severity="warning")
+        else:
+            answer.record_id, answer.parent_id = record.id, record.parent_id
+        return True
 
     # -- actions -----------------------------------------------------------------------------
     def action_stop(self) -> None:
@@ -773,5 +780,13 @@ class ChatScreen(ModeScreen):
         self.load_model(spec)
 
     def on_unmount(self) -> None:
-        if self.answer is not None:
-            self.answer.stop()
+        """The app is closing: an answer still streaming is stopped and saved as it is (marked
+        stopped), since its `Finished` message would never be handled now. Nothing is lost."""
+        answer, self.answer = self.answer, None
+        if answer is None:
+            return
+        answer.stop()
+        if answer.generating:  # no figures: the generation thread may not have filled them in yet
+            self._save_answer(answer, answer.text_so_far(), stopped=True, stats={})
+        else:  # complete, its Finished message not handled yet
+            self._save_answer(answer, answer.content, stopped=answer.stopped, stats=answer.stats)

@@ -97,6 +97,12 @@ class AnswerView(ReportsWorkerErrors, ChatMessageView):
         """Ask the backend to stop within one token; the partial answer is kept."""
         self.cancel.set()
 
+    def text_so_far(self) -> str:
+        """Everything generated until now: what is on screen and what waits for the next draw
+        (what a quit in the middle of an answer saves; the screen is not drawn again then)."""
+        with self._lock:
+            return self.content + "".join(self._buffer)
+
     # -- the generation thread -----------------------------------------------------------------
     @work(thread=True, group="chat-answers", exit_on_error=False, description="generating an answer")
     def _produce(self, messages: list[dict[str, str]], params: SamplingParams) -> None:

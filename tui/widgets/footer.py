@@ -41,14 +41,22 @@ class KeyFooter(Footer):
         self._bindings_ready = True
         if not screen.app.app_focus:
             return
-        if self.is_attached and screen is self.screen and not self._rebuild_pending:
+        if self.is_attached and screen is self.screen and not self._rebuild_pending and self._on_show(screen):
             self._rebuild_pending = True
             self.call_after_refresh(self._rebuild)
 
     async def _rebuild(self) -> None:
         self._rebuild_pending = False
-        if self._keys_shown() != self._composed:
+        if self._on_show(self.screen) and self._keys_shown() != self._composed:
             await self.recompose()
+
+    def _on_show(self, screen: Screen) -> bool:
+        """Whether `screen` is in the mode on show. The keys of a mode switched away from are
+        not rebuilt (a hidden screen's bindings differ: it was rebuilt for the hidden state and
+        again when shown, two recomposes and a full layout per switch, bench/latency.py switch);
+        a screen shown again publishes "bindings updated" (Textual: stack_updates), so its keys
+        are compared then."""
+        return screen in self.app.screen_stack
 
     def _keys_shown(self) -> Hashable:
         """Everything `Footer.compose` reads to build the keys (bindings are frozen dataclasses)."""
