@@ -130,6 +130,8 @@ class LLMDeckApp(App[None]):
         for mode in MODE_LIST:
             self.add_mode(mode.key, lambda key=mode.key: self._build_mode_screen(key))
         self._first_frame_shown = False
+        self.closing = False
+        """True from `exit()` on: the app is closing (see `update_styles`, tui.closing_driver)."""
         self._after_first_frame: list[Callable[[], object]] = []
 
     @property
@@ -140,8 +142,6 @@ class LLMDeckApp(App[None]):
         if themes.DEFAULT_THEME not in known:
             known.update(themes.BUILTIN_THEMES)
         return known
-        self.closing = False
-        """True from `exit()` on: the app is closing (see `update_styles`, tui.closing_driver)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
