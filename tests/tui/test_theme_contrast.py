@@ -119,16 +119,20 @@ def test_the_formula_matches_wcag_reference_values() -> None:
     assert contrast((255, 255, 255), (0xF7, 0xF8, 0xFA)) == pytest.approx(1.06, abs=0.01)
 
 
+def themed(app: LLMDeckApp, theme: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """Switch `app` to `theme`; its foreground and background, against which text is measured."""
+    app.theme = theme
+    colors = BUILTIN_THEMES[theme]
+    return rgb(RichColor.parse(colors.foreground), (255, 255, 255)), rgb(RichColor.parse(colors.background), (0, 0, 0))
+
+
 @pytest.mark.parametrize("theme", sorted(BUILTIN_THEMES))
 async def test_every_modes_text_meets_wcag_aa(theme: str) -> None:
     no_gpu = FakeNvml(fail={"nvmlInit": pynvml.NVMLError_LibraryNotFound})
     app = LLMDeckApp(start_mode="monitor", options={"nvml": no_gpu})
     failures: list[str] = []
     async with app.run_test(size=(100, 30)) as pilot:
-        app.theme = theme
-        colors = BUILTIN_THEMES[theme]
-        fg0 = rgb(RichColor.parse(colors.foreground), (255, 255, 255))
-        bg0 = rgb(RichColor.parse(colors.background), (0, 0, 0))
+        fg0, bg0 = themed(app, theme)
         for number, mode in enumerate(MODES, start=1):
             await pilot.press(str(number))
             await pilot.pause(0.3)
@@ -142,10 +146,7 @@ async def test_monitor_with_a_gpu_meets_wcag_aa(theme: str) -> None:
     """The walk above sees the no-GPU Monitor; this one its GPU cards and GPU process table."""
     app = LLMDeckApp(start_mode="monitor", options={"nvml": FakeNvml(count=1)})
     async with app.run_test(size=(100, 30)) as pilot:
-        app.theme = theme
-        colors = BUILTIN_THEMES[theme]
-        fg0 = rgb(RichColor.parse(colors.foreground), (255, 255, 255))
-        bg0 = rgb(RichColor.parse(colors.background), (0, 0, 0))
+        fg0, bg0 = themed(app, theme)
         for _ in range(80):  # until the first sample has drawn the card
             if app.screen.query(GpuCard) and app.screen.query_one(GpuCard).border_subtitle:
                 break
@@ -189,10 +190,7 @@ async def test_every_dialog_and_the_help_meet_wcag_aa(theme: str, tmp_path) -> N
     app = LLMDeckApp(start_mode="monitor", options={"nvml": no_gpu, "chat_backend": ScriptedBackend(["ok"])})
     failures: list[str] = []
     async with app.run_test(size=(100, 30)) as pilot:
-        app.theme = theme
-        colors = BUILTIN_THEMES[theme]
-        fg0 = rgb(RichColor.parse(colors.foreground), (255, 255, 255))
-        bg0 = rgb(RichColor.parse(colors.background), (0, 0, 0))
+        fg0, bg0 = themed(app, theme)
 
         def check(name: str, screen: Screen) -> None:
             # The mode a dialog covers shows through, dimmed on purpose (inactive until the dialog

@@ -59,14 +59,37 @@ def _cells(proc: ProcessSample) -> tuple[str, ...]:
     )
 
 
-class SortedProcessTable(DataTable):
+class SortCycle:
+    """The sort choice both process tables share (the GPU one, a DataTable, and the host one, drawn
+    line by line): one of `SORTS`, moved on by `next_sort`, after which the rows are rebuilt."""
+
+    SORTS: tuple[tuple[str, str], ...] = ()
+    sort_index = 0
+
+    @property
+    def sort_key(self) -> str:
+        return self.SORTS[self.sort_index][0]
+
+    @property
+    def sort_label(self) -> str:
+        return self.SORTS[self.sort_index][1]
+
+    def next_sort(self) -> str:
+        self.sort_index = (self.sort_index + 1) % len(self.SORTS)
+        self.rebuild()
+        return self.sort_label
+
+    def rebuild(self) -> None:
+        raise NotImplementedError
+
+
+class SortedProcessTable(SortCycle, DataTable):
     """A process table sorted by one of `SORTS` whose cursor stays on its process (`key_of`):
     rows are redrawn only when what they show changed, and while their number stays the same only
     the cells that differ are updated in place (no relayout: a re-ranking every few seconds cost
     the idle Monitor a rebuild each time). Subclasses say which processes are shown (`visible`),
     how a process is known across ticks and what its cells say."""
 
-    SORTS: tuple[tuple[str, str], ...] = ()
     COLUMNS: tuple[str, ...] = ()
 
     def __init__(self, **kwargs: Any) -> None:
@@ -88,19 +111,6 @@ class SortedProcessTable(DataTable):
     def on_mount(self) -> None:
         for column in self.COLUMNS:
             self.add_column(column, key=column)
-
-    @property
-    def sort_key(self) -> str:
-        return self.SORTS[self.sort_index][0]
-
-    @property
-    def sort_label(self) -> str:
-        return self.SORTS[self.sort_index][1]
-
-    def next_sort(self) -> str:
-        self.sort_index = (self.sort_index + 1) % len(self.SORTS)
-        self.rebuild()
-        return self.sort_label
 
     def set_processes(self, procs: tuple[Any, ...]) -> None:
         self.procs = procs

@@ -26,6 +26,7 @@ from textual.widget import Widget
 from engine.monitor import format as fmt
 from engine.monitor.host import TOP_PROCESSES
 from engine.monitor.sample import HostProcess, num
+from tui.widgets.monitor_procs import SortCycle
 
 SORTS: tuple[tuple[str, str], ...] = (("cpu_percent", "CPU%"), ("rss", "memory"))
 COLUMNS = ("PID", "user", "CPU%", "RSS", "MEM%", "command")
@@ -49,7 +50,7 @@ def _cells(proc: HostProcess) -> tuple[str, ...]:
     )
 
 
-class HostProcessTable(Widget, can_focus=True):
+class HostProcessTable(SortCycle, Widget, can_focus=True):
     """A header line and one line per process, sorted by one of `SORTS`; the cursor row follows
     its process. Looks and moves like the GPU process table (a DataTable): zebra rows, a cursor
     that is bright while focused, arrows / page keys / home / end, the wheel, a click."""
@@ -96,25 +97,12 @@ class HostProcessTable(Widget, can_focus=True):
 
     # -- what is shown -------------------------------------------------------------------------
     @property
-    def sort_key(self) -> str:
-        return self.SORTS[self.sort_index][0]
-
-    @property
-    def sort_label(self) -> str:
-        return self.SORTS[self.sort_index][1]
-
-    @property
     def row_count(self) -> int:
         return len(self.rows)
 
     @property
     def selected(self) -> HostProcess | None:
         return self.shown[self.cursor_row] if 0 <= self.cursor_row < len(self.shown) else None
-
-    def next_sort(self) -> str:
-        self.sort_index = (self.sort_index + 1) % len(self.SORTS)
-        self.rebuild()
-        return self.sort_label
 
     def set_processes(self, procs: tuple[HostProcess, ...]) -> None:
         if procs is self.procs:
