@@ -224,7 +224,7 @@ class TrainSpec:
             out.append("eval_steps: set eval_split (for example 0.05) so there is something to evaluate on")
         if self.distributed not in DISTRIBUTED:
             out.append(f"distributed: {self.distributed!r} is not one of {', '.join(DISTRIBUTED)}")
-        elif self.distributed == "fsdp" and self.on_cpu() and self.method != "sft":
+        elif self.distributed == "fsdp" and self.on_cpu() and self.method not in ("sft", "dpo", "kto", "orpo", "grpo"):
             # CPU FSDP is llmdeck's switch in the supervised Trainer (engine/train/cpu_fsdp.py)
             out.append(f"distributed: fsdp on CPU processes trains sft only ({self.method} runs TRL's trainer); "
                        "use --distributed ddp on CPU")

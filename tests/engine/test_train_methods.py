@@ -276,6 +276,54 @@ def test_each_method_under_a_two_process_launch(tmp_path, method):
     assert [c.step for c in launch.checkpoints_of(store.get(info.id)) if c.complete] == [2, 4]
 
 
+# The adapter each method's FSDP run trains: DPO and KTO fully fine-tuned make TRL shard their
+# reference model too (`prepare_fsdp`); ORPO has none; GRPO's LoRA generates with the sharded model.
+FSDP_ADAPTER = {"dpo": "full", "kto": "full", "orpo": "lora", "grpo": "lora"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list(FSDP_ADAPTER))
+def test_fsdp_on_two_cpu_processes_shards_each_method_and_keeps_its_loss(tmp_path, capsys, method):
+    """`--distributed fsdp` on CPU processes really shards TRL's trainers (accelerate alone would
+    run them as DDP: engine/train/cpu_fsdp.py), without changing the maths: the loss of every step
+    equals the same run under DDP (same global batch), checkpoints are sealed and the final model or
+    adapter, gathered from both ranks' shards, loads."""
+    data, changes, _, _ = TWO_PROCESS_RUNS[method]
+    adapter = FSDP_ADAPTER[method]
+    same = dict(max_steps=3, batch_size=2, devices="cpu:2", save_steps=2, adapter=adapter, **changes)
+    if adapter == "full":
+        same["learning_rate"] = 1e-4
+    rows = data(tmp_path)
+    store = RunStore()
+    fsdp = launch.start(rl_spec(rows, method, distributed="fsdp", **same), store)
+    ddp = launch.start(rl_spec(rows, method, distributed="ddp", **same), store)
+    wait_for(lambda: ended(store, fsdp.id) and ended(store, ddp.id), timeout=400, what=f"{method} FSDP and DDP runs")
+    log = "\n".join(store.log_tail(fsdp.id, 200))
+    assert store.get(fsdp.id).status == "succeeded", log
+    assert store.get(ddp.id).status == "succeeded", "\n".join(store.log_tail(ddp.id, 40))
+    assert "FSDP2: the weights were sharded" in log
+    assert "FSDP2" not in "\n".join(store.log_tail(ddp.id, 200))
+    sharded, replicated = metric_curve(store, fsdp.id, "loss"), metric_curve(store, ddp.id, "loss")
+    assert sorted(sharded) == sorted(replicated) == [1, 2, 3]
+    with capsys.disabled():
+        print(f"{method} ({adapter}) loss per step, FSDP {sharded} vs DDP {replicated}")
+    assert [sharded[s] for s in (1, 2, 3)] == pytest.approx([replicated[s] for s in (1, 2, 3)], abs=1e-4)
+    checkpoint = store.get(fsdp.id).out_dir / "checkpoints" / "checkpoint-2"
+    assert "pytorch_model_fsdp.bin" in {p.name for p in checkpoint.iterdir()}
+    assert [c.step for c in launch.checkpoints_of(store.get(fsdp.id)) if c.complete] == [2, 3]
+    final = output_of(store, fsdp.id)
+    if adapter == "full":
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(final))
+    else:
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(cached_tiny_llama())), str(final))
+    assert all(p.isfinite().all() for p in model.parameters())
+
+
 def test_failures_are_one_clear_line(tmp_path):
     store = RunStore()
     sft_data = write_jsonl(tmp_path / "sft.jsonl", [{"prompt": "a", "completion": "b"}] * 3)
