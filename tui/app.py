@@ -8,9 +8,10 @@ folder are reported as notifications; they never stop the app from starting.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
@@ -19,6 +20,8 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.theme import BUILTIN_THEMES as TEXTUAL_THEMES
+from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
 import themes
@@ -50,9 +53,20 @@ SCREENS: dict[str, str] = {
 """Mode key -> the screen class showing it, imported when the mode is first opened."""
 
 
+APP_CSS = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses may live anywhere
+
+
+def start_css(mode: str) -> list[str]:
+    """The stylesheet of `mode`'s screen (tui/screens/<module>.tcss, its CSS_PATH), read with the
+    app's when the app opens on that mode (`LLMDeckApp.__init__` says why); none if it has none."""
+    module = SCREENS[mode].partition(":")[0].rpartition(".")[2]
+    path = Path(__file__).parent / "screens" / f"{module}.tcss"
+    return [str(path)] if path.exists() else []
+
+
 class LLMDeckApp(App[None]):
     TITLE = "llmdeck"
-    CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses may live anywhere
+    CSS_PATH = APP_CSS
     BINDINGS = [
         *(
             Binding(str(number), f"switch_mode('{mode.key}')", mode.name, show=False, id=f"mode.{mode.key}")
@@ -93,19 +107,37 @@ class LLMDeckApp(App[None]):
         # Open straight on the start mode: Textual then builds no placeholder default screen and
         # restyles the app once less before the first frame (bench/startup.py).
         self.DEFAULT_MODE = start_mode
-        super().__init__()
+        requested = self.options.get("theme") or settings.ui.theme
+        if requested not in {**TEXTUAL_THEMES, **themes.BUILTIN_THEMES}:
+            self.startup_problems.append(f"ui.theme: unknown theme {requested!r}; using {themes.DEFAULT_THEME}")
+            requested = themes.DEFAULT_THEME
+        # The theme is chosen before Textual builds the stylesheet, through `set_reactive` (no
+        # watcher): Textual then takes its variables, its dark/light classes and its ANSI colours
+        # from this theme, and parses the CSS once. Assigning `self.theme` after `__init__` made
+        # Textual re-parse every stylesheet twice before the first frame (once for the theme, once
+        # more because the first screen then looked out of date), and the start screen's own file
+        # read as it mounted made a third: together about a tenth of llmdeck's time to its first
+        # frame (bench/startup.py). Its file is read with the app's for the same reason.
+        self.set_reactive(LLMDeckApp.theme, requested)
+        super().__init__(css_path=[APP_CSS, *start_css(start_mode)])
+        self.set_class(True, f"-theme-{requested}", update=False)  # as Textual's theme watcher names it
+        for theme in themes.BUILTIN_THEMES.values():
+            self.register_theme(theme)
         self.mode_screens: dict[str, Screen] = {}
         """The mode screens built so far (Textual builds one when its mode is first opened)."""
         for mode in MODE_LIST:
             self.add_mode(mode.key, lambda key=mode.key: self._build_mode_screen(key))
-        for theme in themes.BUILTIN_THEMES.values():
-            self.register_theme(theme)
-        requested = self.options.get("theme") or settings.ui.theme
-        if requested not in self.available_themes:
-            self.startup_problems.append(f"ui.theme: unknown theme {requested!r}; using {themes.DEFAULT_THEME}")
-            requested = themes.DEFAULT_THEME
-        self.theme = requested
-        self._persist_theme = not self.options.get("theme")
+        self._first_frame_shown = False
+        self._after_first_frame: list[Callable[[], object]] = []
+
+    @property
+    def available_themes(self) -> dict[str, Theme]:
+        """Textual's themes and llmdeck's, the latter known already while Textual's `__init__` runs
+        (see ours), before they can be registered. Read for every line drawn: no copy once they are."""
+        known = super().available_themes
+        if themes.DEFAULT_THEME not in known:
+            known.update(themes.BUILTIN_THEMES)
+        return known
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -116,17 +148,37 @@ class LLMDeckApp(App[None]):
             self.startup_problems.append(str(exc))
         for problem in self.startup_problems:
             self.notify(problem, title="llmdeck", severity="warning", timeout=10)
-        self._housekeeping()
+        self.after_first_frame(self._housekeeping)
         self.run_watcher.start()
         self.switch_mode(self.start_mode)
+
+    def on_ready(self) -> None:
+        """Textual's Ready: the first frame has been laid out and is being written."""
+        self._first_frame_shown = True
+        waiting, self._after_first_frame = self._after_first_frame, []
+        for callback in waiting:
+            self.call_after_refresh(callback)
+
+    def after_first_frame(self, callback: Callable[[], object]) -> None:
+        """Run `callback` once the first frame is on screen (after the next refresh, if it already is).
+
+        For work the first frame does not show (the Monitor's sampler thread, housekeeping): a
+        thread started earlier competes with the first paint for the GIL. Textual's own
+        `call_after_refresh` is not enough at start-up: while the app is still mounting, its
+        callbacks run before anything is painted (bench/startup.py)."""
+        if self._first_frame_shown:
+            self.call_after_refresh(callback)
+        else:
+            self._after_first_frame.append(callback)
 
     def get_css_variables(self) -> dict[str, str]:
         variables = super().get_css_variables()
         return {**variables, **{alias: variables[source] for alias, source in themes.CSS_ALIASES.items()}}
 
     def _remember_theme(self, theme) -> None:
-        if not self._persist_theme or theme.name == self.settings.ui.theme:
-            self._persist_theme = True
+        """A theme the user switches to is saved (the one chosen at start is set without this signal,
+        so `--theme` for one session is not saved)."""
+        if theme.name == self.settings.ui.theme:
             return
         self.settings.ui.theme = theme.name
         try:
@@ -137,7 +189,18 @@ class LLMDeckApp(App[None]):
     def _build_mode_screen(self, key: str) -> Screen:
         module, _, name = SCREENS[key].partition(":")
         screen = getattr(importlib.import_module(module), name)(**self._screen_args.pop(key, {}))
+        # A new screen is styled as it mounts, from the stylesheet as it is now (its own file is
+        # parsed in then). Textual marks it out of date all the same (-1), and on a mode's first
+        # visit re-parses every stylesheet and restyles the app, twice (`_init_mode`, then
+        # `switch_mode`): about a tenth of the time to the first frame (bench/startup.py) and of
+        # each first switch. The same private counter ModeScreen.on_screen_resume reads.
+        screen._css_update_count = self._css_update_count  # noqa: SLF001
         self.mode_screens[key] = screen
+        # A mode's screen lives as long as the app, and so do the modules it imported (the Chat
+        # model's backend, Train's forms...): out of the collector's view, as tui/cli.py does at
+        # start, they are not traversed again by every full collection. After a tour of the modes
+        # one such pass took 0.2 s of an idle minute (bench/idle.py).
+        self.call_after_refresh(gc.freeze)
         return screen
 
     # -- requests from screens (tui.messages) --------------------------------------------------

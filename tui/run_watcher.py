@@ -31,6 +31,7 @@ from types import MappingProxyType
 from textual.app import App
 from textual.dom import DOMNode, NoScreen
 from textual.message import Message
+from textual.timer import Timer
 
 from engine.events import JobEvent, Progress
 from engine.runs import RunError, RunInfo, RunStore
@@ -277,9 +278,10 @@ class RunWatcher:
         self._follows: dict[tuple[int, str], _Follow] = {}
         self._reading = False
         self._again = False
+        self._timer: Timer | None = None
 
     def start(self) -> None:
-        self.app.set_interval(self.interval, self.tick, name="run-watcher")
+        self._timer = self.app.set_interval(self.interval, self.tick, name="run-watcher")
 
     # -- subscribing (UI thread) ---------------------------------------------------------------
     def watch_runs(self, node: DOMNode) -> None:
@@ -308,7 +310,9 @@ class RunWatcher:
 
     def poke(self) -> None:
         """Tick now rather than at the next interval (a run was started or stopped, a screen
-        is shown again)."""
+        is shown again, a node subscribed), and go on ticking."""
+        if self._timer is not None:
+            self._timer.resume()
         self.app.call_later(self.tick)
 
     # -- ticking (UI thread) -------------------------------------------------------------------
@@ -318,7 +322,12 @@ class RunWatcher:
         plan = [FollowRead(key, f.run_id, f.offset, f.log_size) for key, f in self._follows.items() if _shown(f.node)]
         self._send_runs(watching)  # a screen shown again gets the newest list at once
         if not watching and not plan:
-            return  # nobody is looking: read nothing
+            # Nobody is looking: read nothing, and stop ticking until a poke (a mode screen shown
+            # again pokes, and so does every subscription). Two wake-ups a second for nothing were
+            # a tenth of the idle Monitor's CPU (bench/idle.py).
+            if self._timer is not None:
+                self._timer.pause()
+            return
         if self._reading:
             self._again = True  # a slow read is under way: read once more when it is done
             return

@@ -17,6 +17,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +61,15 @@ def error_kind(exc: BaseException) -> str:
         return "missing"
     name = type(exc).__name__
     return name.split("_", 1)[1] if name.startswith("NVMLError_") else name
+
+
+def nvidia_device_nodes() -> bool:
+    """Whether /dev shows an NVIDIA GPU device (nvidia0, nvidia1...): a guess made in microseconds,
+    without loading NVML, for the Monitor's first frame; NVML's first sample has the last word."""
+    try:
+        return any(name.startswith("nvidia") and name[6:].isdigit() for name in os.listdir("/dev"))
+    except OSError:
+        return False
 
 
 def unavailable_reason(exc: BaseException) -> str:

@@ -135,3 +135,62 @@ def test_live_source_lists_host_processes_only_without_a_gpu() -> None:
     finally:
         no_gpu.close()
         with_gpu.close()
+
+
+def _stat(pid: int, comm: str, ticks: int, started: int, pages: int) -> str:
+    """A /proc/<pid>/stat line (man 5 proc): utime is field 14, starttime 22, rss 24."""
+    return f"{pid} ({comm}) S 1 1 1 0 -1 0 0 0 0 0 {ticks} 0 0 0 20 0 1 0 {started} 1000 {pages} 0\n"
+
+
+def test_top_processes_read_proc_and_relabel_a_reused_pid(tmp_path: Path, monkeypatch) -> None:
+    """The no-GPU list reads /proc/<pid>/stat itself (bench/idle.py: psutil's pass cost 5-10 ms a
+    tick) and reads user and command line once per process: a pid reused by a new process (another
+    start time) is read again, and its CPU% is not a difference against the old process's ticks."""
+    import psutil
+
+    from engine.monitor import host as host_mod
+
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "stat").write_text(_stat(1, "me", 0, 1, 1))
+    (proc / "4242").mkdir()
+    (proc / "notapid").mkdir()
+    read_labels = []
+
+    class Labels:  # psutil.Process for the labels only (pid 4242 is not a process here)
+        def __init__(self, pid: int) -> None:
+            read_labels.append(pid)
+            self.generation = len(read_labels)
+
+        def oneshot(self):
+            import contextlib
+
+            return contextlib.nullcontext()
+
+        def name(self) -> str:
+            return f"gen{self.generation}"
+
+        def cmdline(self) -> list[str]:
+            return [f"gen{self.generation}", "--serve"]
+
+        def username(self) -> str:
+            return "alice"
+
+    clock = iter([100.0, 102.0, 104.0])
+    monkeypatch.setattr(host_mod.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(psutil, "Process", Labels)
+    top = host_mod.TopProcesses(top=5, proc=proc)
+    hz, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+
+    def pass_with(ticks: int, started: int) -> dict[int, object]:
+        (proc / "4242" / "stat").write_text(_stat(4242, "odd (name) x", ticks, started, 300))
+        return {p.pid: p for p in top.sample(2**40)}
+
+    first = pass_with(ticks=1000, started=5000)
+    assert first[4242].cpu_percent == 0.0 and first[4242].rss == 300 * page  # one reading: no rate yet
+    assert first[4242].command == "gen1 --serve" and first[4242].user == "alice" and first[4242].name == "gen1"
+    busy = pass_with(ticks=1000 + hz, started=5000)  # a second of CPU in two seconds
+    assert busy[4242].cpu_percent == 50.0 and busy[4242].command == "gen1 --serve" and read_labels == [4242]
+    reused = pass_with(ticks=10, started=9000)  # the pid now belongs to a process started later
+    assert reused[4242].command == "gen2 --serve" and reused[4242].cpu_percent == 0.0
+    assert read_labels == [4242, 4242]

@@ -188,3 +188,78 @@ async def test_help_names_keys_as_the_footer_does():
         await pilot.pause()
         keys = [key for key, _, _ in app.screen.keys]
         assert "[" in keys and "]" in keys and not [k for k in keys if "square" in k.lower()]
+
+
+async def test_start_up_and_first_visits_parse_the_stylesheets_once(monkeypatch):
+    """bench/startup.py: Textual re-parsed every stylesheet three times before the first frame (the
+    theme set after `App.__init__`, the first screen seen as out of date, its own file read as it
+    mounted) and three times on each mode's first visit, where one (its own file) is enough. Styled
+    the same, from the chosen theme."""
+    from textual.color import Color
+    from textual.css.stylesheet import Stylesheet
+
+    import themes
+
+    reparsed = []
+    original = Stylesheet.reparse
+    monkeypatch.setattr(Stylesheet, "reparse", lambda sheet: (reparsed.append(1), original(sheet))[1])
+    settings = settings_mod.Settings()
+    settings.ui.theme = "llmdeck-light"
+    app = LLMDeckApp(settings=settings, start_mode="monitor")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        assert app.theme == "llmdeck-light" and app.has_class("-light-mode", "-theme-llmdeck-light")
+        assert not app.has_class("-dark-mode")
+        assert app.screen.styles.background == Color.parse(themes.LIGHT.background)
+        assert reparsed == []
+        await app.switch_mode("runs")
+        await pilot.pause(0.2)
+        assert app.screen.styles.background == Color.parse(themes.LIGHT.background)
+        assert reparsed == [1]  # for its own stylesheet, read as it mounts
+        reparsed.clear()
+        app.theme = "llmdeck-dark"  # a switch still re-parses, and reaches every screen
+        await pilot.pause(0.2)
+        assert reparsed and app.screen.styles.background == Color.parse(themes.DARK.background)
+        assert app.has_class("-dark-mode", "-theme-llmdeck-dark") and not app.has_class("-theme-llmdeck-light")
+
+
+async def test_a_theme_given_for_one_session_is_not_saved_but_a_switch_is():
+    app = LLMDeckApp(start_mode="runs", options={"theme": "llmdeck-contrast"})
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.theme == "llmdeck-contrast"
+        await pilot.pause(0.2)
+    assert not paths.settings_file().exists() or settings_mod.load()[0].ui.theme == "llmdeck-dark"
+    again = LLMDeckApp(start_mode="runs", options={"theme": "llmdeck-contrast"})
+    async with again.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert again.theme == "llmdeck-dark"
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+    assert settings_mod.load()[0].ui.theme == "llmdeck-light"
+
+
+async def test_an_unknown_theme_is_reported_and_the_default_used():
+    settings = settings_mod.Settings()
+    settings.ui.theme = "no-such-theme"
+    app = LLMDeckApp(settings=settings, start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        assert app.theme == "llmdeck-dark"
+        assert any("unknown theme 'no-such-theme'" in str(n.message) for n in app._notifications)
+
+
+async def test_a_mode_screen_built_is_kept_out_of_full_collections():
+    """bench/idle.py: after a tour of the modes, one full collection traversed every screen and
+    module they brought (0.2 s of an idle half-minute). A built mode screen is frozen (gc.freeze),
+    as start-up freezes the modules it imported."""
+    import gc
+
+    app = LLMDeckApp(start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        gc.unfreeze()  # what start-up or another test froze: back in view
+        await app.switch_mode("estimate")
+        await pilot.pause(0.2)
+        estimate = app.mode_screens["estimate"]
+        assert gc.get_freeze_count() > 0 and not any(o is estimate for o in gc.get_objects())

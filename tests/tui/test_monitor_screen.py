@@ -151,7 +151,7 @@ async def test_host_only_lists_the_hosts_busiest_processes_and_sorts_by_memory(b
         assert big.pid not in pids() or pids().index(busy.pid) < pids().index(big.pid)
         cpus = [p.cpu_percent for p in table.shown]
         assert cpus == sorted(cpus, reverse=True) and "by CPU%" in str(box.border_title)
-        row = [str(c) for c in table.get_row_at(pids().index(busy.pid))]
+        row = table.row_cells(pids().index(busy.pid))
         assert row[0] == str(busy.pid) and "while True: pass" in row[-1] and row[1] not in ("", "n/a")
         await pilot.press("s")
         await until(pilot, lambda: big.pid in pids())
@@ -378,3 +378,35 @@ async def test_non_finite_numbers_in_settings_are_reported_and_monitor_runs(tmp_
         assert "monitor.history_minutes: expected a number from 1 to 240, got inf" in notes(app)
         assert "monitor.interval: expected a number from 0.1 to 60, got 1e-300" in notes(app)
         assert (app.settings.monitor.history_minutes, app.settings.monitor.interval) == (10.0, 1.0)
+
+
+async def test_no_gpu_first_frame_has_the_host_table_and_sampling_starts_after_it(monkeypatch) -> None:
+    """bench/startup.py: the sampler thread (NVML start-up, a pass over every process) started
+    before the first frame and competed with it; and with no GPU the first sample swapped the GPU
+    table for the host's, so the screen jumped. Now the first frame already has the host table,
+    empty, and it is filled after that frame, busiest first."""
+    from engine.monitor import nvml as nvml_mod
+
+    monkeypatch.setattr(nvml_mod, "nvidia_device_nodes", lambda: False)  # this box, whatever CI runs on
+    seen = {}
+
+    class Probe(LLMDeckApp):
+        def on_ready(self) -> None:  # runs before LLMDeckApp.on_ready (Textual calls both)
+            screen = self.screen
+            seen.update(
+                host_box=screen.query_one("#mon-top-box").display,
+                gpu_box=screen.query_one("#mon-procs-box").display,
+                header=screen.query_one(HostProcessTable).render_line(0).text.split(),
+                rows=screen.query_one(HostProcessTable).row_count,
+                sampling=screen._thread.running,
+            )
+
+    app = Probe(settings=fast_settings(), start_mode="monitor")
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.screen.query_one(HostProcessTable)
+        await until(pilot, lambda: table.row_count > 0)
+        assert seen == {"host_box": True, "gpu_box": False, "header": ["PID", "user", "CPU%", "RSS", "MEM%", "command"],
+                        "rows": 0, "sampling": False}
+        assert app.focused is table and not app.screen.query_one("#mon-procs-box").display
+        cpus = [p.cpu_percent for p in table.shown]
+        assert cpus == sorted(cpus, reverse=True)

@@ -107,3 +107,26 @@ async def test_one_read_serves_every_follower_and_a_refollow_replays():
         assert got[-1].first and [e.text for e in got[-1].events] == ["hello", "again"]
         lines = view.query_one("#run-tail").lines
         assert sum("hello" in line for line in lines) == 1 and sum("again" in line for line in lines) == 1
+
+
+async def test_nobody_looking_stops_the_ticks_until_a_screen_that_shows_runs_is_back(monkeypatch):
+    """bench/idle.py: on Monitor the watcher woke twice a second to find nobody looking (a tenth
+    of the idle app's CPU). It stops ticking then, and a screen shown again starts it."""
+    store = RunStore()
+    first = finished_run(store, "first")
+    app = LLMDeckApp(start_mode="runs", store=store)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one("#runs-table", DataTable)
+        await wait_until(pilot, lambda: first in table.rows)
+        await app.switch_mode("monitor")
+        await pilot.pause(0.6)
+        ticks: list[int] = []
+        original = app.run_watcher._prune  # every tick starts there
+        monkeypatch.setattr(app.run_watcher, "_prune", lambda: ticks.append(1) or original())
+        await pilot.pause(1.6)  # three intervals on Monitor
+        assert ticks == []
+        second = finished_run(store, "second")
+        await app.switch_mode("runs")
+        await wait_until(pilot, lambda: second in table.rows, timeout=5)
+        third = finished_run(store, "third")  # found by the ticks, with no poke
+        await wait_until(pilot, lambda: third in table.rows, timeout=5)

@@ -27,6 +27,7 @@ from textual.widgets import Input, Static
 
 from engine.monitor import format as fmt
 from engine.monitor.history import WINDOWS_S, History, window_label
+from engine.monitor.nvml import nvidia_device_nodes
 from engine.monitor.sample import MonitorSample, ProcessSample
 from tui.screens.base import ModeScreen
 from tui.widgets.gpu_card import CARD_HEIGHT, GpuCard
@@ -92,18 +93,30 @@ class MonitorScreen(ModeScreen):
 
     # -- layout ------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
+        # The first frame comes before the first sample (the sampler starts after it): lay out what
+        # that sample will most likely need, so the screen does not jump when it lands. No NVIDIA
+        # device in /dev (and the live hardware, not a replay or a stand-in NVML): the host's
+        # processes in place of the GPU table, empty until then. The first sample has the last word.
+        host_only = not self.app.options.get("replay") and self.app.options.get("nvml") is None \
+            and not nvidia_device_nodes()
+        if host_only:
+            self.AUTO_FOCUS = "#mon-top"
         yield Static("starting the monitor…", id="mon-status")
         yield Container(id="mon-gpus", classes="-none")
         with Vertical(id="mon-procs-box", classes="panel") as box:
             box.border_title = "GPU processes"
+            box.display = not host_only
+            box.disabled = host_only  # nothing hidden takes the focus
             yield Input(placeholder="filter: pid, user, command or run (Enter keeps, Esc clears)", id="mon-filter")
             yield ProcessTable(id="mon-procs")
         with Vertical(id="mon-top-box", classes="panel") as box:
             box.border_title = "host processes"
-            box.display = False  # shown (in place of the GPU table) once a sample says there is no GPU
-            box.disabled = True
+            box.display = host_only  # with a GPU, shown (in place of the GPU table) if a sample says there is none
+            box.disabled = not host_only
             yield HostProcessTable(id="mon-top")
-        yield HostPanel(id="mon-host")
+        host = HostPanel(id="mon-host")
+        host.set_expanded(host_only)
+        yield host
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Only the keys of the table on screen: with no GPU the GPU process table is hidden (an
@@ -128,6 +141,7 @@ class MonitorScreen(ModeScreen):
         cfg = self.app.settings.monitor
         options = self.app.options
         self.history = History(fine_seconds=cfg.history_minutes * 60.0, interval=cfg.interval)
+        self.query_one(HostPanel).set_history(self.history, self.window_s)
         replay = options.get("replay")
         self.replaying = str(replay or "")
         recorder = None
@@ -156,7 +170,8 @@ class MonitorScreen(ModeScreen):
         )
         # Start sampling once the first frame is on screen: NVML start-up and the first psutil
         # pass compete with the first paint for the GIL, and the user should see the app first.
-        self.call_after_refresh(self._thread.start)
+        after_first_frame = getattr(self.app, "after_first_frame", self.call_after_refresh)
+        after_first_frame(self._thread.start)
         self._update_host_title()
 
     def on_unmount(self) -> None:

@@ -1,8 +1,17 @@
-"""The host panel: CPU (total and per core), load, RAM, swap and the data folder's disk."""
+"""The host panel: CPU (total and per core), load, RAM, swap and the data folder's disk.
+
+Redrawn every Monitor tick (once a second, all day): its lines go straight from the Rich text
+`render()` builds to strips (`render_line`), cached until the sample, the size or the theme
+changes. Returned from `render()` as usual, Textual converted that text to its own Content and
+then to strips, span by span: 2-3 ms a tick, a quarter of the idle no-GPU Monitor's CPU
+(bench/idle.py); this way, a fraction of that.
+"""
 
 from __future__ import annotations
 
+from rich.segment import Segment
 from rich.text import Text
+from textual.strip import Strip
 from textual.widget import Widget
 
 from engine.monitor import format as fmt
@@ -26,6 +35,9 @@ class HostPanel(Widget):
         super().__init__(**kwargs)
         self.host: HostSample | None = None
         self.border_title = "host"
+        self._lines: list[Strip] = []
+        self._lines_of: tuple = ()
+        self._blank = Strip.blank(0)
 
     expanded = False
     """Host-only mode (no GPU panel): also draw a bar per CPU core, several to a line."""
@@ -62,6 +74,23 @@ class HostPanel(Widget):
         self.host = host
         cores_now = len(host.per_core) if isinstance(host.per_core, tuple) else -1
         self.refresh(layout=self.expanded and cores_now != cores_before)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        made_of = (self.host, width, self.expanded, self.history, self.window_s, self.app.theme, self._lines_version)
+        if made_of != self._lines_of:
+            base = self.rich_style
+            lines = self.render().split("\n")
+            self._lines = [Strip(Segment.apply_style(line.render(self.app.console, end=""), base))
+                           .crop_extend(0, width, base) for line in lines]
+            self._lines_of, self._blank = made_of, Strip.blank(width, base)
+        return self._lines[y] if y < len(self._lines) else self._blank
+
+    _lines_version = 0
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._lines_version += 1  # restyled (a theme, a focus...): its colours may have changed
 
     def _bar(self, text: Text, used: object, total: object, width: int) -> None:
         u, t = num(used), num(total)
