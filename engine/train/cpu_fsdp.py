@@ -52,6 +52,18 @@ def switch_on(accelerator: Any) -> bool:
     return True
 
 
+class SwitchOnCpu:
+    """Mixin for a transformers Trainer subclass (llmdeck's SFT Trainer, and TRL's DPO/ORPO/KTO/GRPO
+    trainers in engine/train/methods.py): CPU ranks of an FSDP launch shard with FSDP2. It runs
+    where the Trainer makes its Accelerator, before anything is prepared, so TRL's own FSDP code
+    (`prepare_fsdp` of DPO's and KTO's reference model) sees `is_fsdp_enabled` and runs unchanged."""
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()  # type: ignore[misc]
+        if switch_on(self.accelerator):  # type: ignore[attr-defined]
+            self.is_fsdp_enabled = True
+
+
 def full_state_dict(trainer: Any) -> dict[str, Any] | None:
     """The whole model's weights gathered from every rank's shard (a collective: every rank calls
     it), or None when the model is not sharded. Saving must not gather on rank 0 alone: the other

@@ -24,6 +24,7 @@ from typing import Any
 
 from engine.chat.templates import NO_TEMPLATE
 from engine.jobs import JobError
+from engine.train import cpu_fsdp
 
 DEFAULT_BETA: dict[str, float] = {"dpo": 0.1, "orpo": 0.1, "kto": 0.1, "grpo": 0.0}
 NEEDS_REFERENCE: tuple[str, ...] = ("dpo", "kto")  # GRPO too when beta > 0; ORPO never
@@ -278,7 +279,8 @@ _CLASSES: dict[str, Any] = {}
 
 
 def trainer_class(method: str) -> Any:
-    """TRL's trainer for `method`, subclassed to count tokens (and, for GRPO, hand over samples).
+    """TRL's trainer for `method`, subclassed to count tokens (and, for GRPO, hand over samples) and to
+    shard CPU ranks of an FSDP launch (cpu_fsdp.SwitchOnCpu).
     Built on first use so importing this module stays light."""
     if method in _CLASSES:
         return _CLASSES[method]
@@ -293,7 +295,7 @@ def trainer_class(method: str) -> Any:
     else:
         raise JobError(f"method: no TRL trainer for {method!r}")
 
-    class Counted(base):  # type: ignore[misc, valid-type]
+    class Counted(cpu_fsdp.SwitchOnCpu, base):  # type: ignore[misc, valid-type]
         throughput: Any = None
         sample_sink: Any = None
 

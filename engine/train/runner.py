@@ -542,13 +542,8 @@ def _trainer_class() -> Any:
     if _TRAINER_CLASS is None:
         from transformers import Trainer
 
-        class LLMDeckTrainer(Trainer):
+        class LLMDeckTrainer(cpu_fsdp.SwitchOnCpu, Trainer):  # CPU ranks: accelerate leaves them on DDP
             throughput: Any = None
-
-            def create_accelerator_and_postprocess(self) -> None:
-                super().create_accelerator_and_postprocess()
-                if cpu_fsdp.switch_on(self.accelerator):  # CPU ranks: accelerate leaves them on DDP
-                    self.is_fsdp_enabled = True
 
             def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001 - library signature
                 if self.throughput is not None:

@@ -224,15 +224,11 @@ class TrainSpec:
             out.append("eval_steps: set eval_split (for example 0.05) so there is something to evaluate on")
         if self.distributed not in DISTRIBUTED:
             out.append(f"distributed: {self.distributed!r} is not one of {', '.join(DISTRIBUTED)}")
-        elif self.distributed == "fsdp" and self.on_cpu() and self.method != "sft":
-            # CPU FSDP is llmdeck's switch in the supervised Trainer (engine/train/cpu_fsdp.py)
-            out.append(f"distributed: fsdp on CPU processes trains sft only ({self.method} runs TRL's trainer); "
-                       "use --distributed ddp on CPU")
         elif self.distributed not in ("ddp", "fsdp") and self.on_cpu():
             # accelerate 1.15 enables DeepSpeed only for processes that are not CPU (AcceleratorState:
             # `ACCELERATE_USE_DEEPSPEED ... and not cpu`): on CPU the run would silently be DDP.
             out.append(f"distributed: {self.distributed} (DeepSpeed ZeRO) needs GPUs (accelerate does not run "
-                       "DeepSpeed on CPU processes); use --distributed ddp (or fsdp for sft) on CPU")
+                       "DeepSpeed on CPU processes); use --distributed ddp or fsdp on CPU")
         try:
             cluster = self.cluster_spec()
         except (TypeError, ValueError) as exc:

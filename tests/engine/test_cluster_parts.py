@@ -85,12 +85,14 @@ def test_train_spec_carries_the_cluster_and_refuses_zero_on_cpu():
     assert "--nodes 2 --slurm --sbatch=--hold" in slurm_run.to_cli()
     assert TrainSpec.from_json(run.to_json()).cluster_spec() == run.cluster_spec()
     assert spec(devices="cpu:2", distributed="fsdp", method="full").problems(check_paths=False) == []
-    assert spec(devices="cpu:2", distributed="fsdp", method="dpo").problems(check_paths=False) == [
-        "distributed: fsdp on CPU processes trains sft only (dpo runs TRL's trainer); use --distributed ddp on CPU"]
+    for method in ("dpo", "orpo", "kto", "grpo"):  # engine/train/cpu_fsdp.py switches TRL's trainers on too
+        rewards = ["boxed"] if method == "grpo" else []
+        run = spec(devices="cpu:2", distributed="fsdp", method=method, rewards=rewards)
+        assert run.problems(check_paths=False) == []
     for zero in ("zero2", "zero3"):
         assert spec(devices="cpu:2", distributed=zero).problems(check_paths=False) == [
             f"distributed: {zero} (DeepSpeed ZeRO) needs GPUs (accelerate does not run DeepSpeed on CPU "
-            "processes); use --distributed ddp (or fsdp for sft) on CPU"]
+            "processes); use --distributed ddp or fsdp on CPU"]
     assert spec(cluster={"nodes": "a", "colour": "red"}).problems(check_paths=False) == [
         "cluster: unknown multi-node option(s): colour"]
 

@@ -276,6 +276,80 @@ def test_each_method_under_a_two_process_launch(tmp_path, method):
     assert [c.step for c in launch.checkpoints_of(store.get(info.id)) if c.complete] == [2, 4]
 
 
+# The adapter each method's FSDP run trains: DPO fully fine-tuned makes TRL shard its reference
+# model too (`prepare_fsdp`); KTO's LoRA reference is the sharded model with its adapter switched
+# off; ORPO has none; GRPO's LoRA generates with the sharded model,
+# rewarded for any letter a-m (about half the random completions: a group's advantages are not all 0).
+FSDP_ADAPTER = {"dpo": "full", "kto": "lora", "orpo": "lora", "grpo": "lora"}
+FSDP_CHANGES = {"grpo": {"rewards": ["regex:[a-m]"]}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list(FSDP_ADAPTER))
+def test_fsdp_on_two_cpu_processes_shards_each_method_and_keeps_its_loss(tmp_path, capsys, method):
+    """`--distributed fsdp` on CPU processes really shards TRL's trainers (accelerate alone would
+    run them as DDP: engine/train/cpu_fsdp.py), without changing the maths: the loss of every step
+    equals the same run under DDP (same global batch), checkpoints are sealed and the final model or
+    adapter, gathered from both ranks' shards, loads."""
+    data, changes, _, _ = TWO_PROCESS_RUNS[method]
+    adapter = FSDP_ADAPTER[method]
+    same = dict(max_steps=3, batch_size=2, devices="cpu:2", save_steps=2, adapter=adapter,
+                **{**changes, **FSDP_CHANGES.get(method, {})})
+    if adapter == "full":
+        same["learning_rate"] = 1e-4
+    rows = data(tmp_path)
+    store = RunStore()
+    fsdp = launch.start(rl_spec(rows, method, distributed="fsdp", **same), store)
+    ddp = launch.start(rl_spec(rows, method, distributed="ddp", **same), store)
+    wait_for(lambda: ended(store, fsdp.id) and ended(store, ddp.id), timeout=400, what=f"{method} FSDP and DDP runs")
+    log = "\n".join(store.log_tail(fsdp.id, 200))
+    assert store.get(fsdp.id).status == "succeeded", log
+    assert store.get(ddp.id).status == "succeeded", "\n".join(store.log_tail(ddp.id, 40))
+    assert "FSDP2: the weights were sharded" in log
+    assert "FSDP2" not in "\n".join(store.log_tail(ddp.id, 200))
+    sharded, replicated = metric_curve(store, fsdp.id, "loss"), metric_curve(store, ddp.id, "loss")
+    assert sorted(sharded) == sorted(replicated) == [1, 2, 3]
+    with capsys.disabled():
+        print(f"{method} ({adapter}) loss per step, FSDP {sharded} vs DDP {replicated}")
+    assert [sharded[s] for s in (1, 2, 3)] == pytest.approx([replicated[s] for s in (1, 2, 3)], abs=1e-4)
+    checkpoint = store.get(fsdp.id).out_dir / "checkpoints" / "checkpoint-2"
+    assert "pytorch_model_fsdp.bin" in {p.name for p in checkpoint.iterdir()}
+    assert [c.step for c in launch.checkpoints_of(store.get(fsdp.id)) if c.complete] == [2, 3]
+    # GRPO's loss is about 0 at every step (one update per generation: minus the mean of advantages
+    # normalized per group), so the trained weights are compared too: both runs' final outputs load and
+    # agree, and training moved them
+    sharded_weights, replicated_weights = trained_weights(output_of(store, fsdp.id), adapter), \
+        trained_weights(output_of(store, ddp.id), adapter)
+    start = trained_weights(None, adapter)
+    assert sorted(sharded_weights) == sorted(replicated_weights) == sorted(start)
+    gap = max(float((sharded_weights[k] - replicated_weights[k]).abs().max()) for k in start)
+    moved = max(float((sharded_weights[k] - start[k]).abs().max()) for k in start)
+    with capsys.disabled():
+        print(f"  weights: FSDP vs DDP largest difference {gap:.2e}; moved by up to {moved:.2e} in training")
+    learning_rate = same.get("learning_rate", rl_spec(rows, method).learning_rate)
+    assert moved > learning_rate / 2 and gap < moved / 100  # Adam's first step alone moves weights by about lr
+
+
+def trained_weights(final: Path | None, adapter: str) -> dict:
+    """The weights a run trains, loaded from its final folder with transformers/peft (the base's
+    own for `final=None`): every tensor of a full fine-tune; LoRA's B matrices (zeros at the start)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(final if adapter == "full" and final else cached_tiny_llama()))
+    if adapter == "full":
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if final is None:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
+        return {k: torch.zeros_like(v) for k, v in model.state_dict().items() if "lora_B" in k}
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, str(final))
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_B" in k}
+
+
 def test_failures_are_one_clear_line(tmp_path):
     store = RunStore()
     sft_data = write_jsonl(tmp_path / "sft.jsonl", [{"prompt": "a", "completion": "b"}] * 3)
