@@ -58,14 +58,6 @@ SCREENS: dict[str, str] = {
 APP_CSS = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses may live anywhere
 
 
-def start_css(mode: str) -> list[str]:
-    """The stylesheet of `mode`'s screen (tui/screens/<module>.tcss, its CSS_PATH), read with the
-    app's when the app opens on that mode (`LLMDeckApp.__init__` says why); none if it has none."""
-    module = SCREENS[mode].partition(":")[0].rpartition(".")[2]
-    path = Path(__file__).parent / "screens" / f"{module}.tcss"
-    return [str(path)] if path.exists() else []
-
-
 class LLMDeckApp(App[None]):
     TITLE = "llmdeck"
     CSS_PATH = APP_CSS
@@ -119,9 +111,12 @@ class LLMDeckApp(App[None]):
         # Textual re-parse every stylesheet twice before the first frame (once for the theme, once
         # more because the first screen then looked out of date), and the start screen's own file
         # read as it mounted made a third: together about a tenth of llmdeck's time to its first
-        # frame (bench/startup.py). Its file is read with the app's for the same reason.
+        # frame (bench/startup.py). That third one stays: it is also the pass that styles the
+        # widgets first seen on that screen with their own CSS (read with the app's, Convert's
+        # checkbox labels were drawn in the background colour: tests/tui/test_theme_contrast.py
+        # ::test_each_mode_opened_first_is_styled_as_when_switched_to).
         self.set_reactive(LLMDeckApp.theme, requested)
-        super().__init__(css_path=[APP_CSS, *start_css(start_mode)])
+        super().__init__(css_path=[APP_CSS])
         self.set_class(True, f"-theme-{requested}", update=False)  # as Textual's theme watcher names it
         for theme in themes.BUILTIN_THEMES.values():
             self.register_theme(theme)

@@ -251,3 +251,19 @@ async def test_every_dialog_and_the_help_meet_wcag_aa(theme: str, tmp_path) -> N
         check("clear session", await opened(pilot, app, ConfirmModal, "enter"))
         await pilot.press("n")
     assert not failures, f"{theme}: text under {AA}:1\n" + "\n".join(dict.fromkeys(failures))
+
+
+@pytest.mark.parametrize("mode", [mode.key for mode in MODES])
+async def test_each_mode_opened_first_is_styled_as_when_switched_to(mode: str) -> None:
+    """`llmdeck convert` and the like open straight on a mode. Its screen must be styled with every
+    widget's own CSS, as when a user switches to it: once, a start-up shortcut marked the first
+    screen styled before it was mounted, and Convert's checkbox labels and its run line were drawn
+    in the background colour (1.0:1)."""
+    no_gpu = FakeNvml(fail={"nvmlInit": pynvml.NVMLError_LibraryNotFound})
+    app = LLMDeckApp(start_mode=mode, options={"nvml": no_gpu})
+    async with app.run_test(size=(100, 30)) as pilot:
+        fg0, bg0 = themed(app, app.theme)
+        await pilot.pause(0.3)
+        assert app.current_mode == mode
+        failures = low_contrast_text(app.screen, fg0, bg0)
+    assert not failures, f"{mode} opened first: text under {AA}:1\n" + "\n".join(dict.fromkeys(failures))
