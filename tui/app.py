@@ -55,12 +55,9 @@ SCREENS: dict[str, str] = {
 """Mode key -> the screen class showing it, imported when the mode is first opened."""
 
 
-APP_CSS = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses may live anywhere
-
-
 class LLMDeckApp(App[None]):
     TITLE = "llmdeck"
-    CSS_PATH = APP_CSS
+    CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses may live anywhere
     BINDINGS = [
         *(
             Binding(str(number), f"switch_mode('{mode.key}')", mode.name, show=False, id=f"mode.{mode.key}")
@@ -116,7 +113,7 @@ class LLMDeckApp(App[None]):
         # checkbox labels were drawn in the background colour: tests/tui/test_theme_contrast.py
         # ::test_each_mode_opened_first_is_styled_as_when_switched_to).
         self.set_reactive(LLMDeckApp.theme, requested)
-        super().__init__(css_path=[APP_CSS])
+        super().__init__()
         self.set_class(True, f"-theme-{requested}", update=False)  # as Textual's theme watcher names it
         for theme in themes.BUILTIN_THEMES.values():
             self.register_theme(theme)
